@@ -1,0 +1,64 @@
+# Two commands on a fresh machine with Python 3.11+ and make: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_BOOT := .uv-boot
+UV := $(UV_BOOT)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+# Local defaults for the suite: the real PostgreSQL and Redis on this machine.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tmt_ir
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PANGO_PKGS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+
+.PHONY: install run test test-e2e-deps bench lint fuzz check clean
+
+$(UV):
+	$(PYTHON) -m venv $(UV_BOOT)
+	$(UV_BOOT)/bin/pip install --quiet uv
+
+# Idempotent: installs only what is missing.
+install: $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@if ! ldconfig -p | grep -q libpangoft2-1.0; then \
+		echo "Installing Pango for WeasyPrint from Debian packages"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(PANGO_PKGS); \
+	fi
+
+# The browser tests drive Debian's Chromium; no browser is downloaded.
+test-e2e-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
+	fi
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo --if-empty
+	$(PY) manage.py run_all
+
+test: install test-e2e-deps
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	TMT_REQUIRE_SERVICES=1 \
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: install
+	@for script in bench/*.py; do \
+		echo "== $$script"; \
+		DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+		$(PY) $$script || exit 1; \
+	done
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+check: install
+	$(PY) manage.py check
+	DJANGO_PRODUCTION=1 DJANGO_SECRET_KEY=$$(head -c 48 /dev/urandom | base64) DJANGO_ALLOWED_HOSTS=tmt.example $(PY) manage.py check --deploy --fail-level WARNING
+
+clean:
+	rm -rf $(VENV) $(UV_BOOT) var

@@ -1,0 +1,1 @@
+# Drills, exercises and certifications arrive with the training issue.

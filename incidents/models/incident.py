@@ -1,0 +1,339 @@
+"""The incident record and its lifecycle.
+
+The @transition methods are pure: they change state and timestamps only. The services in
+incidents/services.py wrap them to write the timeline, attach checklists and (later) schedule
+deadlines, so a transition from the web, the admin, the API or a task behaves the same.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from .policy import SeverityLevel, System
+
+MAX_FINANCIAL_IMPACT_USD = Decimal("1000000000")  # $1bn: above this an estimate is a typo
+
+
+class State(models.TextChoices):
+    DETECTED = "detected", "Detected"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    INVESTIGATING = "investigating", "Investigating"
+    CONTAINED = "contained", "Contained"
+    RECOVERING = "recovering", "Recovering"
+    RESOLVED = "resolved", "Resolved"
+    IN_REVIEW = "in_review", "In review"
+    CLOSED = "closed", "Closed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPEN_STATES = [
+    State.DETECTED,
+    State.ACKNOWLEDGED,
+    State.INVESTIGATING,
+    State.CONTAINED,
+    State.RECOVERING,
+]
+# States the seed's status template calls Investigating / Contained / Resolved.
+STATUS_WORD = {
+    State.DETECTED: "Investigating",
+    State.ACKNOWLEDGED: "Investigating",
+    State.INVESTIGATING: "Investigating",
+    State.CONTAINED: "Contained",
+    State.RECOVERING: "Contained",
+    State.RESOLVED: "Resolved",
+    State.IN_REVIEW: "Resolved",
+    State.CLOSED: "Resolved",
+    State.CANCELLED: "Cancelled",
+}
+
+
+class Category(models.TextChoices):
+    OPERATIONAL = "operational", "Operational / trading"
+    SECURITY = "security", "Security"
+    COMPLIANCE = "compliance", "Compliance / regulatory"
+    DATA = "data", "Data integrity"
+
+
+class DetectionMethod(models.TextChoices):
+    AUTOMATED_ALERT = "automated_alert", "Automated alert (monitoring)"
+    USER_REPORT = "user_report", "User report"
+    EXTERNAL_NOTIFICATION = "external_notification", "External notification (broker / data provider)"
+    HEALTH_CHECK = "health_check", "System health check"
+
+
+TRANSITION_PERMISSION = "incidents.transition_incident"
+CLOSE_PERMISSION = "incidents.close_incident"
+
+
+class IncidentDaySequence(models.Model):
+    """Last number handed out per UTC day; the row lock makes TMT-INC-...-NNN gap-free."""
+
+    day = models.DateField(primary_key=True)
+    last_number = models.PositiveIntegerField(default=0)
+
+
+class Incident(ConcurrentTransitionMixin, models.Model):
+    reference = models.CharField("incident ID", max_length=32, unique=True, editable=False)
+    reference_day = models.DateField(editable=False)
+    reference_number = models.PositiveIntegerField(editable=False)
+
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    severity = models.ForeignKey(SeverityLevel, on_delete=models.PROTECT, related_name="+")
+    category = models.CharField(max_length=20, choices=Category.choices, default=Category.OPERATIONAL)
+    detection_method = models.CharField(max_length=30, choices=DetectionMethod.choices)
+    affected_systems = models.ManyToManyField(System, blank=True, related_name="incidents")
+    financial_impact_usd = models.DecimalField(
+        "estimated financial impact (USD)",
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(MAX_FINANCIAL_IMPACT_USD)],
+    )
+    user_impact = models.TextField("user / system impact", blank=True)
+    is_drill = models.BooleanField(
+        default=False, help_text="Exercise incident: excluded from real metrics and obligations."
+    )
+
+    state = FSMField(default=State.DETECTED, choices=State.choices, protected=True, db_index=True)
+    reported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reported_incidents"
+    )
+    commander = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="commanded_incidents",
+        verbose_name="incident commander",
+    )
+
+    # The report's Start/End Time: when the problem began and ended (editable, may precede
+    # detection). The phase timestamps below are when the team did things (not editable).
+    started_at = models.DateTimeField("start time")
+    ended_at = models.DateTimeField("end time", null=True, blank=True)
+    detected_at = models.DateTimeField(default=timezone.now, editable=False)
+    acknowledged_at = models.DateTimeField(null=True, blank=True, editable=False)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    investigating_at = models.DateTimeField(null=True, blank=True, editable=False)
+    contained_at = models.DateTimeField(null=True, blank=True, editable=False)
+    recovering_at = models.DateTimeField(null=True, blank=True, editable=False)
+    resolved_at = models.DateTimeField(null=True, blank=True, editable=False)
+    review_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    closed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cancel_reason = models.TextField(blank=True, editable=False)
+
+    # The seed's incident report template.
+    primary_cause = models.TextField(blank=True)
+    contributing_factors = models.TextField(blank=True)
+    resolution_actions = models.TextField(blank=True)
+    verification_steps = models.TextField(blank=True)
+    went_well = models.TextField("what went well", blank=True)
+    could_improve = models.TextField("what could improve", blank=True)
+    prevention_immediate = models.TextField("immediate prevention actions", blank=True)
+    prevention_long_term = models.TextField("long-term prevention actions", blank=True)
+    monitoring_improvements = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-detected_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reference_day", "reference_number"], name="incident_reference_per_day"
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),
+                name="incident_end_not_before_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(financial_impact_usd__isnull=True) | Q(financial_impact_usd__gte=0),
+                name="incident_financial_impact_not_negative",
+            ),
+        ]
+        indexes = [
+            # The dashboard and list filter open incidents by severity, newest first.
+            models.Index(fields=["state", "severity", "-detected_at"], name="incident_open_by_sev"),
+            models.Index(fields=["-detected_at"], name="incident_newest"),
+        ]
+        permissions = [
+            ("transition_incident", "Can move an incident through its phases"),
+            ("close_incident", "Can close an incident after review"),
+            ("assign_commander", "Can assign the incident commander"),
+            ("trigger_emergency_stop", "Can trigger the trading emergency stop"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.title}"
+
+    # -- derived figures -------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def status_word(self) -> str:
+        return STATUS_WORD[State(self.state)]
+
+    @property
+    def time_to_acknowledge(self):
+        return self.acknowledged_at - self.detected_at if self.acknowledged_at else None
+
+    @property
+    def time_to_resolve(self):
+        return self.resolved_at - self.detected_at if self.resolved_at else None
+
+    @property
+    def duration(self):
+        end = self.ended_at or self.resolved_at
+        return end - self.started_at if end else None
+
+    # -- guards (pure) ---------------------------------------------------------------------
+    def initial_assessment_done(self) -> bool:
+        return not self.checklist_items.filter(gates_containment=True, done_at__isnull=True).exists()
+
+    def has_resolution_actions(self) -> bool:
+        return bool(self.resolution_actions.strip())
+
+    def review_approved_if_required(self) -> bool:
+        if self.severity.level > 2:
+            return True
+        from reports.selectors import incident_has_approved_review
+
+        return incident_has_approved_review(incident=self)
+
+    # -- transitions (pure: state and timestamps only) -------------------------------------
+    @transition(
+        field=state,
+        source=State.DETECTED,
+        target=State.ACKNOWLEDGED,
+        permission=TRANSITION_PERMISSION,
+        custom={"label": "Acknowledge"},
+    )
+    def acknowledge(self, *, by=None, at: datetime | None = None) -> None:
+        self.acknowledged_at = at or timezone.now()
+        self.acknowledged_by = by
+
+    @transition(
+        field=state,
+        source=State.ACKNOWLEDGED,
+        target=State.INVESTIGATING,
+        permission=TRANSITION_PERMISSION,
+        custom={"label": "Start investigation"},
+    )
+    def start_investigation(self, *, at: datetime | None = None) -> None:
+        self.investigating_at = self.investigating_at or at or timezone.now()
+
+    @transition(
+        field=state,
+        source=State.INVESTIGATING,
+        target=State.CONTAINED,
+        conditions=[initial_assessment_done],
+        permission=TRANSITION_PERMISSION,
+        custom={"label": "Mark contained", "guard": "Complete the initial assessment checklist first."},
+    )
+    def contain(self, *, at: datetime | None = None) -> None:
+        self.contained_at = at or timezone.now()
+
+    @transition(
+        field=state,
+        source=State.CONTAINED,
+        target=State.RECOVERING,
+        conditions=[initial_assessment_done],
+        permission=TRANSITION_PERMISSION,
+        custom={"label": "Start recovery"},
+    )
+    def start_recovery(self, *, at: datetime | None = None) -> None:
+        self.recovering_at = at or timezone.now()
+
+    @transition(
+        field=state,
+        source=[State.CONTAINED, State.RECOVERING],
+        target=State.RESOLVED,
+        conditions=[initial_assessment_done, has_resolution_actions],
+        permission=TRANSITION_PERMISSION,
+        custom={"label": "Resolve", "guard": "Record the resolution actions first."},
+    )
+    def resolve(self, *, at: datetime | None = None) -> None:
+        self.resolved_at = at or timezone.now()
+        if self.ended_at is None:
+            self.ended_at = self.resolved_at
+
+    @transition(
+        field=state,
+        source=[State.RESOLVED, State.IN_REVIEW],
+        target=State.INVESTIGATING,
+        permission=TRANSITION_PERMISSION,
+        custom={"label": "Reopen"},
+    )
+    def reopen(self) -> None:
+        # The earlier resolution stays on the timeline; the clocks run again from here.
+        self.resolved_at = None
+        self.ended_at = None
+        self.review_started_at = None
+
+    @transition(
+        field=state,
+        source=State.RESOLVED,
+        target=State.IN_REVIEW,
+        permission=TRANSITION_PERMISSION,
+        custom={"label": "Start post-incident review"},
+    )
+    def start_review(self, *, at: datetime | None = None) -> None:
+        self.review_started_at = at or timezone.now()
+
+    @transition(
+        field=state,
+        source=[State.RESOLVED, State.IN_REVIEW],
+        target=State.CLOSED,
+        conditions=[review_approved_if_required],
+        permission=CLOSE_PERMISSION,
+        custom={
+            "label": "Close",
+            "guard": "Severity 1 and 2 incidents need an approved post-incident report.",
+        },
+    )
+    def close(self, *, at: datetime | None = None) -> None:
+        self.closed_at = at or timezone.now()
+
+    @transition(
+        field=state,
+        source=OPEN_STATES,
+        target=State.CANCELLED,
+        permission=TRANSITION_PERMISSION,
+        custom={"label": "Cancel (false alarm)", "needs_reason": True},
+    )
+    def cancel(self, *, reason: str, at: datetime | None = None) -> None:
+        self.cancel_reason = reason
+        self.cancelled_at = at or timezone.now()
+
+
+TRANSITION_NAMES = [
+    "acknowledge",
+    "start_investigation",
+    "contain",
+    "start_recovery",
+    "resolve",
+    "reopen",
+    "start_review",
+    "close",
+    "cancel",
+]

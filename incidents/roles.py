@@ -1,0 +1,79 @@
+"""The seed's response team as Django groups, and what each may do.
+
+Synchronised after every migrate, so a permission added by a later migration reaches the groups
+without a hand-written data migration. Admins may add permissions to a group; this only adds.
+"""
+
+from django.contrib.auth.models import Group, Permission
+
+ON_CALL_ENGINEER = "On-Call Engineer"
+RISK_MANAGER = "Risk Manager"
+SYSTEM_ADMINISTRATOR = "System Administrator"
+INCIDENT_MANAGER = "Incident Manager"
+CTO = "CTO"
+HEAD_OF_RISK = "Head of Risk Management"
+CEO = "CEO"
+TRAINER = "Trainer"
+
+_RESPONDER = [
+    "incidents.view_incident",
+    "incidents.add_incident",
+    "incidents.change_incident",
+    "incidents.transition_incident",
+    "incidents.add_timelineentry",
+    "incidents.view_timelineentry",
+    "incidents.change_incidentchecklistitem",
+    "incidents.add_evidenceattachment",
+    "incidents.view_evidenceattachment",
+    "reports.view_postincidentreview",
+    "reports.add_postincidentreview",
+    "reports.change_postincidentreview",
+    "reports.view_actionitem",
+    "reports.add_actionitem",
+    "reports.change_actionitem",
+]
+_MANAGER = _RESPONDER + [
+    "incidents.close_incident",
+    "incidents.assign_commander",
+    "reports.approve_review",
+]
+_EXECUTIVE_VIEW = [
+    "incidents.view_incident",
+    "incidents.view_timelineentry",
+    "incidents.view_evidenceattachment",
+    "incidents.add_timelineentry",
+    "reports.view_postincidentreview",
+    "reports.approve_review",
+    "reports.view_actionitem",
+]
+_POLICY_EDIT = [
+    f"incidents.{action}_{model}"
+    for model in ("severitylevel", "system", "phasetarget", "checklisttemplate", "checklisttemplateitem", "recoverypointobjective")
+    for action in ("view", "change", "add")
+]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    ON_CALL_ENGINEER: _RESPONDER + ["incidents.trigger_emergency_stop"],
+    RISK_MANAGER: _RESPONDER + ["incidents.trigger_emergency_stop"],
+    SYSTEM_ADMINISTRATOR: _RESPONDER,
+    INCIDENT_MANAGER: _MANAGER + _POLICY_EDIT,
+    CTO: _MANAGER + ["incidents.trigger_emergency_stop"],
+    HEAD_OF_RISK: _MANAGER + ["incidents.trigger_emergency_stop"],
+    CEO: _EXECUTIVE_VIEW + ["incidents.close_incident"],
+    TRAINER: ["incidents.view_incident", "incidents.view_timelineentry", "reports.view_actionitem", "reports.add_actionitem"],
+}
+MANAGER_ROLES = {INCIDENT_MANAGER, CTO, HEAD_OF_RISK, CEO}
+
+
+def ensure_role_groups(sender=None, **kwargs) -> None:
+    using = kwargs.get("using", "default")
+    wanted = {perm for perms in ROLE_PERMISSIONS.values() for perm in perms}
+    by_name = {}
+    for perm in Permission.objects.using(using).select_related("content_type"):
+        key = f"{perm.content_type.app_label}.{perm.codename}"
+        if key in wanted:
+            by_name[key] = perm
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=role)
+        present = [by_name[p] for p in perms if p in by_name]
+        group.permissions.add(*present)

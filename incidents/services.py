@@ -1,0 +1,513 @@
+"""Every write to an incident goes through here: views, admin, API and tasks call these.
+
+Each function is keyword-only, atomic, and records what it did on the append-only timeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import connection, transaction
+from django.utils import timezone
+from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed, has_transition_perm
+
+from .models import (
+    TRANSITION_NAMES,
+    ChecklistTemplate,
+    EvidenceAttachment,
+    Incident,
+    IncidentChecklistItem,
+    SeverityLevel,
+    State,
+    System,
+    TimelineEntry,
+)
+
+
+# Fields full_clean must not touch: the services set them, and django-fsm protects `state`.
+_SET_BY_SERVICES = ["reference", "reference_day", "reference_number", "state"]
+
+
+class IncidentChangedError(Exception):
+    """Someone else moved the incident since the user loaded it."""
+
+    message = "This incident was changed by someone else. Reload the page to see its current state."
+
+
+class TransitionRefusedError(Exception):
+    pass
+
+
+# -- severity -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeveritySuggestion:
+    severity: SeverityLevel
+    reason: str
+
+
+def severity_suggest(*, financial_impact_usd: Decimal | None) -> SeveritySuggestion | None:
+    """The most severe level whose financial band the estimate falls in, and why."""
+    if financial_impact_usd is None:
+        return None
+    for level in SeverityLevel.objects.exclude(financial_threshold_usd=None).order_by("level"):
+        if level.matches_financial_impact(financial_impact_usd):
+            word = "at or above" if level.threshold_inclusive else "above"
+            return SeveritySuggestion(
+                severity=level,
+                reason=(
+                    f"Estimated impact ${financial_impact_usd:,.2f} is {word} "
+                    f"${level.financial_threshold_usd:,.0f}: {level.label}."
+                ),
+            )
+    return None
+
+
+# -- open -----------------------------------------------------------------------------------
+
+
+def _next_reference(day) -> tuple[int, str]:
+    # One row per UTC day, incremented in this transaction: concurrent openers queue on the
+    # row lock, and a rolled-back open rolls its number back too, so numbers are gap-free.
+    table = "incidents_incidentdaysequence"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (day, last_number) VALUES (%s, 1) "  # noqa: S608 - fixed name
+            f"ON CONFLICT (day) DO UPDATE SET last_number = {table}.last_number + 1 "
+            "RETURNING last_number",
+            [day],
+        )
+        number = cursor.fetchone()[0]
+    return number, f"TMT-INC-{day:%Y-%m-%d}-{number:03d}"
+
+
+@transaction.atomic
+def incident_open(
+    *,
+    title: str,
+    severity: SeverityLevel,
+    reported_by: AbstractBaseUser,
+    detection_method: str,
+    description: str = "",
+    category: str = "operational",
+    affected_systems: Iterable[System] = (),
+    financial_impact_usd: Decimal | None = None,
+    user_impact: str = "",
+    started_at: datetime | None = None,
+    commander: AbstractBaseUser | None = None,
+    is_drill: bool = False,
+    opened_by_team: str = "",
+) -> Incident:
+    now = timezone.now()
+    day = now.astimezone(UTC).date()
+    number, reference = _next_reference(day)
+    incident = Incident(
+        reference=reference,
+        reference_day=day,
+        reference_number=number,
+        title=title,
+        description=description,
+        severity=severity,
+        category=category,
+        detection_method=detection_method,
+        financial_impact_usd=financial_impact_usd,
+        user_impact=user_impact,
+        started_at=started_at or now,
+        detected_at=now,
+        reported_by=reported_by,
+        commander=commander,
+        is_drill=is_drill,
+    )
+    incident.full_clean(exclude=_SET_BY_SERVICES)
+    incident.save()
+    systems = list(affected_systems)
+    if systems:
+        incident.affected_systems.set(systems)
+    timeline_record(
+        incident,
+        kind=TimelineEntry.Kind.STATE_CHANGE,
+        action=f"Incident opened as {severity.label}: {title}",
+        owner=None if opened_by_team else reported_by,
+        owner_team=opened_by_team,
+        to_state=State.DETECTED,
+        at=now,
+    )
+    if commander is not None:
+        timeline_record(
+            incident,
+            kind=TimelineEntry.Kind.UPDATE,
+            action=f"Incident commander: {_person(commander)}",
+            owner=reported_by,
+            at=now,
+        )
+    _attach_checklists(incident, state=State.DETECTED)
+    return incident
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+def incident_available_transitions(*, incident: Incident, user) -> list[dict]:
+    """Transitions this user may run now, with why a blocked one is blocked."""
+    result = []
+    for name in TRANSITION_NAMES:
+        method = getattr(incident, name)
+        meta = method._django_fsm.get_transition(incident.state)
+        if meta is None or not has_transition_perm(method, user):
+            continue
+        allowed = can_proceed(method)
+        result.append(
+            {
+                "name": name,
+                "label": meta.custom.get("label", name),
+                "allowed": allowed,
+                "blocked_reason": "" if allowed else meta.custom.get("guard", "Not allowed yet."),
+                "needs_reason": meta.custom.get("needs_reason", False),
+            }
+        )
+    return result
+
+
+@transaction.atomic
+def incident_transition(
+    *,
+    incident: Incident,
+    name: str,
+    user: AbstractBaseUser,
+    expected_state: str | None = None,
+    reason: str = "",
+) -> Incident:
+    """Run one lifecycle transition for a user, record it, and attach the next checklists.
+
+    expected_state is the state the user saw; if it no longer holds, somebody else won.
+    """
+    if name not in TRANSITION_NAMES:
+        raise TransitionRefusedError(f"Unknown action “{name}”.")
+    if expected_state is not None and incident.state != expected_state:
+        raise IncidentChangedError(IncidentChangedError.message)
+    method = getattr(incident, name)
+    if method._django_fsm.get_transition(incident.state) is None:
+        raise TransitionRefusedError(
+            f"“{name.replace('_', ' ')}” is not possible while the incident is {incident.get_state_display().lower()}."
+        )
+    if not has_transition_perm(method, user):
+        raise PermissionDenied("You do not have permission for this action.")
+    meta = method._django_fsm.get_transition(incident.state)
+    if not can_proceed(method):
+        raise TransitionRefusedError(meta.custom.get("guard", "This action is not allowed yet."))
+    kwargs: dict = {}
+    if meta.custom.get("needs_reason"):
+        reason = reason.strip()
+        if not reason:
+            raise ValidationError({"reason": "Give a reason."})
+        kwargs["reason"] = reason
+    if name == "acknowledge":
+        kwargs["by"] = user
+    source = incident.state
+    try:
+        method(**kwargs)
+        incident.save()
+    except TransitionNotAllowed as exc:
+        raise TransitionRefusedError(str(exc)) from exc
+    except ConcurrentTransition as exc:
+        raise IncidentChangedError(IncidentChangedError.message) from exc
+    action = f"{meta.custom.get('label', name)}: {State(source).label} → {State(incident.state).label}"
+    if reason:
+        action += f". Reason: {reason}"
+    timeline_record(
+        incident,
+        kind=TimelineEntry.Kind.STATE_CHANGE,
+        action=action,
+        owner=user,
+        from_state=source,
+        to_state=incident.state,
+    )
+    _attach_checklists(incident, state=incident.state)
+    return incident
+
+
+def incident_acknowledge(*, incident: Incident, user: AbstractBaseUser) -> Incident:
+    return incident_transition(incident=incident, name="acknowledge", user=user)
+
+
+# -- details --------------------------------------------------------------------------------
+
+EDITABLE_FIELDS = (
+    "title",
+    "description",
+    "category",
+    "detection_method",
+    "financial_impact_usd",
+    "user_impact",
+    "started_at",
+    "ended_at",
+    "primary_cause",
+    "contributing_factors",
+    "resolution_actions",
+    "verification_steps",
+    "went_well",
+    "could_improve",
+    "prevention_immediate",
+    "prevention_long_term",
+    "monitoring_improvements",
+)
+
+
+@transaction.atomic
+def incident_update(
+    *,
+    incident: Incident,
+    user: AbstractBaseUser,
+    severity: SeverityLevel | None = None,
+    affected_systems: Iterable[System] | None = None,
+    **fields,
+) -> Incident:
+    """Change descriptive fields; each change is recorded on the timeline."""
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"Not editable: {', '.join(sorted(unknown))}")
+    locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    changes = []
+    for name, value in fields.items():
+        old = getattr(locked, name)
+        if old != value:
+            setattr(locked, name, value)
+            changes.append(Incident._meta.get_field(name).verbose_name)
+    if severity is not None and severity.pk != locked.severity_id:
+        old_label = locked.severity.label
+        locked.severity = severity
+        timeline_record(
+            locked,
+            kind=TimelineEntry.Kind.UPDATE,
+            action=f"Severity changed from {old_label} to {severity.label}",
+            owner=user,
+            data={"severity_from": old_label, "severity_to": severity.label},
+        )
+    locked.full_clean(exclude=_SET_BY_SERVICES)
+    locked.save()
+    if affected_systems is not None:
+        new = set(affected_systems)
+        old_set = set(locked.affected_systems.all())
+        if new != old_set:
+            locked.affected_systems.set(new)
+            changes.append("affected systems")
+    if changes:
+        timeline_record(
+            locked,
+            kind=TimelineEntry.Kind.UPDATE,
+            action="Updated " + ", ".join(changes),
+            owner=user,
+        )
+    incident.refresh_from_db()
+    return locked
+
+
+@transaction.atomic
+def incident_assign_commander(
+    *, incident: Incident, commander: AbstractBaseUser | None, user: AbstractBaseUser
+) -> Incident:
+    if not user.has_perm("incidents.assign_commander") and commander != user:
+        raise PermissionDenied("Only an incident manager may assign someone else as commander.")
+    locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    if locked.commander_id == (commander.pk if commander else None):
+        return locked
+    locked.commander = commander
+    locked.save(update_fields=["commander", "updated_at"])
+    timeline_record(
+        locked,
+        kind=TimelineEntry.Kind.UPDATE,
+        action=f"Incident commander: {_person(commander) if commander else 'none'}",
+        owner=user,
+    )
+    return locked
+
+
+# -- timeline -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def timeline_add_note(
+    *,
+    incident: Incident,
+    author: AbstractBaseUser,
+    text: str,
+    occurred_at: datetime | None = None,
+    owner_team: str = "",
+) -> TimelineEntry:
+    text = text.strip()
+    if not text:
+        raise ValidationError({"text": "Write something."})
+    now = timezone.now()
+    if occurred_at is not None and occurred_at > now + timedelta(minutes=1):
+        raise ValidationError({"occurred_at": "A note cannot happen in the future."})
+    return timeline_record(
+        incident,
+        kind=TimelineEntry.Kind.NOTE,
+        action=text,
+        owner=author,
+        owner_team=owner_team,
+        at=occurred_at or now,
+    )
+
+
+# -- checklists -----------------------------------------------------------------------------
+
+
+def _attach_checklists(incident: Incident, *, state: str) -> None:
+    templates = ChecklistTemplate.objects.filter(active=True, attach_on_state=state).prefetch_related("items")
+    already = set(incident.checklist_items.values_list("template_id", flat=True).distinct())
+    rows = []
+    for template in templates:
+        if template.pk in already or (template.category and template.category != incident.category):
+            continue
+        rows.extend(
+            IncidentChecklistItem(
+                incident=incident,
+                template=template,
+                section=template.name,
+                text=item.text,
+                order=item.order,
+                gates_containment=template.gates_containment,
+            )
+            for item in template.items.all()
+        )
+    IncidentChecklistItem.objects.bulk_create(rows)
+
+
+@transaction.atomic
+def checklist_item_set_done(
+    *, item: IncidentChecklistItem, user: AbstractBaseUser, done: bool
+) -> IncidentChecklistItem:
+    locked = IncidentChecklistItem.objects.select_for_update().select_related("incident").get(pk=item.pk)
+    if locked.done == done:
+        return locked
+    if not locked.incident.is_open and locked.incident.state != State.RESOLVED:
+        raise ValidationError("The checklist of a closed incident cannot change.")
+    locked.done_at = timezone.now() if done else None
+    locked.done_by = user if done else None
+    locked.save(update_fields=["done_at", "done_by"])
+    timeline_record(
+        locked.incident,
+        kind=TimelineEntry.Kind.CHECKLIST,
+        action=f"{'Done' if done else 'Un-ticked'}: {locked.section} — {locked.text}",
+        owner=user,
+        data={"checklist_item": locked.pk, "done": done},
+    )
+    return locked
+
+
+# -- evidence -------------------------------------------------------------------------------
+
+EVIDENCE_EXTENSIONS = {
+    ".log", ".txt", ".json", ".csv", ".xml", ".yaml", ".yml", ".sql", ".har",
+    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".pdf", ".gz", ".zip", ".tar", ".tgz",
+}
+# Magic numbers for the binary types, so a renamed executable is not stored as a "screenshot".
+_MAGIC = {
+    ".png": [b"\x89PNG\r\n\x1a\n"],
+    ".jpg": [b"\xff\xd8\xff"],
+    ".jpeg": [b"\xff\xd8\xff"],
+    ".gif": [b"GIF87a", b"GIF89a"],
+    ".pdf": [b"%PDF-"],
+    ".gz": [b"\x1f\x8b"],
+    ".tgz": [b"\x1f\x8b"],
+    ".zip": [b"PK\x03\x04", b"PK\x05\x06"],
+}
+
+
+def evidence_validate(uploaded: UploadedFile) -> None:
+    name = uploaded.name or ""
+    ext = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
+    if ext not in EVIDENCE_EXTENSIONS:
+        raise ValidationError(
+            {"file": f"Files of type “{ext or 'none'}” are not accepted. Accepted: {', '.join(sorted(EVIDENCE_EXTENSIONS))}."}
+        )
+    if uploaded.size > settings.EVIDENCE_MAX_BYTES:
+        raise ValidationError(
+            {"file": f"The file is {uploaded.size / 1048576:.1f} MB; the limit is {settings.EVIDENCE_MAX_BYTES / 1048576:.0f} MB."}
+        )
+    if uploaded.size == 0:
+        raise ValidationError({"file": "The file is empty."})
+    if ext in _MAGIC:
+        uploaded.seek(0)
+        head = uploaded.read(16)
+        uploaded.seek(0)
+        if not any(head.startswith(m) for m in _MAGIC[ext]):
+            raise ValidationError({"file": f"The file's content is not a {ext} file."})
+
+
+@transaction.atomic
+def evidence_attach(
+    *, incident: Incident, uploaded: UploadedFile, user: AbstractBaseUser, description: str = ""
+) -> EvidenceAttachment:
+    evidence_validate(uploaded)
+    digest = hashlib.sha256()
+    for chunk in uploaded.chunks():
+        digest.update(chunk)
+    uploaded.seek(0)
+    content_type = mimetypes.guess_type(uploaded.name)[0] or "application/octet-stream"
+    attachment = EvidenceAttachment(
+        incident=incident,
+        original_name=uploaded.name[:200],
+        content_type=content_type,
+        size_bytes=uploaded.size,
+        sha256=digest.hexdigest(),
+        description=description.strip(),
+        uploaded_by=user,
+    )
+    attachment.file.save(uploaded.name, uploaded, save=False)
+    attachment.save()
+    timeline_record(
+        incident,
+        kind=TimelineEntry.Kind.EVIDENCE,
+        action=f"Evidence added: {attachment.original_name} (SHA-256 {attachment.sha256[:12]}…)",
+        owner=user,
+        data={"evidence": attachment.pk, "sha256": attachment.sha256},
+    )
+    return attachment
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _person(user) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+def timeline_record(
+    incident: Incident,
+    *,
+    kind: str,
+    action: str,
+    owner=None,
+    owner_team: str = "",
+    from_state: str = "",
+    to_state: str = "",
+    at: datetime | None = None,
+    data: dict | None = None,
+) -> TimelineEntry:
+    """The one writer of timeline entries; escalation, health and report services use it too."""
+    now = timezone.now()
+    return TimelineEntry.objects.create(
+        incident=incident,
+        kind=kind,
+        action=action,
+        owner=owner,
+        owner_team=owner_team,
+        from_state=from_state,
+        to_state=to_state,
+        occurred_at=at or now,
+        recorded_at=now,
+        data=data or {},
+    )
+

@@ -1,0 +1,98 @@
+import os
+
+import pytest
+from django.contrib.auth.models import Group
+
+from incidents.roles import ensure_role_groups
+
+REQUIRE_SERVICES = os.environ.get("TMT_REQUIRE_SERVICES") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Under `make test` / CI every real part is there, so a skip means a missing service or
+    # browser: report it as a failure rather than let a green run hide it.
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_SERVICES and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under TMT_REQUIRE_SERVICES=1, which counts as a failure: {report.longrepr}"
+
+
+def pytest_sessionstart(session):
+    if not REQUIRE_SERVICES:
+        return
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        pytest.exit(f"TMT_REQUIRE_SERVICES=1 but DATABASE_URL is not PostgreSQL ({engine})", returncode=3)
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.exit("TMT_REQUIRE_SERVICES=1 but CELERY_BROKER_URL is not Redis", returncode=3)
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        pytest.exit(f"Redis at {settings.CELERY_BROKER_URL} is not reachable: {exc}", returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def roles(db):
+    ensure_role_groups()
+    return {g.name: g for g in Group.objects.all()}
+
+
+def _user_in(role_name, username):
+    from tests.factories import UserFactory
+
+    ensure_role_groups()
+    user = UserFactory(username=username)
+    user.groups.add(Group.objects.get(name=role_name))
+    return user
+
+
+@pytest.fixture
+def engineer(db):
+    return _user_in("On-Call Engineer", "oncall")
+
+
+@pytest.fixture
+def sysadmin(db):
+    return _user_in("System Administrator", "sysadmin")
+
+
+@pytest.fixture
+def manager(db):
+    return _user_in("Incident Manager", "im")
+
+
+@pytest.fixture
+def trainer(db):
+    return _user_in("Trainer", "trainer")
+
+
+@pytest.fixture
+def engineer_client(client, engineer):
+    client.force_login(engineer)
+    return client
+
+
+@pytest.fixture
+def manager_client(client, manager):
+    client.force_login(manager)
+    return client
+
+
+@pytest.fixture
+def postgres(db):
+    """For tests whose point is PostgreSQL's behaviour under concurrency."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.fail("this test needs PostgreSQL: set DATABASE_URL (make test does)")
