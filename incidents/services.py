@@ -107,8 +107,10 @@ def incident_open(
     commander: AbstractBaseUser | None = None,
     is_drill: bool = False,
     opened_by_team: str = "",
+    detected_at: datetime | None = None,
 ) -> Incident:
-    now = timezone.now()
+    """Open an incident. detected_at is for importing past incidents (and the demo month)."""
+    now = detected_at or timezone.now()
     day = now.astimezone(UTC).date()
     number, reference = _next_reference(day)
     incident = Incident(
@@ -186,6 +188,7 @@ def incident_transition(
     user: AbstractBaseUser,
     expected_state: str | None = None,
     reason: str = "",
+    at: datetime | None = None,
 ) -> Incident:
     """Run one lifecycle transition for a user, record it, and attach the next checklists.
 
@@ -213,6 +216,8 @@ def incident_transition(
         kwargs["reason"] = reason
     if name == "acknowledge":
         kwargs["by"] = user
+    if at is not None and name != "reopen":
+        kwargs["at"] = at
     source = incident.state
     try:
         method(**kwargs)
@@ -231,6 +236,7 @@ def incident_transition(
         owner=user,
         from_state=source,
         to_state=incident.state,
+        at=at,
     )
     _attach_checklists(incident, state=incident.state)
     return incident
@@ -386,14 +392,14 @@ def _attach_checklists(incident: Incident, *, state: str) -> None:
 
 @transaction.atomic
 def checklist_item_set_done(
-    *, item: IncidentChecklistItem, user: AbstractBaseUser, done: bool
+    *, item: IncidentChecklistItem, user: AbstractBaseUser, done: bool, at: datetime | None = None
 ) -> IncidentChecklistItem:
     locked = IncidentChecklistItem.objects.select_for_update().select_related("incident").get(pk=item.pk)
     if locked.done == done:
         return locked
     if not locked.incident.is_open and locked.incident.state != State.RESOLVED:
         raise ValidationError("The checklist of a closed incident cannot change.")
-    locked.done_at = timezone.now() if done else None
+    locked.done_at = (at or timezone.now()) if done else None
     locked.done_by = user if done else None
     locked.save(update_fields=["done_at", "done_by"])
     timeline_record(
@@ -402,6 +408,7 @@ def checklist_item_set_done(
         action=f"{'Done' if done else 'Un-ticked'}: {locked.section} — {locked.text}",
         owner=user,
         data={"checklist_item": locked.pk, "done": done},
+        at=at,
     )
     return locked
 
