@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
 from django.utils import timezone
-from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed, has_transition_perm
+from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
 from .models import (
     TRANSITION_NAMES,
@@ -31,7 +31,6 @@ from .models import (
     System,
     TimelineEntry,
 )
-
 
 # Fields full_clean must not touch: the services set them, and django-fsm protects `state`.
 _SET_BY_SERVICES = ["reference", "reference_day", "reference_number", "state"]
@@ -165,7 +164,7 @@ def incident_available_transitions(*, incident: Incident, user) -> list[dict]:
     for name in TRANSITION_NAMES:
         method = getattr(incident, name)
         meta = method._django_fsm.get_transition(incident.state)
-        if meta is None or not has_transition_perm(method, user):
+        if meta is None or not meta.has_perm(incident, user):
             continue
         allowed = can_proceed(method)
         result.append(
@@ -199,13 +198,15 @@ def incident_transition(
     if expected_state is not None and incident.state != expected_state:
         raise IncidentChangedError(IncidentChangedError.message)
     method = getattr(incident, name)
-    if method._django_fsm.get_transition(incident.state) is None:
+    meta = method._django_fsm.get_transition(incident.state)
+    if meta is None:
         raise TransitionRefusedError(
             f"“{name.replace('_', ' ')}” is not possible while the incident is {incident.get_state_display().lower()}."
         )
-    if not has_transition_perm(method, user):
+    # The transition's own permission, not django_fsm.has_transition_perm: that one also
+    # evaluates the guards, which would report a blocked guard as a missing permission.
+    if not meta.has_perm(incident, user):
         raise PermissionDenied("You do not have permission for this action.")
-    meta = method._django_fsm.get_transition(incident.state)
     if not can_proceed(method):
         raise TransitionRefusedError(meta.custom.get("guard", "This action is not allowed yet."))
     kwargs: dict = {}

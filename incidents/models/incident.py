@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -78,6 +79,9 @@ class IncidentDaySequence(models.Model):
 
     day = models.DateField(primary_key=True)
     last_number = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d}: {self.last_number}"
 
 
 class Incident(ConcurrentTransitionMixin, models.Model):
@@ -184,6 +188,9 @@ class Incident(ConcurrentTransitionMixin, models.Model):
     def __str__(self) -> str:
         return f"{self.reference} {self.title}"
 
+    def get_absolute_url(self) -> str:
+        return reverse("incidents:detail", args=[self.reference])
+
     # -- derived figures -------------------------------------------------------------------
     @property
     def is_open(self) -> bool:
@@ -208,7 +215,11 @@ class Incident(ConcurrentTransitionMixin, models.Model):
 
     # -- guards (pure) ---------------------------------------------------------------------
     def initial_assessment_done(self) -> bool:
-        return not self.checklist_items.filter(gates_containment=True, done_at__isnull=True).exists()
+        # Iterates .all() rather than filtering so a page that prefetched the checklist (the
+        # detail page) answers every guard from that one query.
+        return not any(
+            item.gates_containment and item.done_at is None for item in self.checklist_items.all()
+        )
 
     def has_resolution_actions(self) -> bool:
         return bool(self.resolution_actions.strip())

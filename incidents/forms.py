@@ -1,0 +1,256 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import django_filters
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from . import services
+from .models import (
+    OPEN_STATES,
+    TRANSITION_NAMES,
+    Category,
+    DetectionMethod,
+    Incident,
+    SeverityLevel,
+    State,
+    System,
+)
+
+# Clock skew between a browser and the server should not make "now" look like the future.
+_FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+class DateTimeLocalInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%Y-%m-%dT%H:%M", **kwargs)
+
+
+class SeverityChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: SeverityLevel) -> str:
+        return obj.label
+
+
+class IncidentCreateForm(forms.ModelForm):
+    severity = SeverityChoiceField(
+        queryset=SeverityLevel.objects.all(),
+        widget=forms.RadioSelect,
+        empty_label=None,
+        error_messages={"invalid_choice": "Choose one of the four severity levels."},
+    )
+    affected_systems = forms.ModelMultipleChoiceField(
+        queryset=System.objects.all(), widget=forms.CheckboxSelectMultiple, required=False
+    )
+    started_at = forms.DateTimeField(
+        label="Start time",
+        required=False,
+        widget=DateTimeLocalInput(),
+        help_text="When the problem began, if before now. Leave empty for now.",
+    )
+
+    class Meta:
+        model = Incident
+        fields = [
+            "title",
+            "severity",
+            "category",
+            "affected_systems",
+            "detection_method",
+            "financial_impact_usd",
+            "user_impact",
+            "description",
+            "started_at",
+        ]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 4}),
+            "user_impact": forms.Textarea(attrs={"rows": 2}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["title"].error_messages["required"] = "Give the incident a short title."
+        self.fields["detection_method"].initial = DetectionMethod.USER_REPORT
+        self.fields["financial_impact_usd"].widget.attrs.update(
+            {"min": "0", "step": "0.01", "placeholder": "0.00"}
+        )
+        self.suggestion: services.SeveritySuggestion | None = None
+
+    def clean_title(self) -> str:
+        title = self.cleaned_data["title"].strip()
+        if not title:
+            raise forms.ValidationError("Give the incident a short title.")
+        return title
+
+    def clean_started_at(self):
+        value = self.cleaned_data.get("started_at")
+        if value and value > timezone.now() + _FUTURE_TOLERANCE:
+            raise forms.ValidationError("The start time cannot be in the future.")
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        impact = cleaned.get("financial_impact_usd")
+        chosen = cleaned.get("severity")
+        self.suggestion = services.severity_suggest(financial_impact_usd=impact)
+        if chosen and self.suggestion and chosen.level > self.suggestion.severity.level:
+            self.add_error(
+                "severity",
+                f"{self.suggestion.reason} Choose {self.suggestion.severity.label} or higher.",
+            )
+        return cleaned
+
+
+class IncidentDetailsForm(forms.ModelForm):
+    """The report fields and descriptive details, edited on the incident page."""
+
+    severity = SeverityChoiceField(queryset=SeverityLevel.objects.all(), empty_label=None)
+    affected_systems = forms.ModelMultipleChoiceField(
+        queryset=System.objects.all(), widget=forms.CheckboxSelectMultiple, required=False
+    )
+    started_at = forms.DateTimeField(label="Start time", widget=DateTimeLocalInput())
+    ended_at = forms.DateTimeField(label="End time", required=False, widget=DateTimeLocalInput())
+
+    class Meta:
+        model = Incident
+        fields = [
+            "title",
+            "severity",
+            "category",
+            "affected_systems",
+            "detection_method",
+            "financial_impact_usd",
+            "user_impact",
+            "description",
+            "started_at",
+            "ended_at",
+            "primary_cause",
+            "contributing_factors",
+            "resolution_actions",
+            "verification_steps",
+            "went_well",
+            "could_improve",
+            "prevention_immediate",
+            "prevention_long_term",
+            "monitoring_improvements",
+        ]
+        widgets = {
+            name: forms.Textarea(attrs={"rows": 3})
+            for name in (
+                "description",
+                "user_impact",
+                "primary_cause",
+                "contributing_factors",
+                "resolution_actions",
+                "verification_steps",
+                "went_well",
+                "could_improve",
+                "prevention_immediate",
+                "prevention_long_term",
+                "monitoring_improvements",
+            )
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("started_at"), cleaned.get("ended_at")
+        if start and start > timezone.now() + _FUTURE_TOLERANCE:
+            self.add_error("started_at", "The start time cannot be in the future.")
+        if start and end and end < start:
+            self.add_error("ended_at", "The end time cannot be before the start time.")
+        return cleaned
+
+
+class TransitionForm(forms.Form):
+    name = forms.ChoiceField(choices=[(n, n) for n in TRANSITION_NAMES])
+    expected_state = forms.ChoiceField(choices=State.choices)
+    reason = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class NoteForm(forms.Form):
+    text = forms.CharField(
+        label="Note",
+        max_length=10_000,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "What happened, what was done"}),
+        error_messages={"required": "Write something."},
+    )
+    occurred_at = forms.DateTimeField(
+        label="Happened at",
+        required=False,
+        widget=DateTimeLocalInput(),
+        help_text="Only if earlier than now.",
+    )
+    owner_team = forms.CharField(label="Team", required=False, max_length=80)
+
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"].strip()
+        if not text:
+            raise forms.ValidationError("Write something.")
+        return text
+
+    def clean_occurred_at(self):
+        value = self.cleaned_data.get("occurred_at")
+        if value and value > timezone.now() + _FUTURE_TOLERANCE:
+            raise forms.ValidationError("A note cannot happen in the future.")
+        return value
+
+
+class EvidenceForm(forms.Form):
+    file = forms.FileField()
+    description = forms.CharField(required=False, max_length=300)
+
+
+class CommanderForm(forms.Form):
+    commander = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("first_name", "username"),
+        required=False,
+        empty_label="— none —",
+    )
+
+
+class IncidentFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search")
+    severity = django_filters.ModelChoiceFilter(
+        field_name="severity", queryset=SeverityLevel.objects.all(), empty_label="Any severity"
+    )
+    state = django_filters.ChoiceFilter(
+        choices=[("open", "Any open"), *State.choices], method="filter_state", empty_label="Any state"
+    )
+    system = django_filters.ModelChoiceFilter(
+        queryset=System.objects.all(), method="filter_system", empty_label="Any system"
+    )
+    category = django_filters.ChoiceFilter(choices=Category.choices, empty_label="Any category")
+    detected_after = django_filters.DateFilter(
+        field_name="detected_at", lookup_expr="date__gte", label="From",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    detected_before = django_filters.DateFilter(
+        field_name="detected_at", lookup_expr="date__lte", label="To",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+
+    class Meta:
+        model = Incident
+        fields = ["q", "severity", "state", "system", "category", "detected_after", "detected_before"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(reference__icontains=value) | Q(title__icontains=value))
+
+    def filter_state(self, queryset, name, value):
+        if value == "open":
+            return queryset.filter(state__in=OPEN_STATES)
+        return queryset.filter(state=value)
+
+    def filter_system(self, queryset, name, value):
+        # EXISTS instead of a join: no duplicate rows, so no DISTINCT over the whole list.
+        through = Incident.affected_systems.through
+        return queryset.filter(
+            Exists(through.objects.filter(incident_id=OuterRef("pk"), system_id=value.pk))
+        )

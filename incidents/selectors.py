@@ -1,0 +1,187 @@
+"""Reads that are more than a filter: clocks, dashboard figures, the incident page's data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from django.db.models import Avg, Count, F, Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from .models import (
+    OPEN_STATES,
+    Incident,
+    IncidentChecklistItem,
+    PhaseTarget,
+    SeverityLevel,
+    System,
+    format_duration,
+)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """One time obligation as shown on a page: started, due, done (or still running)."""
+
+    label: str
+    started_at: datetime
+    due_at: datetime | None
+    done_at: datetime | None
+    target_label: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.due_at is None:
+            return "none"
+        if self.done_at is not None:
+            return "met" if self.done_at <= self.due_at else "missed"
+        return "overdue" if timezone.now() > self.due_at else "running"
+
+    @property
+    def elapsed(self) -> timedelta:
+        return (self.done_at or timezone.now()) - self.started_at
+
+
+def next_business_day_start(after: datetime, *, opening: time = time(9, 0)) -> datetime:
+    """09:00 UTC on the next weekday after `after` (the seed's 'next business day')."""
+    day = after.astimezone(timezone.get_fixed_timezone(0)).date() + timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime.combine(day, opening, tzinfo=timezone.get_fixed_timezone(0))
+
+
+def response_due_at(incident: Incident) -> datetime | None:
+    severity = incident.severity
+    if severity.response_next_business_day:
+        return next_business_day_start(incident.detected_at)
+    if severity.response_time is None:
+        return None
+    return incident.detected_at + severity.response_time
+
+
+def response_clock(incident: Incident) -> Clock:
+    return Clock(
+        label="Acknowledge",
+        started_at=incident.detected_at,
+        due_at=response_due_at(incident),
+        done_at=incident.acknowledged_at or incident.cancelled_at,
+        target_label=incident.severity.response_time_label,
+    )
+
+
+def phase_targets() -> dict[str, PhaseTarget]:
+    return {target.phase: target for target in PhaseTarget.objects.all()}
+
+
+def phase_clocks(incident: Incident, targets: dict[str, PhaseTarget]) -> list[Clock]:
+    """The seed's four phase targets, measured on this incident."""
+    ended = incident.cancelled_at
+    clocks = []
+    spec = [
+        (PhaseTarget.Phase.DETECTION, incident.detected_at, incident.acknowledged_at),
+        (PhaseTarget.Phase.CONTAINMENT, incident.detected_at, incident.contained_at),
+        (PhaseTarget.Phase.RECOVERY, incident.detected_at, incident.resolved_at),
+    ]
+    for phase, start, done in spec:
+        target = targets.get(phase)
+        if target is None:
+            continue
+        clocks.append(
+            Clock(
+                label=target.get_phase_display(),
+                started_at=start,
+                due_at=start + target.target,
+                done_at=done or ended,
+                target_label=format_duration(target.target),
+            )
+        )
+    review = targets.get(PhaseTarget.Phase.REVIEW)
+    if review is not None and incident.resolved_at is not None:
+        clocks.append(
+            Clock(
+                label=review.get_phase_display(),
+                started_at=incident.resolved_at,
+                due_at=incident.resolved_at + review.target,
+                done_at=incident.closed_at,
+                target_label=format_duration(review.target),
+            )
+        )
+    return clocks
+
+
+# -- lists ----------------------------------------------------------------------------------
+
+
+def incident_list_queryset() -> QuerySet[Incident]:
+    return (
+        Incident.objects.select_related("severity", "commander")
+        .prefetch_related(Prefetch("affected_systems", queryset=System.objects.only("id", "key", "name")))
+        .defer(
+            "description",
+            "user_impact",
+            "primary_cause",
+            "contributing_factors",
+            "resolution_actions",
+            "verification_steps",
+            "went_well",
+            "could_improve",
+            "prevention_immediate",
+            "prevention_long_term",
+            "monitoring_improvements",
+            "cancel_reason",
+        )
+    )
+
+
+def incident_detail(reference: str) -> Incident:
+    return (
+        Incident.objects.select_related("severity", "commander", "reported_by", "acknowledged_by")
+        .prefetch_related(
+            "affected_systems",
+            Prefetch(
+                "checklist_items",
+                queryset=IncidentChecklistItem.objects.select_related("done_by").order_by(
+                    "template__order", "order", "id"
+                ),
+            ),
+            "evidence",
+        )
+        .get(reference=reference)
+    )
+
+
+@dataclass(frozen=True)
+class SeverityBucket:
+    severity: SeverityLevel
+    open_count: int
+
+
+def dashboard_summary(*, since: datetime) -> dict:
+    """Open incidents by severity, and MTTA/MTTR over real (non-drill) incidents since `since`."""
+    open_by_level = dict(
+        Incident.objects.filter(state__in=OPEN_STATES)
+        .values_list("severity__level")
+        .annotate(n=Count("id"))
+        .values_list("severity__level", "n")
+    )
+    buckets = [
+        SeverityBucket(severity=level, open_count=open_by_level.get(level.level, 0))
+        for level in SeverityLevel.objects.all()
+    ]
+    real = Incident.objects.filter(is_drill=False, detected_at__gte=since)
+    figures = real.aggregate(
+        mtta=Avg(F("acknowledged_at") - F("detected_at"), filter=Q(acknowledged_at__isnull=False)),
+        mttr=Avg(F("resolved_at") - F("detected_at"), filter=Q(resolved_at__isnull=False)),
+        opened=Count("id"),
+        resolved=Count("id", filter=Q(resolved_at__isnull=False)),
+    )
+    return {"buckets": buckets, **figures}
+
+
+def open_incidents(limit: int = 50) -> list[Incident]:
+    return list(
+        incident_list_queryset()
+        .filter(state__in=OPEN_STATES)
+        .order_by("severity__level", "detected_at")[:limit]
+    )
+

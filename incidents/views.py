@@ -1,0 +1,334 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from . import selectors, services
+from .forms import (
+    CommanderForm,
+    EvidenceForm,
+    IncidentCreateForm,
+    IncidentDetailsForm,
+    IncidentFilter,
+    NoteForm,
+    TransitionForm,
+)
+from .models import (
+    EvidenceAttachment,
+    Incident,
+    IncidentChecklistItem,
+    SeverityLevel,
+    TimelineEntry,
+)
+
+LIST_PAGE_SIZE = 25
+TIMELINE_PAGE_LIMIT = 300
+
+
+def _incident_or_404(reference: str) -> Incident:
+    try:
+        return selectors.incident_detail(reference)
+    except Incident.DoesNotExist as exc:
+        raise Http404("No such incident") from exc
+
+
+@require_GET
+@permission_required("incidents.view_incident", raise_exception=True)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    summary = selectors.dashboard_summary(since=now - timedelta(days=30))
+    open_rows = [
+        {"incident": incident, "clock": selectors.response_clock(incident)}
+        for incident in selectors.open_incidents()
+    ]
+    return render(
+        request,
+        "incidents/dashboard.html",
+        {"summary": summary, "open_rows": open_rows, "now": now},
+    )
+
+
+@require_GET
+@permission_required("incidents.view_incident", raise_exception=True)
+def incident_list(request: HttpRequest) -> HttpResponse:
+    filterset = IncidentFilter(request.GET, queryset=selectors.incident_list_queryset())
+    queryset = filterset.qs if filterset.is_valid() else selectors.incident_list_queryset().none()
+    page = Paginator(queryset, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [{"incident": i, "clock": selectors.response_clock(i)} for i in page.object_list]
+    query = request.GET.copy()
+    query.pop("page", None)
+    template = "incidents/_list_table.html" if request.htmx else "incidents/list.html"
+    return render(
+        request,
+        template,
+        {"filter": filterset, "page": page, "rows": rows, "query": query.urlencode()},
+    )
+
+
+@permission_required("incidents.add_incident", raise_exception=True)
+def incident_create(request: HttpRequest) -> HttpResponse:
+    form = IncidentCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            incident = services.incident_open(
+                title=data["title"],
+                description=data["description"],
+                severity=data["severity"],
+                category=data["category"],
+                affected_systems=data["affected_systems"],
+                detection_method=data["detection_method"],
+                financial_impact_usd=data["financial_impact_usd"],
+                user_impact=data["user_impact"],
+                started_at=data["started_at"],
+                reported_by=request.user,
+                commander=request.user,
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"{incident.reference} logged. You are its incident commander.")
+            return redirect(incident.get_absolute_url())
+    return render(
+        request,
+        "incidents/create.html",
+        {"form": form, "severities": SeverityLevel.objects.all()},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_GET
+@permission_required("incidents.add_incident", raise_exception=True)
+def severity_suggestion(request: HttpRequest) -> HttpResponse:
+    raw = request.GET.get("financial_impact_usd", "").strip()
+    suggestion, error = None, ""
+    if raw:
+        try:
+            amount = Decimal(raw)
+            if not amount.is_finite() or amount < 0:
+                raise InvalidOperation
+        except InvalidOperation:
+            error = "Enter the estimated loss as a positive amount in USD."
+        else:
+            suggestion = services.severity_suggest(financial_impact_usd=amount)
+    return render(
+        request, "incidents/_severity_suggestion.html", {"suggestion": suggestion, "error": error}
+    )
+
+
+@require_GET
+@permission_required("incidents.view_incident", raise_exception=True)
+def incident_detail(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident_or_404(reference)
+    return render(request, "incidents/detail.html", _detail_context(request, incident))
+
+
+def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
+    kinds = [k for k in request.GET.getlist("kind") if k in TimelineEntry.Kind.values]
+    timeline_qs = incident.timeline.select_related("owner")
+    if kinds:
+        timeline_qs = timeline_qs.filter(kind__in=kinds)
+    timeline = list(timeline_qs.order_by("-occurred_at", "-id")[: TIMELINE_PAGE_LIMIT + 1])
+    truncated = len(timeline) > TIMELINE_PAGE_LIMIT
+    checklist_sections: dict[str, list[IncidentChecklistItem]] = {}
+    for item in incident.checklist_items.all():
+        checklist_sections.setdefault(item.section, []).append(item)
+    targets = selectors.phase_targets()
+    context = {
+        "incident": incident,
+        "timeline": timeline[:TIMELINE_PAGE_LIMIT],
+        "timeline_truncated": truncated,
+        "timeline_kinds": TimelineEntry.Kind.choices,
+        "selected_kinds": kinds,
+        "checklist_sections": checklist_sections,
+        "transitions": services.incident_available_transitions(incident=incident, user=request.user),
+        "response_clock": selectors.response_clock(incident),
+        "phase_clocks": selectors.phase_clocks(incident, targets),
+        "note_form": NoteForm(),
+        "evidence_form": EvidenceForm(),
+        "commander_form": CommanderForm(initial={"commander": incident.commander_id}),
+        "can_assign": request.user.has_perm("incidents.assign_commander"),
+    }
+    context.update(extra)
+    return context
+
+
+@require_POST
+def incident_transition(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident_or_404(reference)
+    form = TransitionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "That action was not understood; reload the page and try again.")
+        return redirect(incident.get_absolute_url())
+    data = form.cleaned_data
+    # PermissionDenied (a role without the right, or a forged POST) propagates as a 403.
+    try:
+        services.incident_transition(
+            incident=incident,
+            name=data["name"],
+            user=request.user,
+            expected_state=data["expected_state"],
+            reason=data["reason"],
+        )
+    except services.IncidentChangedError as exc:
+        messages.warning(request, str(exc))
+    except services.TransitionRefusedError as exc:
+        messages.error(request, str(exc))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{incident.reference} is now {incident.get_state_display().lower()}.")
+    return redirect(incident.get_absolute_url())
+
+
+@require_POST
+@permission_required("incidents.add_timelineentry", raise_exception=True)
+def incident_add_note(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = get_object_or_404(Incident, reference=reference)
+    form = NoteForm(request.POST)
+    if form.is_valid():
+        services.timeline_add_note(
+            incident=incident,
+            author=request.user,
+            text=form.cleaned_data["text"],
+            occurred_at=form.cleaned_data["occurred_at"],
+            owner_team=form.cleaned_data["owner_team"],
+        )
+        form = NoteForm()
+        status = 200
+    else:
+        status = 400
+    if request.htmx:
+        timeline = list(
+            incident.timeline.select_related("owner").order_by("-occurred_at", "-id")[:TIMELINE_PAGE_LIMIT]
+        )
+        return render(
+            request,
+            "incidents/_timeline_panel.html",
+            {"incident": incident, "timeline": timeline, "note_form": form},
+            status=status,
+        )
+    if status == 400:
+        incident = _incident_or_404(reference)
+        return render(
+            request, "incidents/detail.html", _detail_context(request, incident, note_form=form), status=400
+        )
+    return redirect(incident.get_absolute_url() + "#timeline")
+
+
+@require_POST
+@permission_required("incidents.change_incidentchecklistitem", raise_exception=True)
+def checklist_toggle(request: HttpRequest, reference: str, item_id: int) -> HttpResponse:
+    item = get_object_or_404(
+        IncidentChecklistItem.objects.select_related("incident"), pk=item_id, incident__reference=reference
+    )
+    done = request.POST.get("done") == "1"
+    error = ""
+    try:
+        item = services.checklist_item_set_done(item=item, user=request.user, done=done)
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+        item.refresh_from_db()
+    if request.htmx:
+        return render(
+            request,
+            "incidents/_checklist_item.html",
+            {"item": item, "incident": item.incident, "error": error},
+            status=400 if error else 200,
+        )
+    if error:
+        messages.error(request, error)
+    return redirect(item.incident.get_absolute_url() + "#checklist")
+
+
+@permission_required("incidents.change_incident", raise_exception=True)
+def incident_edit(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = get_object_or_404(Incident.objects.select_related("severity"), reference=reference)
+    form = IncidentDetailsForm(request.POST or None, instance=incident)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        severity = data.pop("severity")
+        systems = data.pop("affected_systems")
+        try:
+            services.incident_update(
+                incident=incident, user=request.user, severity=severity, affected_systems=systems, **data
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, "Details saved.")
+            return redirect(incident.get_absolute_url())
+    return render(
+        request,
+        "incidents/edit.html",
+        {"form": form, "incident": incident},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+def incident_commander(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = get_object_or_404(Incident, reference=reference)
+    form = CommanderForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a person from the list.")
+        return redirect(incident.get_absolute_url())
+    # PermissionDenied (someone else's assignment without the right) propagates as a 403.
+    services.incident_assign_commander(
+        incident=incident, commander=form.cleaned_data["commander"], user=request.user
+    )
+    messages.success(request, "Incident commander updated.")
+    return redirect(incident.get_absolute_url())
+
+
+@require_POST
+@permission_required("incidents.add_evidenceattachment", raise_exception=True)
+def evidence_upload(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = get_object_or_404(Incident, reference=reference)
+    form = EvidenceForm(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            services.evidence_attach(
+                incident=incident,
+                uploaded=form.cleaned_data["file"],
+                user=request.user,
+                description=form.cleaned_data["description"],
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+    if form.errors:
+        incident = _incident_or_404(reference)
+        return render(
+            request,
+            "incidents/detail.html",
+            _detail_context(request, incident, evidence_form=form),
+            status=400,
+        )
+    messages.success(request, "Evidence stored.")
+    return redirect(incident.get_absolute_url() + "#evidence")
+
+
+@require_GET
+@permission_required("incidents.view_evidenceattachment", raise_exception=True)
+def evidence_download(request: HttpRequest, reference: str, evidence_id: int) -> FileResponse:
+    attachment = get_object_or_404(EvidenceAttachment, pk=evidence_id, incident__reference=reference)
+    # Always a download, never rendered inline: an uploaded HTML or SVG must not run in our origin.
+    response = FileResponse(
+        attachment.file.open("rb"),
+        as_attachment=True,
+        filename=attachment.original_name,
+        content_type="application/octet-stream",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
