@@ -45,7 +45,7 @@ class PostIncidentReview(ConcurrentTransitionMixin, models.Model):
         permissions = [("approve_review", "Can approve a post-incident review")]
 
     def __str__(self) -> str:
-        return f"Review r{self.revision} of incident {self.incident_id}"
+        return f"Review r{self.revision} of {self.incident.reference}"
 
     @transition(field=state, source=[State.DRAFT, State.CHANGES_REQUESTED], target=State.SUBMITTED)
     def submit(self) -> None:

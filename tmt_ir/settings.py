@@ -7,7 +7,9 @@ django-environ raises ImproperlyConfigured on a value it cannot parse (a bad boo
 so a typo in the environment stops start-up instead of silently falling back.
 """
 
+from datetime import time
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -43,6 +45,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django_fsm",  # its admin templates (transition buttons)
     "django_htmx",
     "django_filters",
     "rest_framework",
@@ -122,6 +125,15 @@ USE_I18N = True
 USE_TZ = True
 TIME_ZONE = env.str("TMT_DISPLAY_TIME_ZONE", default="UTC")
 
+# The business-day calendar (Sev4's "next business day", "within a business day" notifications).
+TMT_BUSINESS_TIME_ZONE = env.str("TMT_BUSINESS_TIME_ZONE", default="Europe/London")
+try:
+    TMT_BUSINESS_DAY_OPENS = time.fromisoformat(env.str("TMT_BUSINESS_DAY_OPENS", default="09:00"))
+    TMT_BUSINESS_DAY_CLOSES = time.fromisoformat(env.str("TMT_BUSINESS_DAY_CLOSES", default="17:30"))
+    ZoneInfo(TMT_BUSINESS_TIME_ZONE)
+except (ValueError, ZoneInfoNotFoundError) as exc:
+    raise ImproperlyConfigured(f"Bad business-day setting: {exc}") from exc
+
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
@@ -168,6 +180,29 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Explicit queues so a slow PDF or a slow mail server never delays an escalation.
+CELERY_TASK_ROUTES = {
+    "incidents.tasks.fire_due_deadlines": {"queue": "escalation"},
+    "incidents.tasks.fire_deadline": {"queue": "escalation"},
+    "incidents.tasks.send_notification": {"queue": "notifications"},
+    "incidents.tasks.requeue_lost_notifications": {"queue": "notifications"},
+}
+CELERY_WORKER_QUEUES = "default,escalation,notifications,health,reports"
+CELERY_BEAT_SCHEDULE = {
+    # Deadlines are rows; this claims the due ones. Every second, so a page is at most ~1 s late
+    # even when its ETA message was lost.
+    "fire-due-deadlines": {
+        "task": "incidents.tasks.fire_due_deadlines",
+        "schedule": env.float("TMT_DEADLINE_POLL_SECONDS", default=1.0),
+        "options": {"expires": 10},
+    },
+    "requeue-lost-notifications": {
+        "task": "incidents.tasks.requeue_lost_notifications",
+        "schedule": 15.0,
+        "options": {"expires": 30},
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Email (escalations and status updates); EMAIL_URL e.g. smtp+tls://user:pass@host:587
 _email = env.email_url("EMAIL_URL", default="consolemail://")
@@ -178,6 +213,15 @@ for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD
 EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
 EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="tmt-incidents@localhost")
+
+# Where links in pages and emails point.
+TMT_SITE_URL = env.str("TMT_SITE_URL", default="http://127.0.0.1:8000")
+# SMS and voice pages go to an HTTP provider: POST JSON {to, channel: sms|voice, body, reference}.
+TMT_SMS_PROVIDER_URL = env.str("TMT_SMS_PROVIDER_URL", default="")
+TMT_SMS_PROVIDER_TOKEN = env.str("TMT_SMS_PROVIDER_TOKEN", default="")
+TMT_NOTIFY_MAX_ATTEMPTS = env.int("TMT_NOTIFY_MAX_ATTEMPTS", default=5)
+TMT_NOTIFY_BACKOFF_SECONDS = env.int("TMT_NOTIFY_BACKOFF_SECONDS", default=10)
+TMT_NOTIFY_HTTP_TIMEOUT = env.float("TMT_NOTIFY_HTTP_TIMEOUT", default=5.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

@@ -1,4 +1,19 @@
 from .checklist import ChecklistTemplate, ChecklistTemplateItem, IncidentChecklistItem
+from .escalation import (
+    Deadline,
+    DistributionList,
+    EscalationEvent,
+    EscalationPolicy,
+    EscalationStep,
+    EscalationTrigger,
+    Notification,
+    NotificationAttempt,
+    RegulatoryCategory,
+    RegulatoryObligation,
+    StatusUpdate,
+    WebhookEndpoint,
+    WorkerHeartbeat,
+)
 from .evidence import EvidenceAttachment
 from .incident import (
     OPEN_STATES,
@@ -9,10 +24,30 @@ from .incident import (
     IncidentDaySequence,
     State,
 )
+from .roster import BusinessHoliday, OnCallOverride, OnCallRotation, Person, RoleContact, RotationMember
 from .policy import PhaseTarget, RecoveryPointObjective, SeverityLevel, System, format_duration
 from .timeline import AppendOnlyError, TimelineEntry
 
 __all__ = [
+    "BusinessHoliday",
+    "Deadline",
+    "DistributionList",
+    "EscalationEvent",
+    "EscalationPolicy",
+    "EscalationStep",
+    "EscalationTrigger",
+    "Notification",
+    "NotificationAttempt",
+    "OnCallOverride",
+    "OnCallRotation",
+    "Person",
+    "RegulatoryCategory",
+    "RegulatoryObligation",
+    "RoleContact",
+    "RotationMember",
+    "StatusUpdate",
+    "WebhookEndpoint",
+    "WorkerHeartbeat",
     "OPEN_STATES",
     "TRANSITION_NAMES",
     "AppendOnlyError",

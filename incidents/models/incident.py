@@ -155,6 +155,10 @@ class Incident(ConcurrentTransitionMixin, models.Model):
     prevention_long_term = models.TextField("long-term prevention actions", blank=True)
     monitoring_improvements = models.TextField(blank=True)
 
+    # The escalation policy as it was when the incident opened (DESIGN: freeze the policy at
+    # open), so an admin edit never rewrites an escalation in flight.
+    escalation_snapshot = models.JSONField(default=dict, blank=True, editable=False)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

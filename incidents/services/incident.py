@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
-from .models import (
+from ..models import (
     TRANSITION_NAMES,
     ChecklistTemplate,
     EvidenceAttachment,
@@ -109,6 +109,8 @@ def incident_open(
     detected_at: datetime | None = None,
 ) -> Incident:
     """Open an incident. detected_at is for importing past incidents (and the demo month)."""
+    if commander is not None and commander != reported_by and not reported_by.has_perm("incidents.assign_commander"):
+        raise PermissionDenied("Only an incident manager may make someone else the commander.")
     now = detected_at or timezone.now()
     day = now.astimezone(UTC).date()
     number, reference = _next_reference(day)
@@ -152,6 +154,9 @@ def incident_open(
             at=now,
         )
     _attach_checklists(incident, state=State.DETECTED)
+    from .escalation import escalation_arm
+
+    escalation_arm(incident=incident, now=now)
     return incident
 
 
@@ -240,6 +245,9 @@ def incident_transition(
         at=at,
     )
     _attach_checklists(incident, state=incident.state)
+    from .escalation import escalation_on_transition
+
+    escalation_on_transition(incident=incident, name=name, now=at)
     return incident
 
 
@@ -284,13 +292,16 @@ def incident_update(
     if unknown:
         raise ValidationError(f"Not editable: {', '.join(sorted(unknown))}")
     locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    if locked.state in (State.CLOSED, State.CANCELLED):
+        raise ValidationError(f"A {locked.get_state_display().lower()} incident cannot be changed; add a timeline note instead.")
     changes = []
     for name, value in fields.items():
         old = getattr(locked, name)
         if old != value:
             setattr(locked, name, value)
             changes.append(Incident._meta.get_field(name).verbose_name)
-    if severity is not None and severity.pk != locked.severity_id:
+    severity_changed = severity is not None and severity.pk != locked.severity_id
+    if severity_changed:
         old_label = locked.severity.label
         locked.severity = severity
         timeline_record(
@@ -315,6 +326,11 @@ def incident_update(
             action="Updated " + ", ".join(changes),
             owner=user,
         )
+    if severity_changed or "financial_impact_usd" in fields or "category" in fields:
+        from .escalation import escalation_reevaluate
+
+        # A raised severity or impact arms new escalations; a lowered one cancels pending ones.
+        escalation_reevaluate(incident=locked)
     incident.refresh_from_db()
     return locked
 
@@ -323,9 +339,11 @@ def incident_update(
 def incident_assign_commander(
     *, incident: Incident, commander: AbstractBaseUser | None, user: AbstractBaseUser
 ) -> Incident:
-    if not user.has_perm("incidents.assign_commander") and commander != user:
-        raise PermissionDenied("Only an incident manager may assign someone else as commander.")
     locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    taking_command = commander == user
+    stepping_down = commander is None and locked.commander_id == user.pk
+    if not (user.has_perm("incidents.assign_commander") or taking_command or stepping_down):
+        raise PermissionDenied("Only an incident manager may assign someone else as commander.")
     if locked.commander_id == (commander.pk if commander else None):
         return locked
     locked.commander = commander

@@ -1,0 +1,398 @@
+"""Escalation policy, durable deadlines, firings, notifications, status updates, regulatory duties.
+
+Time-based obligations are rows (Deadline), not broker messages: beat claims due rows, and a
+firing (EscalationEvent) is unique per (incident, rule, step), so a deadline fires at most once
+however many workers or beats race for it. Notifications are rows too; their delivery attempts
+are an append-only log.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from .timeline import AppendOnlyModel
+
+
+class EscalationPolicy(models.Model):
+    """The chain that pages when an incident is not acknowledged within its response time."""
+
+    name = models.CharField(max_length=100, unique=True)
+    is_default = models.BooleanField(default=False)
+    continue_with = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="When this chain's steps are exhausted, continue with that policy's chain.",
+    )
+    status_update_escalate_after = models.DurationField(
+        help_text="An overdue status update goes to the incident manager this long after the commander's reminder.",
+    )
+
+    class Meta:
+        verbose_name_plural = "escalation policies"
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_policy"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        seen = {self.pk}
+        nxt = self.continue_with
+        while nxt is not None:
+            if nxt.pk in seen:
+                raise ValidationError({"continue_with": "This would make the escalation chain loop back on itself."})
+            seen.add(nxt.pk)
+            nxt = nxt.continue_with
+
+
+class EscalationStep(models.Model):
+    class Target(models.TextChoices):
+        ON_CALL = "on_call", "Whoever is on call for the role"
+        ON_CALL_DEPUTY = "on_call_deputy", "The on-call deputy (next in the rotation)"
+        ROLE = "role", "The role's contact (deputy if none)"
+
+    policy = models.ForeignKey(EscalationPolicy, on_delete=models.CASCADE, related_name="steps")
+    order = models.PositiveSmallIntegerField()
+    delay = models.DurationField(
+        help_text="After the previous step (the first step: after the response time runs out)."
+    )
+    target = models.CharField(max_length=20, choices=Target.choices)
+    role = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["policy", "order"]
+        constraints = [models.UniqueConstraint(fields=["policy", "order"], name="escalation_step_order_once")]
+
+    def __str__(self) -> str:
+        return f"{self.policy} step {self.order}: {self.get_target_display()} ({self.role.name})"
+
+
+class EscalationTrigger(models.Model):
+    """The seed's role escalations: Sev1 → CTO, prolonged Sev2 → CTO, >$5,000 → Head of Risk, ..."""
+
+    class Condition(models.TextChoices):
+        SEVERITY = "severity", "Severity at or above a level"
+        OPEN_FOR = "open_for", "Still open after a time, at a severity"
+        FINANCIAL_IMPACT = "financial_impact", "Financial impact above an amount"
+        COMPLIANCE = "compliance", "Compliance flag raised"
+
+    key = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    role = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
+    condition = models.CharField(max_length=20, choices=Condition.choices)
+    severity_level = models.PositiveSmallIntegerField(null=True, blank=True)
+    open_for = models.DurationField(null=True, blank=True)
+    amount_usd = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True,
+                                     validators=[MinValueValidator(Decimal("0"))])
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        needs = {
+            self.Condition.SEVERITY: ["severity_level"],
+            self.Condition.OPEN_FOR: ["severity_level", "open_for"],
+            self.Condition.FINANCIAL_IMPACT: ["amount_usd"],
+            self.Condition.COMPLIANCE: [],
+        }.get(self.condition, [])
+        missing = {f: "Required for this condition." for f in needs if getattr(self, f) in (None, "")}
+        if missing:
+            raise ValidationError(missing)
+
+
+class RegulatoryCategory(models.Model):
+    """The seed's notification requirements: immediate, within 24 hours, within a business day."""
+
+    class Window(models.TextChoices):
+        IMMEDIATE = "immediate", "Immediate"
+        WITHIN_24H = "within_24h", "Within 24 hours"
+        BUSINESS_DAY = "business_day", "Within a business day"
+
+    key = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    window = models.CharField(max_length=20, choices=Window.choices)
+    immediate_grace = models.DurationField(
+        null=True, blank=True, help_text="For 'immediate': how long 'immediate' allows (e.g. 1 hour)."
+    )
+    reminder_before = models.DurationField(help_text="Remind this long before the due time.")
+    is_compliance = models.BooleanField(default=False, help_text="Raising it pages the Head of Risk Management.")
+    raised_automatically = models.BooleanField(default=False, editable=False)
+
+    class Meta:
+        ordering = ["window", "name"]
+        verbose_name_plural = "regulatory categories"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_window_display().lower()})"
+
+
+def obligation_evidence_path(instance: "RegulatoryObligation", filename: str) -> str:
+    return f"regulatory/{instance.incident.reference}/{instance.category.key}-{filename}"
+
+
+class RegulatoryObligation(models.Model):
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="obligations")
+    category = models.ForeignKey(RegulatoryCategory, on_delete=models.PROTECT, related_name="+")
+    raised_at = models.DateTimeField()
+    raised_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    due_at = models.DateTimeField()
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    submission_reference = models.CharField(max_length=120, blank=True)
+    submission_evidence = models.FileField(upload_to=obligation_evidence_path, blank=True, max_length=300)
+    signed_off_at = models.DateTimeField(null=True, blank=True)
+    signed_off_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["due_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "category"], name="obligation_once_per_category"),
+        ]
+        permissions = [("sign_off_obligation", "Can sign off a regulatory notification")]
+
+    def __str__(self) -> str:
+        return f"{self.category.name} for {self.incident_id}, due {self.due_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def status(self) -> str:
+        if self.signed_off_at:
+            return "signed off"
+        if self.submitted_at:
+            return "submitted" if self.submitted_at <= self.due_at else "submitted late"
+        return "pending"
+
+
+class Deadline(models.Model):
+    class Kind(models.TextChoices):
+        ACKNOWLEDGE = "acknowledge", "Acknowledge (escalation chain)"
+        ROLE_ESCALATION = "role_escalation", "Role escalation"
+        STATUS_UPDATE = "status_update", "Status update due"
+        REGULATORY = "regulatory", "Regulatory notification"
+        OUTAGE = "outage", "Outage duration check"
+
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="deadlines")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    rule = models.CharField(max_length=80, help_text="Which rule of the frozen policy this belongs to.")
+    step = models.PositiveSmallIntegerField(default=0)
+    due_at = models.DateTimeField()
+    fired_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [
+            # At most one pending row per rule step; fired or cancelled ones stay as history.
+            models.UniqueConstraint(
+                fields=["incident", "rule", "step"],
+                condition=Q(fired_at__isnull=True, cancelled_at__isnull=True),
+                name="deadline_one_pending_per_step",
+            ),
+        ]
+        indexes = [
+            # The beat claim scans only pending rows in due order.
+            models.Index(
+                fields=["due_at"],
+                condition=Q(fired_at__isnull=True, cancelled_at__isnull=True),
+                name="deadline_pending_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule}#{self.step} due {self.due_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def pending(self) -> bool:
+        return self.fired_at is None and self.cancelled_at is None
+
+
+class EscalationEvent(models.Model):
+    """One firing of one rule step: the unique constraint makes a firing happen exactly once."""
+
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="escalations")
+    deadline = models.ForeignKey(Deadline, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    rule = models.CharField(max_length=80)
+    step = models.PositiveSmallIntegerField(default=0)
+    fired_at = models.DateTimeField()
+    due_at = models.DateTimeField(null=True, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    target_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    summary = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["fired_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "rule", "step"], name="escalation_fires_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule}#{self.step} at {self.fired_at:%Y-%m-%d %H:%M:%S}"
+
+
+class WebhookEndpoint(models.Model):
+    """A chat or automation hook (Slack-compatible JSON) that receives escalations and status updates."""
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField(max_length=500)
+    active = models.BooleanField(default=True)
+    max_severity_level = models.PositiveSmallIntegerField(
+        default=4, help_text="Only incidents at this severity level or more severe (1 = Sev1 only)."
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DistributionList(models.Model):
+    """Who receives status updates for incidents of a severity (the seed's stakeholders)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    max_severity_level = models.PositiveSmallIntegerField(
+        default=2, help_text="Used for incidents at this severity level or more severe."
+    )
+    emails = models.TextField(blank=True, help_text="One address per line.")
+    webhooks = models.ManyToManyField(WebhookEndpoint, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def email_list(self) -> list[str]:
+        return [line.strip() for line in self.emails.splitlines() if line.strip()]
+
+    def clean(self) -> None:
+        from django.core.validators import validate_email
+
+        for address in self.email_list:
+            try:
+                validate_email(address)
+            except ValidationError as exc:
+                raise ValidationError({"emails": f"“{address}” is not an email address."}) from exc
+
+
+class StatusUpdate(models.Model):
+    """A posted status update in the seed's template; posting resets the update clock."""
+
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="status_updates")
+    sequence = models.PositiveIntegerField()
+    subject = models.CharField(max_length=300)
+    status = models.CharField(max_length=30)
+    severity_level = models.PositiveSmallIntegerField()
+    impact = models.TextField()
+    eta = models.CharField("ETA", max_length=120, blank=True)
+    next_update_at = models.DateTimeField(null=True, blank=True)
+    details = models.TextField()
+    contact = models.CharField(max_length=200)
+    is_public = models.BooleanField(default=False, help_text="Also shown on the public status page.")
+    posted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    posted_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["incident", "-sequence"]
+        constraints = [models.UniqueConstraint(fields=["incident", "sequence"], name="status_update_sequence_once")]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class Notification(models.Model):
+    class Channel(models.TextChoices):
+        SMS = "sms", "SMS"
+        PHONE = "phone", "Phone call"
+        EMAIL = "email", "Email"
+        WEBHOOK = "webhook", "Webhook"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed permanently"
+
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="notifications")
+    event = models.ForeignKey(EscalationEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="notifications")
+    status_update = models.ForeignKey(StatusUpdate, on_delete=models.PROTECT, null=True, blank=True, related_name="notifications")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    address = models.CharField(max_length=500)
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(help_text="Not sent before this (email follow-ups wait for the page).")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "channel", "address"],
+                condition=Q(event__isnull=False),
+                name="notification_once_per_event_channel_address",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(state__in=["pending", "sending"]),
+                name="notification_undelivered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} to {self.address}: {self.subject[:50]}"
+
+
+class NotificationAttempt(AppendOnlyModel):
+    class Outcome(models.TextChoices):
+        SENT = "sent", "Sent"
+        TRANSIENT = "transient", "Failed, will retry"
+        PERMANENT = "permanent", "Failed permanently"
+
+    notification = models.ForeignKey(Notification, on_delete=models.PROTECT, related_name="attempt_log")
+    attempted_at = models.DateTimeField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["attempted_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_outcome_display()} at {self.attempted_at:%H:%M:%S}"
+
+
+class WorkerHeartbeat(models.Model):
+    """Last sign of life from each Celery worker and from beat (a silent beat stops escalations)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=10, choices=[("worker", "Worker"), ("beat", "Beat")])
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} @ {self.seen_at:%H:%M:%S}"

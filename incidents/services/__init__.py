@@ -1,0 +1,24 @@
+"""Every write goes through a service: views, admin, API and tasks call these.
+
+Split by concern (incident lifecycle, roster, escalation, notifications); the package re-exports
+the incident services so `from incidents import services; services.incident_open(...)` works.
+"""
+
+from .incident import (  # noqa: F401 - explicit for readers and type checkers
+    EDITABLE_FIELDS,
+    IncidentChangedError,
+    SeveritySuggestion,
+    TransitionRefusedError,
+    checklist_item_set_done,
+    evidence_attach,
+    evidence_validate,
+    incident_acknowledge,
+    incident_assign_commander,
+    incident_available_transitions,
+    incident_open,
+    incident_transition,
+    incident_update,
+    severity_suggest,
+    timeline_add_note,
+    timeline_record,
+)

@@ -1,0 +1,660 @@
+"""The escalation engine: arm deadlines from the incident's frozen policy, fire them exactly once.
+
+Flow: incident services call `escalation_arm` at open and `escalation_reevaluate` when severity,
+financial impact or flags change; lifecycle hooks cancel what no longer applies. Beat calls
+`deadlines_fire_due` every second; it claims due rows with SELECT ... FOR UPDATE SKIP LOCKED,
+and each firing inserts an EscalationEvent whose unique (incident, rule, step) makes a second
+firing impossible even if two claimers somehow raced. Notifications go out after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from .. import business_days
+from ..models import Incident, SeverityLevel, State, TimelineEntry
+from ..models.escalation import (
+    Deadline,
+    EscalationEvent,
+    EscalationPolicy,
+    EscalationStep,
+    EscalationTrigger,
+    RegulatoryCategory,
+    RegulatoryObligation,
+)
+from ..models.roster import OnCallRotation, RoleContact
+from ..roles import HEAD_OF_RISK, INCIDENT_MANAGER
+from .incident import timeline_record
+
+log = logging.getLogger(__name__)
+
+ACK_RULE = "ack"
+OUTAGE_RULE = "outage_4h"
+OUTAGE_CATEGORY = "outage_over_4h"
+RESOLVED_SECURITY_CATEGORY = "resolved_security_incident"
+OUTAGE_AFTER = timedelta(hours=4)
+# Deadlines due sooner than this also get a Celery ETA task for sub-second precision. Kept far
+# below Redis's visibility timeout (1 h): a longer ETA would be redelivered and run twice.
+ETA_HORIZON = timedelta(minutes=10)
+FIRING_RETRY = timedelta(seconds=30)
+
+
+# -- the frozen policy ----------------------------------------------------------------------
+
+
+def escalation_snapshot_build() -> dict:
+    """Everything escalation needs, copied at open so admin edits don't rewrite it in flight."""
+    policy = EscalationPolicy.objects.filter(is_default=True).first()
+    chain: list[dict] = []
+    seen: set[int] = set()
+    while policy is not None and policy.pk not in seen:
+        seen.add(policy.pk)
+        for step in policy.steps.select_related("role").order_by("order"):
+            chain.append(
+                {"delay_s": step.delay.total_seconds(), "target": step.target, "role": step.role.name}
+            )
+        policy = policy.continue_with
+    default = EscalationPolicy.objects.filter(is_default=True).first()
+    return {
+        "policy": default.name if default else "",
+        "chain": chain,
+        "status_escalate_after_s": (
+            default.status_update_escalate_after.total_seconds() if default else 900
+        ),
+        "severities": {
+            str(level.level): {
+                "label": level.label,
+                "response_s": level.response_time.total_seconds() if level.response_time else None,
+                "next_business_day": level.response_next_business_day,
+                "status_interval_s": (
+                    level.status_update_interval.total_seconds() if level.status_update_interval else None
+                ),
+            }
+            for level in SeverityLevel.objects.all()
+        },
+        "triggers": [
+            {
+                "key": t.key,
+                "name": t.name,
+                "role": t.role.name,
+                "condition": t.condition,
+                "severity_level": t.severity_level,
+                "open_for_s": t.open_for.total_seconds() if t.open_for else None,
+                "amount_usd": str(t.amount_usd) if t.amount_usd is not None else None,
+            }
+            for t in EscalationTrigger.objects.filter(active=True).select_related("role")
+        ],
+    }
+
+
+def _severity_policy(incident: Incident) -> dict:
+    return incident.escalation_snapshot.get("severities", {}).get(str(incident.severity.level), {})
+
+
+def response_due_at(incident: Incident) -> datetime | None:
+    """When the frozen policy says this incident must be acknowledged."""
+    policy = _severity_policy(incident)
+    if policy.get("next_business_day"):
+        return business_days.next_business_day_start(incident.detected_at)
+    if policy.get("response_s") is None:
+        return None
+    return incident.detected_at + timedelta(seconds=policy["response_s"])
+
+
+# -- arming and re-evaluation ---------------------------------------------------------------
+
+
+def _schedule(incident: Incident, *, kind: str, rule: str, step: int, due_at: datetime) -> Deadline | None:
+    """Create the pending row for (rule, step) unless one is pending or the step already fired."""
+    if EscalationEvent.objects.filter(incident=incident, rule=rule, step=step).exists():
+        return None
+    if Deadline.objects.filter(
+        incident=incident, rule=rule, step=step, fired_at=None, cancelled_at=None
+    ).exists():
+        return None
+    deadline = Deadline.objects.create(incident=incident, kind=kind, rule=rule, step=step, due_at=due_at)
+    if due_at - timezone.now() < ETA_HORIZON:
+        transaction.on_commit(lambda: _send_eta_task(deadline.pk, due_at))
+    return deadline
+
+
+def _send_eta_task(deadline_id: int, due_at: datetime) -> None:
+    from ..tasks import fire_deadline
+
+    try:
+        fire_deadline.apply_async(args=[deadline_id], eta=due_at)
+    except Exception:  # noqa: BLE001 - the broker being down must not lose the row: beat fires it
+        log.warning("could not queue ETA task for deadline %s; beat will fire it", deadline_id, exc_info=True)
+
+
+def _cancel(incident: Incident, *, reason: str, kinds: list[str] | None = None, rules: list[str] | None = None) -> int:
+    pending = Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None)
+    if kinds is not None:
+        pending = pending.filter(kind__in=kinds)
+    if rules is not None:
+        pending = pending.filter(rule__in=rules)
+    return pending.update(cancelled_at=timezone.now(), cancel_reason=reason[:200])
+
+
+def _trigger_applies(trigger: dict, incident: Incident, *, compliance: bool) -> bool:
+    condition = trigger["condition"]
+    level = incident.severity.level
+    if condition == EscalationTrigger.Condition.SEVERITY:
+        return level <= trigger["severity_level"]
+    if condition == EscalationTrigger.Condition.OPEN_FOR:
+        return level == trigger["severity_level"]
+    if condition == EscalationTrigger.Condition.FINANCIAL_IMPACT:
+        amount = incident.financial_impact_usd
+        return amount is not None and amount > Decimal(trigger["amount_usd"])
+    if condition == EscalationTrigger.Condition.COMPLIANCE:
+        return compliance
+    return False
+
+
+def _has_compliance_flag(incident: Incident) -> bool:
+    return incident.category == "compliance" or incident.obligations.filter(category__is_compliance=True).exists()
+
+
+def _arm_triggers(incident: Incident, now: datetime) -> None:
+    compliance = _has_compliance_flag(incident)
+    for trigger in incident.escalation_snapshot.get("triggers", []):
+        rule = f"role:{trigger['key']}"
+        if _trigger_applies(trigger, incident, compliance=compliance):
+            due = now
+            if trigger["condition"] == EscalationTrigger.Condition.OPEN_FOR:
+                due = incident.detected_at + timedelta(seconds=trigger["open_for_s"])
+            _schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule, step=0, due_at=max(due, now))
+        else:
+            _cancel(incident, reason="no longer applies", rules=[rule])
+
+
+def _ack_step_due(incident: Incident, step: int, *, previous_at: datetime | None) -> datetime | None:
+    """Step 0 pages the first target at open; step 1 when the response time runs out; step k+1
+    the configured delay after step k."""
+    chain = incident.escalation_snapshot.get("chain", [])
+    if step == 0:
+        return incident.detected_at
+    if step == 1:
+        response_due = response_due_at(incident)
+        return None if response_due is None else response_due + timedelta(seconds=chain[0]["delay_s"])
+    return previous_at + timedelta(seconds=chain[step - 1]["delay_s"])
+
+
+def _arm_ack_chain(incident: Incident, now: datetime) -> None:
+    chain = incident.escalation_snapshot.get("chain", [])
+    if incident.acknowledged_at is not None or not chain:
+        return
+    last = (
+        EscalationEvent.objects.filter(incident=incident, rule=ACK_RULE)
+        .order_by("-step")
+        .values_list("step", "fired_at")
+        .first()
+    )
+    step, previous_at = (0, None) if last is None else (last[0] + 1, last[1])
+    if step > len(chain):
+        return
+    due = _ack_step_due(incident, step, previous_at=previous_at)
+    if due is not None:
+        _schedule(incident, kind=Deadline.Kind.ACKNOWLEDGE, rule=ACK_RULE, step=step, due_at=max(due, now))
+
+
+def _status_interval(incident: Incident) -> timedelta | None:
+    seconds = _severity_policy(incident).get("status_interval_s")
+    return timedelta(seconds=seconds) if seconds else None
+
+
+def _arm_status_update(incident: Incident, now: datetime) -> None:
+    interval = _status_interval(incident)
+    _cancel(incident, reason="status update clock reset", kinds=[Deadline.Kind.STATUS_UPDATE])
+    if interval is None or incident.is_drill:
+        return
+    last = incident.status_updates.order_by("-sequence").values_list("sequence", "posted_at").first()
+    sequence, since = (last[0] + 1, last[1]) if last else (1, incident.detected_at)
+    _schedule(
+        incident,
+        kind=Deadline.Kind.STATUS_UPDATE,
+        rule=f"status:{sequence}",
+        step=1,
+        due_at=max(since + interval, now),
+    )
+
+
+def _arm_outage(incident: Incident, now: datetime) -> None:
+    if incident.severity.level <= 2 and not incident.is_drill:
+        _schedule(
+            incident,
+            kind=Deadline.Kind.OUTAGE,
+            rule=OUTAGE_RULE,
+            step=0,
+            due_at=max(incident.started_at + OUTAGE_AFTER, now),
+        )
+    else:
+        _cancel(incident, reason="severity no longer an outage", rules=[OUTAGE_RULE])
+
+
+def escalation_arm(*, incident: Incident, now: datetime | None = None) -> None:
+    """Freeze the policy on a newly opened incident and create its deadlines."""
+    now = now or timezone.now()
+    incident.escalation_snapshot = escalation_snapshot_build()
+    incident.save(update_fields=["escalation_snapshot", "updated_at"])
+    escalation_reevaluate(incident=incident, now=now)
+
+
+def escalation_reevaluate(*, incident: Incident, now: datetime | None = None) -> None:
+    """Bring pending deadlines in line with the incident as it is now (severity, impact, flags)."""
+    now = now or timezone.now()
+    if not incident.is_open:
+        return
+    if incident.acknowledged_at is None:
+        # The response time depends on severity: re-arm the chain's next step from scratch.
+        _cancel(incident, reason="re-evaluated", kinds=[Deadline.Kind.ACKNOWLEDGE])
+        _arm_ack_chain(incident, now)
+    if not incident.is_drill:
+        _arm_triggers(incident, now)
+    _arm_outage(incident, now)
+    if not incident.status_updates.exists() or _status_interval(incident) is not None:
+        _arm_status_update(incident, now)
+
+
+def escalation_on_transition(*, incident: Incident, name: str, now: datetime | None = None) -> None:
+    """Lifecycle hook, called by incident_transition inside its transaction."""
+    now = now or timezone.now()
+    if name == "acknowledge":
+        _cancel(incident, reason="acknowledged", kinds=[Deadline.Kind.ACKNOWLEDGE])
+    elif name in ("resolve", "cancel"):
+        _cancel(
+            incident,
+            reason=f"incident {incident.get_state_display().lower()}",
+            kinds=[Deadline.Kind.ACKNOWLEDGE, Deadline.Kind.ROLE_ESCALATION, Deadline.Kind.STATUS_UPDATE, Deadline.Kind.OUTAGE],
+        )
+        if name == "resolve" and incident.category == "security" and not incident.is_drill:
+            regulatory_raise(incident=incident, category_key=RESOLVED_SECURITY_CATEGORY, now=now)
+    elif name == "reopen":
+        escalation_reevaluate(incident=incident, now=now)
+
+
+# -- regulatory obligations -----------------------------------------------------------------
+
+
+def _obligation_due(category: RegulatoryCategory, raised_at: datetime) -> datetime:
+    if category.window == RegulatoryCategory.Window.IMMEDIATE:
+        return raised_at + (category.immediate_grace or timedelta(hours=1))
+    if category.window == RegulatoryCategory.Window.WITHIN_24H:
+        return raised_at + timedelta(hours=24)
+    return business_days.end_of_next_business_day(raised_at)
+
+
+@transaction.atomic
+def regulatory_raise(
+    *, incident: Incident, category_key: str, user=None, now: datetime | None = None
+) -> RegulatoryObligation | None:
+    """Record that the incident needs this regulatory notification; idempotent per category."""
+    if incident.is_drill:
+        return None
+    now = now or timezone.now()
+    category = RegulatoryCategory.objects.get(key=category_key)
+    existing = RegulatoryObligation.objects.filter(incident=incident, category=category).first()
+    if existing:
+        return existing
+    obligation = RegulatoryObligation.objects.create(
+        incident=incident, category=category, raised_at=now, raised_by=user, due_at=_obligation_due(category, now)
+    )
+    timeline_record(
+        incident,
+        kind=TimelineEntry.Kind.ESCALATION,
+        action=(
+            f"Regulatory notification required: {category.name} "
+            f"({category.get_window_display().lower()}, due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M %Z})"
+        ),
+        owner=user,
+        owner_team="" if user else "Escalation engine",
+        data={"obligation": obligation.pk},
+    )
+    rule = f"regulatory:{obligation.pk}"
+    reminder_at = obligation.due_at - category.reminder_before
+    if reminder_at > now:
+        _schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=1, due_at=reminder_at)
+    _schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at)
+    if category.is_compliance:
+        _arm_triggers(incident, now)
+    return obligation
+
+
+@transaction.atomic
+def regulatory_submit(
+    *, obligation: RegulatoryObligation, user, reference: str, evidence=None, now: datetime | None = None
+) -> RegulatoryObligation:
+    from django.core.exceptions import ValidationError
+
+    reference = reference.strip()
+    if not reference:
+        raise ValidationError({"reference": "Give the regulator's reference or submission number."})
+    locked = RegulatoryObligation.objects.select_for_update().get(pk=obligation.pk)
+    if locked.submitted_at:
+        raise ValidationError("This notification was already submitted.")
+    locked.submitted_at = now or timezone.now()
+    locked.submitted_by = user
+    locked.submission_reference = reference
+    if evidence is not None:
+        locked.submission_evidence.save(evidence.name, evidence, save=False)
+    locked.save()
+    Deadline.objects.filter(rule=f"regulatory:{locked.pk}", fired_at=None, cancelled_at=None).update(
+        cancelled_at=locked.submitted_at, cancel_reason="submitted"
+    )
+    timeline_record(
+        locked.incident,
+        kind=TimelineEntry.Kind.NOTIFICATION,
+        action=f"Regulatory notification submitted: {locked.category.name}, reference {reference} ({locked.status})",
+        owner=user,
+        data={"obligation": locked.pk},
+    )
+    return locked
+
+
+@transaction.atomic
+def regulatory_sign_off(*, obligation: RegulatoryObligation, user, now: datetime | None = None) -> RegulatoryObligation:
+    from django.core.exceptions import PermissionDenied, ValidationError
+
+    if not user.groups.filter(name=HEAD_OF_RISK).exists():
+        raise PermissionDenied("Only the Head of Risk Management signs off regulatory notifications.")
+    locked = RegulatoryObligation.objects.select_for_update().get(pk=obligation.pk)
+    if not locked.submitted_at:
+        raise ValidationError("Submit the notification before signing it off.")
+    if locked.signed_off_at:
+        return locked
+    locked.signed_off_at = now or timezone.now()
+    locked.signed_off_by = user
+    locked.save(update_fields=["signed_off_at", "signed_off_by"])
+    timeline_record(
+        locked.incident,
+        kind=TimelineEntry.Kind.NOTIFICATION,
+        action=f"Regulatory notification signed off: {locked.category.name}",
+        owner=user,
+    )
+    return locked
+
+
+# -- who gets paged -------------------------------------------------------------------------
+
+
+def on_call_at(role_name: str, at: datetime, *, deputy: bool = False):
+    """Who is on call for a role at `at` (an override wins); the deputy is the next in rotation."""
+    rotation = (
+        OnCallRotation.objects.filter(active=True, role__name=role_name)
+        .prefetch_related("members__user")
+        .order_by("pk")
+        .first()
+    )
+    if rotation is None:
+        return None
+    if not deputy:
+        override = (
+            rotation.overrides.filter(starts_at__lte=at, ends_at__gt=at).select_related("user").order_by("-created_at").first()
+        )
+        if override is not None:
+            return override.user
+    members = list(rotation.members.all())
+    if not members:
+        return None
+    index = rotation.shift_index_at(at) + (1 if deputy else 0)
+    return members[index % len(members)].user
+
+
+def role_contact(role_name: str, *, deputy: bool = False):
+    contact = RoleContact.objects.filter(role__name=role_name).select_related("primary", "deputy").first()
+    if contact is None:
+        return None
+    return contact.deputy if deputy else contact.primary
+
+
+def _resolve_target(target: str, role: str, at: datetime):
+    if target == EscalationStep.Target.ON_CALL:
+        return on_call_at(role, at), f"on-call {role}"
+    if target == EscalationStep.Target.ON_CALL_DEPUTY:
+        return on_call_at(role, at, deputy=True), f"on-call deputy ({role})"
+    return role_contact(role) or role_contact(role, deputy=True), role
+
+
+def next_page_preview(incident: Incident) -> list[dict]:
+    """Pending deadlines with who they would page if they fired now (the incident page's clocks)."""
+    now = timezone.now()
+    rows = []
+    chain = incident.escalation_snapshot.get("chain", [])
+    triggers = {t["key"]: t for t in incident.escalation_snapshot.get("triggers", [])}
+    for deadline in incident.deadlines.filter(fired_at=None, cancelled_at=None).order_by("due_at"):
+        who, label = None, ""
+        if deadline.kind == Deadline.Kind.ACKNOWLEDGE and 0 < deadline.step <= len(chain):
+            step = chain[deadline.step - 1]
+            who, label = _resolve_target(step["target"], step["role"], max(deadline.due_at, now))
+        elif deadline.kind == Deadline.Kind.ROLE_ESCALATION:
+            trigger = triggers.get(deadline.rule.split(":", 1)[1])
+            if trigger:
+                who, label = role_contact(trigger["role"]), trigger["name"]
+        elif deadline.kind == Deadline.Kind.STATUS_UPDATE:
+            who, label = incident.commander, "status update due (reminder to the commander)"
+        elif deadline.kind == Deadline.Kind.REGULATORY:
+            who, label = role_contact(HEAD_OF_RISK), "regulatory " + ("reminder" if deadline.step == 1 else "due")
+        elif deadline.kind == Deadline.Kind.OUTAGE:
+            label = "outage crosses 4 h: 24-hour regulatory notification"
+        rows.append({"deadline": deadline, "who": who, "label": label})
+    return rows
+
+
+# -- firing ---------------------------------------------------------------------------------
+
+
+def deadlines_fire_due(*, now: datetime | None = None, batch: int = 200) -> int:
+    """Claim and fire due deadlines; several workers may run this at once without overlap."""
+    now = now or timezone.now()
+    fired = 0
+    while True:
+        with transaction.atomic():
+            due = Deadline.objects.filter(fired_at=None, cancelled_at=None, due_at__lte=now).order_by("due_at")
+            if connection.features.has_select_for_update_skip_locked:
+                due = due.select_for_update(skip_locked=True)
+            claimed = list(due.values_list("pk", flat=True)[:batch])
+            for pk in claimed:
+                fired += _fire_one(pk, now=timezone.now())
+        if len(claimed) < batch:
+            return fired
+
+
+def deadline_fire(*, deadline_id: int) -> bool:
+    """Fire one deadline if it is still pending and due (the ETA task's path)."""
+    with transaction.atomic():
+        qs = Deadline.objects.filter(pk=deadline_id, fired_at=None, cancelled_at=None, due_at__lte=timezone.now())
+        if connection.features.has_select_for_update_skip_locked:
+            qs = qs.select_for_update(skip_locked=True)
+        if not qs.exists():
+            return False
+        return bool(_fire_one(deadline_id, now=timezone.now()))
+
+
+def _fire_one(deadline_id: int, *, now: datetime) -> int:
+    # The conditional UPDATE is the claim: only one caller sees 1 row updated.
+    if not Deadline.objects.filter(pk=deadline_id, fired_at=None, cancelled_at=None).update(fired_at=now):
+        return 0
+    deadline = Deadline.objects.select_related("incident__severity", "incident__commander").get(pk=deadline_id)
+    incident = deadline.incident
+    try:
+        with transaction.atomic():
+            _HANDLERS[deadline.kind](deadline, incident, now)
+    except IntegrityError:
+        # The rule step already fired (unique constraint): a duplicate claim, nothing to do.
+        log.info("deadline %s already fired for %s", deadline_id, incident.reference)
+        return 0
+    except Exception:
+        # One broken deadline must not hold up the others in the batch: put it back a little
+        # later and keep going. Its error is in the log; it stays visible as pending.
+        log.exception("firing deadline %s of %s failed; retrying in %s", deadline_id, incident.reference, FIRING_RETRY)
+        Deadline.objects.filter(pk=deadline_id).update(fired_at=None, due_at=now + FIRING_RETRY)
+        return 0
+    return 1
+
+
+def _record_event(deadline: Deadline, incident: Incident, now: datetime, *, summary: str, target_label: str = "", user=None) -> EscalationEvent:
+    event = EscalationEvent.objects.create(
+        incident=incident,
+        deadline=deadline,
+        rule=deadline.rule,
+        step=deadline.step,
+        fired_at=now,
+        due_at=deadline.due_at,
+        target_label=target_label[:200],
+        target_user=user,
+        summary=summary[:300],
+    )
+    timeline_record(
+        incident,
+        kind=TimelineEntry.Kind.ESCALATION,
+        action=summary,
+        owner_team="Escalation engine",
+        at=now,
+        data={"rule": deadline.rule, "step": deadline.step, "due_at": deadline.due_at.isoformat(), "target": target_label},
+    )
+    return event
+
+
+def _fire_ack(deadline: Deadline, incident: Incident, now: datetime) -> None:
+    from .notifications import page_user
+
+    if incident.acknowledged_at is not None:
+        return
+    chain = incident.escalation_snapshot.get("chain", [])
+    target = chain[max(deadline.step, 1) - 1]
+    user, label = _resolve_target(target["target"], target["role"], now)
+    who = _name(user) if user else f"nobody (no {label} configured)"
+    if deadline.step == 0:
+        summary = f"New {incident.severity.label} incident: paging {label}: {who}"
+    else:
+        summary = (
+            f"Not acknowledged within the response time: step {deadline.step} of {len(chain)} "
+            f"pages {label}: {who}"
+        )
+    event = _record_event(deadline, incident, now, summary=summary, target_label=label, user=user)
+    reached = page_user(event=event, user=user, now=now) if user else False
+    next_step = deadline.step + 1
+    if next_step <= len(chain):
+        due = _ack_step_due(incident, next_step, previous_at=now)
+        if due is not None:
+            # Nobody reachable at this step: go straight on to the next one.
+            _schedule(
+                incident,
+                kind=Deadline.Kind.ACKNOWLEDGE,
+                rule=ACK_RULE,
+                step=next_step,
+                due_at=max(due, now) if reached else now,
+            )
+
+
+def _fire_role(deadline: Deadline, incident: Incident, now: datetime) -> None:
+    from .notifications import page_user
+
+    # rule is "role:<trigger key>" or, after the primary could not be reached, "role:<key>:deputy".
+    _, key, *rest = deadline.rule.split(":")
+    deputy = rest == ["deputy"]
+    trigger = next((t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None)
+    if trigger is None:
+        return
+    user = role_contact(trigger["role"], deputy=deputy) or (None if deputy else role_contact(trigger["role"], deputy=True))
+    who = _name(user) if user else f"nobody (no contact for {trigger['role']} configured)"
+    whom = f"{trigger['role']} deputy" if deputy else trigger["role"]
+    event = _record_event(
+        deadline, incident, now, summary=f"{trigger['name']}: paging {whom} {who}", target_label=whom, user=user
+    )
+    if user:
+        page_user(event=event, user=user, now=now)
+
+
+def _fire_status(deadline: Deadline, incident: Incident, now: datetime) -> None:
+    from .notifications import page_user
+
+    if deadline.step == 1:
+        user = incident.commander or on_call_at("On-Call Engineer", now)
+        event = _record_event(
+            deadline, incident, now, summary=f"Status update overdue: reminder to {_name(user) if user else 'nobody'}", user=user
+        )
+        if user:
+            page_user(event=event, user=user, now=now, reminder=True)
+        after = timedelta(seconds=incident.escalation_snapshot.get("status_escalate_after_s", 900))
+        _schedule(incident, kind=Deadline.Kind.STATUS_UPDATE, rule=deadline.rule, step=2, due_at=now + after)
+    else:
+        user = role_contact(INCIDENT_MANAGER) or role_contact(INCIDENT_MANAGER, deputy=True)
+        event = _record_event(
+            deadline, incident, now, summary=f"Status update still overdue: escalated to the incident manager {_name(user) if user else 'nobody'}", user=user
+        )
+        if user:
+            page_user(event=event, user=user, now=now, reminder=True)
+
+
+def _fire_regulatory(deadline: Deadline, incident: Incident, now: datetime) -> None:
+    from .notifications import page_user
+
+    obligation = RegulatoryObligation.objects.select_related("category").get(pk=int(deadline.rule.split(":", 1)[1]))
+    if obligation.submitted_at:
+        return
+    user = role_contact(HEAD_OF_RISK) or role_contact(HEAD_OF_RISK, deputy=True)
+    verb = "due soon" if deadline.step == 1 else "now due"
+    event = _record_event(
+        deadline,
+        incident,
+        now,
+        summary=f"Regulatory notification {verb}: {obligation.category.name} (due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M %Z})",
+        user=user,
+    )
+    for person in {u for u in (user, incident.commander) if u is not None}:
+        page_user(event=event, user=person, now=now, reminder=deadline.step == 1)
+
+
+def _fire_outage(deadline: Deadline, incident: Incident, now: datetime) -> None:
+    _record_event(deadline, incident, now, summary="Incident open for more than 4 hours: outage notification required")
+    regulatory_raise(incident=incident, category_key=OUTAGE_CATEGORY, now=now)
+
+
+_HANDLERS = {
+    Deadline.Kind.ACKNOWLEDGE: _fire_ack,
+    Deadline.Kind.ROLE_ESCALATION: _fire_role,
+    Deadline.Kind.STATUS_UPDATE: _fire_status,
+    Deadline.Kind.REGULATORY: _fire_regulatory,
+    Deadline.Kind.OUTAGE: _fire_outage,
+}
+
+
+def escalation_advance_after_failure(*, event: EscalationEvent, now: datetime | None = None) -> None:
+    """Every page of an event failed for good: don't wait, move on to whoever comes next."""
+    now = now or timezone.now()
+    incident = event.incident
+    if event.rule == ACK_RULE and incident.acknowledged_at is None and incident.is_open:
+        moved = Deadline.objects.filter(
+            incident=incident, rule=ACK_RULE, step=event.step + 1, fired_at=None, cancelled_at=None
+        ).update(due_at=now)
+        if moved:
+            transaction.on_commit(lambda: _send_eta_task_now(incident.pk))
+    elif event.rule.startswith("role:") and event.step == 0:
+        key = event.rule.split(":", 1)[1]
+        trigger = next((t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None)
+        if trigger and role_contact(trigger["role"], deputy=True):
+            _schedule_deputy(incident, event.rule, now)
+
+
+def _schedule_deputy(incident: Incident, rule: str, now: datetime) -> None:
+    _schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule + ":deputy", step=1, due_at=now)
+
+
+def _send_eta_task_now(incident_id: int) -> None:
+    from ..tasks import fire_due_deadlines
+
+    try:
+        fire_due_deadlines.delay()
+    except Exception:  # noqa: BLE001 - beat fires it within a second anyway
+        log.warning("could not queue an immediate firing for incident %s", incident_id, exc_info=True)
+
+
+def _name(user) -> str:
+    return user.get_full_name() or user.get_username()
+
