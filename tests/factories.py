@@ -61,3 +61,60 @@ def open_incident(
 def tick_initial_assessment(incident, user) -> None:
     for item in incident.checklist_items.filter(gates_containment=True):
         services.checklist_item_set_done(item=item, user=user, done=True)
+
+
+def person(user, *, phone: str = "", sms: str = "", tz: str = "UTC"):
+    from incidents.models import Person
+
+    Person.objects.update_or_create(user=user, defaults={"phone": phone, "sms_number": sms, "timezone": tz})
+    return user
+
+
+def make_roster(*, starts_on=None) -> dict:
+    """The seed's response team, reachable: three on-call engineers in a daily rotation (the
+    first on call today), and a contact for each escalation role."""
+    from django.contrib.auth.models import Group
+    from django.utils import timezone
+
+    from incidents.models import OnCallRotation, RoleContact, RotationMember
+    from incidents.roles import ensure_role_groups
+
+    ensure_role_groups()
+    people = {}
+    numbers = iter(range(100, 200))
+    for key, role in [
+        ("oncall1", "On-Call Engineer"),
+        ("oncall2", "On-Call Engineer"),
+        ("oncall3", "On-Call Engineer"),
+        ("im", "Incident Manager"),
+        ("im_deputy", "Incident Manager"),
+        ("cto", "CTO"),
+        ("head_of_risk", "Head of Risk Management"),
+        ("ceo", "CEO"),
+    ]:
+        user = UserFactory(username=key)
+        user.groups.add(Group.objects.get(name=role))
+        person(user, phone=f"+4420700{next(numbers)}", sms=f"+4477000{next(numbers)}")
+        people[key] = user
+    today = starts_on or timezone.now().astimezone(timezone.get_fixed_timezone(0)).date()
+    rotation = OnCallRotation.objects.create(
+        name="Primary on-call",
+        role=Group.objects.get(name="On-Call Engineer"),
+        shift=OnCallRotation.Shift.DAILY,
+        handover_time="00:00",
+        timezone="UTC",
+        starts_on=today,
+    )
+    for position, key in enumerate(["oncall1", "oncall2", "oncall3"]):
+        RotationMember.objects.create(rotation=rotation, user=people[key], position=position)
+    for role, primary, deputy in [
+        ("Incident Manager", "im", "im_deputy"),
+        ("CTO", "cto", None),
+        ("Head of Risk Management", "head_of_risk", None),
+        ("CEO", "ceo", None),
+    ]:
+        RoleContact.objects.create(
+            role=Group.objects.get(name=role), primary=people[primary], deputy=people.get(deputy) if deputy else None
+        )
+    people["rotation"] = rotation
+    return people

@@ -1,0 +1,196 @@
+"""The escalation rules, fired in-process at chosen times (the worker tests cover delivery)."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from incidents import services
+from incidents.models import (
+    Deadline,
+    EscalationEvent,
+    EscalationPolicy,
+    EscalationStep,
+    Notification,
+    OnCallOverride,
+    Person,
+    RegulatoryObligation,
+    SeverityLevel,
+)
+from incidents.services import escalation
+from tests.factories import make_roster, open_incident, severity
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def team(db):
+    return make_roster()
+
+
+def fire_at(at):
+    return escalation.deadlines_fire_due(now=at)
+
+
+def events(incident):
+    return list(EscalationEvent.objects.filter(incident=incident).order_by("fired_at", "id").values_list("rule", "step", "target_user__username"))
+
+
+def test_new_sev1_pages_on_call_and_cto_at_once(team):
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=Decimal("20000"))
+    fire_at(timezone.now())
+    fired = events(incident)
+    assert ("ack", 0, "oncall1") in fired
+    assert ("role:cto-sev1", 0, "cto") in fired
+    assert ("role:head-of-risk-financial", 0, "head_of_risk") in fired
+    channels = set(Notification.objects.filter(event__rule="role:cto-sev1").values_list("channel", flat=True))
+    assert channels == {"sms", "phone", "email"}
+    email = Notification.objects.get(event__rule="role:cto-sev1", channel="email")
+    sms = Notification.objects.get(event__rule="role:cto-sev1", channel="sms")
+    assert email.next_attempt_at > sms.next_attempt_at  # email is the follow-up
+
+
+def test_unacknowledged_sev2_walks_the_chain(team):
+    incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=Decimal("1500"))
+    t0 = incident.detected_at
+    fire_at(t0)
+    fire_at(t0 + timedelta(minutes=14))
+    assert [e[:2] for e in events(incident)] == [("ack", 0)]
+    fire_at(t0 + timedelta(minutes=15, seconds=1))
+    fire_at(t0 + timedelta(minutes=20, seconds=2))
+    fire_at(t0 + timedelta(minutes=25, seconds=3))
+    ack = [e for e in events(incident) if e[0] == "ack"]
+    assert ack == [("ack", 0, "oncall1"), ("ack", 1, "oncall1"), ("ack", 2, "oncall2"), ("ack", 3, "im")]
+
+
+def test_acknowledging_stops_paging_but_keeps_duration_clocks(team):
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    fire_at(incident.detected_at)
+    services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
+    pending = set(Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).values_list("rule", flat=True))
+    assert "ack" not in pending
+    assert {"role:ceo-sev1-2h", "outage_4h", "status:1"} <= pending
+    fire_at(incident.detected_at + timedelta(hours=2, seconds=1))
+    assert ("role:ceo-sev1-2h", 0, "ceo") in events(incident)
+    assert not any(e[0] == "ack" and e[1] > 0 for e in events(incident))
+
+
+def test_resolution_cancels_escalations(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2)
+    services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
+    services.incident_transition(incident=incident, name="cancel", user=team["oncall1"], reason="false alarm")
+    fire_at(incident.detected_at + timedelta(hours=5))
+    assert not any(rule.startswith("role:") for rule, *_ in events(incident))
+
+
+def test_raising_impact_pages_head_of_risk_once(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2, financial_impact_usd=Decimal("2000"))
+    fire_at(timezone.now())
+    assert not any(e[0] == "role:head-of-risk-financial" for e in events(incident))
+    services.incident_update(incident=incident, user=team["oncall1"], financial_impact_usd=Decimal("6000"))
+    fire_at(timezone.now())
+    services.incident_update(incident=incident, user=team["oncall1"], financial_impact_usd=Decimal("9000"))
+    fire_at(timezone.now())
+    assert [e for e in events(incident) if e[0] == "role:head-of-risk-financial"] == [
+        ("role:head-of-risk-financial", 0, "head_of_risk")
+    ]
+
+
+def test_lowered_severity_cancels_what_no_longer_applies(team):
+    incident = open_incident(reported_by=team["oncall1"], level=1, financial_impact_usd=None)
+    services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
+    services.incident_update(incident=incident, user=team["oncall1"], severity=severity(3))
+    pending = set(Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).values_list("rule", flat=True))
+    assert "role:ceo-sev1-2h" not in pending and "outage_4h" not in pending
+
+
+def test_raised_severity_arms_cto_and_ceo(team):
+    incident = open_incident(reported_by=team["oncall1"], level=3, financial_impact_usd=None)
+    services.incident_update(incident=incident, user=team["oncall1"], severity=severity(1))
+    fire_at(timezone.now())
+    assert ("role:cto-sev1", 0, "cto") in events(incident)
+    assert Deadline.objects.filter(incident=incident, rule="role:ceo-sev1-2h", fired_at=None).exists()
+
+
+def test_outage_crossing_four_hours_creates_24h_obligation(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2)
+    fire_at(incident.started_at + timedelta(hours=4, seconds=1))
+    obligation = RegulatoryObligation.objects.get(incident=incident)
+    assert obligation.category.key == "outage_over_4h"
+    assert obligation.due_at - obligation.raised_at == timedelta(hours=24)
+
+
+def test_status_update_overdue_reminds_commander_then_incident_manager(team):
+    incident = open_incident(reported_by=team["oncall1"], level=1, commander=team["oncall3"])
+    t0 = incident.detected_at
+    fire_at(t0 + timedelta(minutes=30, seconds=1))
+    fire_at(t0 + timedelta(minutes=45, seconds=2))
+    status = [e for e in events(incident) if e[0].startswith("status:")]
+    assert status == [("status:1", 1, "oncall3"), ("status:1", 2, "im")]
+
+
+def test_posting_status_update_resets_the_clock(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2, commander=team["oncall1"])
+    draft = services.notifications.status_update_draft(incident=incident)
+    assert draft.subject.startswith("[INCIDENT] TMT System - Sev2 - ") and draft.status == "Investigating"
+    update = services.notifications.status_update_post(
+        incident=incident, user=team["oncall1"], subject=draft.subject, status=draft.status,
+        impact="Orders delayed", details="Failing over", contact=draft.contact,
+    )
+    pending = Deadline.objects.get(incident=incident, kind="status_update", fired_at=None, cancelled_at=None)
+    assert pending.rule == "status:2"
+    assert abs((pending.due_at - (update.posted_at + timedelta(hours=1))).total_seconds()) < 1
+    assert incident.timeline.filter(kind="status_update").count() == 1
+
+
+def test_policy_is_frozen_at_open(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2)
+    sev2 = SeverityLevel.objects.get(level=2)
+    sev2.response_time = timedelta(hours=5)
+    sev2.save()
+    fire_at(incident.detected_at)
+    fire_at(incident.detected_at + timedelta(minutes=15, seconds=1))
+    assert ("ack", 1, "oncall1") in events(incident)
+
+
+def test_on_call_override_wins(team):
+    now = timezone.now()
+    OnCallOverride.objects.create(
+        rotation=team["rotation"], user=team["oncall3"], starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1)
+    )
+    assert escalation.on_call_at("On-Call Engineer", now) == team["oncall3"]
+    assert escalation.on_call_at("On-Call Engineer", now + timedelta(hours=2)) == team["oncall1"]
+    assert escalation.on_call_at("On-Call Engineer", now + timedelta(days=1, hours=2)) == team["oncall2"]
+
+
+def test_unreachable_person_moves_on_at_once(team):
+    Person.objects.filter(user=team["oncall1"]).delete()
+    team["oncall1"].email = ""
+    team["oncall1"].save()
+    incident = open_incident(reported_by=team["oncall2"], level=2)
+    fire_at(incident.detected_at)
+    assert incident.timeline.filter(action__startswith="Cannot reach").exists()
+    # step 1 (oncall1 again) is due now rather than at the response time
+    assert Deadline.objects.get(incident=incident, rule="ack", step=1, fired_at=None).due_at <= timezone.now()
+
+
+def test_drill_raises_no_regulatory_obligation(team):
+    incident = open_incident(reported_by=team["oncall1"], level=1, is_drill=True, category="security")
+    assert escalation.regulatory_raise(incident=incident, category_key="major-security-breach") is None
+    fire_at(incident.started_at + timedelta(hours=5))
+    assert not RegulatoryObligation.objects.filter(incident=incident).exists()
+
+
+def test_policy_loop_and_e164_are_refused():
+    first = EscalationPolicy.objects.get(is_default=True)
+    second = EscalationPolicy.objects.create(name="Backup", continue_with=first, status_update_escalate_after=timedelta(minutes=5))
+    first.continue_with = second
+    with pytest.raises(ValidationError, match="loop"):
+        first.full_clean()
+    from tests.factories import UserFactory
+
+    with pytest.raises(ValidationError, match="E.164"):
+        Person(user=UserFactory(), phone="07700 900123").full_clean()
+    assert EscalationStep.objects.filter(policy=first).count() == 3
