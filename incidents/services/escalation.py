@@ -17,7 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .. import business_days
-from ..models import Incident, SeverityLevel, State, TimelineEntry
+from ..models import Incident, SeverityLevel, TimelineEntry
 from ..models.escalation import (
     Deadline,
     EscalationEvent,

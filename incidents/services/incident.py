@@ -32,6 +32,11 @@ from ..models import (
     TimelineEntry,
 )
 
+# Incident rows are locked FOR NO KEY UPDATE (no_key=True): it still serialises writers of the
+# incident, but does not block the KEY SHARE lock that inserting a row referencing the incident
+# (a timeline entry, a notification) takes. A plain FOR UPDATE here deadlocked with a worker
+# firing a deadline of the same incident.
+
 # Fields full_clean must not touch: the services set them, and django-fsm protects `state`.
 _SET_BY_SERVICES = ["reference", "reference_day", "reference_number", "state"]
 
@@ -291,7 +296,7 @@ def incident_update(
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationError(f"Not editable: {', '.join(sorted(unknown))}")
-    locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
     if locked.state in (State.CLOSED, State.CANCELLED):
         raise ValidationError(f"A {locked.get_state_display().lower()} incident cannot be changed; add a timeline note instead.")
     changes = []
@@ -339,7 +344,7 @@ def incident_update(
 def incident_assign_commander(
     *, incident: Incident, commander: AbstractBaseUser | None, user: AbstractBaseUser
 ) -> Incident:
-    locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
     taking_command = commander == user
     stepping_down = commander is None and locked.commander_id == user.pk
     if not (user.has_perm("incidents.assign_commander") or taking_command or stepping_down):
@@ -413,7 +418,7 @@ def _attach_checklists(incident: Incident, *, state: str) -> None:
 def checklist_item_set_done(
     *, item: IncidentChecklistItem, user: AbstractBaseUser, done: bool, at: datetime | None = None
 ) -> IncidentChecklistItem:
-    locked = IncidentChecklistItem.objects.select_for_update().select_related("incident").get(pk=item.pk)
+    locked = IncidentChecklistItem.objects.select_for_update(of=("self",)).select_related("incident").get(pk=item.pk)
     if locked.done == done:
         return locked
     if not locked.incident.is_open and locked.incident.state != State.RESOLVED:

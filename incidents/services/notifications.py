@@ -201,7 +201,7 @@ def status_update_post(
         errors["next_update_at"] = "The next update must be in the future."
     if errors:
         raise ValidationError(errors)
-    locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
     sequence = (locked.status_updates.aggregate(n=Max("sequence"))["n"] or 0) + 1
     update = StatusUpdate.objects.create(
         incident=locked,

@@ -1,0 +1,111 @@
+"""Real Celery and a real HTTP SMS/voice provider for the escalation tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+
+from tmt_ir.celery import app
+
+QUEUES = ["default", "escalation", "notifications", "health", "reports"]
+
+
+def purge_queues() -> None:
+    # Messages left by an earlier run would point at rows of another test database.
+    with app.connection_for_write() as conn:
+        for queue in QUEUES:
+            # A queue that never existed has nothing to purge.
+            with contextlib.suppress(Exception):
+                conn.default_channel.queue_purge(queue)
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.fail("the worker tests need Redis: set CELERY_BROKER_URL (make test does)")
+    purge_queues()
+    with start_worker(
+        app, pool="solo", queues=QUEUES, perform_ping_check=False, shutdown_timeout=20, loglevel="WARNING"
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture
+def beat(celery_worker):
+    """What celery beat does for the escalation engine: ask for a claim every half second."""
+    from incidents.tasks import fire_due_deadlines
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            fire_due_deadlines.delay()
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=loop, name="test-beat", daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(5)
+
+
+class ProviderHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        length = int(self.headers.get("Content-Length", 0))
+        payload = json.loads(self.rfile.read(length) or b"{}")
+        server: ProviderServer = self.server  # type: ignore[assignment]
+        with server.lock:
+            server.received.append(payload)
+            status = server.respond_with(payload)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok": true}' if status < 400 else b'{"error": "refused"}')
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class ProviderServer(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), ProviderHandler)
+        self.lock = threading.Lock()
+        self.received: list[dict] = []
+        self.respond_with: Callable[[dict], int] = lambda payload: 200
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/send"
+
+    def to(self, number: str) -> list[dict]:
+        with self.lock:
+            return [p for p in self.received if p["to"] == number]
+
+
+@pytest.fixture
+def sms_provider(settings):
+    server = ProviderServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.TMT_SMS_PROVIDER_URL = server.url
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
