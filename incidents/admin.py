@@ -771,3 +771,6 @@ class ChecklistTemplateItemAdmin(admin.ModelAdmin):
     list_select_related = ["template"]
     search_fields = ["text", "template__name"]
     ordering = ["template__order", "template__name", "order", "id"]
+
+
+from . import admin_escalation  # noqa: E402,F401

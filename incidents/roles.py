@@ -52,15 +52,27 @@ _POLICY_EDIT = [
     for action in ("view", "change", "add")
 ]
 
+# Everyone on the team sees the on-call roster (the /roster/ page and the admin lists).
+_ROSTER_VIEW = [
+    f"incidents.view_{model}"
+    for model in ("oncallrotation", "rotationmember", "oncalloverride", "rolecontact", "person", "businessholiday")
+]
+# Only the incident manager maintains it; members and overrides can be removed (a cancelled swap).
+_ROSTER_EDIT = [
+    f"incidents.{action}_{model}"
+    for model in ("oncallrotation", "rotationmember", "oncalloverride", "rolecontact", "person", "businessholiday")
+    for action in ("add", "change")
+] + ["incidents.delete_rotationmember", "incidents.delete_oncalloverride"]
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    ON_CALL_ENGINEER: _RESPONDER + ["incidents.trigger_emergency_stop"],
-    RISK_MANAGER: _RESPONDER + ["incidents.trigger_emergency_stop"],
-    SYSTEM_ADMINISTRATOR: _RESPONDER,
-    INCIDENT_MANAGER: _MANAGER + _POLICY_EDIT,
-    CTO: _MANAGER + ["incidents.trigger_emergency_stop"],
-    HEAD_OF_RISK: _MANAGER + ["incidents.trigger_emergency_stop"],
-    CEO: _EXECUTIVE_VIEW + ["incidents.close_incident"],
-    TRAINER: ["incidents.view_incident", "incidents.view_timelineentry", "reports.view_actionitem", "reports.add_actionitem"],
+    ON_CALL_ENGINEER: _RESPONDER + ["incidents.trigger_emergency_stop"] + _ROSTER_VIEW,
+    RISK_MANAGER: _RESPONDER + ["incidents.trigger_emergency_stop"] + _ROSTER_VIEW,
+    SYSTEM_ADMINISTRATOR: _RESPONDER + _ROSTER_VIEW,
+    INCIDENT_MANAGER: _MANAGER + _POLICY_EDIT + _ROSTER_VIEW + _ROSTER_EDIT,
+    CTO: _MANAGER + ["incidents.trigger_emergency_stop"] + _ROSTER_VIEW,
+    HEAD_OF_RISK: _MANAGER + ["incidents.trigger_emergency_stop"] + _ROSTER_VIEW,
+    CEO: _EXECUTIVE_VIEW + ["incidents.close_incident"] + _ROSTER_VIEW,
+    TRAINER: ["incidents.view_incident", "incidents.view_timelineentry", "reports.view_actionitem", "reports.add_actionitem"] + _ROSTER_VIEW,
 }
 MANAGER_ROLES = {INCIDENT_MANAGER, CTO, HEAD_OF_RISK, CEO}
 

@@ -1,12 +1,13 @@
 from django.urls import path
 
-from . import views
+from . import roster_views, views
 
 app_name = "incidents"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("incidents/", views.incident_list, name="list"),
+    path("roster/", roster_views.roster_calendar, name="roster"),
     path("incidents/new/", views.incident_create, name="create"),
     path("incidents/new/suggest-severity/", views.severity_suggestion, name="suggest_severity"),
     path("incidents/<str:reference>/", views.incident_detail, name="detail"),

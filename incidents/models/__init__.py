@@ -24,8 +24,15 @@ from .incident import (
     IncidentDaySequence,
     State,
 )
-from .roster import BusinessHoliday, OnCallOverride, OnCallRotation, Person, RoleContact, RotationMember
 from .policy import PhaseTarget, RecoveryPointObjective, SeverityLevel, System, format_duration
+from .roster import (
+    BusinessHoliday,
+    OnCallOverride,
+    OnCallRotation,
+    Person,
+    RoleContact,
+    RotationMember,
+)
 from .timeline import AppendOnlyError, TimelineEntry
 
 __all__ = [

@@ -141,7 +141,7 @@ class RegulatoryCategory(models.Model):
         return f"{self.name} ({self.get_window_display().lower()})"
 
 
-def obligation_evidence_path(instance: "RegulatoryObligation", filename: str) -> str:
+def obligation_evidence_path(instance: RegulatoryObligation, filename: str) -> str:
     return f"regulatory/{instance.incident.reference}/{instance.category.key}-{filename}"
 
 

@@ -109,8 +109,12 @@ def response_due_at(incident: Incident) -> datetime | None:
 # -- arming and re-evaluation ---------------------------------------------------------------
 
 
-def _schedule(incident: Incident, *, kind: str, rule: str, step: int, due_at: datetime) -> Deadline | None:
-    """Create the pending row for (rule, step) unless one is pending or the step already fired."""
+def deadline_schedule(incident: Incident, *, kind: str, rule: str, step: int, due_at: datetime) -> Deadline | None:
+    """Create the pending row for (rule, step) unless one is pending or the step already fired.
+
+    A row due within ETA_HORIZON also gets an ETA task after commit, for sub-second precision;
+    beat's claim loop remains the guarantee.
+    """
     if EscalationEvent.objects.filter(incident=incident, rule=rule, step=step).exists():
         return None
     if Deadline.objects.filter(
@@ -168,7 +172,7 @@ def _arm_triggers(incident: Incident, now: datetime) -> None:
             due = now
             if trigger["condition"] == EscalationTrigger.Condition.OPEN_FOR:
                 due = incident.detected_at + timedelta(seconds=trigger["open_for_s"])
-            _schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule, step=0, due_at=max(due, now))
+            deadline_schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule, step=0, due_at=max(due, now))
         else:
             _cancel(incident, reason="no longer applies", rules=[rule])
 
@@ -200,7 +204,7 @@ def _arm_ack_chain(incident: Incident, now: datetime) -> None:
         return
     due = _ack_step_due(incident, step, previous_at=previous_at)
     if due is not None:
-        _schedule(incident, kind=Deadline.Kind.ACKNOWLEDGE, rule=ACK_RULE, step=step, due_at=max(due, now))
+        deadline_schedule(incident, kind=Deadline.Kind.ACKNOWLEDGE, rule=ACK_RULE, step=step, due_at=max(due, now))
 
 
 def _status_interval(incident: Incident) -> timedelta | None:
@@ -215,7 +219,7 @@ def _arm_status_update(incident: Incident, now: datetime) -> None:
         return
     last = incident.status_updates.order_by("-sequence").values_list("sequence", "posted_at").first()
     sequence, since = (last[0] + 1, last[1]) if last else (1, incident.detected_at)
-    _schedule(
+    deadline_schedule(
         incident,
         kind=Deadline.Kind.STATUS_UPDATE,
         rule=f"status:{sequence}",
@@ -226,7 +230,7 @@ def _arm_status_update(incident: Incident, now: datetime) -> None:
 
 def _arm_outage(incident: Incident, now: datetime) -> None:
     if incident.severity.level <= 2 and not incident.is_drill:
-        _schedule(
+        deadline_schedule(
             incident,
             kind=Deadline.Kind.OUTAGE,
             rule=OUTAGE_RULE,
@@ -318,8 +322,8 @@ def regulatory_raise(
     rule = f"regulatory:{obligation.pk}"
     reminder_at = obligation.due_at - category.reminder_before
     if reminder_at > now:
-        _schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=1, due_at=reminder_at)
-    _schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at)
+        deadline_schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=1, due_at=reminder_at)
+    deadline_schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at)
     if category.is_compliance:
         _arm_triggers(incident, now)
     return obligation
@@ -543,7 +547,7 @@ def _fire_ack(deadline: Deadline, incident: Incident, now: datetime) -> None:
         due = _ack_step_due(incident, next_step, previous_at=now)
         if due is not None:
             # Nobody reachable at this step: go straight on to the next one.
-            _schedule(
+            deadline_schedule(
                 incident,
                 kind=Deadline.Kind.ACKNOWLEDGE,
                 rule=ACK_RULE,
@@ -582,7 +586,7 @@ def _fire_status(deadline: Deadline, incident: Incident, now: datetime) -> None:
         if user:
             page_user(event=event, user=user, now=now, reminder=True)
         after = timedelta(seconds=incident.escalation_snapshot.get("status_escalate_after_s", 900))
-        _schedule(incident, kind=Deadline.Kind.STATUS_UPDATE, rule=deadline.rule, step=2, due_at=now + after)
+        deadline_schedule(incident, kind=Deadline.Kind.STATUS_UPDATE, rule=deadline.rule, step=2, due_at=now + after)
     else:
         user = role_contact(INCIDENT_MANAGER) or role_contact(INCIDENT_MANAGER, deputy=True)
         event = _record_event(
@@ -643,7 +647,7 @@ def escalation_advance_after_failure(*, event: EscalationEvent, now: datetime | 
 
 
 def _schedule_deputy(incident: Incident, rule: str, now: datetime) -> None:
-    _schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule + ":deputy", step=1, due_at=now)
+    deadline_schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule + ":deputy", step=1, due_at=now)
 
 
 def _send_eta_task_now(incident_id: int) -> None:
