@@ -14,7 +14,9 @@ from .escalation import (
     WebhookEndpoint,
     WorkerHeartbeat,
 )
+from .api import AlertEvent, AlertIntegration, ApiToken
 from .evidence import EvidenceAttachment
+from .health import EmergencyStop, HealthSample, HealthTarget, MaintenanceWindow
 from .incident import (
     OPEN_STATES,
     TRANSITION_NAMES,
@@ -36,6 +38,13 @@ from .roster import (
 from .timeline import AppendOnlyError, TimelineEntry
 
 __all__ = [
+    "AlertEvent",
+    "AlertIntegration",
+    "ApiToken",
+    "EmergencyStop",
+    "HealthSample",
+    "HealthTarget",
+    "MaintenanceWindow",
     "BusinessHoliday",
     "Deadline",
     "DistributionList",

@@ -107,6 +107,16 @@ class Incident(ConcurrentTransitionMixin, models.Model):
     is_drill = models.BooleanField(
         default=False, help_text="Exercise incident: excluded from real metrics and obligations."
     )
+    public_title = models.CharField(
+        max_length=200, blank=True, help_text="Shown on the public status page instead of the internal title."
+    )
+    # Automated detection: the system a health check opened this for, and the monitoring alert's
+    # fingerprint. Each is unique among open incidents (constraints below), which is what makes
+    # "at most one open automated incident per system / per alert" hold under concurrent pollers.
+    automated_system = models.ForeignKey(
+        System, on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
+    )
+    alert_fingerprint = models.CharField(max_length=200, blank=True, editable=False)
 
     state = FSMField(default=State.DETECTED, choices=State.choices, protected=True, db_index=True)
     reported_by = models.ForeignKey(
@@ -175,6 +185,16 @@ class Incident(ConcurrentTransitionMixin, models.Model):
             models.CheckConstraint(
                 condition=Q(financial_impact_usd__isnull=True) | Q(financial_impact_usd__gte=0),
                 name="incident_financial_impact_not_negative",
+            ),
+            models.UniqueConstraint(
+                fields=["automated_system"],
+                condition=Q(automated_system__isnull=False, state__in=OPEN_STATES),
+                name="one_open_automated_incident_per_system",
+            ),
+            models.UniqueConstraint(
+                fields=["alert_fingerprint"],
+                condition=~Q(alert_fingerprint="") & Q(state__in=OPEN_STATES),
+                name="one_open_incident_per_alert_fingerprint",
             ),
         ]
         indexes = [
