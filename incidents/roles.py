@@ -16,6 +16,10 @@ CEO = "CEO"
 TRAINER = "Trainer"
 
 _RESPONDER = [
+    "incidents.add_statusupdate",
+    "incidents.view_statusupdate",
+    "incidents.add_regulatoryobligation",
+    "incidents.view_regulatoryobligation",
     "incidents.view_incident",
     "incidents.add_incident",
     "incidents.change_incident",
@@ -33,9 +37,11 @@ _RESPONDER = [
     "reports.change_actionitem",
 ]
 _MANAGER = _RESPONDER + [
+    "incidents.change_regulatoryobligation",
     "incidents.close_incident",
     "incidents.assign_commander",
     "reports.approve_review",
+    "reports.view_metrics",  # reports (issue #5)
 ]
 _EXECUTIVE_VIEW = [
     "incidents.view_incident",
@@ -45,6 +51,7 @@ _EXECUTIVE_VIEW = [
     "reports.view_postincidentreview",
     "reports.approve_review",
     "reports.view_actionitem",
+    "reports.view_metrics",  # reports (issue #5)
 ]
 _POLICY_EDIT = [
     f"incidents.{action}_{model}"
@@ -66,11 +73,11 @@ _ROSTER_EDIT = [
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     ON_CALL_ENGINEER: _RESPONDER + ["incidents.trigger_emergency_stop"] + _ROSTER_VIEW,
-    RISK_MANAGER: _RESPONDER + ["incidents.trigger_emergency_stop"] + _ROSTER_VIEW,
+    RISK_MANAGER: _RESPONDER + ["incidents.trigger_emergency_stop", "incidents.change_regulatoryobligation"] + _ROSTER_VIEW,
     SYSTEM_ADMINISTRATOR: _RESPONDER + _ROSTER_VIEW,
     INCIDENT_MANAGER: _MANAGER + _POLICY_EDIT + _ROSTER_VIEW + _ROSTER_EDIT,
     CTO: _MANAGER + ["incidents.trigger_emergency_stop"] + _ROSTER_VIEW,
-    HEAD_OF_RISK: _MANAGER + ["incidents.trigger_emergency_stop"] + _ROSTER_VIEW,
+    HEAD_OF_RISK: _MANAGER + ["incidents.trigger_emergency_stop", "incidents.sign_off_obligation"] + _ROSTER_VIEW,
     CEO: _EXECUTIVE_VIEW + ["incidents.close_incident"] + _ROSTER_VIEW,
     TRAINER: ["incidents.view_incident", "incidents.view_timelineentry", "reports.view_actionitem", "reports.add_actionitem"] + _ROSTER_VIEW,
 }
@@ -89,3 +96,35 @@ def ensure_role_groups(sender=None, **kwargs) -> None:
         group, _ = Group.objects.using(using).get_or_create(name=role)
         present = [by_name[p] for p in perms if p in by_name]
         group.permissions.add(*present)
+
+# Drills and training (issue #6), appended: trainers run the programme and keep certifications;
+# everyone on the team sees the drills; managers may override the readiness gate with a reason.
+_DRILLS_VIEW = ["drills.view_drill", "drills.view_drillkind", "drills.view_proceduredocument"]
+_TRAINING_MANAGE = [
+    "drills.manage_training",
+    *(f"drills.{action}_{model}" for model in ("drill", "drillparticipant", "drillfinding", "certification",
+                                                "mentoredresponse", "trainingprofile", "readinessoverride",
+                                                "procedureacknowledgement", "reminder") for action in ("view",)),
+    *(f"drills.{action}_{model}" for model in ("drillkind", "drillkindtarget", "certificationkind",
+                                                "trainingpolicy", "proceduredocument") for action in ("view", "add", "change")),
+]
+for _role in (ON_CALL_ENGINEER, RISK_MANAGER, SYSTEM_ADMINISTRATOR, CEO):
+    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _DRILLS_VIEW
+for _role in (INCIDENT_MANAGER, CTO, HEAD_OF_RISK):
+    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _DRILLS_VIEW + [
+        "drills.override_readiness",
+        "drills.view_readinessoverride",
+        "drills.view_certification",
+    ]
+ROLE_PERMISSIONS[TRAINER] = ROLE_PERMISSIONS[TRAINER] + _DRILLS_VIEW + _TRAINING_MANAGE
+
+# Health polling, emergency stops and maintenance windows (issue #4), appended like the above.
+_HEALTH_VIEW = [f"incidents.view_{model}" for model in ("healthtarget", "healthsample", "emergencystop", "maintenancewindow")]
+_HEALTH_EDIT = [
+    f"incidents.{action}_{model}" for model in ("healthtarget", "maintenancewindow") for action in ("add", "change")
+]
+for _role in ROLE_PERMISSIONS:
+    if _role != TRAINER:
+        ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _HEALTH_VIEW
+for _role in (SYSTEM_ADMINISTRATOR, INCIDENT_MANAGER):
+    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _HEALTH_EDIT

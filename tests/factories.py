@@ -1,3 +1,4 @@
+from datetime import time
 from decimal import Decimal
 
 import factory
@@ -95,13 +96,14 @@ def make_roster(*, starts_on=None) -> dict:
         user = UserFactory(username=key)
         user.groups.add(Group.objects.get(name=role))
         person(user, phone=f"+4420700{next(numbers)}", sms=f"+4477000{next(numbers)}")
+        certify(user)  # the readiness gate (drills) lets a trained, certified team on call
         people[key] = user
     today = starts_on or timezone.now().astimezone(timezone.get_fixed_timezone(0)).date()
     rotation = OnCallRotation.objects.create(
         name="Primary on-call",
         role=Group.objects.get(name="On-Call Engineer"),
         shift=OnCallRotation.Shift.DAILY,
-        handover_time="00:00",
+        handover_time=time(0, 0),
         timezone="UTC",
         starts_on=today,
     )
@@ -118,3 +120,30 @@ def make_roster(*, starts_on=None) -> dict:
         )
     people["rotation"] = rotation
     return people
+
+
+def certify(user, *, issued_on=None, mentoring_done: bool = True):
+    """Give `user` every active certification, issued a month ago (so valid for the annual one's
+    11 more months), and mark their mentoring done: what the readiness gate asks of a responder."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from drills.models import Certification, CertificationKind, TrainingProfile
+
+    issued = issued_on or timezone.localdate() - timedelta(days=30)
+    for kind in CertificationKind.objects.filter(active=True):
+        Certification.objects.create(
+            person=user,
+            kind=kind,
+            issued_on=issued,
+            expires_on=kind.default_expiry(issued),
+            issued_by=user,
+            recorded_by=user,
+        )
+    if mentoring_done:
+        TrainingProfile.objects.update_or_create(
+            user=user,
+            defaults={"mentoring_waived_at": timezone.now(), "mentoring_waiver_reason": "Experienced responder"},
+        )
+    return user

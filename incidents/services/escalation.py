@@ -93,7 +93,16 @@ def escalation_snapshot_build() -> dict:
 
 
 def _severity_policy(incident: Incident) -> dict:
-    return incident.escalation_snapshot.get("severities", {}).get(str(incident.severity.level), {})
+    """The frozen policy's row for the incident's current severity (live, if none was frozen)."""
+    frozen = incident.escalation_snapshot.get("severities", {}).get(str(incident.severity.level))
+    if frozen is not None:
+        return frozen
+    level = incident.severity
+    return {
+        "response_s": level.response_time.total_seconds() if level.response_time else None,
+        "next_business_day": level.response_next_business_day,
+        "status_interval_s": level.status_update_interval.total_seconds() if level.status_update_interval else None,
+    }
 
 
 def response_due_at(incident: Incident) -> datetime | None:
@@ -387,7 +396,11 @@ def regulatory_sign_off(*, obligation: RegulatoryObligation, user, now: datetime
 
 
 def on_call_at(role_name: str, at: datetime, *, deputy: bool = False):
-    """Who is on call for a role at `at` (an override wins); the deputy is the next in rotation."""
+    """Who is on call for a role at `at` (an override wins).
+
+    The deputy is the next scheduled member after the current shift's who is not the person on
+    call, so a cover never makes one person both primary and deputy.
+    """
     rotation = (
         OnCallRotation.objects.filter(active=True, role__name=role_name)
         .prefetch_related("members__user")
@@ -396,17 +409,21 @@ def on_call_at(role_name: str, at: datetime, *, deputy: bool = False):
     )
     if rotation is None:
         return None
-    if not deputy:
-        override = (
-            rotation.overrides.filter(starts_at__lte=at, ends_at__gt=at).select_related("user").order_by("-created_at").first()
-        )
-        if override is not None:
-            return override.user
-    members = list(rotation.members.all())
+    members = [m.user for m in rotation.members.all()]
+    override = (
+        rotation.overrides.filter(starts_at__lte=at, ends_at__gt=at).select_related("user").order_by("-created_at").first()
+    )
     if not members:
-        return None
-    index = rotation.shift_index_at(at) + (1 if deputy else 0)
-    return members[index % len(members)].user
+        return None if deputy else (override.user if override else None)
+    index = rotation.shift_index_at(at)
+    primary = override.user if override else members[index % len(members)]
+    if not deputy:
+        return primary
+    for offset in range(1, len(members) + 1):
+        candidate = members[(index + offset) % len(members)]
+        if candidate != primary:
+            return candidate
+    return None
 
 
 def role_contact(role_name: str, *, deputy: bool = False):
@@ -416,37 +433,12 @@ def role_contact(role_name: str, *, deputy: bool = False):
     return contact.deputy if deputy else contact.primary
 
 
-def _resolve_target(target: str, role: str, at: datetime):
+def resolve_target(target: str, role: str, at: datetime):
     if target == EscalationStep.Target.ON_CALL:
         return on_call_at(role, at), f"on-call {role}"
     if target == EscalationStep.Target.ON_CALL_DEPUTY:
         return on_call_at(role, at, deputy=True), f"on-call deputy ({role})"
     return role_contact(role) or role_contact(role, deputy=True), role
-
-
-def next_page_preview(incident: Incident) -> list[dict]:
-    """Pending deadlines with who they would page if they fired now (the incident page's clocks)."""
-    now = timezone.now()
-    rows = []
-    chain = incident.escalation_snapshot.get("chain", [])
-    triggers = {t["key"]: t for t in incident.escalation_snapshot.get("triggers", [])}
-    for deadline in incident.deadlines.filter(fired_at=None, cancelled_at=None).order_by("due_at"):
-        who, label = None, ""
-        if deadline.kind == Deadline.Kind.ACKNOWLEDGE and 0 < deadline.step <= len(chain):
-            step = chain[deadline.step - 1]
-            who, label = _resolve_target(step["target"], step["role"], max(deadline.due_at, now))
-        elif deadline.kind == Deadline.Kind.ROLE_ESCALATION:
-            trigger = triggers.get(deadline.rule.split(":", 1)[1])
-            if trigger:
-                who, label = role_contact(trigger["role"]), trigger["name"]
-        elif deadline.kind == Deadline.Kind.STATUS_UPDATE:
-            who, label = incident.commander, "status update due (reminder to the commander)"
-        elif deadline.kind == Deadline.Kind.REGULATORY:
-            who, label = role_contact(HEAD_OF_RISK), "regulatory " + ("reminder" if deadline.step == 1 else "due")
-        elif deadline.kind == Deadline.Kind.OUTAGE:
-            label = "outage crosses 4 h: 24-hour regulatory notification"
-        rows.append({"deadline": deadline, "who": who, "label": label})
-    return rows
 
 
 # -- firing ---------------------------------------------------------------------------------
@@ -531,7 +523,7 @@ def _fire_ack(deadline: Deadline, incident: Incident, now: datetime) -> None:
         return
     chain = incident.escalation_snapshot.get("chain", [])
     target = chain[max(deadline.step, 1) - 1]
-    user, label = _resolve_target(target["target"], target["role"], now)
+    user, label = resolve_target(target["target"], target["role"], now)
     who = _name(user) if user else f"nobody (no {label} configured)"
     if deadline.step == 0:
         summary = f"New {incident.severity.label} incident: paging {label}: {who}"
@@ -620,12 +612,29 @@ def _fire_outage(deadline: Deadline, incident: Incident, now: datetime) -> None:
     regulatory_raise(incident=incident, category_key=OUTAGE_CATEGORY, now=now)
 
 
+def _fire_review(deadline: Deadline, incident: Incident, now: datetime) -> None:
+    # Added for reports (issue #5): post-incident review and action-item reminders. The reports
+    # app decides whether the reminder still applies and whom it goes to (one person per step,
+    # so the event's webhook notifications stay unique); the engine records and pages as usual.
+    from reports.selectors import follow_up_reminder
+
+    from .notifications import page_user
+
+    reminder = follow_up_reminder(deadline=deadline, incident=incident, now=now)
+    if reminder is None:
+        return
+    event = _record_event(deadline, incident, now, summary=reminder.summary, target_label=reminder.label, user=reminder.user)
+    if reminder.user is not None:
+        page_user(event=event, user=reminder.user, now=now, reminder=True)
+
+
 _HANDLERS = {
     Deadline.Kind.ACKNOWLEDGE: _fire_ack,
     Deadline.Kind.ROLE_ESCALATION: _fire_role,
     Deadline.Kind.STATUS_UPDATE: _fire_status,
     Deadline.Kind.REGULATORY: _fire_regulatory,
     Deadline.Kind.OUTAGE: _fire_outage,
+    Deadline.Kind.REVIEW: _fire_review,  # reports (issue #5)
 }
 
 

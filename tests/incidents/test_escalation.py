@@ -123,7 +123,7 @@ def test_outage_crossing_four_hours_creates_24h_obligation(team):
 
 
 def test_status_update_overdue_reminds_commander_then_incident_manager(team):
-    incident = open_incident(reported_by=team["oncall1"], level=1, commander=team["oncall3"])
+    incident = open_incident(reported_by=team["im"], level=1, commander=team["oncall3"])
     t0 = incident.detected_at
     fire_at(t0 + timedelta(minutes=30, seconds=1))
     fire_at(t0 + timedelta(minutes=45, seconds=2))
@@ -194,3 +194,13 @@ def test_policy_loop_and_e164_are_refused():
     with pytest.raises(ValidationError, match="E.164"):
         Person(user=UserFactory(), phone="07700 900123").full_clean()
     assert EscalationStep.objects.filter(policy=first).count() == 3
+
+
+def test_deputy_is_never_the_person_on_call(team):
+    now = timezone.now()
+    # oncall2 (tomorrow's primary, so today's deputy) covers today: the deputy moves on.
+    OnCallOverride.objects.create(
+        rotation=team["rotation"], user=team["oncall2"], starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1)
+    )
+    assert escalation.on_call_at("On-Call Engineer", now) == team["oncall2"]
+    assert escalation.on_call_at("On-Call Engineer", now, deputy=True) == team["oncall3"]
