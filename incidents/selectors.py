@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Avg, Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from .models import (
     OPEN_STATES,
+    Deadline,
+    EscalationEvent,
     Incident,
     IncidentChecklistItem,
+    Notification,
     PhaseTarget,
+    RegulatoryCategory,
+    RegulatoryObligation,
     SeverityLevel,
     System,
     format_duration,
@@ -42,24 +47,9 @@ class Clock:
         return (self.done_at or timezone.now()) - self.started_at
 
 
-def next_business_day_start(after: datetime, *, opening: time = time(9, 0)) -> datetime:
-    """09:00 UTC on the next weekday after `after` (the seed's 'next business day')."""
-    day = after.astimezone(timezone.get_fixed_timezone(0)).date() + timedelta(days=1)
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return datetime.combine(day, opening, tzinfo=timezone.get_fixed_timezone(0))
-
-
-def response_due_at(incident: Incident) -> datetime | None:
-    severity = incident.severity
-    if severity.response_next_business_day:
-        return next_business_day_start(incident.detected_at)
-    if severity.response_time is None:
-        return None
-    return incident.detected_at + severity.response_time
-
-
 def response_clock(incident: Incident) -> Clock:
+    from .services.escalation import response_due_at
+
     return Clock(
         label="Acknowledge",
         started_at=incident.detected_at,
@@ -185,3 +175,64 @@ def open_incidents(limit: int = 50) -> list[Incident]:
         .order_by("severity__level", "detected_at")[:limit]
     )
 
+
+
+# -- escalation panel -----------------------------------------------------------------------
+
+
+def escalation_panel(incident: Incident) -> dict:
+    """The incident page's live escalation panel: what is pending, who it pages, what fired."""
+    from .roles import HEAD_OF_RISK
+    from .services.escalation import resolve_target, response_due_at, role_contact
+
+    now = timezone.now()
+    snapshot = incident.escalation_snapshot
+    chain = snapshot.get("chain", [])
+    triggers = {t["key"]: t for t in snapshot.get("triggers", [])}
+    pending = []
+    for deadline in incident.deadlines.filter(fired_at=None, cancelled_at=None).order_by("due_at"):
+        who, label = None, ""
+        if deadline.kind == Deadline.Kind.ACKNOWLEDGE and deadline.step <= len(chain):
+            step = chain[max(deadline.step, 1) - 1]
+            who, label = resolve_target(step["target"], step["role"], max(deadline.due_at, now))
+            label = f"step {deadline.step}: {label}" if deadline.step else f"first page: {label}"
+        elif deadline.kind == Deadline.Kind.ROLE_ESCALATION:
+            _, key, *rest = deadline.rule.split(":")
+            trigger = triggers.get(key)
+            if trigger:
+                who, label = role_contact(trigger["role"], deputy=bool(rest)), trigger["name"]
+        elif deadline.kind == Deadline.Kind.STATUS_UPDATE:
+            who = incident.commander
+            label = "status update due" + (" (then the incident manager)" if deadline.step == 1 else " — escalated")
+        elif deadline.kind == Deadline.Kind.REGULATORY:
+            who = role_contact(HEAD_OF_RISK)
+            label = "regulatory notification " + ("reminder" if deadline.step == 1 else "due")
+        elif deadline.kind == Deadline.Kind.OUTAGE:
+            label = "open 4 h: 24-hour outage notification"
+        pending.append({"deadline": deadline, "who": who, "label": label, "clock": Clock(
+            label=label, started_at=deadline.created_at, due_at=deadline.due_at, done_at=None)})
+    due = response_due_at(incident)
+    raised = set(incident.obligations.values_list("category_id", flat=True))
+    return {
+        "incident": incident,
+        "policy_name": snapshot.get("policy", ""),
+        "ack_clock": Clock(
+            label="Acknowledge", started_at=incident.detected_at, due_at=due,
+            done_at=incident.acknowledged_at or incident.cancelled_at,
+        ),
+        "pending": pending,
+        "fired": list(
+            EscalationEvent.objects.filter(incident=incident).select_related("target_user").order_by("-fired_at")[:20]
+        ),
+        "failed_notifications": list(
+            Notification.objects.filter(incident=incident, state=Notification.State.FAILED).order_by("-created_at")[:10]
+        ),
+        "obligations": list(
+            RegulatoryObligation.objects.filter(incident=incident).select_related("category", "submitted_by", "signed_off_by")
+        ),
+        "raisable_categories": list(
+            RegulatoryCategory.objects.filter(raised_automatically=False).exclude(pk__in=raised)
+        ),
+        "last_status_update": incident.status_updates.order_by("-sequence").first(),
+        "now": now,
+    }

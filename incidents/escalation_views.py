@@ -1,0 +1,139 @@
+"""The incident page's escalation panel, the status update composer, regulatory notifications."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from . import selectors
+from .forms import DateTimeLocalInput
+from .models import Incident, RegulatoryCategory, RegulatoryObligation
+from .services import escalation, notifications
+
+STATUS_CHOICES = [(s, s) for s in ("Investigating", "Contained", "Resolved")]
+
+
+class StatusUpdateForm(forms.Form):
+    subject = forms.CharField(max_length=300)
+    status = forms.ChoiceField(choices=STATUS_CHOICES)
+    impact = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
+    eta = forms.CharField(label="ETA", max_length=120, required=False)
+    next_update_at = forms.DateTimeField(label="Next update", required=False, widget=DateTimeLocalInput())
+    details = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), max_length=10_000)
+    contact = forms.CharField(max_length=200)
+    is_public = forms.BooleanField(label="Also show on the public status page", required=False)
+
+    def clean_next_update_at(self):
+        value = self.cleaned_data.get("next_update_at")
+        if value and value <= timezone.now():
+            raise forms.ValidationError("The next update must be in the future.")
+        return value
+
+
+class ObligationRaiseForm(forms.Form):
+    category = forms.ModelChoiceField(
+        queryset=RegulatoryCategory.objects.filter(raised_automatically=False),
+        error_messages={"invalid_choice": "Choose one of the listed notification requirements."},
+    )
+
+
+class ObligationSubmitForm(forms.Form):
+    reference = forms.CharField(label="Regulator's reference", max_length=120)
+    evidence = forms.FileField(required=False)
+
+
+@require_GET
+@permission_required("incidents.view_incident", raise_exception=True)
+def escalation_panel(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = get_object_or_404(Incident.objects.select_related("severity", "commander"), reference=reference)
+    context = selectors.escalation_panel(incident)
+    context["raise_form"] = ObligationRaiseForm()
+    context["raise_form"].fields["category"].queryset = RegulatoryCategory.objects.filter(
+        pk__in=[c.pk for c in context["raisable_categories"]]
+    )
+    return render(request, "incidents/_escalation_panel.html", context)
+
+
+@permission_required("incidents.add_statusupdate", raise_exception=True)
+def status_update_compose(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = get_object_or_404(Incident.objects.select_related("severity", "commander"), reference=reference)
+    if not incident.is_open and request.method == "GET":
+        messages.info(request, "This incident is no longer open; a final update can still be posted.")
+    if request.method == "POST":
+        form = StatusUpdateForm(request.POST)
+        if form.is_valid():
+            try:
+                notifications.status_update_post(incident=incident, user=request.user, **form.cleaned_data)
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                messages.success(request, "Status update posted and sent to the distribution list.")
+                return redirect(incident.get_absolute_url())
+    else:
+        draft = notifications.status_update_draft(incident=incident)
+        form = StatusUpdateForm(initial=draft.__dict__)
+    return render(
+        request,
+        "incidents/status_update.html",
+        {"incident": incident, "form": form},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+@permission_required("incidents.add_regulatoryobligation", raise_exception=True)
+def obligation_raise(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = get_object_or_404(Incident, reference=reference)
+    form = ObligationRaiseForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors.get("category", ["Choose a requirement."])))
+    elif incident.is_drill:
+        messages.error(request, "Drill incidents create no regulatory obligations.")
+    else:
+        obligation = escalation.regulatory_raise(
+            incident=incident, category_key=form.cleaned_data["category"].key, user=request.user
+        )
+        messages.success(request, f"{obligation.category.name}: due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M}.")
+    return redirect(incident.get_absolute_url() + "#escalation")
+
+
+@require_POST
+@permission_required("incidents.change_regulatoryobligation", raise_exception=True)
+def obligation_submit(request: HttpRequest, reference: str, obligation_id: int) -> HttpResponse:
+    obligation = get_object_or_404(
+        RegulatoryObligation.objects.select_related("incident", "category"), pk=obligation_id, incident__reference=reference
+    )
+    form = ObligationSubmitForm(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            escalation.regulatory_submit(
+                obligation=obligation, user=request.user, reference=form.cleaned_data["reference"],
+                evidence=form.cleaned_data["evidence"],
+            )
+            messages.success(request, f"{obligation.category.name} recorded as submitted.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+    else:
+        messages.error(request, "Give the regulator's reference to record the submission.")
+    return redirect(obligation.incident.get_absolute_url() + "#escalation")
+
+
+@require_POST
+@permission_required("incidents.sign_off_obligation", raise_exception=True)
+def obligation_sign_off(request: HttpRequest, reference: str, obligation_id: int) -> HttpResponse:
+    obligation = get_object_or_404(
+        RegulatoryObligation.objects.select_related("incident", "category"), pk=obligation_id, incident__reference=reference
+    )
+    try:
+        escalation.regulatory_sign_off(obligation=obligation, user=request.user)
+        messages.success(request, f"{obligation.category.name} signed off.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect(obligation.incident.get_absolute_url() + "#escalation")
