@@ -35,10 +35,12 @@ test-e2e-deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
 	fi
 
+# Web, worker, beat and the agent simulator, on the local defaults (SQLite and a filesystem
+# broker in var/), supervised by honcho from the Procfile; Ctrl-C stops them all.
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty
-	$(PY) manage.py run_all
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
 
 test: install test-e2e-deps
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \

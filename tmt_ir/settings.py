@@ -7,6 +7,7 @@ django-environ raises ImproperlyConfigured on a value it cannot parse (a bad boo
 so a typo in the environment stops start-up instead of silently falling back.
 """
 
+import socket  # issue #4: the beat heartbeat names its host
 from datetime import time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -106,7 +107,6 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour now, and silences its warning
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
@@ -187,6 +187,12 @@ CELERY_TASK_ROUTES = {
     "incidents.tasks.fire_deadline": {"queue": "escalation"},
     "incidents.tasks.send_notification": {"queue": "notifications"},
     "incidents.tasks.requeue_lost_notifications": {"queue": "notifications"},
+    # Reports (issue #5): PDF rendering on its own queue.
+    "reports.tasks.render_report": {"queue": "reports"},
+    "reports.tasks.render_approved_review": {"queue": "reports"},
+    # Drills and training (issue #6): reminders go out with the other notifications.
+    "drills.tasks.send_due_reminders": {"queue": "notifications"},
+    "drills.tasks.record_mentored_responses": {"queue": "default"},
 }
 CELERY_WORKER_QUEUES = "default,escalation,notifications,health,reports"
 CELERY_BEAT_SCHEDULE = {
@@ -202,8 +208,78 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 15.0,
         "options": {"expires": 30},
     },
+    # Drills and training (issue #6): reminders are rows claimed once; mentored responses are
+    # found on resolved incidents' timelines (both idempotent, so a missed or doubled run is harmless).
+    "drills-send-due-reminders": {
+        "task": "drills.tasks.send_due_reminders",
+        "schedule": 60.0,
+        "options": {"expires": 120},
+    },
+    "drills-record-mentored-responses": {
+        "task": "drills.tasks.record_mentored_responses",
+        "schedule": 3600.0,
+        "options": {"expires": 1800},
+    },
 }
+# Drills and training (issue #6). The readiness gate: on-call and incident command need valid
+# certifications and finished mentoring (a manager may override with a recorded justification).
+TMT_ENFORCE_READINESS = env.bool("TMT_ENFORCE_READINESS", default=True)
+# Emergency-stop drills send their stop here; it must answer /health as the agent simulator
+# (checked before every stop), so a drill can never halt real trading.
+TMT_DRILL_AGENT_URL = env.str("TMT_DRILL_AGENT_URL", default="http://127.0.0.1:8001")
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Health polling, heartbeats and the emergency stop (issue #4). Routes and beat entries are added
+# here rather than in the dicts above, so this block stays self-contained.
+TMT_HEALTH_POLL_SECONDS = env.float("TMT_HEALTH_POLL_SECONDS", default=1.0)
+# At most this many checks in flight per sweep (aiohttp; see incidents/poller.py for the numbers).
+TMT_HEALTH_POLL_CONCURRENCY = env.int("TMT_HEALTH_POLL_CONCURRENCY", default=200)
+TMT_HEALTH_MAX_TARGETS_PER_SWEEP = env.int("TMT_HEALTH_MAX_TARGETS_PER_SWEEP", default=5000)
+# Samples older than this are pruned; the health page's uptime looks back 7 days.
+TMT_HEALTH_SAMPLE_RETENTION_DAYS = env.int("TMT_HEALTH_SAMPLE_RETENTION_DAYS", default=8)
+# Workers write a heartbeat this often and beat sends one through the broker; silent for longer
+# than TMT_HEARTBEAT_STALE_SECONDS counts as dead (and opens an automated incident).
+TMT_HEARTBEAT_SECONDS = env.float("TMT_HEARTBEAT_SECONDS", default=10.0)
+TMT_HEARTBEAT_STALE_SECONDS = env.float("TMT_HEARTBEAT_STALE_SECONDS", default=60.0)
+# The seed's "Trading Emergency Stop": POST {url}/api/v1/emergency-stop, GET .../emergency-status.
+TMT_CIRCUIT_BREAKER_URL = env.str("TMT_CIRCUIT_BREAKER_URL", default="http://localhost:8001").rstrip("/")
+TMT_CIRCUIT_BREAKER_TIMEOUT = env.float("TMT_CIRCUIT_BREAKER_TIMEOUT", default=5.0)
+if not TMT_CIRCUIT_BREAKER_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("TMT_CIRCUIT_BREAKER_URL must be an http:// or https:// URL")
+if TMT_HEALTH_POLL_CONCURRENCY < 1 or TMT_HEALTH_SAMPLE_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("TMT_HEALTH_POLL_CONCURRENCY and TMT_HEALTH_SAMPLE_RETENTION_DAYS must be at least 1")
+if not 0 < TMT_HEARTBEAT_SECONDS < TMT_HEARTBEAT_STALE_SECONDS:
+    raise ImproperlyConfigured("TMT_HEARTBEAT_SECONDS must be positive and below TMT_HEARTBEAT_STALE_SECONDS")
+CELERY_TASK_ROUTES.update(
+    {
+        "incidents.tasks.poll_health_targets": {"queue": "health"},
+        "incidents.tasks.record_beat_heartbeat": {"queue": "health"},
+        "incidents.tasks.prune_health_samples": {"queue": "health"},
+    }
+)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Due targets are claimed in the database, so an overlapping or doubled sweep polls
+        # nothing twice; a sweep message older than a few seconds is useless, hence expires.
+        "poll-health-targets": {
+            "task": "incidents.tasks.poll_health_targets",
+            "schedule": TMT_HEALTH_POLL_SECONDS,
+            "options": {"expires": 5},
+        },
+        # Proves beat -> broker -> worker -> database; if these stop arriving, beat is silent.
+        "beat-heartbeat": {
+            "task": "incidents.tasks.record_beat_heartbeat",
+            "schedule": TMT_HEARTBEAT_SECONDS,
+            "args": [f"beat@{socket.gethostname()}"],
+            "options": {"expires": TMT_HEARTBEAT_SECONDS},
+        },
+        "prune-health-samples": {
+            "task": "incidents.tasks.prune_health_samples",
+            "schedule": 3600.0,
+            "options": {"expires": 1800},
+        },
+    }
+)
 
 # Email (escalations and status updates); EMAIL_URL e.g. smtp+tls://user:pass@host:587
 _email = env.email_url("EMAIL_URL", default="consolemail://")
