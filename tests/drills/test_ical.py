@@ -1,0 +1,89 @@
+"""The iCal feeds: one per person and one for the programme, parsed back with icalendar."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+
+import pytest
+from icalendar import Calendar
+
+from drills import services
+from drills.models import CalendarFeedToken
+
+from .conftest import schedule
+
+pytestmark = pytest.mark.django_db
+
+
+def _events(body: bytes) -> dict[str, object]:
+    calendar = Calendar.from_ical(body)
+    return {str(event["UID"]): event for event in calendar.walk("VEVENT")}
+
+
+def test_a_persons_feed_parses_back_with_their_drills(client, trainer_user, team):
+    mine = schedule(trainer_user, key="disaster-recovery", participants=[team["oncall2"], team["oncall3"]], days=20)
+    not_mine = schedule(trainer_user, key="communication-test", participants=[team["oncall3"]], days=21)
+    client.force_login(team["oncall2"])
+
+    response = client.get("/drills/calendar/mine.ics")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/calendar; charset=utf-8"
+    calendar = Calendar.from_ical(response.content)
+    assert str(calendar["VERSION"]) == "2.0" and "TMT" in str(calendar["PRODID"])
+    events = _events(response.content)
+    assert list(events) == [f"drill-{mine.pk}@drills.tmt-ir"]
+    event = events[f"drill-{mine.pk}@drills.tmt-ir"]
+    assert event.decoded("DTSTART") == mine.scheduled_start.astimezone(UTC).replace(microsecond=0)
+    assert event.decoded("DTEND") - event.decoded("DTSTART") == timedelta(hours=4)
+    assert str(event["SUMMARY"]) == f"[DRILL] {mine.title}"
+    assert str(event["STATUS"]) == "CONFIRMED" and int(event["SEQUENCE"]) == 0
+    assert "Scenario:" in str(event["DESCRIPTION"]) and f"/drills/{mine.pk}/" in str(event["URL"])
+    attendees = sorted(str(a) for a in event.get("ATTENDEE"))
+    assert attendees == sorted(f"mailto:{u.email}" for u in (team["oncall2"], team["oncall3"]))
+    assert str(event["ORGANIZER"]) == f"mailto:{trainer_user.email}"
+    alarms = [c for c in event.subcomponents if c.name == "VALARM"]
+    assert sorted(a.decoded("TRIGGER") for a in alarms) == [-timedelta(days=7), -timedelta(days=1)]
+    assert f"drill-{not_mine.pk}@drills.tmt-ir" not in events
+
+
+def test_the_programme_feed_shows_changes_as_updates_and_cancellations(client, trainer_user, team):
+    drill = schedule(trainer_user, participants=[team["oncall2"]], days=15)
+    other = schedule(trainer_user, key="role-playing", days=16)
+    new_start = drill.scheduled_start + timedelta(days=1)
+    services.drill_update(drill=drill, user=trainer_user, scheduled_start=new_start)
+    services.drill_cancel(drill=other, user=trainer_user, reason="Clashes with the quarter-end close")
+    client.force_login(team["oncall1"])
+
+    events = _events(client.get("/drills/calendar/programme.ics").content)
+    moved = events[f"drill-{drill.pk}@drills.tmt-ir"]
+    assert int(moved["SEQUENCE"]) == 1
+    assert moved.decoded("DTSTART") == new_start.astimezone(UTC).replace(microsecond=0)
+    cancelled = events[f"drill-{other.pk}@drills.tmt-ir"]
+    assert str(cancelled["STATUS"]) == "CANCELLED" and str(cancelled["SUMMARY"]).startswith("CANCELLED: ")
+    assert "quarter-end close" in str(cancelled["DESCRIPTION"])
+
+
+def test_a_calendar_app_reads_the_feed_by_its_secret_url_without_logging_in(client, trainer_user, team):
+    drill = schedule(trainer_user, participants=[team["oncall2"]], days=9)
+    token = services.calendar_token_for(user=team["oncall2"]).token
+
+    response = client.get(f"/drills/calendar/feed/{token}/mine.ics")
+    assert response.status_code == 200
+    assert list(_events(response.content)) == [f"drill-{drill.pk}@drills.tmt-ir"]
+    assert client.get(f"/drills/calendar/feed/{token}/programme.ics").status_code == 200
+    assert client.get("/drills/calendar/feed/not-a-token/mine.ics").status_code == 404
+
+    # A new link replaces the old one.
+    services.calendar_token_reset(user=team["oncall2"])
+    assert client.get(f"/drills/calendar/feed/{token}/mine.ics").status_code == 404
+    assert CalendarFeedToken.objects.get(user=team["oncall2"]).token != token
+    # A disabled account's feed stops.
+    team["oncall2"].is_active = False
+    team["oncall2"].save()
+    new = CalendarFeedToken.objects.get(user=team["oncall2"]).token
+    assert client.get(f"/drills/calendar/feed/{new}/mine.ics").status_code == 404
+
+
+def test_the_session_feeds_need_a_login(client):
+    response = client.get("/drills/calendar/mine.ics")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
