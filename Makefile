@@ -49,7 +49,7 @@ test: install test-e2e-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install
-	@for script in bench/*.py; do \
+	@for script in bench/[!_]*.py; do \
 		echo "== $$script"; \
 		DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 		$(PY) $$script || exit 1; \

@@ -18,19 +18,21 @@ def _is_business_day(day: date, holidays: set[date]) -> bool:
     return day.weekday() < 5 and day not in holidays
 
 
-def _holidays_from(day: date) -> set[date]:
+def holidays_between(first: date, last: date) -> set[date]:
+    """Holidays in a range, for a page that computes many due times with one query."""
     return set(
-        BusinessHoliday.objects.filter(date__gte=day, date__lte=day + timedelta(days=60)).values_list(
+        BusinessHoliday.objects.filter(date__gte=first, date__lte=last + timedelta(days=60)).values_list(
             "date", flat=True
         )
     )
 
 
-def next_business_day_start(after: datetime) -> datetime:
+def next_business_day_start(after: datetime, *, holidays: set[date] | None = None) -> datetime:
     """Opening time of the first business day after the day of `after`."""
     zone = _zone()
     day = after.astimezone(zone).date() + timedelta(days=1)
-    holidays = _holidays_from(day)
+    if holidays is None:
+        holidays = holidays_between(day, day)
     while not _is_business_day(day, holidays):
         day += timedelta(days=1)
     return datetime.combine(day, settings.TMT_BUSINESS_DAY_OPENS, tzinfo=zone)

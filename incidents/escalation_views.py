@@ -97,10 +97,16 @@ def obligation_raise(request: HttpRequest, reference: str) -> HttpResponse:
     elif incident.is_drill:
         messages.error(request, "Drill incidents create no regulatory obligations.")
     else:
-        obligation = escalation.regulatory_raise(
-            incident=incident, category_key=form.cleaned_data["category"].key, user=request.user
-        )
-        messages.success(request, f"{obligation.category.name}: due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M}.")
+        try:
+            obligation = escalation.regulatory_raise(
+                incident=incident, category_key=form.cleaned_data["category"].key, user=request.user
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(
+                request, f"{obligation.category.name}: due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M}."
+            )
     return redirect(incident.get_absolute_url() + "#escalation")
 
 
@@ -122,6 +128,7 @@ def obligation_submit(request: HttpRequest, reference: str, obligation_id: int) 
             messages.error(request, " ".join(exc.messages))
     else:
         messages.error(request, "Give the regulator's reference to record the submission.")
+    # (evidence problems come back as the ValidationError above, with the file's reason)
     return redirect(obligation.incident.get_absolute_url() + "#escalation")
 
 

@@ -41,7 +41,10 @@ class IncidentCreateForm(forms.ModelForm):
         queryset=SeverityLevel.objects.all(),
         widget=forms.RadioSelect,
         empty_label=None,
-        error_messages={"invalid_choice": "Choose one of the four severity levels."},
+        error_messages={
+            "invalid_choice": "Choose one of the four severity levels.",
+            "required": "Choose a severity level.",
+        },
     )
     affected_systems = forms.ModelMultipleChoiceField(
         queryset=System.objects.all(), widget=forms.CheckboxSelectMultiple, required=False
@@ -221,7 +224,7 @@ class IncidentFilter(django_filters.FilterSet):
         choices=[("open", "Any open"), *State.choices], method="filter_state", empty_label="Any state"
     )
     system = django_filters.ModelChoiceFilter(
-        queryset=System.objects.all(), method="filter_system", empty_label="Any system"
+        queryset=System.objects.all(), method="filter_system", empty_label="Any system", label="System"
     )
     category = django_filters.ChoiceFilter(choices=Category.choices, empty_label="Any category")
     detected_after = django_filters.DateFilter(

@@ -47,16 +47,27 @@ class Clock:
         return (self.done_at or timezone.now()) - self.started_at
 
 
-def response_clock(incident: Incident) -> Clock:
+def response_clock(incident: Incident, *, holidays: set | None = None) -> Clock:
     from .services.escalation import response_due_at
 
     return Clock(
         label="Acknowledge",
         started_at=incident.detected_at,
-        due_at=response_due_at(incident),
+        due_at=response_due_at(incident, holidays=holidays),
         done_at=incident.acknowledged_at or incident.cancelled_at,
         target_label=incident.severity.response_time_label,
     )
+
+
+def response_clocks(incidents: list[Incident]) -> list[dict]:
+    """Rows of {incident, clock} for a list page, with holidays loaded once for all of them."""
+    from . import business_days
+
+    holidays: set = set()
+    if incidents:
+        days = [i.detected_at.date() for i in incidents]
+        holidays = business_days.holidays_between(min(days), max(days) + timedelta(days=1))
+    return [{"incident": i, "clock": response_clock(i, holidays=holidays)} for i in incidents]
 
 
 def phase_targets() -> dict[str, PhaseTarget]:

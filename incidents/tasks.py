@@ -1,6 +1,7 @@
 """Celery tasks: thin wrappers that pass primary keys to services and return a short summary."""
 
 from celery import shared_task
+from celery.signals import beat_init, worker_ready  # issue #4: heartbeats
 
 from .services import escalation, notifications
 
@@ -11,12 +12,6 @@ def fire_due_deadlines() -> str:
 
 
 @shared_task(ignore_result=True)
-def fire_deadline(deadline_id: int) -> str:
-    # An ETA message for precision; the row decides whether anything is still to do.
-    return "fired" if escalation.deadline_fire(deadline_id=deadline_id) else "nothing to do"
-
-
-@shared_task(ignore_result=True)
 def send_notification(notification_id: int) -> str:
     return notifications.notification_deliver(notification_id=notification_id)
 
@@ -24,3 +19,60 @@ def send_notification(notification_id: int) -> str:
 @shared_task(ignore_result=True)
 def requeue_lost_notifications() -> str:
     return f"requeued {notifications.notifications_requeue_lost()}"
+
+
+# -- health polling and heartbeats (issue #4) -------------------------------------------------
+
+
+@shared_task(ignore_result=True)
+def poll_health_targets() -> str:
+    from .services import health
+
+    return str(health.health_poll_due())
+
+
+@shared_task(ignore_result=True)
+def record_beat_heartbeat(name: str) -> str:
+    # Sent by beat every TMT_HEARTBEAT_SECONDS: its arrival proves beat -> broker -> worker -> DB.
+    from .services import health
+
+    health.heartbeat_record(name=name, kind="beat")
+    return f"beat heartbeat from {name}"
+
+
+@shared_task(ignore_result=True)
+def prune_health_samples() -> str:
+    from .services import health
+
+    return f"pruned {health.health_samples_prune()} health samples"
+
+
+def _start_worker_heartbeat(sender=None, **kwargs) -> None:
+    # worker_ready is sent by the `celery worker` command only (not by the test suite's
+    # in-process worker), so only real workers write heartbeats and judge beat and the broker.
+    from django.conf import settings
+
+    from .services import health
+
+    # Only a worker that consumes the beat heartbeat's queue can tell whether beat is silent.
+    consumer = getattr(sender, "task_consumer", None)
+    consumed = {queue.name for queue in getattr(consumer, "queues", [])}
+    heartbeat_queue = settings.CELERY_TASK_ROUTES["incidents.tasks.record_beat_heartbeat"]["queue"]
+    health.heartbeat_thread_start(
+        role="worker",
+        name=getattr(sender, "hostname", None) or "worker",
+        judges_beat=heartbeat_queue in consumed,
+    )
+
+
+def _start_beat_watch(sender=None, **kwargs) -> None:
+    # In the beat process: watch for "no live worker" (nobody else can notice it).
+    import socket
+
+    from .services import health
+
+    health.heartbeat_thread_start(role="beat", name=f"beat@{socket.gethostname()}")
+
+
+worker_ready.connect(_start_worker_heartbeat, weak=False)
+beat_init.connect(_start_beat_watch, weak=False)

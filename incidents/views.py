@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -11,6 +10,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+
+from drills.services import ReadinessRefused, readiness_problems
 
 from . import selectors, services
 from .forms import (
@@ -29,9 +30,12 @@ from .models import (
     SeverityLevel,
     TimelineEntry,
 )
+from .models.incident import MAX_FINANCIAL_IMPACT_USD
 
 LIST_PAGE_SIZE = 25
-TIMELINE_PAGE_LIMIT = 300
+# The page shows the latest entries; the full timeline is in the incident report. Rendering
+# 300 rows cost ~25 ms of the heaviest page (bench/pages.py), 100 rows about half.
+TIMELINE_PAGE_LIMIT = 100
 
 
 def _incident_or_404(reference: str) -> Incident:
@@ -46,10 +50,7 @@ def _incident_or_404(reference: str) -> Incident:
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     summary = selectors.dashboard_summary(since=now - timedelta(days=30))
-    open_rows = [
-        {"incident": incident, "clock": selectors.response_clock(incident)}
-        for incident in selectors.open_incidents()
-    ]
+    open_rows = selectors.response_clocks(selectors.open_incidents())
     return render(
         request,
         "incidents/dashboard.html",
@@ -63,7 +64,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
     filterset = IncidentFilter(request.GET, queryset=selectors.incident_list_queryset())
     queryset = filterset.qs if filterset.is_valid() else selectors.incident_list_queryset().none()
     page = Paginator(queryset, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = [{"incident": i, "clock": selectors.response_clock(i)} for i in page.object_list]
+    rows = selectors.response_clocks(list(page.object_list))
     query = request.GET.copy()
     query.pop("page", None)
     template = "incidents/_list_table.html" if request.htmx else "incidents/list.html"
@@ -79,6 +80,9 @@ def incident_create(request: HttpRequest) -> HttpResponse:
     form = IncidentCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        # Whoever logs an incident commands it, unless the readiness gate says they may not yet
+        # (expired certification, mentoring unfinished): then it opens without a commander.
+        not_ready = readiness_problems(user=request.user, at=timezone.now(), duty="incident_commander")
         try:
             incident = services.incident_open(
                 title=data["title"],
@@ -91,12 +95,18 @@ def incident_create(request: HttpRequest) -> HttpResponse:
                 user_impact=data["user_impact"],
                 started_at=data["started_at"],
                 reported_by=request.user,
-                commander=request.user,
+                commander=None if not_ready else request.user,
             )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, f"{incident.reference} logged. You are its incident commander.")
+            if not_ready:
+                messages.warning(
+                    request,
+                    f"{incident.reference} logged without a commander: you cannot command yet ({' '.join(not_ready)}).",
+                )
+            else:
+                messages.success(request, f"{incident.reference} logged. You are its incident commander.")
             return redirect(incident.get_absolute_url())
     return render(
         request,
@@ -109,14 +119,16 @@ def incident_create(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("incidents.add_incident", raise_exception=True)
 def severity_suggestion(request: HttpRequest) -> HttpResponse:
+    # The same field as the log form, so "1e999999999" is refused before anything formats it.
+    field = IncidentCreateForm.base_fields["financial_impact_usd"]
     raw = request.GET.get("financial_impact_usd", "").strip()
     suggestion, error = None, ""
     if raw:
         try:
-            amount = Decimal(raw)
-            if not amount.is_finite() or amount < 0:
-                raise InvalidOperation
-        except InvalidOperation:
+            amount = field.clean(raw)
+        except ValidationError:
+            amount = None
+        if amount is None or amount < 0 or amount > MAX_FINANCIAL_IMPACT_USD:
             error = "Enter the estimated loss as a positive amount in USD."
         else:
             suggestion = services.severity_suggest(financial_impact_usd=amount)
@@ -209,12 +221,19 @@ def incident_add_note(request: HttpRequest, reference: str) -> HttpResponse:
         status = 400
     if request.htmx:
         timeline = list(
-            incident.timeline.select_related("owner").order_by("-occurred_at", "-id")[:TIMELINE_PAGE_LIMIT]
+            incident.timeline.select_related("owner").order_by("-occurred_at", "-id")[: TIMELINE_PAGE_LIMIT + 1]
         )
         return render(
             request,
             "incidents/_timeline_panel.html",
-            {"incident": incident, "timeline": timeline, "note_form": form},
+            {
+                "incident": incident,
+                "timeline": timeline[:TIMELINE_PAGE_LIMIT],
+                "timeline_truncated": len(timeline) > TIMELINE_PAGE_LIMIT,
+                "timeline_kinds": TimelineEntry.Kind.choices,
+                "selected_kinds": [],
+                "note_form": form,
+            },
             status=status,
         )
     if status == 400:
@@ -283,9 +302,17 @@ def incident_commander(request: HttpRequest, reference: str) -> HttpResponse:
         messages.error(request, "Choose a person from the list.")
         return redirect(incident.get_absolute_url())
     # PermissionDenied (someone else's assignment without the right) propagates as a 403.
-    services.incident_assign_commander(
-        incident=incident, commander=form.cleaned_data["commander"], user=request.user
-    )
+    try:
+        services.incident_assign_commander(
+            incident=incident, commander=form.cleaned_data["commander"], user=request.user
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(incident.get_absolute_url())
+    except ReadinessRefused as exc:
+        # Not a missing right but a missing certification: say which, on the incident page.
+        messages.error(request, str(exc))
+        return redirect(incident.get_absolute_url())
     messages.success(request, "Incident commander updated.")
     return redirect(incident.get_absolute_url())
 

@@ -1,3 +1,4 @@
+from .api import AlertEvent, AlertIntegration, ApiToken
 from .checklist import ChecklistTemplate, ChecklistTemplateItem, IncidentChecklistItem
 from .escalation import (
     Deadline,
@@ -14,7 +15,6 @@ from .escalation import (
     WebhookEndpoint,
     WorkerHeartbeat,
 )
-from .api import AlertEvent, AlertIntegration, ApiToken
 from .evidence import EvidenceAttachment
 from .health import EmergencyStop, HealthSample, HealthTarget, MaintenanceWindow
 from .incident import (

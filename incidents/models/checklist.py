@@ -41,6 +41,11 @@ class ChecklistTemplateItem(models.Model):
 
     class Meta:
         ordering = ["template", "order", "id"]
+        constraints = [
+            # Items are copied onto incidents keyed by order: two items with one order would
+            # make every incident entering this phase fail to save.
+            models.UniqueConstraint(fields=["template", "order"], name="checklist_template_item_order_once"),
+        ]
 
     def __str__(self) -> str:
         return self.text

@@ -8,6 +8,7 @@ are an append-only log.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -35,6 +36,10 @@ class EscalationPolicy(models.Model):
     )
     status_update_escalate_after = models.DurationField(
         help_text="An overdue status update goes to the incident manager this long after the commander's reminder.",
+    )
+    email_follow_up_after = models.DurationField(
+        default=timedelta(minutes=1),
+        help_text="For phone/SMS pages (major incidents): the follow-up email goes this long after.",
     )
 
     class Meta:
@@ -130,6 +135,10 @@ class RegulatoryCategory(models.Model):
         null=True, blank=True, help_text="For 'immediate': how long 'immediate' allows (e.g. 1 hour)."
     )
     reminder_before = models.DurationField(help_text="Remind this long before the due time.")
+    raise_after_open = models.DurationField(
+        null=True, blank=True,
+        help_text="Raised automatically when a major incident has been open this long (the seed's outage >4 hours).",
+    )
     is_compliance = models.BooleanField(default=False, help_text="Raising it pages the Head of Risk Management.")
     raised_automatically = models.BooleanField(default=False, editable=False)
 
@@ -142,7 +151,9 @@ class RegulatoryCategory(models.Model):
 
 
 def obligation_evidence_path(instance: RegulatoryObligation, filename: str) -> str:
-    return f"regulatory/{instance.incident.reference}/{instance.category.key}-{filename}"
+    from .evidence import short_filename
+
+    return f"regulatory/{instance.incident.reference}/{instance.category.key}-{short_filename(filename)}"
 
 
 class RegulatoryObligation(models.Model):
@@ -190,6 +201,8 @@ class Deadline(models.Model):
         STATUS_UPDATE = "status_update", "Status update due"
         REGULATORY = "regulatory", "Regulatory notification"
         OUTAGE = "outage", "Outage duration check"
+        # Added for reports (issue #5): post-incident review and action-item reminders.
+        REVIEW = "review", "Post-incident review / action item reminder"
 
     incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="deadlines")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -331,6 +344,7 @@ class Notification(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed permanently"
+        SKIPPED = "skipped", "Not needed any more"
 
     incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="notifications")
     event = models.ForeignKey(EscalationEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="notifications")
@@ -374,6 +388,7 @@ class NotificationAttempt(AppendOnlyModel):
         SENT = "sent", "Sent"
         TRANSIENT = "transient", "Failed, will retry"
         PERMANENT = "permanent", "Failed permanently"
+        SKIPPED = "skipped", "Not sent, no longer needed"
 
     notification = models.ForeignKey(Notification, on_delete=models.PROTECT, related_name="attempt_log")
     attempted_at = models.DateTimeField()

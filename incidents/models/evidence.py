@@ -6,10 +6,18 @@ from django.db import models
 from .timeline import AppendOnlyModel
 
 
+def short_filename(filename: str, limit: int = 100) -> str:
+    """Keep a client's file name within the file system's limits, extension intact."""
+    stem, dot, ext = filename.rpartition(".")
+    if not dot:
+        return filename[:limit]
+    return f"{stem[: limit - len(ext) - 1]}.{ext[:16]}"
+
+
 def evidence_path(instance: "EvidenceAttachment", filename: str) -> str:
     # The hash prefix keeps two uploads with the same name apart; storage adds a suffix if a
     # byte-identical file is uploaded twice, so nothing is ever overwritten.
-    return f"evidence/{instance.incident.reference}/{instance.sha256[:16]}-{filename}"
+    return f"evidence/{instance.incident.reference}/{instance.sha256[:16]}-{short_filename(filename)}"
 
 
 class EvidenceAttachment(AppendOnlyModel):

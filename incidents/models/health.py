@@ -33,12 +33,22 @@ class HealthTarget(models.Model):
         default=500, help_text="Slower answers count as degraded (the seed's 'execution latency >500ms')."
     )
     enabled = models.BooleanField(default=True)
+    # Added for health polling (issue #4): the severity of the automated incident a slow target
+    # opens (the seed's Sev2 example, "Execution latency >500ms"); never more severe than the
+    # system's outage severity. Blank on a new target means Severity 2.
+    degraded_severity = models.ForeignKey(
+        "incidents.SeverityLevel", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="Severity of the automated incident when answers are slower than the threshold.",
+    )
 
     # Current state, maintained by the poller's service.
     state = models.CharField(max_length=10, choices=State.choices, default=State.UNKNOWN, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     consecutive_slow = models.PositiveIntegerField(default=0, editable=False)
     consecutive_ok = models.PositiveIntegerField(default=0, editable=False)
+    # Added for health polling (issue #4): fast answers in a row, so a degraded target recovers
+    # only after N fast answers (hysteresis both ways); consecutive_ok counts any healthy answer.
+    consecutive_fast = models.PositiveIntegerField(default=0, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_latency_ms = models.FloatField(null=True, blank=True, editable=False)
     last_error = models.CharField(max_length=300, blank=True, editable=False)
@@ -74,7 +84,11 @@ class HealthSample(models.Model):
 
     class Meta:
         ordering = ["target", "-checked_at"]
-        indexes = [models.Index(fields=["target", "-checked_at"], name="health_sample_recent")]
+        indexes = [
+            models.Index(fields=["target", "-checked_at"], name="health_sample_recent"),
+            # Added for issue #4: the retention prune deletes by age across all targets.
+            models.Index(fields=["checked_at"], name="health_sample_by_age"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.target_id} {self.checked_at:%H:%M:%S} {'ok' if self.ok else self.error}"

@@ -1,8 +1,8 @@
 """The incident record and its lifecycle.
 
-The @transition methods are pure: they change state and timestamps only. The services in
-incidents/services.py wrap them to write the timeline, attach checklists and (later) schedule
-deadlines, so a transition from the web, the admin, the API or a task behaves the same.
+The @transition methods are pure: they change state and timestamps only. incident_transition
+(incidents/services/incident.py) wraps them to write the timeline, attach checklists and arm or
+cancel deadlines, so a transition from the web, the admin, the API or a task behaves the same.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ class Incident(ConcurrentTransitionMixin, models.Model):
         return bool(self.resolution_actions.strip())
 
     def review_approved_if_required(self) -> bool:
-        if self.severity.level > 2:
+        if not self.severity.major:
             return True
         from reports.selectors import incident_has_approved_review
 

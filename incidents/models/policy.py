@@ -33,6 +33,13 @@ class SeverityLevel(models.Model):
         null=True, blank=True, help_text="Status updates due this often while open. Blank: no cadence."
     )
     examples = models.TextField(blank=True, help_text="One example per line.")
+    major = models.BooleanField(
+        default=False,
+        help_text=(
+            "The seed's 'Severity 1/2': paged by phone and SMS first, needs an approved "
+            "post-incident report to close, and an outage notification once open long enough."
+        ),
+    )
 
     class Meta:
         ordering = ["level"]

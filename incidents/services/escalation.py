@@ -13,11 +13,12 @@ import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .. import business_days
-from ..models import Incident, SeverityLevel, TimelineEntry
+from ..models import OPEN_STATES, Incident, SeverityLevel, State, TimelineEntry
 from ..models.escalation import (
     Deadline,
     EscalationEvent,
@@ -37,7 +38,6 @@ ACK_RULE = "ack"
 OUTAGE_RULE = "outage_4h"
 OUTAGE_CATEGORY = "outage_over_4h"
 RESOLVED_SECURITY_CATEGORY = "resolved_security_incident"
-OUTAGE_AFTER = timedelta(hours=4)
 # Deadlines due sooner than this also get a Celery ETA task for sub-second precision. Kept far
 # below Redis's visibility timeout (1 h): a longer ETA would be redelivered and run twice.
 ETA_HORIZON = timedelta(minutes=10)
@@ -66,9 +66,12 @@ def escalation_snapshot_build() -> dict:
         "status_escalate_after_s": (
             default.status_update_escalate_after.total_seconds() if default else 900
         ),
+        "email_follow_up_s": default.email_follow_up_after.total_seconds() if default else 60,
+        "outage_after_s": _outage_after_seconds(),
         "severities": {
             str(level.level): {
                 "label": level.label,
+                "major": level.major,
                 "response_s": level.response_time.total_seconds() if level.response_time else None,
                 "next_business_day": level.response_next_business_day,
                 "status_interval_s": (
@@ -92,6 +95,11 @@ def escalation_snapshot_build() -> dict:
     }
 
 
+def _outage_after_seconds() -> float | None:
+    category = RegulatoryCategory.objects.filter(key=OUTAGE_CATEGORY).first()
+    return category.raise_after_open.total_seconds() if category and category.raise_after_open else None
+
+
 def _severity_policy(incident: Incident) -> dict:
     """The frozen policy's row for the incident's current severity (live, if none was frozen)."""
     frozen = incident.escalation_snapshot.get("severities", {}).get(str(incident.severity.level))
@@ -99,17 +107,21 @@ def _severity_policy(incident: Incident) -> dict:
         return frozen
     level = incident.severity
     return {
+        "major": level.major,
         "response_s": level.response_time.total_seconds() if level.response_time else None,
         "next_business_day": level.response_next_business_day,
         "status_interval_s": level.status_update_interval.total_seconds() if level.status_update_interval else None,
     }
 
 
-def response_due_at(incident: Incident) -> datetime | None:
-    """When the frozen policy says this incident must be acknowledged."""
+def response_due_at(incident: Incident, *, holidays: set | None = None) -> datetime | None:
+    """When the frozen policy says this incident must be acknowledged.
+
+    `holidays` (business_days.holidays_between) spares a page of incidents a query per row.
+    """
     policy = _severity_policy(incident)
     if policy.get("next_business_day"):
-        return business_days.next_business_day_start(incident.detected_at)
+        return business_days.next_business_day_start(incident.detected_at, holidays=holidays)
     if policy.get("response_s") is None:
         return None
     return incident.detected_at + timedelta(seconds=policy["response_s"])
@@ -132,17 +144,36 @@ def deadline_schedule(incident: Incident, *, kind: str, rule: str, step: int, du
         return None
     deadline = Deadline.objects.create(incident=incident, kind=kind, rule=rule, step=step, due_at=due_at)
     if due_at - timezone.now() < ETA_HORIZON:
-        transaction.on_commit(lambda: _send_eta_task(deadline.pk, due_at))
+        # robust: a broker hiccup is logged, never turned into an error for the user who just
+        # saved; beat's claim loop fires the row regardless.
+        transaction.on_commit(lambda: _request_wake_up(due_at), robust=True)
     return deadline
 
 
-def _send_eta_task(deadline_id: int, due_at: datetime) -> None:
-    from ..tasks import fire_deadline
+def _request_wake_up(due_at: datetime) -> None:
+    """Ask for a claim run at `due_at`: one ETA message per 100 ms of due time, not per row.
 
+    bench/escalation_latency.py showed one task per deadline flooding the worker with thousands
+    of tasks that mostly found their row already claimed; a wake-up fires every row due by then.
+    """
+    from ..tasks import fire_due_deadlines
+
+    bucket = due_at.replace(microsecond=(due_at.microsecond // 100_000 + 1) * 100_000 % 1_000_000)
+    if bucket < due_at:  # the rounding carried into the next second
+        bucket += timedelta(seconds=1)
+    if bucket in _WAKE_UPS_SENT:
+        return
+    if len(_WAKE_UPS_SENT) > 10_000:
+        _WAKE_UPS_SENT.clear()
+    _WAKE_UPS_SENT.add(bucket)
     try:
-        fire_deadline.apply_async(args=[deadline_id], eta=due_at)
+        fire_due_deadlines.apply_async(eta=bucket, expires=bucket + timedelta(seconds=30))
     except Exception:  # noqa: BLE001 - the broker being down must not lose the row: beat fires it
-        log.warning("could not queue ETA task for deadline %s; beat will fire it", deadline_id, exc_info=True)
+        log.warning("could not queue a wake-up for %s; beat will fire it", due_at, exc_info=True)
+
+
+# Wake-ups this process already asked for (a cheap de-duplication; a duplicate is harmless).
+_WAKE_UPS_SENT: set[datetime] = set()
 
 
 def _cancel(incident: Incident, *, reason: str, kinds: list[str] | None = None, rules: list[str] | None = None) -> int:
@@ -222,29 +253,34 @@ def _status_interval(incident: Incident) -> timedelta | None:
 
 
 def _arm_status_update(incident: Incident, now: datetime) -> None:
+    """Keep exactly the current update cycle's reminder pending, due `interval` after the last
+    update (or detection). A reminder already fired in this cycle, and its escalation to the
+    incident manager, are left alone: an unrelated edit must not silence them."""
     interval = _status_interval(incident)
-    _cancel(incident, reason="status update clock reset", kinds=[Deadline.Kind.STATUS_UPDATE])
-    if interval is None or incident.is_drill:
-        return
     last = incident.status_updates.order_by("-sequence").values_list("sequence", "posted_at").first()
     sequence, since = (last[0] + 1, last[1]) if last else (1, incident.detected_at)
-    deadline_schedule(
-        incident,
-        kind=Deadline.Kind.STATUS_UPDATE,
-        rule=f"status:{sequence}",
-        step=1,
-        due_at=max(since + interval, now),
-    )
+    current = f"status:{sequence}"
+    stale = Deadline.objects.filter(incident=incident, kind=Deadline.Kind.STATUS_UPDATE, fired_at=None, cancelled_at=None)
+    if interval is None or incident.is_drill:
+        stale.update(cancelled_at=now, cancel_reason="no status update cadence at this severity")
+        return
+    due = since + interval
+    # An earlier cycle's rows, or this cycle's step 1 armed for another cadence, are replaced.
+    stale.exclude(rule=current).update(cancelled_at=now, cancel_reason="status update clock reset")
+    future_reminder = stale.filter(rule=current, step=1, due_at__gt=now)
+    future_reminder.exclude(due_at=max(due, now)).update(cancelled_at=now, cancel_reason="cadence changed")
+    deadline_schedule(incident, kind=Deadline.Kind.STATUS_UPDATE, rule=current, step=1, due_at=max(due, now))
 
 
 def _arm_outage(incident: Incident, now: datetime) -> None:
-    if incident.severity.level <= 2 and not incident.is_drill:
+    after = incident.escalation_snapshot.get("outage_after_s")
+    if _severity_policy(incident).get("major") and after and not incident.is_drill:
         deadline_schedule(
             incident,
             kind=Deadline.Kind.OUTAGE,
             rule=OUTAGE_RULE,
             step=0,
-            due_at=max(incident.started_at + OUTAGE_AFTER, now),
+            due_at=max(incident.started_at + timedelta(seconds=after), now),
         )
     else:
         _cancel(incident, reason="severity no longer an outage", rules=[OUTAGE_RULE])
@@ -270,8 +306,7 @@ def escalation_reevaluate(*, incident: Incident, now: datetime | None = None) ->
     if not incident.is_drill:
         _arm_triggers(incident, now)
     _arm_outage(incident, now)
-    if not incident.status_updates.exists() or _status_interval(incident) is not None:
-        _arm_status_update(incident, now)
+    _arm_status_update(incident, now)
 
 
 def escalation_on_transition(*, incident: Incident, name: str, now: datetime | None = None) -> None:
@@ -311,6 +346,11 @@ def regulatory_raise(
         return None
     now = now or timezone.now()
     category = RegulatoryCategory.objects.get(key=category_key)
+    # The incident row lock makes a double-click (or a flag raced by the outage clock) find the
+    # first obligation instead of failing on the unique constraint.
+    incident = Incident.objects.select_for_update(no_key=True).select_related("severity").get(pk=incident.pk)
+    if incident.state not in (State.RESOLVED, *OPEN_STATES):
+        raise ValidationError("A closed or cancelled incident takes no new regulatory notifications.")
     existing = RegulatoryObligation.objects.filter(incident=incident, category=category).first()
     if existing:
         return existing
@@ -333,7 +373,7 @@ def regulatory_raise(
     if reminder_at > now:
         deadline_schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=1, due_at=reminder_at)
     deadline_schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at)
-    if category.is_compliance:
+    if category.is_compliance and incident.is_open:
         _arm_triggers(incident, now)
     return obligation
 
@@ -342,8 +382,10 @@ def regulatory_raise(
 def regulatory_submit(
     *, obligation: RegulatoryObligation, user, reference: str, evidence=None, now: datetime | None = None
 ) -> RegulatoryObligation:
-    from django.core.exceptions import ValidationError
+    from .incident import evidence_validate
 
+    if evidence is not None:
+        evidence_validate(evidence)
     reference = reference.strip()
     if not reference:
         raise ValidationError({"reference": "Give the regulator's reference or submission number."})
@@ -371,8 +413,6 @@ def regulatory_submit(
 
 @transaction.atomic
 def regulatory_sign_off(*, obligation: RegulatoryObligation, user, now: datetime | None = None) -> RegulatoryObligation:
-    from django.core.exceptions import PermissionDenied, ValidationError
-
     if not user.groups.filter(name=HEAD_OF_RISK).exists():
         raise PermissionDenied("Only the Head of Risk Management signs off regulatory notifications.")
     locked = RegulatoryObligation.objects.select_for_update().get(pk=obligation.pk)
@@ -444,31 +484,29 @@ def resolve_target(target: str, role: str, at: datetime):
 # -- firing ---------------------------------------------------------------------------------
 
 
-def deadlines_fire_due(*, now: datetime | None = None, batch: int = 200) -> int:
-    """Claim and fire due deadlines; several workers may run this at once without overlap."""
-    now = now or timezone.now()
+def deadlines_fire_due(
+    *, now: datetime | None = None, batch: int = 25, budget: timedelta = timedelta(seconds=10)
+) -> int:
+    """Claim and fire due deadlines; several workers may run this at once without overlap.
+
+    Small batches, each committed on its own, so a batch's pages leave within a fraction of a
+    second; "due" is re-read on each batch; and a run stops after `budget` so it cannot hold a
+    worker for a minute while beat's next request waits (bench/escalation_latency.py). `now`
+    fixes the cutoff (tests and imports firing at a chosen time).
+    """
+    started = timezone.now()
     fired = 0
     while True:
         with transaction.atomic():
-            due = Deadline.objects.filter(fired_at=None, cancelled_at=None, due_at__lte=now).order_by("due_at")
+            cutoff = now if now is not None else timezone.now()
+            due = Deadline.objects.filter(fired_at=None, cancelled_at=None, due_at__lte=cutoff).order_by("due_at")
             if connection.features.has_select_for_update_skip_locked:
                 due = due.select_for_update(skip_locked=True)
             claimed = list(due.values_list("pk", flat=True)[:batch])
             for pk in claimed:
                 fired += _fire_one(pk, now=timezone.now())
-        if len(claimed) < batch:
+        if len(claimed) < batch or timezone.now() - started > budget:
             return fired
-
-
-def deadline_fire(*, deadline_id: int) -> bool:
-    """Fire one deadline if it is still pending and due (the ETA task's path)."""
-    with transaction.atomic():
-        qs = Deadline.objects.filter(pk=deadline_id, fired_at=None, cancelled_at=None, due_at__lte=timezone.now())
-        if connection.features.has_select_for_update_skip_locked:
-            qs = qs.select_for_update(skip_locked=True)
-        if not qs.exists():
-            return False
-        return bool(_fire_one(deadline_id, now=timezone.now()))
 
 
 def _fire_one(deadline_id: int, *, now: datetime) -> int:
@@ -477,11 +515,17 @@ def _fire_one(deadline_id: int, *, now: datetime) -> int:
         return 0
     deadline = Deadline.objects.select_related("incident__severity", "incident__commander").get(pk=deadline_id)
     incident = deadline.incident
+    if deadline.kind not in _FIRE_WHEN_CLOSED and not incident.is_open:
+        # Resolved or cancelled after this row was armed (a firing racing the resolution can
+        # insert a follow-up row the resolution's cancel did not see): nothing to page.
+        Deadline.objects.filter(pk=deadline_id).update(
+            fired_at=None, cancelled_at=now, cancel_reason=f"incident {incident.get_state_display().lower()}"
+        )
+        return 0
     try:
         with transaction.atomic():
             _HANDLERS[deadline.kind](deadline, incident, now)
-    except IntegrityError:
-        # The rule step already fired (unique constraint): a duplicate claim, nothing to do.
+    except DuplicateFiring:
         log.info("deadline %s already fired for %s", deadline_id, incident.reference)
         return 0
     except Exception:
@@ -493,18 +537,30 @@ def _fire_one(deadline_id: int, *, now: datetime) -> int:
     return 1
 
 
+class DuplicateFiring(Exception):
+    """This rule step already fired for the incident (the unique constraint said so)."""
+
+
 def _record_event(deadline: Deadline, incident: Incident, now: datetime, *, summary: str, target_label: str = "", user=None) -> EscalationEvent:
-    event = EscalationEvent.objects.create(
-        incident=incident,
-        deadline=deadline,
-        rule=deadline.rule,
-        step=deadline.step,
-        fired_at=now,
-        due_at=deadline.due_at,
-        target_label=target_label[:200],
-        target_user=user,
-        summary=summary[:300],
-    )
+    from .notifications import notify_webhooks
+
+    try:
+        with transaction.atomic():
+            event = EscalationEvent.objects.create(
+                incident=incident,
+                deadline=deadline,
+                rule=deadline.rule,
+                step=deadline.step,
+                fired_at=now,
+                due_at=deadline.due_at,
+                target_label=target_label[:200],
+                target_user=user,
+                summary=summary[:300],
+            )
+    except IntegrityError as exc:
+        raise DuplicateFiring from exc
+    # Chat hooks hear about the event once, whoever is paged for it.
+    notify_webhooks(event=event, now=now)
     timeline_record(
         incident,
         kind=TimelineEntry.Kind.ESCALATION,
@@ -555,7 +611,8 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime) -> None:
     _, key, *rest = deadline.rule.split(":")
     deputy = rest == ["deputy"]
     trigger = next((t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None)
-    if trigger is None:
+    if trigger is None or not _trigger_applies(trigger, incident, compliance=_has_compliance_flag(incident)):
+        # Severity or impact was lowered while this row waited: it no longer applies.
         return
     user = role_contact(trigger["role"], deputy=deputy) or (None if deputy else role_contact(trigger["role"], deputy=True))
     who = _name(user) if user else f"nobody (no contact for {trigger['role']} configured)"
@@ -636,6 +693,9 @@ _HANDLERS = {
     Deadline.Kind.OUTAGE: _fire_outage,
     Deadline.Kind.REVIEW: _fire_review,  # reports (issue #5)
 }
+# Duties that outlive the incident: a regulator still needs its notification, a resolved
+# incident still needs its review.
+_FIRE_WHEN_CLOSED = {Deadline.Kind.REGULATORY, Deadline.Kind.REVIEW}
 
 
 def escalation_advance_after_failure(*, event: EscalationEvent, now: datetime | None = None) -> None:
@@ -647,7 +707,7 @@ def escalation_advance_after_failure(*, event: EscalationEvent, now: datetime | 
             incident=incident, rule=ACK_RULE, step=event.step + 1, fired_at=None, cancelled_at=None
         ).update(due_at=now)
         if moved:
-            transaction.on_commit(lambda: _send_eta_task_now(incident.pk))
+            transaction.on_commit(lambda: _request_claim_now(incident.pk), robust=True)
     elif event.rule.startswith("role:") and event.step == 0:
         key = event.rule.split(":", 1)[1]
         trigger = next((t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None)
@@ -659,7 +719,7 @@ def _schedule_deputy(incident: Incident, rule: str, now: datetime) -> None:
     deadline_schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule + ":deputy", step=1, due_at=now)
 
 
-def _send_eta_task_now(incident_id: int) -> None:
+def _request_claim_now(incident_id: int) -> None:
     from ..tasks import fire_due_deadlines
 
     try:

@@ -37,6 +37,23 @@ from ..models import (
 # (a timeline entry, a notification) takes. A plain FOR UPDATE here deadlocked with a worker
 # firing a deadline of the same incident.
 
+# Every field a lifecycle transition may change (see the @transition methods on Incident).
+LIFECYCLE_FIELDS = [
+    "state",
+    "acknowledged_at",
+    "acknowledged_by",
+    "investigating_at",
+    "contained_at",
+    "recovering_at",
+    "resolved_at",
+    "ended_at",
+    "review_started_at",
+    "closed_at",
+    "cancelled_at",
+    "cancel_reason",
+    "updated_at",
+]
+
 # Fields full_clean must not touch: the services set them, and django-fsm protects `state`.
 _SET_BY_SERVICES = ["reference", "reference_day", "reference_number", "state"]
 
@@ -232,7 +249,9 @@ def incident_transition(
     source = incident.state
     try:
         method(**kwargs)
-        incident.save()
+        # Only what transitions change: a full save from an object loaded earlier would write
+        # back stale values of other fields (say, a commander someone changed meanwhile).
+        incident.save(update_fields=LIFECYCLE_FIELDS)
     except TransitionNotAllowed as exc:
         raise TransitionRefusedError(str(exc)) from exc
     except ConcurrentTransition as exc:
@@ -253,6 +272,10 @@ def incident_transition(
     from .escalation import escalation_on_transition
 
     escalation_on_transition(incident=incident, name=name, now=at)
+    # Reports (issue #5): render the report on resolve, schedule/cancel the review deadline.
+    from reports.services import report_on_incident_transition
+
+    report_on_incident_transition(incident=incident, name=name, now=at)
     return incident
 
 
@@ -345,12 +368,22 @@ def incident_assign_commander(
     *, incident: Incident, commander: AbstractBaseUser | None, user: AbstractBaseUser
 ) -> Incident:
     locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
+    if not locked.is_open:
+        raise ValidationError("Only an open incident has a commander to change.")
+    if not user.has_perm("incidents.change_incident"):
+        raise PermissionDenied("You do not have permission to change this incident.")
     taking_command = commander == user
     stepping_down = commander is None and locked.commander_id == user.pk
     if not (user.has_perm("incidents.assign_commander") or taking_command or stepping_down):
         raise PermissionDenied("Only an incident manager may assign someone else as commander.")
     if locked.commander_id == (commander.pk if commander else None):
         return locked
+    if commander is not None:
+        # Readiness gate (drills issue #6): refuses, with the reason, a commander whose required
+        # certification expired or whose mentoring is unfinished (drill incidents are exempt).
+        from drills.services import readiness_enforce
+
+        readiness_enforce(user=commander, duty="incident_commander", incident=locked)
     locked.commander = commander
     locked.save(update_fields=["commander", "updated_at"])
     timeline_record(

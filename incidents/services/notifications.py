@@ -10,9 +10,10 @@ permanent one is recorded on the incident and moves the escalation on to the nex
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from django.conf import settings
@@ -35,7 +36,6 @@ from .incident import timeline_record
 
 log = logging.getLogger(__name__)
 
-EMAIL_FOLLOW_UP_DELAY = timedelta(minutes=1)
 STUCK_SENDING_AFTER = timedelta(minutes=2)
 LOST_MESSAGE_AFTER = timedelta(seconds=20)
 
@@ -60,7 +60,7 @@ def _queue(notification: Notification) -> None:
         except Exception:  # noqa: BLE001 - the sweeper re-queues rows whose message never went out
             log.warning("could not queue notification %s; the sweeper will", notification.pk, exc_info=True)
 
-    transaction.on_commit(send)
+    transaction.on_commit(send, robust=True)  # the sweeper re-queues a row whose message failed
 
 
 def _add(incident: Incident, **fields) -> Notification:
@@ -72,12 +72,20 @@ def _add(incident: Incident, **fields) -> Notification:
 def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = False) -> bool:
     """Page one person for an escalation. Returns whether any channel could be addressed.
 
-    Sev1/Sev2 pages go by SMS and phone at once, with an email follow-up a minute later (the
-    seed's escalation communication rule); Sev3/Sev4 and reminders go by email.
+    Major (Sev1/Sev2) pages go by SMS and phone at once, with an email follow-up after the
+    policy's delay (the seed's escalation communication rule); others and reminders go by email.
     """
     incident = event.incident
+    if incident.is_drill:
+        # Drills page only their participants (drills issue #6): a page meant for someone who is
+        # not taking part goes to the participants instead (one call each; each is a participant).
+        from drills.services import drill_page_recipients
+
+        recipients = drill_page_recipients(incident=incident, intended=user, reminder=reminder)
+        if [r.pk for r in recipients] != [user.pk]:
+            return any([page_user(event=event, user=r, now=now, reminder=reminder) for r in recipients])
     person = getattr(user, "person", None)
-    urgent = incident.severity.level <= 2 and not reminder
+    urgent = incident.severity.major and not reminder
     subject = f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300]
     body = _page_body(incident, event)
     created = 0
@@ -91,13 +99,11 @@ def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = F
                  subject=subject, body=_short_text(incident, event), next_attempt_at=now)
             created += 1
     if user.email:
-        follow_up = now + EMAIL_FOLLOW_UP_DELAY if created else now
+        delay = timedelta(seconds=incident.escalation_snapshot.get("email_follow_up_s", 60))
+        follow_up = now + delay if created else now
         _add(incident, event=event, channel=Notification.Channel.EMAIL, recipient=user, address=user.email,
              subject=subject, body=body, next_attempt_at=follow_up)
         created += 1
-    for hook in WebhookEndpoint.objects.filter(active=True, max_severity_level__gte=incident.severity.level):
-        _add(incident, event=event, channel=Notification.Channel.WEBHOOK, address=hook.url,
-             subject=subject, body=body, next_attempt_at=now)
     if not created:
         timeline_record(
             incident,
@@ -107,6 +113,17 @@ def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = F
             at=now,
         )
     return created > 0
+
+
+def notify_webhooks(*, event: EscalationEvent, now: datetime) -> None:
+    """Post an escalation to the chat hooks once per event (not once per person paged)."""
+    incident = event.incident
+    if incident.is_drill:
+        return  # drill pages stay off the team's chat webhooks (drills issue #6)
+    subject = f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300]
+    for hook in WebhookEndpoint.objects.filter(active=True, max_severity_level__gte=incident.severity.level):
+        _add(incident, event=event, channel=Notification.Channel.WEBHOOK, address=hook.url,
+             subject=subject, body=_page_body(incident, event), next_attempt_at=now)
 
 
 def _short_text(incident: Incident, event: EscalationEvent) -> str:
@@ -243,7 +260,9 @@ def status_update_post(
 
 
 def status_update_text(update: StatusUpdate) -> str:
-    next_update = f"{update.next_update_at:%Y-%m-%d %H:%M} UTC" if update.next_update_at else "—"
+    next_update = (
+        f"{update.next_update_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if update.next_update_at else "—"
+    )
     return (
         f"Subject: {update.subject}\n\n"
         f"Status: {update.status}\nSeverity: {update.severity_level}\nImpact: {update.impact}\n"
@@ -266,6 +285,14 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     if not claimed:
         return "not due or already handled"
     notification = Notification.objects.select_related("incident__severity", "event").get(pk=notification_id)
+    if _no_longer_needed(notification):
+        with transaction.atomic():
+            Notification.objects.filter(pk=notification.pk).update(state=Notification.State.SKIPPED)
+            NotificationAttempt.objects.create(
+                notification=notification, attempted_at=now, outcome=NotificationAttempt.Outcome.SKIPPED,
+                detail="not sent: the incident was acknowledged or closed meanwhile",
+            )
+        return "skipped: no longer needed"
     try:
         _CHANNELS[notification.channel](notification)
     except PermanentFailure as exc:
@@ -280,6 +307,15 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
         )
         NotificationAttempt.objects.create(notification=notification, attempted_at=done, outcome=NotificationAttempt.Outcome.SENT)
     return "sent"
+
+
+def _no_longer_needed(notification: Notification) -> bool:
+    """A page asking for acknowledgement (a follow-up email, a retry) after someone acknowledged."""
+    event = notification.event
+    if event is None or not event.rule.startswith("ack"):
+        return False
+    incident = notification.incident
+    return incident.acknowledged_at is not None or not incident.is_open
 
 
 def _record_failure(notification: Notification, detail: str, *, permanent: bool) -> str:
@@ -356,9 +392,21 @@ def _send_email(notification: Notification) -> None:
         raise TransientFailure(f"mail server: {exc}") from exc
 
 
+_http_clients: dict[int, httpx.Client] = {}
+
+
+def _http() -> httpx.Client:
+    # Building a client (and its SSL context) costs 10-18 ms of CPU, more than the page itself
+    # (bench/escalation_latency.py); one per process, keyed by pid so forked workers don't share.
+    client = _http_clients.get(os.getpid())
+    if client is None:
+        client = _http_clients[os.getpid()] = httpx.Client()
+    return client
+
+
 def _post_json(url: str, payload: dict, headers: dict | None = None) -> None:
     try:
-        response = httpx.post(url, json=payload, headers=headers or {}, timeout=settings.TMT_NOTIFY_HTTP_TIMEOUT)
+        response = _http().post(url, json=payload, headers=headers or {}, timeout=settings.TMT_NOTIFY_HTTP_TIMEOUT)
     except httpx.HTTPError as exc:
         raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
     if response.status_code in (408, 429) or response.status_code >= 500:

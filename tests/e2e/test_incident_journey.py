@@ -70,10 +70,10 @@ def test_engineer_logs_acknowledges_notes_and_finds_an_incident(page: Page, live
     page.evaluate("window.__noReload = true")
     timeline = page.get_by_test_id("timeline")
     note = "Restarted the market analysis agent; signals flowing again at 14:05"
-    page.get_by_label("Note").fill(note)
+    page.get_by_role("textbox", name="Note").fill(note)
     page.get_by_role("button", name="Add note").click()
     expect(timeline.get_by_role("row").filter(has_text=note)).to_be_visible()
-    expect(page.get_by_label("Note")).to_have_value("")
+    expect(page.get_by_role("textbox", name="Note")).to_have_value("")
 
     item = page.get_by_test_id("checklist-item").filter(has_text="Severity level determination")
     expect(item).to_have_attribute("aria-pressed", "false")

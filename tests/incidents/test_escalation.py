@@ -204,3 +204,54 @@ def test_deputy_is_never_the_person_on_call(team):
     )
     assert escalation.on_call_at("On-Call Engineer", now) == team["oncall2"]
     assert escalation.on_call_at("On-Call Engineer", now, deputy=True) == team["oncall3"]
+
+
+def test_regulatory_reminder_reaches_everyone_with_a_webhook_configured(team):
+    from incidents.models import WebhookEndpoint
+
+    WebhookEndpoint.objects.create(name="ops chat", url="http://127.0.0.1:9/hook")
+    incident = open_incident(reported_by=team["im"], level=2, commander=team["oncall3"])
+    obligation = escalation.regulatory_raise(incident=incident, category_key="data-integrity")
+    fire_at(obligation.due_at - timedelta(hours=3))  # the reminder, 4 h before due
+    event = EscalationEvent.objects.get(incident=incident, rule=f"regulatory:{obligation.pk}", step=1)
+    paged = set(Notification.objects.filter(event=event, channel="sms").values_list("recipient__username", flat=True))
+    assert paged == set() or paged <= {"head_of_risk", "oncall3"}  # reminders go by email
+    emailed = set(Notification.objects.filter(event=event, channel="email").values_list("recipient__username", flat=True))
+    assert emailed == {"head_of_risk", "oncall3"}
+    assert Notification.objects.filter(event=event, channel="webhook").count() == 1
+
+
+def test_editing_the_incident_does_not_silence_an_overdue_status_escalation(team):
+    incident = open_incident(reported_by=team["im"], level=1, commander=team["oncall3"])
+    t0 = incident.detected_at
+    fire_at(t0 + timedelta(minutes=30, seconds=1))  # reminder to the commander
+    services.incident_update(incident=incident, user=team["oncall3"], description="More detail", financial_impact_usd=None)
+    fire_at(t0 + timedelta(minutes=45, seconds=2))
+    assert ("status:1", 2, "im") in events(incident)
+
+
+def test_follow_up_email_is_not_sent_once_acknowledged(team):
+    from incidents.services import notifications
+
+    incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
+    fire_at(incident.detected_at)
+    email = Notification.objects.get(event__rule="ack", event__step=0, channel="email")
+    services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
+    result = notifications.notification_deliver(notification_id=email.pk, now=email.next_attempt_at)
+    email.refresh_from_db()
+    assert result.startswith("skipped") and email.state == "skipped"
+
+
+def test_lowered_severity_stops_the_status_update_cadence(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2, financial_impact_usd=None)
+    services.incident_update(incident=incident, user=team["oncall1"], severity=severity(3))
+    assert not Deadline.objects.filter(incident=incident, kind="status_update", fired_at=None, cancelled_at=None).exists()
+
+
+def test_no_page_for_a_resolved_incident_from_a_row_armed_before(team):
+    incident = open_incident(reported_by=team["oncall1"], level=3, financial_impact_usd=None)
+    stale = Deadline.objects.create(incident=incident, kind="status_update", rule="status:9", step=2, due_at=timezone.now())
+    services.incident_transition(incident=incident, name="cancel", user=team["oncall1"], reason="false alarm")
+    fire_at(timezone.now())
+    stale.refresh_from_db()
+    assert stale.cancelled_at is not None and not EscalationEvent.objects.filter(deadline=stale).exists()

@@ -9,7 +9,7 @@ from django.utils import timezone
 from incidents import services
 from incidents.models import AppendOnlyError, Incident, State, TimelineEntry
 from reports.models import PostIncidentReview
-from tests.factories import UserFactory, open_incident, severity, tick_initial_assessment
+from tests.factories import UserFactory, certify, open_incident, severity, tick_initial_assessment
 
 pytestmark = pytest.mark.django_db
 
@@ -192,3 +192,13 @@ def test_raising_severity_is_recorded(engineer):
     incident.refresh_from_db()
     assert incident.severity.level == 1
     assert incident.timeline.filter(action__contains="Severity changed").exists()
+
+
+def test_transition_from_an_older_copy_does_not_undo_other_changes(engineer, manager):
+    incident = open_incident(reported_by=engineer)
+    older_copy = Incident.objects.get(pk=incident.pk)
+    certify(engineer)
+    services.incident_assign_commander(incident=incident, commander=engineer, user=manager)
+    services.incident_transition(incident=older_copy, name="acknowledge", user=engineer)
+    incident.refresh_from_db()
+    assert incident.state == State.ACKNOWLEDGED and incident.commander == engineer

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents.models import EvidenceAttachment, Incident, State, TimelineEntry
-from tests.factories import UserFactory, open_incident, severity, system
+from tests.factories import UserFactory, certify, open_incident, severity, system
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +41,7 @@ def test_login_page_is_public(client):
 
 
 def test_log_incident_through_form_lands_on_its_page(engineer_client, engineer):
+    certify(engineer)
     response = engineer_client.post(reverse("incidents:create"), _form())
     incident = Incident.objects.get()
     assert response.status_code == 302 and response["Location"] == incident.get_absolute_url()
@@ -50,10 +51,18 @@ def test_log_incident_through_form_lands_on_its_page(engineer_client, engineer):
     assert "Severity level determination" in page.content.decode()
 
 
+def test_uncertified_reporter_logs_the_incident_but_does_not_command_it(engineer_client):
+    response = engineer_client.post(reverse("incidents:create"), _form(), follow=True)
+    incident = Incident.objects.get()
+    assert incident.commander is None
+    assert "without a commander" in response.content.decode()
+    assert "Incident response training" in response.content.decode()
+
+
 def test_form_shows_severity_definitions_and_examples(engineer_client):
     html = engineer_client.get(reverse("incidents:create")).content.decode()
     assert "Complete system outage or potential financial loss &gt;$10,000" in html
-    assert "Circuit breaker malfunction" in html and "Next business day" in html
+    assert "Circuit breaker malfunction" in html and "next business day" in html
 
 
 @pytest.mark.parametrize(
@@ -269,7 +278,11 @@ def test_list_filters_and_search(engineer_client, engineer):
 
 def _many_incidents(engineer, n):
     for i in range(n):
-        incident = open_incident(reported_by=engineer, title=f"Incident {i}", systems=("database", "dashboard"))
+        # Every severity, Sev4's "next business day" clock included (it needs the holiday table).
+        incident = open_incident(
+            reported_by=engineer, title=f"Incident {i}", systems=("database", "dashboard"),
+            level=i % 4 + 1, financial_impact_usd=None,
+        )
         TimelineEntry.objects.bulk_create(
             TimelineEntry(incident=incident, kind="note", action=f"note {j}", owner=engineer) for j in range(3)
         )
@@ -285,3 +298,16 @@ def test_pages_run_a_constant_number_of_queries(engineer_client, engineer, djang
         assert engineer_client.get(reverse("incidents:dashboard")).status_code == 200
     with django_assert_max_num_queries(15):
         assert engineer_client.get(last.get_absolute_url()).status_code == 200
+
+
+def test_user_without_change_right_cannot_take_command(client, trainer, engineer):
+    incident = open_incident(reported_by=engineer)
+    client.force_login(trainer)
+    response = client.post(reverse("incidents:commander", args=[incident.reference]), {"commander": trainer.pk})
+    assert response.status_code == 403
+    assert Incident.objects.get().commander is None
+
+
+def test_absurd_amount_in_severity_suggestion_is_refused_quickly(engineer_client):
+    html = engineer_client.get(reverse("incidents:suggest_severity"), {"financial_impact_usd": "1e999999999"}).content.decode()
+    assert "positive amount" in html

@@ -1,0 +1,915 @@
+"""Health polling, heartbeats and the portal's own infrastructure checks.
+
+One sweep (the beat task, every second): claim the due targets in one short transaction (their
+next_check_at moves on by their interval, so an overlapping sweep skips them), check them all at
+once in one event loop (incidents/poller.py; no transaction is open meanwhile), then apply the
+results. Targets whose state does not change are written in one batch (counters, last check, one
+bulk insert of samples); each state change gets its own transaction, which locks the target,
+re-evaluates it and opens or updates the automated incident, so a failure there rolls back only
+that target (its transition is retried on the next check).
+
+States change only after N checks in a row (the target's failures_before_down), in both
+directions: N failures → down, N slow answers → degraded, and back to healthy only after N
+healthy (from down) or N fast (from degraded) answers, so a flapping agent pages nobody.
+
+At most one open automated incident per system: the partial unique constraint
+"one_open_automated_incident_per_system" decides races between concurrent pollers; the loser's
+savepoint rolls back (its incident number too) and it adds to the winner's incident instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, IntegrityError, connection, connections, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Value
+from django.utils import timezone
+
+from .. import poller
+from ..models import (
+    OPEN_STATES,
+    DetectionMethod,
+    HealthSample,
+    HealthTarget,
+    Incident,
+    SeverityLevel,
+    System,
+    TimelineEntry,
+    WorkerHeartbeat,
+)
+from ..models.escalation import EscalationEvent, Notification
+from .incident import incident_open, incident_update, timeline_record
+
+log = logging.getLogger(__name__)
+
+TEAM = "Health monitor"
+MONITOR_USERNAME = "health-monitor"
+RECOVERY_RULE = "health:recovered"
+ATTACHED_RULE = "health:new_failure"
+# The seed's Severity 2 examples ("Single agent failure", "Execution latency >500ms"): used when
+# a system has no outage severity or a target no degraded severity configured.
+FALLBACK_SEVERITY_LEVEL = 2
+
+State = HealthTarget.State
+
+
+# -- the state machine (pure) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    state: str
+    consecutive_failures: int
+    consecutive_ok: int
+    consecutive_slow: int
+    consecutive_fast: int
+    slow: bool
+
+
+def health_evaluate(
+    *,
+    state: str,
+    failures: int,
+    ok: int,
+    slow: int,
+    fast: int,
+    healthy: bool,
+    latency_ms: float | None,
+    threshold_ms: float,
+    n: int,
+) -> Evaluation:
+    """The target's next state and streak counters after one check."""
+    n = max(1, n)
+    if not healthy:
+        failures += 1
+        new_state = State.DOWN if failures >= n else state
+        return Evaluation(new_state, failures, 0, 0, 0, False)
+    is_slow = latency_ms is not None and latency_ms > threshold_ms
+    failures, ok = 0, ok + 1
+    slow, fast = (slow + 1, 0) if is_slow else (0, fast + 1)
+    new_state = state
+    if state == State.DOWN:
+        if ok >= n:
+            new_state = State.DEGRADED if slow >= n else State.HEALTHY
+    elif state == State.DEGRADED:
+        if fast >= n:
+            new_state = State.HEALTHY
+    elif slow >= n:
+        new_state = State.DEGRADED
+    elif state == State.UNKNOWN and not is_slow:
+        # The first good answer of a new target: nothing was wrong, nothing to recover from.
+        new_state = State.HEALTHY
+    return Evaluation(new_state, failures, ok, slow, fast, is_slow)
+
+
+def _evaluate_target(target: HealthTarget, result: poller.ProbeResult) -> Evaluation:
+    return health_evaluate(
+        state=target.state,
+        failures=target.consecutive_failures,
+        ok=target.consecutive_ok,
+        slow=target.consecutive_slow,
+        fast=target.consecutive_fast,
+        healthy=result.healthy,
+        latency_ms=result.latency_ms,
+        threshold_ms=target.latency_threshold_ms,
+        n=target.failures_before_down,
+    )
+
+
+# -- one sweep -------------------------------------------------------------------------------
+
+
+@dataclass
+class StateChange:
+    target_id: int
+    target_name: str
+    from_state: str
+    to_state: str
+    incident_reference: str = ""
+
+
+@dataclass
+class PollSummary:
+    polled: int = 0
+    healthy: int = 0
+    failed: int = 0
+    slow: int = 0
+    changes: list[StateChange] = field(default_factory=list)
+    claim_s: float = 0.0
+    check_s: float = 0.0  # from the first request to the last write (the writes overlap it)
+    apply_s: float = 0.0  # time spent writing, summed over the batches
+
+    def __str__(self) -> str:
+        text = f"polled {self.polled}: {self.healthy} healthy ({self.slow} slow), {self.failed} failed"
+        if self.changes:
+            text += "; " + ", ".join(f"{c.target_name} {c.from_state}→{c.to_state}" for c in self.changes)
+        return text
+
+
+def _due_order():
+    # Suspects first: a target that failed or answered slowly last time is the one likely to hold
+    # a slot for its whole timeout, so it starts at once instead of last (see poller.py).
+    return [
+        F("consecutive_failures").desc(),
+        F("last_latency_ms").desc(nulls_first=True),
+        "pk",
+    ]
+
+
+def health_targets_claim(*, now: datetime | None = None, limit: int | None = None) -> list[HealthTarget]:
+    """Claim the enabled targets that are due: their next check moves on by their interval."""
+    now = now or timezone.now()
+    limit = limit or settings.TMT_HEALTH_MAX_TARGETS_PER_SWEEP
+    with transaction.atomic():
+        due = (
+            HealthTarget.objects.filter(enabled=True)
+            .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
+            .order_by(*_due_order())
+            .only("pk", "name", "url", "timeout", "latency_threshold_ms")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            # Another sweep holding some rows: take the others instead of waiting for it.
+            due = due.select_for_update(skip_locked=True)
+        targets = list(due[:limit])
+        if targets:
+            HealthTarget.objects.filter(pk__in=[t.pk for t in targets]).update(
+                next_check_at=ExpressionWrapper(Value(now) + F("interval"), output_field=DateTimeField())
+            )
+    return targets
+
+
+def health_poll_due(
+    *,
+    now: datetime | None = None,
+    concurrency: int | None = None,
+    backend: poller.Backend = "aiohttp",
+) -> PollSummary:
+    """One sweep: claim, check concurrently, apply. The beat task's whole body.
+
+    Results are written in batches as they arrive (poller.poll_stream), each batch while the
+    slower checks are still out, so the hung targets' timeouts are not followed by writing
+    everything else.
+    """
+    summary = PollSummary()
+    started = time.perf_counter()
+    targets = health_targets_claim(now=now)
+    summary.claim_s = time.perf_counter() - started
+    if not targets:
+        return summary
+    threshold_ms = {t.pk: t.latency_threshold_ms for t in targets}
+    probes = [
+        poller.Probe(target_id=t.pk, url=t.url, timeout_s=t.timeout.total_seconds()) for t in targets
+    ]
+    started = time.perf_counter()
+    for batch in poller.poll_stream(
+        probes, concurrency=concurrency or settings.TMT_HEALTH_POLL_CONCURRENCY, backend=backend
+    ):
+        applying = time.perf_counter()
+        summary.changes += health_results_apply(batch)
+        summary.apply_s += time.perf_counter() - applying
+        summary.polled += len(batch)
+        summary.failed += sum(1 for r in batch if not r.healthy)
+        summary.slow += sum(1 for r in batch if r.healthy and (r.latency_ms or 0) > threshold_ms[r.target_id])
+    summary.check_s = time.perf_counter() - started
+    summary.healthy = summary.polled - summary.failed
+    return summary
+
+
+_BATCH_FIELDS = [
+    "consecutive_failures",
+    "consecutive_ok",
+    "consecutive_slow",
+    "consecutive_fast",
+    "last_checked_at",
+    "last_latency_ms",
+    "last_error",
+]
+_QUIET_FIELDS = [*_BATCH_FIELDS, "state", "state_changed_at"]
+# What the batch reads of each target, as plain tuples (model instances cost ~5x as much).
+_READ_FIELDS = [
+    "pk",
+    "state",
+    "consecutive_failures",
+    "consecutive_ok",
+    "consecutive_slow",
+    "consecutive_fast",
+    "last_checked_at",
+    "latency_threshold_ms",
+    "failures_before_down",
+    "state_changed_at",
+]
+
+
+def _apply_counters(target: HealthTarget, evaluation: Evaluation, result: poller.ProbeResult) -> None:
+    target.consecutive_failures = evaluation.consecutive_failures
+    target.consecutive_ok = evaluation.consecutive_ok
+    target.consecutive_slow = evaluation.consecutive_slow
+    target.consecutive_fast = evaluation.consecutive_fast
+    target.last_checked_at = result.checked_at
+    target.last_latency_ms = result.latency_ms
+    target.last_error = result.error[:300]
+
+
+def _status_code(result: poller.ProbeResult) -> int | None:
+    return result.status_code if result.status_code and 0 < result.status_code < 1000 else None
+
+
+def _sample(target_id: int, result: poller.ProbeResult) -> HealthSample:
+    return HealthSample(
+        target_id=target_id,
+        checked_at=result.checked_at,
+        ok=result.healthy,
+        latency_ms=result.latency_ms,
+        status_code=_status_code(result),
+        error=result.error[:300],
+    )
+
+
+def _is_stale(target: HealthTarget, result: poller.ProbeResult) -> bool:
+    # An older sweep finishing after a newer one must not rewind the counters.
+    return target.last_checked_at is not None and result.checked_at <= target.last_checked_at
+
+
+def _is_quiet(from_state: str, to_state: str) -> bool:
+    # A new target's first good answer changes nothing anyone needs to hear about, so it is
+    # written with the batch (a thousand new targets must not mean a thousand transactions).
+    return from_state == State.UNKNOWN and to_state == State.HEALTHY
+
+
+def health_results_apply(results: Sequence[poller.ProbeResult]) -> list[StateChange]:
+    """Write results; returns the state changes (each of those in its own transaction)."""
+    by_id = {r.target_id: r for r in results}
+    deferred: list[int] = []
+    with transaction.atomic():
+        # Locked in primary-key order so two appliers can never deadlock on each other's rows.
+        rows = (
+            HealthTarget.objects.filter(pk__in=list(by_id))
+            .order_by("pk")
+            .select_for_update()
+            .values_list(*_READ_FIELDS)
+        )
+        updates: list[tuple] = []
+        for pk, state, failures, ok, slow, fast, last_checked_at, threshold, n, changed_at in rows:
+            result = by_id[pk]
+            if last_checked_at is not None and result.checked_at <= last_checked_at:
+                continue  # stale: an older sweep finishing after a newer one
+            evaluation = health_evaluate(
+                state=state, failures=failures, ok=ok, slow=slow, fast=fast, healthy=result.healthy,
+                latency_ms=result.latency_ms, threshold_ms=threshold, n=n,
+            )
+            if evaluation.state != state:
+                if not _is_quiet(state, evaluation.state):
+                    deferred.append(pk)
+                    continue
+                state, changed_at = evaluation.state, result.checked_at
+            updates.append(
+                (
+                    pk,
+                    evaluation.consecutive_failures,
+                    evaluation.consecutive_ok,
+                    evaluation.consecutive_slow,
+                    evaluation.consecutive_fast,
+                    result.checked_at,
+                    result.latency_ms,
+                    result.error[:300],
+                    state,
+                    changed_at,
+                )
+            )
+        if updates:
+            _bulk_write(updates, [_sample_row(row[0], by_id[row[0]]) for row in updates])
+    changes = []
+    for pk in deferred:
+        try:
+            change = _apply_state_change(pk, by_id[pk])
+        except Exception:
+            # One broken transition (say, a policy row deleted) must not stop the others; the
+            # target keeps its old state and counters, so the next check tries again.
+            log.exception("applying the state change of health target %s failed", pk)
+            continue
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+def _unnest(model, names: list[str]) -> tuple[list, str]:
+    """The fields and a "unnest(%s::type[], ...)" clause: one array parameter per column."""
+    fields = [model._meta.pk if name == "pk" else model._meta.get_field(name) for name in names]
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    return fields, f"unnest({arrays})"
+
+
+def _bulk_write(rows: list[tuple], samples: list[tuple]) -> None:
+    """Write the targets' (pk, *_QUIET_FIELDS) rows and insert the samples, in two statements.
+
+    On PostgreSQL each column goes as one array and unnest() turns them back into rows: Django's
+    bulk_update builds a CASE WHEN per field with a branch per row (4-7 s for a thousand targets
+    in the benchmark's first run) and even a plain VALUES list with ten thousand placeholders
+    spends a quarter of a second in the driver parsing them; this takes a few milliseconds.
+    Elsewhere (SQLite, the local default) the ORM's bulk operations in batches.
+    """
+    if connection.vendor != "postgresql":
+        objs = [HealthTarget(pk=row[0], **dict(zip(_QUIET_FIELDS, row[1:], strict=True))) for row in rows]
+        HealthTarget.objects.bulk_update(objs, _QUIET_FIELDS, batch_size=200)
+        HealthSample.objects.bulk_create(
+            [HealthSample(**dict(zip(_SAMPLE_FIELDS, sample, strict=True))) for sample in samples], batch_size=500
+        )
+        return
+    quote = connection.ops.quote_name
+    fields, source = _unnest(HealthTarget, ["pk", *_QUIET_FIELDS])
+    columns = [quote(f.column) for f in fields]
+    assignments = ", ".join(f"{c} = v.{c}" for c in columns[1:])
+    sample_fields, sample_source = _unnest(HealthSample, _SAMPLE_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(HealthTarget._meta.db_table)} AS t SET {assignments} "  # noqa: S608 - names from the model
+            f"FROM {source} AS v({', '.join(columns)}) WHERE t.{columns[0]} = v.{columns[0]}",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+        cursor.execute(
+            f"INSERT INTO {quote(HealthSample._meta.db_table)} "  # noqa: S608 - names from the model
+            f"({', '.join(quote(f.column) for f in sample_fields)}) SELECT * FROM {sample_source}",
+            [list(column) for column in zip(*samples, strict=True)],
+        )
+
+
+_SAMPLE_FIELDS = ["target_id", "checked_at", "ok", "latency_ms", "status_code", "error"]
+
+
+def _sample_row(target_id: int, result: poller.ProbeResult) -> tuple:
+    return (target_id, result.checked_at, result.healthy, result.latency_ms, _status_code(result), result.error[:300])
+
+
+@transaction.atomic
+def _apply_state_change(target_id: int, result: poller.ProbeResult) -> StateChange | None:
+    target = (
+        HealthTarget.objects.select_for_update(of=("self",))
+        .select_related("system__outage_severity", "degraded_severity")
+        .filter(pk=target_id)
+        .first()
+    )
+    if target is None or _is_stale(target, result):
+        return None
+    evaluation = _evaluate_target(target, result)
+    from_state = target.state
+    started_at = _streak_started_at(target, result)
+    _apply_counters(target, evaluation, result)
+    target.state = evaluation.state
+    if evaluation.state != from_state:
+        target.state_changed_at = result.checked_at
+    target.save(update_fields=[*_BATCH_FIELDS, "state", "state_changed_at"])
+    HealthSample.objects.bulk_create([_sample(target.pk, result)])
+    if evaluation.state == from_state:
+        return None
+    incident = _on_transition(target, from_state, result, started_at=started_at)
+    return StateChange(
+        target_id=target.pk,
+        target_name=target.name,
+        from_state=from_state,
+        to_state=evaluation.state,
+        incident_reference=incident.reference if incident else "",
+    )
+
+
+def _streak_started_at(target: HealthTarget, result: poller.ProbeResult) -> datetime:
+    """When the run of checks that causes this change began (the incident's start time)."""
+    previous = list(
+        target.samples.order_by("-checked_at").values_list("checked_at", flat=True)[
+            : max(0, target.failures_before_down - 1)
+        ]
+    )
+    return min([result.checked_at, *previous])
+
+
+# -- what a state change does ------------------------------------------------------------------
+
+
+def _severity(level: int) -> SeverityLevel:
+    return SeverityLevel.objects.get(level=level)
+
+
+def _outage_severity(system: System) -> SeverityLevel:
+    return system.outage_severity or _severity(FALLBACK_SEVERITY_LEVEL)
+
+
+def _degraded_severity(target: HealthTarget) -> SeverityLevel:
+    degraded = target.degraded_severity or _severity(FALLBACK_SEVERITY_LEVEL)
+    outage = target.system.outage_severity
+    # Slow is never worse than down: a dashboard that is slow stays at its outage level.
+    if outage is not None and outage.level > degraded.level:
+        return outage
+    return degraded
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} ms"
+
+
+def _on_transition(
+    target: HealthTarget, from_state: str, result: poller.ProbeResult, *, started_at: datetime
+) -> Incident | None:
+    n = target.failures_before_down
+    data = {
+        "target": target.pk,
+        "target_name": target.name,
+        "url": target.url,
+        "from": from_state,
+        "state": target.state,
+        "latency_ms": result.latency_ms,
+        "status_code": result.status_code,
+        "error": result.error,
+    }
+    system = target.system
+    if target.state == State.DOWN:
+        return _open_or_attach(
+            system=system,
+            severity=_outage_severity(system),
+            title=f"{system.name} down: {target.name} failing health checks",
+            description=(
+                f"Opened by the health monitor: {target.url} failed {n} checks in a row "
+                f"(last: {result.error or 'no answer'})."
+            ),
+            action=f"Health check: {target.name} is DOWN after {n} failed checks in a row (last: {result.error}).",
+            data=data,
+            started_at=started_at,
+        )
+    if target.state == State.DEGRADED:
+        if from_state == State.DOWN:
+            action = (
+                f"Health check: {target.name} answers again, but slowly: {n} answers in a row "
+                f"above {target.latency_threshold_ms} ms (last {_ms(result.latency_ms)})."
+            )
+        else:
+            action = (
+                f"Health check: {target.name} is DEGRADED: {n} answers in a row slower than "
+                f"{target.latency_threshold_ms} ms (last {_ms(result.latency_ms)})."
+            )
+        return _open_or_attach(
+            system=system,
+            severity=_degraded_severity(target),
+            title=f"{system.name} degraded: {target.name} slower than {target.latency_threshold_ms} ms",
+            description=f"Opened by the health monitor: {target.url} answered slower than "
+            f"{target.latency_threshold_ms} ms {n} times in a row.",
+            action=action,
+            data=data,
+            started_at=started_at,
+            # Down → degraded is a partial recovery, not a new failure: no page.
+            page_on_attach=from_state != State.DOWN,
+        )
+    if target.state == State.HEALTHY and from_state in (State.DOWN, State.DEGRADED):
+        what = "healthy" if from_state == State.DOWN else "fast"
+        return _record_recovery(
+            system=system,
+            action=(
+                f"Health check: {target.name} has recovered ({n} {what} answers in a row, last "
+                f"{_ms(result.latency_ms)}). The incident stays open: verify and resolve it."
+            ),
+            data=data,
+        )
+    return None
+
+
+def health_monitor_user():
+    """The account automated incidents are reported by (inactive: nobody can log in as it)."""
+    user_model = get_user_model()
+    user, created = user_model.objects.get_or_create(
+        username=MONITOR_USERNAME,
+        defaults={"first_name": "Health", "last_name": "monitor", "is_active": False},
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def _open_automated(system: System) -> Incident | None:
+    return (
+        Incident.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("severity", "commander")
+        .filter(automated_system=system, state__in=OPEN_STATES)
+        .first()
+    )
+
+
+def _open_or_attach(
+    *,
+    system: System,
+    severity: SeverityLevel,
+    title: str,
+    description: str,
+    action: str,
+    data: dict,
+    started_at: datetime | None = None,
+    page_on_attach: bool = True,
+) -> Incident:
+    """Open the system's automated incident, or add to the one already open (one per system)."""
+    existing = _open_automated(system)
+    if existing is None:
+        try:
+            # A savepoint: if another poller opened one meanwhile, the unique constraint refuses
+            # ours and only this part (our incident, its number and deadlines) rolls back.
+            with transaction.atomic():
+                incident = incident_open(
+                    title=title[:200],
+                    description=description,
+                    severity=severity,
+                    reported_by=health_monitor_user(),
+                    detection_method=DetectionMethod.HEALTH_CHECK,
+                    affected_systems=[system],
+                    started_at=started_at,
+                    opened_by_team=TEAM,
+                )
+                Incident.objects.filter(pk=incident.pk).update(automated_system=system)
+                incident.automated_system = system
+        except IntegrityError:
+            existing = _open_automated(system)
+            if existing is None:
+                raise
+        else:
+            timeline_record(incident, kind=TimelineEntry.Kind.HEALTH, action=action, owner_team=TEAM, data=data)
+            return incident
+    if severity.level < existing.severity.level:
+        existing = incident_update(incident=existing, user=health_monitor_user(), severity=severity)
+    timeline_record(existing, kind=TimelineEntry.Kind.HEALTH, action=action, owner_team=TEAM, data=data)
+    # The incident's own pages went out when it opened; this new failure needs its own, or an
+    # acknowledged incident would take a second outage without anyone hearing of it.
+    if page_on_attach:
+        _prompt_commander(existing, rule=ATTACHED_RULE, summary=action, now=timezone.now(), urgent=True)
+    return existing
+
+
+def _record_recovery(*, system: System, action: str, data: dict) -> Incident | None:
+    """A timeline entry and a prompt to the commander; the incident is not resolved by this."""
+    incident = _open_automated(system)
+    if incident is None:
+        return None
+    now = timezone.now()
+    timeline_record(incident, kind=TimelineEntry.Kind.HEALTH, action=action, owner_team=TEAM, data=data, at=now)
+    _prompt_commander(incident, rule=RECOVERY_RULE, summary=action, now=now)
+    return incident
+
+
+def _prompt_commander(incident: Incident, *, rule: str, summary: str, now: datetime, urgent: bool = False) -> None:
+    """Page the commander (else whoever is on call): an email for a recovery, a page by the
+    incident's severity (SMS and phone for Sev1/2) for a new failure."""
+    from ..roles import ON_CALL_ENGINEER
+    from .escalation import on_call_at
+    from .notifications import page_user
+
+    user = incident.commander or on_call_at(ON_CALL_ENGINEER, now)
+    # The incident row is locked (FOR NO KEY UPDATE above), so the count cannot race.
+    step = EscalationEvent.objects.filter(incident=incident, rule=rule).count() + 1
+    label = "incident commander" if incident.commander_id else "on-call engineer (no commander)"
+    prefix = "New failure on an open incident" if urgent else "Recovery: please verify and resolve"
+    event = EscalationEvent.objects.create(
+        incident=incident,
+        rule=rule,
+        step=min(step, 32767),
+        fired_at=now,
+        target_label=label,
+        target_user=user,
+        summary=f"{prefix}. {summary}"[:300],
+    )
+    if user is not None:
+        # reminder=True: an email (and the webhooks), not an SMS or phone page.
+        page_user(event=event, user=user, now=now, reminder=not urgent)
+
+
+# -- admin actions ---------------------------------------------------------------------------
+
+
+def health_targets_check_now(*, targets: Iterable[HealthTarget]) -> int:
+    """Make targets due at once (the admin's "check now")."""
+    return HealthTarget.objects.filter(pk__in=[t.pk for t in targets]).update(next_check_at=None)
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def health_samples_prune(*, now: datetime | None = None, batch: int = 10_000) -> int:
+    """Delete samples older than the retention window, in batches (short locks)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.TMT_HEALTH_SAMPLE_RETENTION_DAYS)
+    deleted = 0
+    while True:
+        ids = list(HealthSample.objects.filter(checked_at__lt=cutoff).values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        # Nothing refers to a sample, so this is one plain DELETE (no cascade collection).
+        deleted += HealthSample.objects.filter(pk__in=ids).delete()[0]
+        if len(ids) < batch:
+            return deleted
+
+
+# -- heartbeats and the portal's own infrastructure ----------------------------------------------
+
+
+def heartbeat_record(*, name: str, kind: Literal["worker", "beat"], now: datetime | None = None) -> None:
+    """Upsert one heartbeat row in one statement (INSERT ... ON CONFLICT DO UPDATE)."""
+    WorkerHeartbeat.objects.bulk_create(
+        [WorkerHeartbeat(name=name[:200], kind=kind, seen_at=now or timezone.now())],
+        update_conflicts=True,
+        unique_fields=["name"],
+        update_fields=["kind", "seen_at"],
+    )
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    name: str
+    kind: str
+    seen_at: datetime
+    age_s: float
+    alive: bool
+
+
+@dataclass(frozen=True)
+class HeartbeatStatus:
+    heartbeats: list[Heartbeat]
+    stale_after_s: float
+
+    @property
+    def workers(self) -> list[Heartbeat]:
+        return [h for h in self.heartbeats if h.kind == "worker"]
+
+    @property
+    def live_workers(self) -> int:
+        return sum(1 for h in self.workers if h.alive)
+
+    @property
+    def beat(self) -> Heartbeat | None:
+        beats = [h for h in self.heartbeats if h.kind == "beat"]
+        return min(beats, key=lambda h: h.age_s) if beats else None
+
+    @property
+    def beat_alive(self) -> bool:
+        return self.beat is not None and self.beat.alive
+
+
+def heartbeat_status(*, now: datetime | None = None) -> HeartbeatStatus:
+    now = now or timezone.now()
+    stale = settings.TMT_HEARTBEAT_STALE_SECONDS
+    rows = []
+    for hb in WorkerHeartbeat.objects.order_by("kind", "name"):
+        age = max(0.0, (now - hb.seen_at).total_seconds())
+        rows.append(Heartbeat(name=hb.name, kind=hb.kind, seen_at=hb.seen_at, age_s=age, alive=age <= stale))
+    return HeartbeatStatus(heartbeats=rows, stale_after_s=stale)
+
+
+@dataclass(frozen=True)
+class InfraCheck:
+    key: str
+    label: str
+    ok: bool
+    detail: str
+    latency_ms: float | None = None
+
+
+def database_check() -> InfraCheck:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        return InfraCheck("database", "Database", False, f"unreachable: {exc}"[:300])
+    latency = (time.perf_counter() - started) * 1000
+    return InfraCheck("database", "Database", True, f"{connection.vendor} answers", round(latency, 1))
+
+
+def broker_check(*, timeout: float = 2.0) -> InfraCheck:
+    from tmt_ir.celery import app
+
+    started = time.perf_counter()
+    try:
+        with app.connection_for_write(connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=0, timeout=timeout)
+            if conn.transport.driver_type == "redis":
+                # Connecting is not enough: a Redis that accepts but does not answer is no broker.
+                conn.default_channel.client.ping()
+            transport = conn.transport.driver_type
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the broker is the answer
+        return InfraCheck("broker", "Message broker", False, f"unreachable: {type(exc).__name__}: {exc}"[:300])
+    latency = (time.perf_counter() - started) * 1000
+    return InfraCheck("broker", "Message broker", True, f"{transport} answers", round(latency, 1))
+
+
+def _system(key: str) -> System | None:
+    return System.objects.select_related("outage_severity").filter(key=key).first()
+
+
+def _last_check_state(incident: Incident, check: str) -> str:
+    entry = (
+        incident.timeline.filter(kind=TimelineEntry.Kind.HEALTH, data__check=check)
+        .order_by("-occurred_at", "-id")
+        .values_list("data", flat=True)
+        .first()
+    )
+    return (entry or {}).get("state", "")
+
+
+@transaction.atomic
+def infrastructure_alert(*, check: str, system_key: str, failing: bool, what: str, detail: str) -> str:
+    """Open (or add to) the system's automated incident while a check fails; note the recovery.
+
+    The incident's timeline is the state: the last entry for this check says down or healthy,
+    so a check failing for an hour adds one entry, not 360.
+    """
+    system = _system(system_key)
+    if system is None:
+        return ""
+    incident = _open_automated(system)
+    last = _last_check_state(incident, check) if incident else ""
+    data = {"check": check, "state": "down" if failing else "healthy", "detail": detail[:300]}
+    if failing:
+        if last == "down":
+            return ""
+        incident = _open_or_attach(
+            system=system,
+            severity=_outage_severity(system),
+            title=f"{system.name}: {what}",
+            description=f"Opened by the portal's own monitoring: {what}. {detail}",
+            action=f"Infrastructure check: {what}. {detail}",
+            data=data,
+        )
+        return f"{check}: alert on {incident.reference}"
+    if incident is None or last != "down":
+        return ""
+    action = f"Infrastructure check: {check} has recovered. {detail} The incident stays open: verify and resolve it."
+    timeline_record(incident, kind=TimelineEntry.Kind.HEALTH, action=action, owner_team=TEAM, data=data)
+    _prompt_commander(incident, rule=RECOVERY_RULE, summary=action, now=timezone.now())
+    return f"{check}: recovered on {incident.reference}"
+
+
+def infrastructure_alerts_evaluate(
+    *,
+    checker: Literal["worker", "beat"],
+    process_started_at: datetime,
+    now: datetime | None = None,
+    judges_beat: bool = True,
+) -> list[str]:
+    """What a worker or the beat process checks about the others every heartbeat.
+
+    A worker checks that beat's heartbeats still arrive (a silent beat stops every escalation
+    deadline) -- if it consumes the queue they arrive on -- and that the broker answers; the beat
+    process checks that some worker is alive.
+    Nobody is judged before the checker has been up for one stale window (the grace period).
+    """
+    now = now or timezone.now()
+    stale = settings.TMT_HEARTBEAT_STALE_SECONDS
+    past_grace = (now - process_started_at).total_seconds() > stale
+    status = heartbeat_status(now=now)
+    outcomes = []
+    if checker == "worker":
+        beat = status.beat
+        # Only after this worker has been up for a whole stale window: beat's heartbeats are
+        # recorded by workers, so after a time with no worker the last one is old though beat
+        # is fine (seen live: a false "beat is silent" at every worker start after an outage).
+        if judges_beat and past_grace:
+            detail = (
+                f"Last beat heartbeat {beat.age_s:.0f} s ago ({beat.name})." if beat else "No beat heartbeat recorded."
+            )
+            outcomes.append(
+                infrastructure_alert(
+                    check="beat",
+                    system_key="monitoring",
+                    failing=not status.beat_alive,
+                    what="Celery beat is silent: escalation deadlines and health checks are not scheduled",
+                    detail=detail,
+                )
+            )
+        broker = broker_check()
+        outcomes.append(
+            infrastructure_alert(
+                check="broker",
+                system_key="message_broker",
+                failing=not broker.ok,
+                what="the message broker does not answer",
+                detail=broker.detail,
+            )
+        )
+    else:
+        if past_grace:
+            failing = status.live_workers == 0
+            newest = min((h.age_s for h in status.workers), default=None)
+            detail = (
+                f"Newest worker heartbeat {newest:.0f} s ago." if newest is not None else "No worker heartbeat recorded."
+            )
+            outcomes.append(
+                infrastructure_alert(
+                    check="workers",
+                    system_key="monitoring",
+                    failing=failing,
+                    what="no live Celery worker: escalations, pages and health checks are not processed",
+                    detail=detail,
+                )
+            )
+            if failing:
+                outcomes.append(_escalate_without_workers(now))
+    return [o for o in outcomes if o]
+
+
+def _escalate_without_workers(now: datetime) -> str:
+    """With no worker alive, beat's own process fires due deadlines and delivers their pages, so
+    the alert above (and every other escalation) still reaches someone. Claims make this safe
+    if a worker comes back meanwhile."""
+    from .escalation import deadlines_fire_due
+    from .notifications import notification_deliver
+
+    fired = deadlines_fire_due(now=now)
+    pending = list(
+        Notification.objects.filter(state=Notification.State.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:50]
+    )
+    for pk in pending:
+        notification_deliver(notification_id=pk, now=now)
+    return f"no worker: fired {fired} deadline(s), tried {len(pending)} notification(s) from beat"
+
+
+class HeartbeatThread(threading.Thread):
+    """Runs in every `celery worker` and in `celery beat` (started from incidents/tasks.py)."""
+
+    def __init__(self, *, role: Literal["worker", "beat"], name: str, judges_beat: bool = True) -> None:
+        super().__init__(name=f"tmt-heartbeat-{role}", daemon=True)
+        self.role = role
+        self.judges_beat = judges_beat
+        self.process_name = name
+        self.started_at = timezone.now()
+        self.stop_event = threading.Event()
+
+    def tick(self) -> None:
+        try:
+            now = timezone.now()
+            if self.role == "worker":
+                heartbeat_record(name=self.process_name, kind="worker", now=now)
+            for outcome in infrastructure_alerts_evaluate(
+                checker=self.role, process_started_at=self.started_at, now=now, judges_beat=self.judges_beat
+            ):
+                log.warning("heartbeat check: %s", outcome)
+        except Exception:
+            log.exception("heartbeat tick failed (%s %s)", self.role, self.process_name)
+        finally:
+            # This thread's own connection: do not keep it open (or broken) between ticks.
+            connections.close_all()
+
+    def run(self) -> None:
+        self.tick()
+        while not self.stop_event.wait(settings.TMT_HEARTBEAT_SECONDS):
+            self.tick()
+
+
+def heartbeat_thread_start(
+    *, role: Literal["worker", "beat"], name: str, judges_beat: bool = True
+) -> HeartbeatThread:
+    thread = HeartbeatThread(role=role, name=name, judges_beat=judges_beat)
+    thread.start()
+    return thread
