@@ -1,18 +1,22 @@
-"""Post-incident reviews and action items in the admin: read-only until their services exist.
+"""Post-incident reviews, action items and the report policy in the admin.
 
-Writes go through services (DESIGN.md, Conventions); reports has none yet, so these admins list,
-filter and show, and refuse every write, transitions included. When reports/services.py lands,
-the transitions become buttons by routing _apply_fsm_transition through it, as IncidentAdmin does.
+Writes go through services (DESIGN.md, Conventions). The review workflow (submit, request changes
+with comments, approve and freeze) lives on the report page, where each step takes the input it
+needs; here reviews and action items are listed, filtered and shown read-only, with links to the
+report and to the frozen PDF, and refuse every write, bare FSM transitions included. The reminder
+timings (ReportPolicy) are editable data.
 """
 
 from __future__ import annotations
 
 from django import http
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django_fsm.admin import FSMAdminMixin
 
-from .models import ActionItem, PostIncidentReview
+from .models import ActionItem, PostIncidentReview, ReportPolicy
 
 
 class ReadOnlyMixin:
@@ -60,24 +64,49 @@ class PostIncidentReviewAdmin(ReadOnlyMixin, FSMAdminMixin, admin.ModelAdmin):
         "response_effectiveness",
         "process_improvements",
         "prevention_measures",
+        "primary_cause",
+        "contributing_factors",
+        "resolution_actions",
+        "verification_steps",
+        "went_well",
+        "could_improve",
+        "prevention_immediate",
+        "prevention_long_term",
+        "monitoring_improvements",
         "reviewer_comments",
         "submitted_at",
+        "submitted_by",
+        "changes_requested_at",
+        "changes_requested_by",
         "approved_at",
         "approved_by",
+        "content_sha256",
+        "pdf_sha256",
+        "pdf_rendered_at",
+        "report_links",
         "created_at",
+        "updated_at",
     ]
     readonly_fields = fields
 
+    @admin.display(description="report")
+    def report_links(self, obj: PostIncidentReview) -> str:
+        report = reverse("reports:report", args=[obj.incident.reference])
+        if obj.pdf_sha256:
+            pdf = reverse("reports:review_pdf", args=[obj.incident.reference, obj.revision])
+            return format_html('<a href="{}">Report page</a> · <a href="{}">approved PDF</a>', report, pdf)
+        return format_html('<a href="{}">Report page</a>', report)
+
     def is_fsm_transition_visible(self, transition) -> bool:
-        return False  # no review service yet: a bare transition would skip the timeline
+        return False  # the workflow needs comments and freezes the report: see the report page
 
     def _apply_fsm_transition(self, *, obj, transition_name, request, kwargs=None) -> bool:
         # A hand-made POST must not run the bare transition and save() either.
-        self.message_user(request, "Reviews cannot be moved from the admin yet.", messages.ERROR)
+        self.message_user(request, "Reviews move on the incident's report page.", messages.ERROR)
         return False
 
     def fsm_transition_view(self, request, object_id, transition_name, **kwargs):
-        raise http.Http404("Reviews cannot be moved from the admin yet.")
+        raise http.Http404("Reviews move on the incident's report page.")
 
 
 class OverdueFilter(admin.SimpleListFilter):
@@ -124,6 +153,26 @@ class ActionItemAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "closing_note",
         "created_by",
         "created_at",
+        "updated_at",
         "completed_at",
     ]
     readonly_fields = fields
+
+
+@admin.register(ReportPolicy)
+class ReportPolicyAdmin(admin.ModelAdmin):
+    """The one row of reminder timings (seeded by a migration); edited, never added or deleted."""
+
+    list_display = [
+        "__str__",
+        "review_reminder_before",
+        "review_escalate_after",
+        "action_item_reminder_before",
+        "action_item_escalate_after",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return not ReportPolicy.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -164,12 +164,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = None
@@ -184,7 +185,6 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Explicit queues so a slow PDF or a slow mail server never delays an escalation.
 CELERY_TASK_ROUTES = {
     "incidents.tasks.fire_due_deadlines": {"queue": "escalation"},
-    "incidents.tasks.fire_deadline": {"queue": "escalation"},
     "incidents.tasks.send_notification": {"queue": "notifications"},
     "incidents.tasks.requeue_lost_notifications": {"queue": "notifications"},
     # Reports (issue #5): PDF rendering on its own queue.
@@ -194,7 +194,6 @@ CELERY_TASK_ROUTES = {
     "drills.tasks.send_due_reminders": {"queue": "notifications"},
     "drills.tasks.record_mentored_responses": {"queue": "default"},
 }
-CELERY_WORKER_QUEUES = "default,escalation,notifications,health,reports"
 CELERY_BEAT_SCHEDULE = {
     # Deadlines are rows; this claims the due ones. Every second, so a page is at most ~1 s late
     # even when its ETA message was lost.
@@ -253,7 +252,8 @@ if not 0 < TMT_HEARTBEAT_SECONDS < TMT_HEARTBEAT_STALE_SECONDS:
 CELERY_TASK_ROUTES.update(
     {
         "incidents.tasks.poll_health_targets": {"queue": "health"},
-        "incidents.tasks.record_beat_heartbeat": {"queue": "health"},
+        # On the escalation queue: its arrival proves beat -> broker -> an escalation worker.
+        "incidents.tasks.record_beat_heartbeat": {"queue": "escalation"},
         "incidents.tasks.prune_health_samples": {"queue": "health"},
     }
 )
@@ -289,6 +289,8 @@ for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD
         globals()[_key] = _email[_key]
 EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
 EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+# A hung mail server must fail the attempt (and retry) rather than hold a worker indefinitely.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="tmt-incidents@localhost")
 
 # Where links in pages and emails point.
@@ -324,7 +326,8 @@ LOGGING = {
 }
 
 SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the cookie-less hx-headers instead
+# htmx sends the token from the page (hx-headers on <body>), so the cookie can stay out of JS.
+CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 if PRODUCTION:

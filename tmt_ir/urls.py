@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
+from incidents import status_views
+
 admin.site.site_header = "TMT Incident Response — admin"
 admin.site.site_title = "TMT IR admin"
 
@@ -14,6 +16,11 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    # The public status page and its JSON twin (issue #4): no login (@login_not_required).
+    path("status/", status_views.status_page, name="status"),
+    path("status.json", status_views.status_json, name="status_json"),
+    path("reports/", include("reports.urls")),  # reports (issue #5): report PDF, review, metrics
+    path("drills/", include("drills.urls")),  # drills, exercises and training (issue #6)
     path("", include("incidents.urls")),
 ]
 

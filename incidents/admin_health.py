@@ -1,0 +1,139 @@
+"""Admin for health targets (configuration), their samples and emergency stops (read-only), and
+planned maintenance windows (announced on the public status page)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from .admin import ReadOnlyAdmin
+from .models import EmergencyStop, HealthSample, HealthTarget, MaintenanceWindow
+from .poller import url_problem
+from .services import health
+
+_STATE_COLOURS = {"healthy": "#2e7d32", "degraded": "#ef6c00", "down": "#c62828", "unknown": "#757575"}
+
+
+class HealthTargetForm(forms.ModelForm):
+    class Meta:
+        model = HealthTarget
+        fields = [
+            "name",
+            "url",
+            "system",
+            "interval",
+            "timeout",
+            "failures_before_down",
+            "latency_threshold_ms",
+            "degraded_severity",
+            "enabled",
+        ]
+        help_texts = {
+            "interval": "How often to check, e.g. 00:00:10 for ten seconds (at least one second).",
+            "timeout": "No answer within this counts as a failure; must be shorter than the interval.",
+        }
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"].strip()
+        problem = url_problem(url)
+        if problem:
+            reason = problem.removeprefix("invalid URL: ")
+            raise forms.ValidationError(reason[0].upper() + reason[1:] + ".")
+        return url
+
+    def clean_timeout(self) -> timedelta:
+        timeout = self.cleaned_data["timeout"]
+        if timeout is not None and timeout <= timedelta(0):
+            raise forms.ValidationError("The timeout must be positive.")
+        return timeout
+
+
+@admin.register(HealthTarget)
+class HealthTargetAdmin(admin.ModelAdmin):
+    form = HealthTargetForm
+    list_display = ["name", "system", "url", "state_badge", "last_checked_at", "last_latency", "last_error", "enabled"]
+    list_filter = ["state", "enabled", "system"]
+    list_select_related = ["system"]
+    search_fields = ["name", "url", "system__name"]
+    readonly_fields = [
+        "state",
+        "state_changed_at",
+        "consecutive_failures",
+        "consecutive_ok",
+        "consecutive_slow",
+        "consecutive_fast",
+        "last_checked_at",
+        "last_latency_ms",
+        "last_error",
+        "next_check_at",
+    ]
+    actions = ["check_now"]
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: HealthTarget) -> str:
+        return format_html(
+            '<strong style="color:{}">{}</strong>', _STATE_COLOURS.get(obj.state, "#000"), obj.get_state_display()
+        )
+
+    @admin.display(description="latency", ordering="last_latency_ms")
+    def last_latency(self, obj: HealthTarget) -> str:
+        return "—" if obj.last_latency_ms is None else f"{obj.last_latency_ms:,.0f} ms"
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        # A new URL or interval is checked on the next sweep, not after the old interval.
+        health.health_targets_check_now(targets=[obj])
+
+    @admin.action(description="Check now (on the next sweep)")
+    def check_now(self, request, queryset) -> None:
+        count = health.health_targets_check_now(targets=queryset)
+        self.message_user(request, f"{count} target(s) will be checked on the next sweep.", messages.SUCCESS)
+
+
+@admin.register(HealthSample)
+class HealthSampleAdmin(ReadOnlyAdmin):
+    list_display = ["checked_at", "target", "ok", "latency_ms", "status_code", "error"]
+    list_filter = ["ok", "target"]
+    list_select_related = ["target"]
+    date_hierarchy = "checked_at"
+    ordering = ["-checked_at", "-id"]
+    show_full_result_count = False
+
+
+@admin.register(EmergencyStop)
+class EmergencyStopAdmin(ReadOnlyAdmin):
+    list_display = ["requested_at", "requested_by", "outcome", "incident", "agent_url", "short_reason"]
+    list_filter = ["outcome"]
+    list_select_related = ["requested_by", "incident"]
+    search_fields = ["reason", "incident__reference", "requested_by__username"]
+    date_hierarchy = "requested_at"
+    ordering = ["-requested_at"]
+
+    @admin.display(description="reason")
+    def short_reason(self, obj: EmergencyStop) -> str:
+        return obj.reason if len(obj.reason) <= 80 else obj.reason[:79] + "…"
+
+
+class MaintenanceWindowForm(forms.ModelForm):
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["title", "description", "systems", "starts_at", "ends_at"]
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(admin.ModelAdmin):
+    form = MaintenanceWindowForm
+    list_display = ["title", "starts_at", "ends_at", "created_by"]
+    list_select_related = ["created_by"]
+    filter_horizontal = ["systems"]
+    search_fields = ["title", "description"]
+    date_hierarchy = "starts_at"
+    readonly_fields = ["created_by", "created_at"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
