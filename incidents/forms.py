@@ -122,6 +122,7 @@ class IncidentDetailsForm(forms.ModelForm):
         model = Incident
         fields = [
             "title",
+            "public_title",
             "severity",
             "category",
             "affected_systems",

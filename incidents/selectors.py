@@ -220,6 +220,8 @@ def escalation_panel(incident: Incident) -> dict:
             label = "regulatory notification " + ("reminder" if deadline.step == 1 else "due")
         elif deadline.kind == Deadline.Kind.OUTAGE:
             label = "open 4 h: 24-hour outage notification"
+        elif deadline.kind == Deadline.Kind.REVIEW:
+            who, label = incident.commander, "post-incident review / action item reminder"
         pending.append({"deadline": deadline, "who": who, "label": label, "clock": Clock(
             label=label, started_at=deadline.created_at, due_at=deadline.due_at, done_at=None)})
     due = response_due_at(incident)

@@ -287,6 +287,7 @@ def incident_acknowledge(*, incident: Incident, user: AbstractBaseUser) -> Incid
 
 EDITABLE_FIELDS = (
     "title",
+    "public_title",
     "description",
     "category",
     "detection_method",

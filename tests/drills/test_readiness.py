@@ -348,7 +348,9 @@ def test_commanding_a_drill_incident_is_how_a_new_member_practises(trainer_user,
 def test_the_incident_page_shows_a_refusal_not_a_crash(client, team, lapsed):
     incident = open_incident(reported_by=team["oncall1"], level=2)
     client.force_login(lapsed)
-    response = client.post(f"/incidents/{incident.reference}/commander/", {"commander": lapsed.pk})
-    assert response.status_code == 403
+    response = client.post(f"/incidents/{incident.reference}/commander/", {"commander": lapsed.pk}, follow=True)
+    # Back on the incident page, with the reason rather than a bare 403.
+    assert response.status_code == 200
+    assert "cannot take command" in response.content.decode()
     incident.refresh_from_db()
     assert incident.commander is None
