@@ -4,7 +4,7 @@ On PostgreSQL and Redis, with `celery worker` and `celery beat` started as the d
 them, 5,000 role-escalation deadlines (one per Sev1 incident, paging the CTO by SMS and phone
 through a local HTTP provider, email follow-up to a dummy mailer) fall due uniformly over a
 60-second window. They are created beforehand through `deadline_schedule` inside transactions,
-the production path, so each also gets its ETA task on commit. Lateness of a deadline is its
+the production path, so each also requests its 100 ms wake-up on commit. Lateness of a deadline is its
 EscalationEvent's fired_at minus its due_at. Goal: p99 lateness <= 1 s, no duplicate firing,
 nothing missed (and nothing early).
 
@@ -74,13 +74,13 @@ CREATE_COST_MARGIN = 2.0
 # Process layout on a 2-core machine, as the deployment would run it:
 # - beat: one process; it only publishes `fire_due_deadlines` every second.
 # - escalation worker, `-Q escalation -P solo`: firing is CPU-light but makes a dozen database
-#   round trips per deadline, so one process leaves CPU for PostgreSQL and delivery; the ETA
-#   timer runs in the same loop. With the engine as it is, `-c 2` did worse here: each prefork
-#   child fires one deadline per ETA task at about twice the CPU of beat's claim loop.
+#   round trips per deadline, so one process leaves CPU for PostgreSQL and delivery. (The
+#   engine now sends one claim wake-up per 100 ms instead of one ETA task per deadline; with
+#   it, `-P threads -c 4`, as in the Procfile, fired all 5,000: pass it via --escalation-args.)
 # - notifications worker, `-Q notifications -P threads -c 4`: delivery waits on the SMS/voice
 #   provider and the mail server, so a few threads overlap those waits. It has a process of its
 #   own because sharing one with escalation (the Procfile's `-Q escalation,notifications`) let
-#   the burst of fire_deadline tasks starve delivery: no page at all went out during the window.
+#   the burst of per-deadline tasks the engine then sent starve delivery: no page went out.
 # Try another layout with --escalation-args / --notifications-args.
 WORKERS = {
     "escalation": ["-Q", "escalation", "-P", "solo"],
@@ -200,7 +200,7 @@ def seed(n_incidents: int, now: datetime) -> list:
 
 def schedule(incidents: list, window_start: datetime, window_s: float, rng: random.Random) -> float:
     """One deadline per incident, due uniformly over the window, created in random order through
-    the service so each gets its ETA task on commit. Returns how long creation took."""
+    the service so each requests its wake-up on commit. Returns how long creation took."""
     from django.db import transaction
 
     from incidents.models import Deadline
@@ -596,7 +596,7 @@ def report(
     fired, calls = log["fired"], log["calls"]
     unlogged = result["fired"] - fired["eta"] - fired["beat"]
     print(
-        f"\nfired by the ETA task: {fired['eta']}, by beat's claim loop: {fired['beat']} "
+        f"\nfired by a per-deadline task (none since 100 ms wake-ups): {fired['eta']}, by claim runs: {fired['beat']} "
         f"({calls['fire_due_deadlines']} beat runs, {calls['beat_nonempty']} of them found something)"
         + (f", by a task cut off at shutdown: {unlogged}" if unlogged > 0 else "")
         + f"; ETA tasks that found nothing to do: {calls['fire_deadline'] - fired['eta']}"
