@@ -303,11 +303,34 @@ TMT_NOTIFY_BACKOFF_SECONDS = env.int("TMT_NOTIFY_BACKOFF_SECONDS", default=10)
 TMT_NOTIFY_HTTP_TIMEOUT = env.float("TMT_NOTIFY_HTTP_TIMEOUT", default=5.0)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Token first: DRF takes the first class's WWW-Authenticate, so a request without
+    # credentials gets 401 "Bearer" (session auth alone would answer 403).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "incidents.api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only: a form-encoded or multipart body is refused with 415, not half-parsed.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "incidents.api.pagination.Pagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    # Per-user (a token counts as its user) and per-integration request budgets. They guard the
+    # portal against a runaway script, not ordinary use: bench/api.py's load stays under them.
+    # Counted in the default cache: set CACHE_URL to Redis when several web processes run.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("TMT_API_THROTTLE_ANON", default="60/min"),
+        "user": env.str("TMT_API_THROTTLE_USER", default="100000/hour"),
+        "alerts": env.str("TMT_API_THROTTLE_ALERTS", default="200000/hour"),
+    },
+    "EXCEPTION_HANDLER": "incidents.api.exceptions.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "TMT Incident Response Portal API",
@@ -315,6 +338,24 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Several models have a `state`; name each choice set after its model in generated clients.
+    "ENUM_NAME_OVERRIDES": {
+        "IncidentStateEnum": "incidents.models.incident.State",
+        "HealthStateEnum": "incidents.models.health.HealthTarget.State",
+        "DrillStateEnum": "drills.models.DrillState",
+        "ActionItemStateEnum": "reports.models.ActionItem.State",
+        "TimelineKindEnum": "incidents.models.timeline.TimelineEntry.Kind",
+        "ActionItemKindEnum": "reports.models.ActionItem.Kind",
+    },
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "DESCRIPTION": (
+        "Incidents, their lifecycle, timeline, status updates, escalations, health, drills, "
+        "certifications and action items, plus alert ingestion from monitoring. Authenticate with "
+        "a personal token (`Authorization: Bearer <token>`) or, in a browser, your session."
+    ),
 }
 
 LOGGING = {

@@ -19,6 +19,8 @@ urlpatterns = [
     # The public status page and its JSON twin (issue #4): no login (@login_not_required).
     path("status/", status_views.status_page, name="status"),
     path("status.json", status_views.status_json, name="status_json"),
+    # REST API, OpenAPI schema and Swagger UI (issue #7); DRF views answer 401/403 themselves.
+    path("api/", include(("incidents.api.urls", "api"))),
     path("reports/", include("reports.urls")),  # reports (issue #5): report PDF, review, metrics
     path("drills/", include("drills.urls")),  # drills, exercises and training (issue #6)
     path("", include("incidents.urls")),

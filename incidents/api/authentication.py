@@ -1,0 +1,91 @@
+"""Token authentication for machines: per-user API tokens and per-integration alert tokens.
+
+Both are sent as `Authorization: Bearer <token>` (`Token <token>` is accepted too: DRF's own
+keyword, which scripts written against other DRF services use). Only a SHA-256 of each token is
+stored, so a database dump does not hand out working tokens; lookups are by that hash.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from ..models import AlertIntegration, ApiToken
+from ..models.api import hash_token
+
+_KEYWORDS = {b"bearer", b"token"}
+# Recording every use would turn each read into a write; a minute's precision is enough to see
+# which tokens are still in use before revoking them.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+def _raw_token(request) -> str | None:
+    """The token in the Authorization header, None if the header is absent or of another scheme."""
+    parts = authentication.get_authorization_header(request).split()
+    if not parts or parts[0].lower() not in _KEYWORDS:
+        return None
+    if len(parts) != 2:
+        raise exceptions.AuthenticationFailed("Invalid Authorization header: expected “Bearer <token>”.")
+    try:
+        return parts[1].decode()
+    except UnicodeDecodeError as exc:
+        raise exceptions.AuthenticationFailed("Invalid token: it must be plain text.") from exc
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """A user's API token: requests run as that user, with that user's role permissions."""
+
+    def authenticate(self, request):
+        raw = _raw_token(request)
+        if raw is None:
+            return None
+        token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
+        if token is None or token.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed("The token's user is inactive.")
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        return token.user, token
+
+    def authenticate_header(self, request) -> str:
+        # Makes DRF answer 401 (with WWW-Authenticate) rather than 403 when credentials are missing.
+        return 'Bearer realm="api"'
+
+
+class AlertIntegrationAuthentication(authentication.BaseAuthentication):
+    """A monitoring integration's token: request.user is its reporter, request.auth the integration."""
+
+    def authenticate(self, request):
+        raw = _raw_token(request)
+        if raw is None:
+            return None
+        integration = (
+            AlertIntegration.objects.select_related("reporter").filter(key_hash=hash_token(raw)).first()
+        )
+        if integration is None or not integration.active or integration.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked integration token.")
+        return integration.reporter, integration
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="alerts"'
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "incidents.api.authentication.ApiTokenAuthentication"
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "A personal API token (Admin → API tokens)."}
+
+
+class AlertIntegrationScheme(OpenApiAuthenticationExtension):
+    target_class = "incidents.api.authentication.AlertIntegrationAuthentication"
+    name = "integrationToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An alert integration's token (Admin → Alert integrations)."}

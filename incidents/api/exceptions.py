@@ -1,0 +1,35 @@
+"""Service errors as API answers: field-level 400s, 403s and 409s, never a 500."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from ..services import IncidentChangedError, TransitionRefusedError
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The incident changed meanwhile; fetch it again."
+    default_code = "conflict"
+
+
+def as_api_error(exc: DjangoValidationError) -> exceptions.ValidationError:
+    """A service's ValidationError, keeping its fields (`{"severity": [...]}`) when it has them."""
+    if hasattr(exc, "error_dict"):
+        return exceptions.ValidationError(exc.message_dict)
+    return exceptions.ValidationError({"non_field_errors": exc.messages})
+
+
+def exception_handler(exc, context) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = as_api_error(exc)
+    elif isinstance(exc, (TransitionRefusedError, IncidentChangedError)):
+        exc = Conflict(str(exc))
+    elif isinstance(exc, PermissionDenied) and str(exc):
+        # Keep the service's reason ("Only an incident manager may ...") instead of DRF's generic one.
+        exc = exceptions.PermissionDenied(str(exc))
+    return drf_exception_handler(exc, context)

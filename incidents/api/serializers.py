@@ -1,0 +1,309 @@
+"""What the API reads and writes for incidents. Writes are validated here, then made by the services."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework import serializers
+
+from ..models import Incident, SeverityLevel, System, TimelineEntry
+from ..models.escalation import Deadline, EscalationEvent, StatusUpdate
+from ..models.health import HealthTarget
+from ..models.incident import MAX_FINANCIAL_IMPACT_USD
+from ..services import EDITABLE_FIELDS, severity_suggest
+
+# Clock skew between a client and the server should not make "now" look like the future.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+class StrictFieldsMixin:
+    """Refuse fields the endpoint does not take, naming them.
+
+    DRF silently drops unknown keys, so a typo (`severty`) or a read-only field would look
+    accepted while nothing changed — the worst answer for a script that a desk relies on.
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown or read-only field."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class UsernameField(serializers.SlugRelatedField):
+    """A person by username: readable in a payload, stable across databases."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("slug_field", "username")
+        if not kwargs.get("read_only"):
+            kwargs.setdefault("queryset", get_user_model().objects.filter(is_active=True))
+        super().__init__(**kwargs)
+
+
+def _severity_field(**kwargs) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(
+        slug_field="level",
+        queryset=SeverityLevel.objects.all(),
+        error_messages={"does_not_exist": "Choose one of the severity levels 1-4.", "invalid": "A level, 1-4."},
+        help_text="Severity level: 1 (critical) to 4 (low).",
+        **kwargs,
+    )
+
+
+def _systems_field(**kwargs) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(
+        slug_field="key",
+        many=True,
+        queryset=System.objects.all(),
+        help_text="System keys, e.g. circuit_breaker.",
+        **kwargs,
+    )
+
+
+def _not_future(value):
+    if value is not None and value > timezone.now() + FUTURE_TOLERANCE:
+        raise serializers.ValidationError("Cannot be in the future.")
+    return value
+
+
+class IncidentListSerializer(serializers.ModelSerializer):
+    """A row of the list: what the list query loads, so a page costs the same few queries."""
+
+    severity = serializers.IntegerField(source="severity.level", read_only=True)
+    severity_label = serializers.CharField(source="severity.label", read_only=True)
+    state_label = serializers.CharField(source="get_state_display", read_only=True)
+    affected_systems = serializers.SlugRelatedField(slug_field="key", many=True, read_only=True)
+    commander = UsernameField(read_only=True)
+    url = serializers.HyperlinkedIdentityField(view_name="api:incident-detail", lookup_field="reference")
+
+    class Meta:
+        model = Incident
+        fields = [
+            "reference",
+            "url",
+            "title",
+            "severity",
+            "severity_label",
+            "state",
+            "state_label",
+            "category",
+            "detection_method",
+            "affected_systems",
+            "financial_impact_usd",
+            "commander",
+            "is_drill",
+            "started_at",
+            "detected_at",
+            "acknowledged_at",
+            "resolved_at",
+            "closed_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class IncidentSerializer(IncidentListSerializer):
+    reported_by = UsernameField(read_only=True)
+    acknowledged_by = UsernameField(read_only=True)
+
+    class Meta(IncidentListSerializer.Meta):
+        fields = [
+            *IncidentListSerializer.Meta.fields,
+            "reported_by",
+            "acknowledged_by",
+            # The details and report fields people edit on the incident page.
+            *(name for name in EDITABLE_FIELDS if name not in IncidentListSerializer.Meta.fields),
+            "investigating_at",
+            "contained_at",
+            "recovering_at",
+            "review_started_at",
+            "cancelled_at",
+            "cancel_reason",
+            "alert_fingerprint",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class IncidentCreateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    severity = _severity_field()
+    affected_systems = _systems_field(required=False)
+    financial_impact_usd = serializers.DecimalField(
+        max_digits=14, decimal_places=2, min_value=0, max_value=MAX_FINANCIAL_IMPACT_USD, required=False, allow_null=True
+    )
+    started_at = serializers.DateTimeField(required=False, allow_null=True, validators=[_not_future])
+    take_command = serializers.BooleanField(
+        default=True,
+        write_only=True,
+        help_text="Become the incident commander (as in the web form); refused quietly if your "
+        "certification or mentoring does not allow it yet.",
+    )
+
+    class Meta:
+        model = Incident
+        fields = [
+            "title",
+            "severity",
+            "category",
+            "detection_method",
+            "affected_systems",
+            "financial_impact_usd",
+            "user_impact",
+            "description",
+            "started_at",
+            "take_command",
+        ]
+
+    def validate_title(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError("Give the incident a short title.")
+        return value
+
+    def validate(self, attrs):
+        # The seed's severity matrix: an impact sets a floor on the severity (same rule as the form).
+        suggestion = severity_suggest(financial_impact_usd=attrs.get("financial_impact_usd"))
+        if suggestion and attrs["severity"].level > suggestion.severity.level:
+            raise serializers.ValidationError(
+                {"severity": [f"{suggestion.reason} Choose {suggestion.severity.label} or higher."]}
+            )
+        return attrs
+
+
+class IncidentUpdateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    severity = _severity_field(required=False)
+    affected_systems = _systems_field(required=False)
+    financial_impact_usd = serializers.DecimalField(
+        max_digits=14, decimal_places=2, min_value=0, max_value=MAX_FINANCIAL_IMPACT_USD, required=False, allow_null=True
+    )
+    started_at = serializers.DateTimeField(required=False, validators=[_not_future])
+    ended_at = serializers.DateTimeField(required=False, allow_null=True)
+
+    class Meta:
+        model = Incident
+        fields = ["severity", "affected_systems", *EDITABLE_FIELDS]
+
+    def validate(self, attrs):
+        start = attrs.get("started_at", self.instance.started_at if self.instance else None)
+        end = attrs.get("ended_at", self.instance.ended_at if self.instance else None)
+        if start and end and end < start:
+            raise serializers.ValidationError({"ended_at": ["The end time cannot be before the start time."]})
+        return attrs
+
+
+class TransitionSerializer(StrictFieldsMixin, serializers.Serializer):
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, help_text="Required to cancel (a false alarm, say why)."
+    )
+    expected_state = serializers.ChoiceField(
+        choices=Incident._meta.get_field("state").choices,
+        required=False,
+        help_text="The state you saw; if the incident moved on meanwhile, the answer is 409.",
+    )
+
+
+class CommanderSerializer(StrictFieldsMixin, serializers.Serializer):
+    commander = UsernameField(allow_null=True, help_text="Username, or null to leave the incident without one.")
+
+
+class TimelineEntrySerializer(serializers.ModelSerializer):
+    owner = UsernameField(read_only=True)
+
+    class Meta:
+        model = TimelineEntry
+        fields = ["id", "kind", "action", "owner", "owner_team", "occurred_at", "recorded_at", "from_state", "to_state"]
+        read_only_fields = fields
+
+
+class TimelineNoteSerializer(StrictFieldsMixin, serializers.Serializer):
+    text = serializers.CharField(max_length=10_000, help_text="What happened, what was done.")
+    occurred_at = serializers.DateTimeField(required=False, allow_null=True, validators=[_not_future])
+    owner_team = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")
+
+    def validate_text(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("Write something.")
+        return value.strip()
+
+
+class StatusUpdateSerializer(serializers.ModelSerializer):
+    posted_by = UsernameField(read_only=True)
+
+    class Meta:
+        model = StatusUpdate
+        fields = [
+            "sequence",
+            "subject",
+            "status",
+            "severity_level",
+            "impact",
+            "eta",
+            "next_update_at",
+            "details",
+            "contact",
+            "is_public",
+            "posted_by",
+            "posted_at",
+        ]
+        read_only_fields = fields
+
+
+class StatusUpdatePostSerializer(StrictFieldsMixin, serializers.Serializer):
+    """Fields left out take the seed template's pre-filled values (as the web composer does)."""
+
+    subject = serializers.CharField(max_length=300, required=False)
+    status = serializers.CharField(max_length=30, required=False)
+    impact = serializers.CharField(max_length=2000, required=False)
+    eta = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    next_update_at = serializers.DateTimeField(required=False, allow_null=True)
+    details = serializers.CharField(max_length=10_000)
+    contact = serializers.CharField(max_length=200, required=False)
+    is_public = serializers.BooleanField(default=False, help_text="Also show it on the public status page.")
+
+
+class DeadlineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Deadline
+        fields = ["id", "kind", "rule", "step", "due_at", "fired_at", "cancelled_at", "cancel_reason"]
+        read_only_fields = fields
+
+
+class EscalationEventSerializer(serializers.ModelSerializer):
+    target_user = UsernameField(read_only=True)
+
+    class Meta:
+        model = EscalationEvent
+        fields = ["id", "rule", "step", "due_at", "fired_at", "target_label", "target_user", "summary"]
+        read_only_fields = fields
+
+
+class HealthTargetSerializer(serializers.ModelSerializer):
+    system = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    state_label = serializers.CharField(source="get_state_display", read_only=True)
+
+    class Meta:
+        model = HealthTarget
+        fields = [
+            "id",
+            "name",
+            "system",
+            "url",
+            "enabled",
+            "state",
+            "state_label",
+            "state_changed_at",
+            "last_checked_at",
+            "last_latency_ms",
+            "last_error",
+            "interval",
+            "timeout",
+            "failures_before_down",
+            "latency_threshold_ms",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,283 @@
+"""Incident endpoints: the same services and role permissions as the web pages.
+
+Incidents are addressed by their reference (`TMT-INC-2026-11-27-001`), as people say them.
+"""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from drills.services import readiness_problems
+
+from .. import selectors, services
+from ..models import OPEN_STATES, TRANSITION_NAMES, Category, Incident, State
+from ..models.escalation import Deadline, EscalationEvent, StatusUpdate
+from ..models.health import HealthTarget
+from ..services import notifications
+from . import serializers as s
+from .permissions import RolePermissions
+
+_ERRORS = {
+    400: OpenApiResponse(description="Invalid input; the body names each field's problem."),
+    403: OpenApiResponse(description="Your role may not do this."),
+    404: OpenApiResponse(description="No such incident."),
+}
+_CONFLICT = {409: OpenApiResponse(description="Not possible in the incident's current state, or it changed meanwhile.")}
+
+
+class IncidentFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", help_text="Reference or title contains this.")
+    severity = django_filters.NumberFilter(field_name="severity__level", help_text="Severity level 1-4.")
+    state = django_filters.ChoiceFilter(
+        choices=[("open", "Any open state"), *State.choices], method="filter_state"
+    )
+    system = django_filters.CharFilter(method="filter_system", help_text="A system key, e.g. circuit_breaker.")
+    category = django_filters.ChoiceFilter(choices=Category.choices)
+    is_drill = django_filters.BooleanFilter()
+    detected_after = django_filters.IsoDateTimeFilter(field_name="detected_at", lookup_expr="gte")
+    detected_before = django_filters.IsoDateTimeFilter(field_name="detected_at", lookup_expr="lt")
+    alert_fingerprint = django_filters.CharFilter()
+
+    class Meta:
+        model = Incident
+        fields = ["q", "severity", "state", "system", "category", "is_drill", "detected_after", "detected_before"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        return queryset.filter(Q(reference__icontains=value) | Q(title__icontains=value)) if value else queryset
+
+    def filter_state(self, queryset, name, value):
+        return queryset.filter(state__in=OPEN_STATES) if value == "open" else queryset.filter(state=value)
+
+    def filter_system(self, queryset, name, value):
+        # EXISTS rather than a join: no duplicate rows, so no DISTINCT over the whole list.
+        through = Incident.affected_systems.through
+        return queryset.filter(Exists(through.objects.filter(incident_id=OuterRef("pk"), system__key=value)))
+
+
+def _transition_action(name: str):
+    """`POST /incidents/{reference}/<name>/`: one endpoint per lifecycle transition."""
+
+    @extend_schema(
+        request=s.TransitionSerializer,
+        responses={200: s.IncidentSerializer, **_ERRORS, **_CONFLICT},
+        summary=name.replace("_", " ").capitalize(),
+        description="Run this lifecycle transition (same guards and permissions as the incident page).",
+    )
+    def run(self, request, reference=None):
+        incident = self.get_object()
+        body = s.TransitionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.incident_transition(
+            incident=incident,
+            name=name,
+            user=request.user,
+            expected_state=body.validated_data.get("expected_state"),
+            reason=body.validated_data.get("reason", ""),
+        )
+        return Response(s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data)
+
+    run.__name__ = name
+    return action(detail=True, methods=["post"], url_path=name.replace("_", "-"))(run)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List incidents", description="Newest first; filter by state, severity, system, ..."),
+    retrieve=extend_schema(summary="One incident", responses={200: s.IncidentSerializer, 404: _ERRORS[404]}),
+    create=extend_schema(
+        summary="Log an incident",
+        request=s.IncidentCreateSerializer,
+        responses={201: s.IncidentSerializer, 400: _ERRORS[400], 403: _ERRORS[403]},
+    ),
+    partial_update=extend_schema(
+        summary="Change an incident's details",
+        request=s.IncidentUpdateSerializer,
+        responses={200: s.IncidentSerializer, **_ERRORS},
+    ),
+)
+class IncidentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    lookup_field = "reference"
+    lookup_value_regex = r"[A-Za-z0-9-]+"
+    permission_classes = [RolePermissions]
+    filterset_class = IncidentFilter
+    queryset = Incident.objects.all()
+    # Changing details is PATCH only: a PUT would have to resend every field a person may have
+    # edited meanwhile on the incident page.
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    action_permissions = {
+        **{name: ["incidents.transition_incident"] for name in TRANSITION_NAMES},
+        # The transitions' own permissions (close_incident, ...) are checked by the service.
+        "close": ["incidents.close_incident"],
+        "commander": ["incidents.change_incident"],
+        "timeline": None,  # per method, below
+        "status_updates": None,
+        "deadlines": ["incidents.view_incident"],
+        "escalations": ["incidents.view_incident"],
+    }
+
+    def get_queryset(self):
+        if self.action == "list":
+            return selectors.incident_list_queryset().select_related(None).select_related("severity", "commander")
+        return Incident.objects.select_related("severity", "commander", "reported_by", "acknowledged_by").prefetch_related(
+            "affected_systems"
+        )
+
+    def get_serializer_class(self):
+        return {
+            "list": s.IncidentListSerializer,
+            "create": s.IncidentCreateSerializer,
+            "partial_update": s.IncidentUpdateSerializer,
+        }.get(self.action, s.IncidentSerializer)
+
+    def get_permissions(self):
+        # Timeline and status updates: reading needs the view permission, writing the add one.
+        if self.action == "timeline":
+            self.action_permissions = {
+                **self.action_permissions,
+                "timeline": ["incidents.view_timelineentry" if self.request.method == "GET" else "incidents.add_timelineentry"],
+            }
+        elif self.action == "status_updates":
+            self.action_permissions = {
+                **self.action_permissions,
+                "status_updates": ["incidents.view_statusupdate" if self.request.method == "GET" else "incidents.add_statusupdate"],
+            }
+        return super().get_permissions()
+
+    def _reload(self, incident: Incident) -> Incident:
+        return self.get_queryset().get(pk=incident.pk)
+
+    def create(self, request, *args, **kwargs):
+        body = self.get_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        take_command = data.pop("take_command")
+        # As in the web form: the person logging the incident commands it, unless the readiness
+        # gate says they may not yet (then it opens without a commander and says why).
+        not_ready = readiness_problems(user=request.user, at=timezone.now(), duty="incident_commander") if take_command else []
+        incident = services.incident_open(
+            **data,
+            reported_by=request.user,
+            commander=request.user if take_command and not not_ready else None,
+        )
+        answer = s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data
+        headers = {"Location": answer["url"]}
+        if not_ready:
+            headers["Warning"] = '199 - "opened without a commander: you cannot command yet"'
+        return Response(answer, status=status.HTTP_201_CREATED, headers=headers)
+
+    def partial_update(self, request, *args, **kwargs):
+        incident = self.get_object()
+        body = s.IncidentUpdateSerializer(incident, data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        fields = dict(body.validated_data)
+        severity = fields.pop("severity", None)
+        systems = fields.pop("affected_systems", None)
+        services.incident_update(incident=incident, user=request.user, severity=severity, affected_systems=systems, **fields)
+        return Response(s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data)
+
+    locals().update({name: _transition_action(name) for name in TRANSITION_NAMES})
+
+    @extend_schema(
+        summary="Assign or clear the incident commander",
+        request=s.CommanderSerializer,
+        responses={200: s.IncidentSerializer, **_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def commander(self, request, reference=None):
+        incident = self.get_object()
+        body = s.CommanderSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.incident_assign_commander(incident=incident, commander=body.validated_data["commander"], user=request.user)
+        return Response(s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data)
+
+    @extend_schema(methods=["GET"], summary="The incident's timeline", responses={200: s.TimelineEntrySerializer(many=True)})
+    @extend_schema(
+        methods=["POST"],
+        summary="Add a note to the timeline",
+        request=s.TimelineNoteSerializer,
+        responses={201: s.TimelineEntrySerializer, **_ERRORS},
+    )
+    @action(detail=True, methods=["get", "post"], filterset_class=None)
+    def timeline(self, request, reference=None):
+        incident = self.get_object()
+        if request.method == "POST":
+            body = s.TimelineNoteSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            entry = services.timeline_add_note(
+                incident=incident,
+                author=request.user,
+                text=body.validated_data["text"],
+                occurred_at=body.validated_data.get("occurred_at"),
+                owner_team=body.validated_data["owner_team"],
+            )
+            return Response(s.TimelineEntrySerializer(entry).data, status=status.HTTP_201_CREATED)
+        entries = incident.timeline.select_related("owner").order_by("occurred_at", "id")
+        return self._paginated(entries, s.TimelineEntrySerializer)
+
+    @extend_schema(methods=["GET"], summary="Status updates posted", responses={200: s.StatusUpdateSerializer(many=True)})
+    @extend_schema(
+        methods=["POST"],
+        summary="Post a status update to the distribution list",
+        description="Fields left out take the seed template's pre-filled values, as in the web composer.",
+        request=s.StatusUpdatePostSerializer,
+        responses={201: s.StatusUpdateSerializer, **_ERRORS},
+    )
+    @action(detail=True, methods=["get", "post"], url_path="status-updates", filterset_class=None)
+    def status_updates(self, request, reference=None):
+        incident = self.get_object()
+        if request.method == "POST":
+            body = s.StatusUpdatePostSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            draft = notifications.status_update_draft(incident=incident).__dict__
+            fields = {name: draft[name] for name in ("subject", "status", "impact", "eta", "next_update_at", "contact")}
+            fields.update(body.validated_data)
+            update = notifications.status_update_post(incident=incident, user=request.user, **fields)
+            return Response(s.StatusUpdateSerializer(update).data, status=status.HTTP_201_CREATED)
+        updates = StatusUpdate.objects.filter(incident=incident).select_related("posted_by").order_by("sequence")
+        return self._paginated(updates, s.StatusUpdateSerializer)
+
+    @extend_schema(summary="Escalation clocks (pending, fired, cancelled)", responses={200: s.DeadlineSerializer(many=True)})
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def deadlines(self, request, reference=None):
+        incident = self.get_object()
+        return self._paginated(Deadline.objects.filter(incident=incident).order_by("due_at", "id"), s.DeadlineSerializer)
+
+    @extend_schema(summary="Escalations fired and whom they paged", responses={200: s.EscalationEventSerializer(many=True)})
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def escalations(self, request, reference=None):
+        incident = self.get_object()
+        events = EscalationEvent.objects.filter(incident=incident).select_related("target_user").order_by("fired_at", "id")
+        return self._paginated(events, s.EscalationEventSerializer)
+
+    def _paginated(self, queryset, serializer_class):
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class HealthTargetFilter(django_filters.FilterSet):
+    system = django_filters.CharFilter(field_name="system__key")
+    state = django_filters.ChoiceFilter(choices=HealthTarget._meta.get_field("state").choices)
+
+    class Meta:
+        model = HealthTarget
+        fields = ["system", "state", "enabled"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Health targets and their current state"),
+    retrieve=extend_schema(summary="One health target"),
+)
+class HealthTargetViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [RolePermissions]
+    queryset = HealthTarget.objects.select_related("system").order_by("name")
+    serializer_class = s.HealthTargetSerializer
+    filterset_class = HealthTargetFilter
+
