@@ -57,7 +57,11 @@ def escalation_snapshot_build() -> dict:
         seen.add(policy.pk)
         for step in policy.steps.select_related("role").order_by("order"):
             chain.append(
-                {"delay_s": step.delay.total_seconds(), "target": step.target, "role": step.role.name}
+                {
+                    "delay_s": step.delay.total_seconds(),
+                    "target": step.target,
+                    "role": step.role.name,
+                }
             )
         policy = policy.continue_with
     default = EscalationPolicy.objects.filter(is_default=True).first()
@@ -76,7 +80,9 @@ def escalation_snapshot_build() -> dict:
                 "response_s": level.response_time.total_seconds() if level.response_time else None,
                 "next_business_day": level.response_next_business_day,
                 "status_interval_s": (
-                    level.status_update_interval.total_seconds() if level.status_update_interval else None
+                    level.status_update_interval.total_seconds()
+                    if level.status_update_interval
+                    else None
                 ),
             }
             for level in SeverityLevel.objects.all()
@@ -98,7 +104,11 @@ def escalation_snapshot_build() -> dict:
 
 def _outage_after_seconds() -> float | None:
     category = RegulatoryCategory.objects.filter(key=OUTAGE_CATEGORY).first()
-    return category.raise_after_open.total_seconds() if category and category.raise_after_open else None
+    return (
+        category.raise_after_open.total_seconds()
+        if category and category.raise_after_open
+        else None
+    )
 
 
 def _severity_policy(incident: Incident) -> dict:
@@ -111,7 +121,9 @@ def _severity_policy(incident: Incident) -> dict:
         "major": level.major,
         "response_s": level.response_time.total_seconds() if level.response_time else None,
         "next_business_day": level.response_next_business_day,
-        "status_interval_s": level.status_update_interval.total_seconds() if level.status_update_interval else None,
+        "status_interval_s": level.status_update_interval.total_seconds()
+        if level.status_update_interval
+        else None,
     }
 
 
@@ -131,7 +143,9 @@ def response_due_at(incident: Incident, *, holidays: set | None = None) -> datet
 # -- arming and re-evaluation ---------------------------------------------------------------
 
 
-def deadline_schedule(incident: Incident, *, kind: str, rule: str, step: int, due_at: datetime) -> Deadline | None:
+def deadline_schedule(
+    incident: Incident, *, kind: str, rule: str, step: int, due_at: datetime
+) -> Deadline | None:
     """Create the pending row for (rule, step) unless one is pending or the step already fired.
 
     A row due within ETA_HORIZON also gets an ETA task after commit, for sub-second precision;
@@ -143,7 +157,9 @@ def deadline_schedule(incident: Incident, *, kind: str, rule: str, step: int, du
         incident=incident, rule=rule, step=step, fired_at=None, cancelled_at=None
     ).exists():
         return None
-    deadline = Deadline.objects.create(incident=incident, kind=kind, rule=rule, step=step, due_at=due_at)
+    deadline = Deadline.objects.create(
+        incident=incident, kind=kind, rule=rule, step=step, due_at=due_at
+    )
     if -BACKDATED < due_at - timezone.now() < ETA_HORIZON:
         # A row due now (a page at open) is woken for at once; a backdated one (an import, the
         # demo month) is left to beat's claim, which fires it within a second.
@@ -179,7 +195,13 @@ def _request_wake_up(due_at: datetime) -> None:
 _WAKE_UPS_SENT: set[datetime] = set()
 
 
-def _cancel(incident: Incident, *, reason: str, kinds: list[str] | None = None, rules: list[str] | None = None) -> int:
+def _cancel(
+    incident: Incident,
+    *,
+    reason: str,
+    kinds: list[str] | None = None,
+    rules: list[str] | None = None,
+) -> int:
     pending = Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None)
     if kinds is not None:
         pending = pending.filter(kind__in=kinds)
@@ -204,7 +226,10 @@ def _trigger_applies(trigger: dict, incident: Incident, *, compliance: bool) -> 
 
 
 def _has_compliance_flag(incident: Incident) -> bool:
-    return incident.category == "compliance" or incident.obligations.filter(category__is_compliance=True).exists()
+    return (
+        incident.category == "compliance"
+        or incident.obligations.filter(category__is_compliance=True).exists()
+    )
 
 
 def _arm_triggers(incident: Incident, now: datetime) -> None:
@@ -215,12 +240,20 @@ def _arm_triggers(incident: Incident, now: datetime) -> None:
             due = now
             if trigger["condition"] == EscalationTrigger.Condition.OPEN_FOR:
                 due = incident.detected_at + timedelta(seconds=trigger["open_for_s"])
-            deadline_schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule, step=0, due_at=max(due, now))
+            deadline_schedule(
+                incident,
+                kind=Deadline.Kind.ROLE_ESCALATION,
+                rule=rule,
+                step=0,
+                due_at=max(due, now),
+            )
         else:
             _cancel(incident, reason="no longer applies", rules=[rule])
 
 
-def _ack_step_due(incident: Incident, step: int, *, previous_at: datetime | None) -> datetime | None:
+def _ack_step_due(
+    incident: Incident, step: int, *, previous_at: datetime | None
+) -> datetime | None:
     """Step 0 pages the first target at open; step 1 when the response time runs out; step k+1
     the configured delay after step k."""
     chain = incident.escalation_snapshot.get("chain", [])
@@ -228,7 +261,9 @@ def _ack_step_due(incident: Incident, step: int, *, previous_at: datetime | None
         return incident.detected_at
     if step == 1:
         response_due = response_due_at(incident)
-        return None if response_due is None else response_due + timedelta(seconds=chain[0]["delay_s"])
+        return (
+            None if response_due is None else response_due + timedelta(seconds=chain[0]["delay_s"])
+        )
     return previous_at + timedelta(seconds=chain[step - 1]["delay_s"])
 
 
@@ -247,7 +282,9 @@ def _arm_ack_chain(incident: Incident, now: datetime) -> None:
         return
     due = _ack_step_due(incident, step, previous_at=previous_at)
     if due is not None:
-        deadline_schedule(incident, kind=Deadline.Kind.ACKNOWLEDGE, rule=ACK_RULE, step=step, due_at=max(due, now))
+        deadline_schedule(
+            incident, kind=Deadline.Kind.ACKNOWLEDGE, rule=ACK_RULE, step=step, due_at=max(due, now)
+        )
 
 
 def _status_interval(incident: Incident) -> timedelta | None:
@@ -260,10 +297,14 @@ def _arm_status_update(incident: Incident, now: datetime) -> None:
     update (or detection). A reminder already fired in this cycle, and its escalation to the
     incident manager, are left alone: an unrelated edit must not silence them."""
     interval = _status_interval(incident)
-    last = incident.status_updates.order_by("-sequence").values_list("sequence", "posted_at").first()
+    last = (
+        incident.status_updates.order_by("-sequence").values_list("sequence", "posted_at").first()
+    )
     sequence, since = (last[0] + 1, last[1]) if last else (1, incident.detected_at)
     current = f"status:{sequence}"
-    stale = Deadline.objects.filter(incident=incident, kind=Deadline.Kind.STATUS_UPDATE, fired_at=None, cancelled_at=None)
+    stale = Deadline.objects.filter(
+        incident=incident, kind=Deadline.Kind.STATUS_UPDATE, fired_at=None, cancelled_at=None
+    )
     if interval is None or incident.is_drill:
         stale.update(cancelled_at=now, cancel_reason="no status update cadence at this severity")
         return
@@ -271,8 +312,12 @@ def _arm_status_update(incident: Incident, now: datetime) -> None:
     # An earlier cycle's rows, or this cycle's step 1 armed for another cadence, are replaced.
     stale.exclude(rule=current).update(cancelled_at=now, cancel_reason="status update clock reset")
     future_reminder = stale.filter(rule=current, step=1, due_at__gt=now)
-    future_reminder.exclude(due_at=max(due, now)).update(cancelled_at=now, cancel_reason="cadence changed")
-    deadline_schedule(incident, kind=Deadline.Kind.STATUS_UPDATE, rule=current, step=1, due_at=max(due, now))
+    future_reminder.exclude(due_at=max(due, now)).update(
+        cancelled_at=now, cancel_reason="cadence changed"
+    )
+    deadline_schedule(
+        incident, kind=Deadline.Kind.STATUS_UPDATE, rule=current, step=1, due_at=max(due, now)
+    )
 
 
 def _arm_outage(incident: Incident, now: datetime) -> None:
@@ -321,7 +366,12 @@ def escalation_on_transition(*, incident: Incident, name: str, now: datetime | N
         _cancel(
             incident,
             reason=f"incident {incident.get_state_display().lower()}",
-            kinds=[Deadline.Kind.ACKNOWLEDGE, Deadline.Kind.ROLE_ESCALATION, Deadline.Kind.STATUS_UPDATE, Deadline.Kind.OUTAGE],
+            kinds=[
+                Deadline.Kind.ACKNOWLEDGE,
+                Deadline.Kind.ROLE_ESCALATION,
+                Deadline.Kind.STATUS_UPDATE,
+                Deadline.Kind.OUTAGE,
+            ],
         )
         if name == "resolve" and incident.category == "security" and not incident.is_drill:
             regulatory_raise(incident=incident, category_key=RESOLVED_SECURITY_CATEGORY, now=now)
@@ -351,14 +401,24 @@ def regulatory_raise(
     category = RegulatoryCategory.objects.get(key=category_key)
     # The incident row lock makes a double-click (or a flag raced by the outage clock) find the
     # first obligation instead of failing on the unique constraint.
-    incident = Incident.objects.select_for_update(no_key=True).select_related("severity").get(pk=incident.pk)
+    incident = (
+        Incident.objects.select_for_update(no_key=True)
+        .select_related("severity")
+        .get(pk=incident.pk)
+    )
     if incident.state not in (State.RESOLVED, *OPEN_STATES):
-        raise ValidationError("A closed or cancelled incident takes no new regulatory notifications.")
+        raise ValidationError(
+            "A closed or cancelled incident takes no new regulatory notifications."
+        )
     existing = RegulatoryObligation.objects.filter(incident=incident, category=category).first()
     if existing:
         return existing
     obligation = RegulatoryObligation.objects.create(
-        incident=incident, category=category, raised_at=now, raised_by=user, due_at=_obligation_due(category, now)
+        incident=incident,
+        category=category,
+        raised_at=now,
+        raised_by=user,
+        due_at=_obligation_due(category, now),
     )
     timeline_record(
         incident,
@@ -374,8 +434,12 @@ def regulatory_raise(
     rule = f"regulatory:{obligation.pk}"
     reminder_at = obligation.due_at - category.reminder_before
     if reminder_at > now:
-        deadline_schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=1, due_at=reminder_at)
-    deadline_schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at)
+        deadline_schedule(
+            incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=1, due_at=reminder_at
+        )
+    deadline_schedule(
+        incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at
+    )
     if category.is_compliance and incident.is_open:
         _arm_triggers(incident, now)
     return obligation
@@ -383,7 +447,12 @@ def regulatory_raise(
 
 @transaction.atomic
 def regulatory_submit(
-    *, obligation: RegulatoryObligation, user, reference: str, evidence=None, now: datetime | None = None
+    *,
+    obligation: RegulatoryObligation,
+    user,
+    reference: str,
+    evidence=None,
+    now: datetime | None = None,
 ) -> RegulatoryObligation:
     from .incident import evidence_validate
 
@@ -401,9 +470,9 @@ def regulatory_submit(
     if evidence is not None:
         locked.submission_evidence.save(evidence.name, evidence, save=False)
     locked.save()
-    Deadline.objects.filter(rule=f"regulatory:{locked.pk}", fired_at=None, cancelled_at=None).update(
-        cancelled_at=locked.submitted_at, cancel_reason="submitted"
-    )
+    Deadline.objects.filter(
+        rule=f"regulatory:{locked.pk}", fired_at=None, cancelled_at=None
+    ).update(cancelled_at=locked.submitted_at, cancel_reason="submitted")
     timeline_record(
         locked.incident,
         kind=TimelineEntry.Kind.NOTIFICATION,
@@ -415,9 +484,13 @@ def regulatory_submit(
 
 
 @transaction.atomic
-def regulatory_sign_off(*, obligation: RegulatoryObligation, user, now: datetime | None = None) -> RegulatoryObligation:
+def regulatory_sign_off(
+    *, obligation: RegulatoryObligation, user, now: datetime | None = None
+) -> RegulatoryObligation:
     if not user.groups.filter(name=HEAD_OF_RISK).exists():
-        raise PermissionDenied("Only the Head of Risk Management signs off regulatory notifications.")
+        raise PermissionDenied(
+            "Only the Head of Risk Management signs off regulatory notifications."
+        )
     locked = RegulatoryObligation.objects.select_for_update().get(pk=obligation.pk)
     if not locked.submitted_at:
         raise ValidationError("Submit the notification before signing it off.")
@@ -454,7 +527,10 @@ def on_call_at(role_name: str, at: datetime, *, deputy: bool = False):
         return None
     members = [m.user for m in rotation.members.all()]
     override = (
-        rotation.overrides.filter(starts_at__lte=at, ends_at__gt=at).select_related("user").order_by("-created_at").first()
+        rotation.overrides.filter(starts_at__lte=at, ends_at__gt=at)
+        .select_related("user")
+        .order_by("-created_at")
+        .first()
     )
     if not members:
         return None if deputy else (override.user if override else None)
@@ -470,7 +546,9 @@ def on_call_at(role_name: str, at: datetime, *, deputy: bool = False):
 
 
 def role_contact(role_name: str, *, deputy: bool = False):
-    contact = RoleContact.objects.filter(role__name=role_name).select_related("primary", "deputy").first()
+    contact = (
+        RoleContact.objects.filter(role__name=role_name).select_related("primary", "deputy").first()
+    )
     if contact is None:
         return None
     return contact.deputy if deputy else contact.primary
@@ -502,7 +580,9 @@ def deadlines_fire_due(
     while True:
         with transaction.atomic():
             cutoff = now if now is not None else timezone.now()
-            due = Deadline.objects.filter(fired_at=None, cancelled_at=None, due_at__lte=cutoff).order_by("due_at")
+            due = Deadline.objects.filter(
+                fired_at=None, cancelled_at=None, due_at__lte=cutoff
+            ).order_by("due_at")
             if connection.features.has_select_for_update_skip_locked:
                 due = due.select_for_update(skip_locked=True)
             claimed = list(due.values_list("pk", flat=True)[:batch])
@@ -514,15 +594,21 @@ def deadlines_fire_due(
 
 def _fire_one(deadline_id: int, *, now: datetime) -> int:
     # The conditional UPDATE is the claim: only one caller sees 1 row updated.
-    if not Deadline.objects.filter(pk=deadline_id, fired_at=None, cancelled_at=None).update(fired_at=now):
+    if not Deadline.objects.filter(pk=deadline_id, fired_at=None, cancelled_at=None).update(
+        fired_at=now
+    ):
         return 0
-    deadline = Deadline.objects.select_related("incident__severity", "incident__commander").get(pk=deadline_id)
+    deadline = Deadline.objects.select_related("incident__severity", "incident__commander").get(
+        pk=deadline_id
+    )
     incident = deadline.incident
     if deadline.kind not in _FIRE_WHEN_CLOSED and not incident.is_open:
         # Resolved or cancelled after this row was armed (a firing racing the resolution can
         # insert a follow-up row the resolution's cancel did not see): nothing to page.
         Deadline.objects.filter(pk=deadline_id).update(
-            fired_at=None, cancelled_at=now, cancel_reason=f"incident {incident.get_state_display().lower()}"
+            fired_at=None,
+            cancelled_at=now,
+            cancel_reason=f"incident {incident.get_state_display().lower()}",
         )
         return 0
     try:
@@ -534,7 +620,12 @@ def _fire_one(deadline_id: int, *, now: datetime) -> int:
     except Exception:
         # One broken deadline must not hold up the others in the batch: put it back a little
         # later and keep going. Its error is in the log; it stays visible as pending.
-        log.exception("firing deadline %s of %s failed; retrying in %s", deadline_id, incident.reference, FIRING_RETRY)
+        log.exception(
+            "firing deadline %s of %s failed; retrying in %s",
+            deadline_id,
+            incident.reference,
+            FIRING_RETRY,
+        )
         Deadline.objects.filter(pk=deadline_id).update(fired_at=None, due_at=now + FIRING_RETRY)
         return 0
     return 1
@@ -544,7 +635,15 @@ class DuplicateFiring(Exception):
     """This rule step already fired for the incident (the unique constraint said so)."""
 
 
-def _record_event(deadline: Deadline, incident: Incident, now: datetime, *, summary: str, target_label: str = "", user=None) -> EscalationEvent:
+def _record_event(
+    deadline: Deadline,
+    incident: Incident,
+    now: datetime,
+    *,
+    summary: str,
+    target_label: str = "",
+    user=None,
+) -> EscalationEvent:
     from .notifications import notify_webhooks
 
     try:
@@ -570,7 +669,12 @@ def _record_event(deadline: Deadline, incident: Incident, now: datetime, *, summ
         action=summary,
         owner_team="Escalation engine",
         at=now,
-        data={"rule": deadline.rule, "step": deadline.step, "due_at": deadline.due_at.isoformat(), "target": target_label},
+        data={
+            "rule": deadline.rule,
+            "step": deadline.step,
+            "due_at": deadline.due_at.isoformat(),
+            "target": target_label,
+        },
     )
     return event
 
@@ -613,15 +717,26 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime) -> None:
     # rule is "role:<trigger key>" or, after the primary could not be reached, "role:<key>:deputy".
     _, key, *rest = deadline.rule.split(":")
     deputy = rest == ["deputy"]
-    trigger = next((t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None)
-    if trigger is None or not _trigger_applies(trigger, incident, compliance=_has_compliance_flag(incident)):
+    trigger = next(
+        (t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None
+    )
+    if trigger is None or not _trigger_applies(
+        trigger, incident, compliance=_has_compliance_flag(incident)
+    ):
         # Severity or impact was lowered while this row waited: it no longer applies.
         return
-    user = role_contact(trigger["role"], deputy=deputy) or (None if deputy else role_contact(trigger["role"], deputy=True))
+    user = role_contact(trigger["role"], deputy=deputy) or (
+        None if deputy else role_contact(trigger["role"], deputy=True)
+    )
     who = _name(user) if user else f"nobody (no contact for {trigger['role']} configured)"
     whom = f"{trigger['role']} deputy" if deputy else trigger["role"]
     event = _record_event(
-        deadline, incident, now, summary=f"{trigger['name']}: paging {whom} {who}", target_label=whom, user=user
+        deadline,
+        incident,
+        now,
+        summary=f"{trigger['name']}: paging {whom} {who}",
+        target_label=whom,
+        user=user,
     )
     if user:
         page_user(event=event, user=user, now=now)
@@ -633,16 +748,30 @@ def _fire_status(deadline: Deadline, incident: Incident, now: datetime) -> None:
     if deadline.step == 1:
         user = incident.commander or on_call_at("On-Call Engineer", now)
         event = _record_event(
-            deadline, incident, now, summary=f"Status update overdue: reminder to {_name(user) if user else 'nobody'}", user=user
+            deadline,
+            incident,
+            now,
+            summary=f"Status update overdue: reminder to {_name(user) if user else 'nobody'}",
+            user=user,
         )
         if user:
             page_user(event=event, user=user, now=now, reminder=True)
         after = timedelta(seconds=incident.escalation_snapshot.get("status_escalate_after_s", 900))
-        deadline_schedule(incident, kind=Deadline.Kind.STATUS_UPDATE, rule=deadline.rule, step=2, due_at=now + after)
+        deadline_schedule(
+            incident,
+            kind=Deadline.Kind.STATUS_UPDATE,
+            rule=deadline.rule,
+            step=2,
+            due_at=now + after,
+        )
     else:
         user = role_contact(INCIDENT_MANAGER) or role_contact(INCIDENT_MANAGER, deputy=True)
         event = _record_event(
-            deadline, incident, now, summary=f"Status update still overdue: escalated to the incident manager {_name(user) if user else 'nobody'}", user=user
+            deadline,
+            incident,
+            now,
+            summary=f"Status update still overdue: escalated to the incident manager {_name(user) if user else 'nobody'}",
+            user=user,
         )
         if user:
             page_user(event=event, user=user, now=now, reminder=True)
@@ -651,7 +780,9 @@ def _fire_status(deadline: Deadline, incident: Incident, now: datetime) -> None:
 def _fire_regulatory(deadline: Deadline, incident: Incident, now: datetime) -> None:
     from .notifications import page_user
 
-    obligation = RegulatoryObligation.objects.select_related("category").get(pk=int(deadline.rule.split(":", 1)[1]))
+    obligation = RegulatoryObligation.objects.select_related("category").get(
+        pk=int(deadline.rule.split(":", 1)[1])
+    )
     if obligation.submitted_at:
         return
     user = role_contact(HEAD_OF_RISK) or role_contact(HEAD_OF_RISK, deputy=True)
@@ -668,7 +799,12 @@ def _fire_regulatory(deadline: Deadline, incident: Incident, now: datetime) -> N
 
 
 def _fire_outage(deadline: Deadline, incident: Incident, now: datetime) -> None:
-    _record_event(deadline, incident, now, summary="Incident open for more than 4 hours: outage notification required")
+    _record_event(
+        deadline,
+        incident,
+        now,
+        summary="Incident open for more than 4 hours: outage notification required",
+    )
     regulatory_raise(incident=incident, category_key=OUTAGE_CATEGORY, now=now)
 
 
@@ -683,7 +819,14 @@ def _fire_review(deadline: Deadline, incident: Incident, now: datetime) -> None:
     reminder = follow_up_reminder(deadline=deadline, incident=incident, now=now)
     if reminder is None:
         return
-    event = _record_event(deadline, incident, now, summary=reminder.summary, target_label=reminder.label, user=reminder.user)
+    event = _record_event(
+        deadline,
+        incident,
+        now,
+        summary=reminder.summary,
+        target_label=reminder.label,
+        user=reminder.user,
+    )
     if reminder.user is not None:
         page_user(event=event, user=reminder.user, now=now, reminder=True)
 
@@ -701,7 +844,9 @@ _HANDLERS = {
 _FIRE_WHEN_CLOSED = {Deadline.Kind.REGULATORY, Deadline.Kind.REVIEW}
 
 
-def escalation_advance_after_failure(*, event: EscalationEvent, now: datetime | None = None) -> None:
+def escalation_advance_after_failure(
+    *, event: EscalationEvent, now: datetime | None = None
+) -> None:
     """Every page of an event failed for good: don't wait, move on to whoever comes next."""
     now = now or timezone.now()
     incident = event.incident
@@ -713,13 +858,17 @@ def escalation_advance_after_failure(*, event: EscalationEvent, now: datetime | 
             transaction.on_commit(lambda: _request_claim_now(incident.pk), robust=True)
     elif event.rule.startswith("role:") and event.step == 0:
         key = event.rule.split(":", 1)[1]
-        trigger = next((t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None)
+        trigger = next(
+            (t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None
+        )
         if trigger and role_contact(trigger["role"], deputy=True):
             _schedule_deputy(incident, event.rule, now)
 
 
 def _schedule_deputy(incident: Incident, rule: str, now: datetime) -> None:
-    deadline_schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule + ":deputy", step=1, due_at=now)
+    deadline_schedule(
+        incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule + ":deputy", step=1, due_at=now
+    )
 
 
 def _request_claim_now(incident_id: int) -> None:
@@ -728,9 +877,10 @@ def _request_claim_now(incident_id: int) -> None:
     try:
         fire_due_deadlines.delay()
     except Exception:  # noqa: BLE001 - beat fires it within a second anyway
-        log.warning("could not queue an immediate firing for incident %s", incident_id, exc_info=True)
+        log.warning(
+            "could not queue an immediate firing for incident %s", incident_id, exc_info=True
+        )
 
 
 def _name(user) -> str:
     return user.get_full_name() or user.get_username()
-

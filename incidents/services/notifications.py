@@ -58,7 +58,9 @@ def _queue(notification: Notification) -> None:
         try:
             send_notification.apply_async(args=[notification.pk], eta=notification.next_attempt_at)
         except Exception:  # noqa: BLE001 - the sweeper re-queues rows whose message never went out
-            log.warning("could not queue notification %s; the sweeper will", notification.pk, exc_info=True)
+            log.warning(
+                "could not queue notification %s; the sweeper will", notification.pk, exc_info=True
+            )
 
     transaction.on_commit(send, robust=True)  # the sweeper re-queues a row whose message failed
 
@@ -83,7 +85,9 @@ def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = F
 
         recipients = drill_page_recipients(incident=incident, intended=user, reminder=reminder)
         if [r.pk for r in recipients] != [user.pk]:
-            return any([page_user(event=event, user=r, now=now, reminder=reminder) for r in recipients])
+            return any(
+                [page_user(event=event, user=r, now=now, reminder=reminder) for r in recipients]
+            )
     person = getattr(user, "person", None)
     urgent = incident.severity.major and not reminder
     subject = f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300]
@@ -91,18 +95,42 @@ def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = F
     created = 0
     if urgent and person is not None:
         if person.sms_address:
-            _add(incident, event=event, channel=Notification.Channel.SMS, recipient=user, address=person.sms_address,
-                 subject=subject, body=_short_text(incident, event), next_attempt_at=now)
+            _add(
+                incident,
+                event=event,
+                channel=Notification.Channel.SMS,
+                recipient=user,
+                address=person.sms_address,
+                subject=subject,
+                body=_short_text(incident, event),
+                next_attempt_at=now,
+            )
             created += 1
         if person.phone:
-            _add(incident, event=event, channel=Notification.Channel.PHONE, recipient=user, address=person.phone,
-                 subject=subject, body=_short_text(incident, event), next_attempt_at=now)
+            _add(
+                incident,
+                event=event,
+                channel=Notification.Channel.PHONE,
+                recipient=user,
+                address=person.phone,
+                subject=subject,
+                body=_short_text(incident, event),
+                next_attempt_at=now,
+            )
             created += 1
     if user.email:
         delay = timedelta(seconds=incident.escalation_snapshot.get("email_follow_up_s", 60))
         follow_up = now + delay if created else now
-        _add(incident, event=event, channel=Notification.Channel.EMAIL, recipient=user, address=user.email,
-             subject=subject, body=body, next_attempt_at=follow_up)
+        _add(
+            incident,
+            event=event,
+            channel=Notification.Channel.EMAIL,
+            recipient=user,
+            address=user.email,
+            subject=subject,
+            body=body,
+            next_attempt_at=follow_up,
+        )
         created += 1
     if not created:
         timeline_record(
@@ -121,9 +149,18 @@ def notify_webhooks(*, event: EscalationEvent, now: datetime) -> None:
     if incident.is_drill:
         return  # drill pages stay off the team's chat webhooks (drills issue #6)
     subject = f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300]
-    for hook in WebhookEndpoint.objects.filter(active=True, max_severity_level__gte=incident.severity.level):
-        _add(incident, event=event, channel=Notification.Channel.WEBHOOK, address=hook.url,
-             subject=subject, body=_page_body(incident, event), next_attempt_at=now)
+    for hook in WebhookEndpoint.objects.filter(
+        active=True, max_severity_level__gte=incident.severity.level
+    ):
+        _add(
+            incident,
+            event=event,
+            channel=Notification.Channel.WEBHOOK,
+            address=hook.url,
+            subject=subject,
+            body=_page_body(incident, event),
+            next_attempt_at=now,
+        )
 
 
 def _short_text(incident: Incident, event: EscalationEvent) -> str:
@@ -170,7 +207,9 @@ def status_update_draft(*, incident: Incident, now: datetime | None = None) -> S
     now = now or timezone.now()
     interval = _status_interval(incident)
     last_notes = list(
-        incident.timeline.filter(kind__in=[TimelineEntry.Kind.NOTE, TimelineEntry.Kind.STATE_CHANGE])
+        incident.timeline.filter(
+            kind__in=[TimelineEntry.Kind.NOTE, TimelineEntry.Kind.STATE_CHANGE]
+        )
         .order_by("-occurred_at")
         .values_list("action", flat=True)[:3]
     )
@@ -178,7 +217,9 @@ def status_update_draft(*, incident: Incident, now: datetime | None = None) -> S
     contact_text = _name(contact)
     if contact is not None:
         person = getattr(contact, "person", None)
-        contact_text += " " + " ".join(x for x in [contact.email, person.phone if person else ""] if x)
+        contact_text += " " + " ".join(
+            x for x in [contact.email, person.phone if person else ""] if x
+        )
     return StatusDraft(
         subject=f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300],
         status=incident.status_word,
@@ -211,7 +252,13 @@ def status_update_post(
 
     now = now or timezone.now()
     errors = {}
-    for field, value in {"subject": subject, "status": status, "impact": impact, "details": details, "contact": contact}.items():
+    for field, value in {
+        "subject": subject,
+        "status": status,
+        "impact": impact,
+        "details": details,
+        "contact": contact,
+    }.items():
         if not value.strip():
             errors[field] = "Required."
     if next_update_at is not None and next_update_at <= now:
@@ -237,16 +284,32 @@ def status_update_post(
     )
     body = status_update_text(update)
     recipients = set()
-    for dist in DistributionList.objects.filter(max_severity_level__gte=locked.severity.level).prefetch_related("webhooks"):
+    for dist in DistributionList.objects.filter(
+        max_severity_level__gte=locked.severity.level
+    ).prefetch_related("webhooks"):
         recipients.update(dist.email_list)
         for hook in dist.webhooks.filter(active=True):
-            _add(locked, status_update=update, channel=Notification.Channel.WEBHOOK, address=hook.url,
-                 subject=update.subject, body=body, next_attempt_at=now)
+            _add(
+                locked,
+                status_update=update,
+                channel=Notification.Channel.WEBHOOK,
+                address=hook.url,
+                subject=update.subject,
+                body=body,
+                next_attempt_at=now,
+            )
     if locked.commander and locked.commander.email:
         recipients.add(locked.commander.email)
     for address in sorted(recipients):
-        _add(locked, status_update=update, channel=Notification.Channel.EMAIL, address=address,
-             subject=update.subject, body=body, next_attempt_at=now)
+        _add(
+            locked,
+            status_update=update,
+            channel=Notification.Channel.EMAIL,
+            address=address,
+            subject=update.subject,
+            body=body,
+            next_attempt_at=now,
+        )
     timeline_record(
         locked,
         kind=TimelineEntry.Kind.STATUS_UPDATE,
@@ -261,7 +324,9 @@ def status_update_post(
 
 def status_update_text(update: StatusUpdate) -> str:
     next_update = (
-        f"{update.next_update_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if update.next_update_at else "—"
+        f"{update.next_update_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        if update.next_update_at
+        else "—"
     )
     return (
         f"Subject: {update.subject}\n\n"
@@ -278,18 +343,23 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     """Try to deliver one notification; safe to call twice (the claim lets one through)."""
     now = now or timezone.now()
     claimed = Notification.objects.filter(
-        Q(state=Notification.State.PENDING) | Q(state=Notification.State.SENDING, claimed_at__lt=now - STUCK_SENDING_AFTER),
+        Q(state=Notification.State.PENDING)
+        | Q(state=Notification.State.SENDING, claimed_at__lt=now - STUCK_SENDING_AFTER),
         pk=notification_id,
         next_attempt_at__lte=now + timedelta(seconds=1),
     ).update(state=Notification.State.SENDING, claimed_at=now)
     if not claimed:
         return "not due or already handled"
-    notification = Notification.objects.select_related("incident__severity", "event").get(pk=notification_id)
+    notification = Notification.objects.select_related("incident__severity", "event").get(
+        pk=notification_id
+    )
     if _no_longer_needed(notification):
         with transaction.atomic():
             Notification.objects.filter(pk=notification.pk).update(state=Notification.State.SKIPPED)
             NotificationAttempt.objects.create(
-                notification=notification, attempted_at=now, outcome=NotificationAttempt.Outcome.SKIPPED,
+                notification=notification,
+                attempted_at=now,
+                outcome=NotificationAttempt.Outcome.SKIPPED,
                 detail="not sent: the incident was acknowledged or closed meanwhile",
             )
         return "skipped: no longer needed"
@@ -303,9 +373,14 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     with transaction.atomic():
         done = timezone.now()
         Notification.objects.filter(pk=notification.pk).update(
-            state=Notification.State.SENT, sent_at=done, attempts=notification.attempts + 1, last_error=""
+            state=Notification.State.SENT,
+            sent_at=done,
+            attempts=notification.attempts + 1,
+            last_error="",
         )
-        NotificationAttempt.objects.create(notification=notification, attempted_at=done, outcome=NotificationAttempt.Outcome.SENT)
+        NotificationAttempt.objects.create(
+            notification=notification, attempted_at=done, outcome=NotificationAttempt.Outcome.SENT
+        )
     return "sent"
 
 
@@ -327,14 +402,19 @@ def _record_failure(notification: Notification, detail: str, *, permanent: bool)
         NotificationAttempt.objects.create(
             notification=notification,
             attempted_at=now,
-            outcome=NotificationAttempt.Outcome.PERMANENT if permanent else NotificationAttempt.Outcome.TRANSIENT,
+            outcome=NotificationAttempt.Outcome.PERMANENT
+            if permanent
+            else NotificationAttempt.Outcome.TRANSIENT,
             detail=detail[:500],
         )
         if not permanent:
             backoff = settings.TMT_NOTIFY_BACKOFF_SECONDS * (2 ** (attempts - 1))
             retry_at = now + timedelta(seconds=backoff)
             Notification.objects.filter(pk=notification.pk).update(
-                state=Notification.State.PENDING, attempts=attempts, next_attempt_at=retry_at, last_error=detail[:500]
+                state=Notification.State.PENDING,
+                attempts=attempts,
+                next_attempt_at=retry_at,
+                last_error=detail[:500],
             )
             notification.next_attempt_at = retry_at
             _queue(notification)
@@ -352,7 +432,9 @@ def _record_failure(notification: Notification, detail: str, *, permanent: bool)
         )
         event = notification.event
         if event is not None and notification.channel != Notification.Channel.WEBHOOK:
-            undelivered = event.notifications.exclude(channel=Notification.Channel.WEBHOOK).exclude(state=Notification.State.FAILED)
+            undelivered = event.notifications.exclude(channel=Notification.Channel.WEBHOOK).exclude(
+                state=Notification.State.FAILED
+            )
             if not undelivered.exists():
                 escalation_advance_after_failure(event=event, now=now)
     return f"failed: {detail}"
@@ -406,7 +488,9 @@ def _http() -> httpx.Client:
 
 def _post_json(url: str, payload: dict, headers: dict | None = None) -> None:
     try:
-        response = _http().post(url, json=payload, headers=headers or {}, timeout=settings.TMT_NOTIFY_HTTP_TIMEOUT)
+        response = _http().post(
+            url, json=payload, headers=headers or {}, timeout=settings.TMT_NOTIFY_HTTP_TIMEOUT
+        )
     except httpx.HTTPError as exc:
         raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
     if response.status_code in (408, 429) or response.status_code >= 500:
@@ -436,7 +520,11 @@ def _send_webhook(notification: Notification) -> None:
 def _send_via_provider(notification: Notification) -> None:
     if not settings.TMT_SMS_PROVIDER_URL:
         raise PermanentFailure("no SMS/voice provider configured (TMT_SMS_PROVIDER_URL)")
-    headers = {"Authorization": f"Bearer {settings.TMT_SMS_PROVIDER_TOKEN}"} if settings.TMT_SMS_PROVIDER_TOKEN else {}
+    headers = (
+        {"Authorization": f"Bearer {settings.TMT_SMS_PROVIDER_TOKEN}"}
+        if settings.TMT_SMS_PROVIDER_TOKEN
+        else {}
+    )
     _post_json(
         settings.TMT_SMS_PROVIDER_URL,
         {
