@@ -48,6 +48,7 @@ class TimelineEntry(AppendOnlyModel):
         STATUS_UPDATE = "status_update", "Status update"
         EVIDENCE = "evidence", "Evidence"
         UPDATE = "update", "Details changed"
+        ALERT = "alert", "Monitoring alert"
 
     incident = models.ForeignKey(
         "incidents.Incident", on_delete=models.PROTECT, related_name="timeline"
