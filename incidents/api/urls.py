@@ -8,7 +8,7 @@ from rest_framework.routers import DefaultRouter
 from drills.api import CertificationViewSet, DrillViewSet
 from reports.api import ActionItemViewSet
 
-from . import views
+from . import alerts, views
 
 router = DefaultRouter()
 router.register("incidents", views.IncidentViewSet, basename="incident")
@@ -18,6 +18,7 @@ router.register("certifications", CertificationViewSet, basename="certification"
 router.register("action-items", ActionItemViewSet, basename="action-item")
 
 urlpatterns = [
+    path("v1/alerts/", alerts.AlertIngestView.as_view(), name="alerts"),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The browsable docs are for people: a login page rather than a bare 403 when signed out.

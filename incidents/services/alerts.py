@@ -1,0 +1,285 @@
+"""Alerts from monitoring (POST /api/v1/alerts/): open or join automated incidents by fingerprint.
+
+A firing alert opens an automated incident, or joins the open incident its fingerprint already
+opened: Alertmanager re-sends every firing alert of a group on each group notification, so a
+re-sent alert must never open a second incident. A resolved alert is noted on that incident,
+which stays open: a person verifies the recovery and resolves it. Every alert received is kept
+as an AlertEvent row, whatever it did.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from ..models import (
+    OPEN_STATES,
+    AlertEvent,
+    AlertIntegration,
+    DetectionMethod,
+    Incident,
+    SeverityLevel,
+    System,
+    TimelineEntry,
+)
+from .api_tokens import alert_integration_issue_token
+from .incident import incident_open, incident_update, timeline_record
+
+logger = logging.getLogger(__name__)
+
+OPENED = "opened"  # a new incident
+JOINED = "joined"  # a re-sent or repeated alert, added to the incident its fingerprint opened
+RESOLVED_NOTED = "resolved_noted"  # resolved at the source: noted on the open incident
+RECORDED = "recorded"  # resolved, and no incident is open for it: only the AlertEvent row
+# Two requests that each raise the severity of an incident the other is opening can deadlock
+# on the incident row and the day's reference counter; PostgreSQL cancels one, which is retried.
+DEADLOCK_ATTEMPTS = 3
+_DEADLOCK_SQLSTATE = "40P01"
+
+
+FIRING = "firing"
+RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class ParsedAlert:
+    """One alert, whatever format it came in (incidents/api/alert_payloads.py parses them).
+    severity and system are raw label values that the integration's maps turn into a severity
+    level and a system."""
+
+    fingerprint: str
+    status: str
+    summary: str
+    description: str = ""
+    severity: str = ""
+    system: str = ""
+    source: str = ""
+    link: str = ""
+    starts_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def firing(self) -> bool:
+        return self.status == FIRING
+
+
+@dataclass(frozen=True)
+class AlertOutcome:
+    fingerprint: str
+    status: str
+    outcome: str
+    incident: Incident | None
+    severity: SeverityLevel | None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcomes: list[AlertOutcome]
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for o in self.outcomes if o.outcome == outcome)
+
+
+def alerts_ingest(
+    *, integration: AlertIntegration, alerts: list[ParsedAlert], now: datetime | None = None
+) -> IngestResult:
+    """Act on one request's alerts, all or nothing; outcomes are in the alerts' order."""
+    # A retry needs a transaction of its own; inside a caller's transaction the caller retries.
+    attempts = 1 if connection.in_atomic_block else DEADLOCK_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            return _ingest(integration=integration, alerts=alerts, now=now)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != _DEADLOCK_SQLSTATE or attempt == attempts:
+                raise
+            logger.warning("alert ingestion deadlocked (attempt %d of %d), retrying", attempt, attempts)
+    raise AssertionError("unreachable")
+
+
+@transaction.atomic
+def _ingest(*, integration: AlertIntegration, alerts: list[ParsedAlert], now: datetime | None) -> IngestResult:
+    now = now or timezone.now()
+    mapping = _Mapping(integration, alerts)
+    outcomes = []
+    events = []
+    for alert in alerts:
+        severity = mapping.severity(alert.severity)
+        if alert.firing:
+            incident, outcome = _fire(integration=integration, alert=alert, severity=severity, system=mapping.system(alert.system), now=now)
+        else:
+            incident = _open_incident_for(alert.fingerprint)
+            outcome = RECORDED
+            if incident is not None:
+                outcome = RESOLVED_NOTED
+                _note(
+                    incident,
+                    integration=integration,
+                    alert=alert,
+                    what="Alert resolved at the source",
+                    then=" The incident stays open: verify the recovery and resolve it.",
+                    now=now,
+                )
+        outcomes.append(
+            AlertOutcome(
+                fingerprint=alert.fingerprint,
+                status=alert.status,
+                outcome=outcome,
+                incident=incident,
+                severity=incident.severity if incident is not None else None,
+            )
+        )
+        events.append(
+            AlertEvent(
+                integration=integration,
+                fingerprint=alert.fingerprint,
+                status=alert.status,
+                summary=alert.summary[: AlertEvent._meta.get_field("summary").max_length],
+                payload=alert.payload,
+                incident=incident,
+            )
+        )
+    AlertEvent.objects.bulk_create(events)
+    return IngestResult(outcomes=outcomes)
+
+
+class _Mapping:
+    """The integration's label maps, with the levels and systems they name read once a request."""
+
+    def __init__(self, integration: AlertIntegration, alerts: list[ParsedAlert]) -> None:
+        self.integration = integration
+        self.levels = {s.level: s for s in SeverityLevel.objects.all()}
+        wanted = {self._system_key(a.system) for a in alerts if a.firing and a.system}
+        self.systems = System.objects.in_bulk(wanted, field_name="key") if wanted else {}
+
+    def severity(self, value: str) -> SeverityLevel:
+        """The mapped level; a bare level number ("2") works without a map entry."""
+        mapped = self.integration.severity_map.get(value, value) if value else None
+        try:
+            level = int(mapped) if mapped is not None else None
+        except (TypeError, ValueError):
+            level = None
+        return self.levels.get(level) or self.levels.get(self.integration.default_severity) or self.levels[max(self.levels)]
+
+    def _system_key(self, value: str) -> str:
+        return str(self.integration.system_map.get(value, value))
+
+    def system(self, value: str) -> System | None:
+        """The mapped system; a label already naming a system key works without a map entry.
+        Anything else names no system: an unknown label must not guess at one."""
+        return self.systems.get(self._system_key(value)) if value else None
+
+
+def _open_incident_for(fingerprint: str) -> Incident | None:
+    # No row lock: adding a timeline entry needs none (its foreign key takes KEY SHARE), and
+    # locking here would order this request against escalation firings for nothing.
+    return (
+        Incident.objects.select_related("severity")
+        .filter(alert_fingerprint=fingerprint, state__in=OPEN_STATES)
+        .exclude(alert_fingerprint="")  # the partial unique index's predicate, so it is used
+        .first()
+    )
+
+
+def _fire(
+    *, integration: AlertIntegration, alert: ParsedAlert, severity: SeverityLevel, system: System | None, now: datetime
+) -> tuple[Incident, str]:
+    existing = _open_incident_for(alert.fingerprint)
+    if existing is None:
+        try:
+            # A savepoint: if a concurrent request opened an incident for this fingerprint
+            # meanwhile, the partial unique constraint refuses ours and only this part (our
+            # incident, its reference number, deadlines and pages) rolls back; we join theirs.
+            with transaction.atomic():
+                incident = incident_open(
+                    title=alert.summary[: Incident._meta.get_field("title").max_length],
+                    description=_description(integration, alert),
+                    severity=severity,
+                    reported_by=integration.reporter,
+                    detection_method=DetectionMethod.AUTOMATED_ALERT,
+                    affected_systems=[system] if system else [],
+                    started_at=min(alert.starts_at, now) if alert.starts_at else None,
+                    opened_by_team=_team(integration),
+                    detected_at=now,
+                )
+                Incident.objects.filter(pk=incident.pk).update(alert_fingerprint=alert.fingerprint)
+                incident.alert_fingerprint = alert.fingerprint
+        except IntegrityError:
+            existing = _open_incident_for(alert.fingerprint)
+            if existing is None:
+                raise
+        else:
+            _note(incident, integration=integration, alert=alert, what="Alert firing", now=now)
+            return incident, OPENED
+    if severity.level < existing.severity.level:
+        # The alert now maps to a worse severity (a warning became critical): raise the incident,
+        # which re-arms its escalations for the new level. Never lowered here: a person decides that.
+        existing = incident_update(incident=existing, user=integration.reporter, severity=severity)
+    _note(existing, integration=integration, alert=alert, what="Alert re-fired", now=now)
+    return existing, JOINED
+
+
+def _note(
+    incident: Incident, *, integration: AlertIntegration, alert: ParsedAlert, what: str, now: datetime, then: str = ""
+) -> None:
+    source = f"{integration.name}, {alert.source}" if alert.source else integration.name
+    data: dict = {"fingerprint": alert.fingerprint, "status": alert.status}
+    for key, value in [("severity_label", alert.severity), ("system_label", alert.system), ("link", alert.link)]:
+        if value:
+            data[key] = value
+    timeline_record(
+        incident,
+        kind=TimelineEntry.Kind.ALERT,
+        action=f"{what} ({source}): {alert.summary.rstrip('.')}.{then}" if then else f"{what} ({source}): {alert.summary}",
+        owner_team=_team(integration),
+        at=now,
+        data=data,
+    )
+
+
+def _team(integration: AlertIntegration) -> str:
+    return integration.name[: TimelineEntry._meta.get_field("owner_team").max_length]
+
+
+def _description(integration: AlertIntegration, alert: ParsedAlert) -> str:
+    lines = [alert.description.strip()] if alert.description.strip() else []
+    lines.append(f"Opened by the alert integration “{integration.name}” ({integration.get_kind_display()}).")
+    if alert.source:
+        lines.append(f"Source: {alert.source}")
+    if alert.link:
+        lines.append(f"Alert: {alert.link}")
+    if alert.labels:
+        lines.append("Labels: " + ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items())))
+    lines.append(f"Fingerprint: {alert.fingerprint}")
+    return "\n".join(lines)
+
+
+# -- integrations ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def alert_integration_rotate_token(*, integration: AlertIntegration) -> str:
+    """A new token for a leaked or lost one; the old one stops working at once. Returns the raw
+    token, for the caller to show once."""
+    locked = AlertIntegration.objects.select_for_update().get(pk=integration.pk)
+    if locked.revoked_at is not None:
+        raise ValidationError(f"“{locked.name}” is revoked; create a new integration instead.")
+    raw = alert_integration_issue_token(integration=locked)
+    integration.prefix, integration.key_hash = locked.prefix, locked.key_hash
+    return raw
+
+
+@transaction.atomic
+def alert_integration_revoke(*, integration: AlertIntegration) -> bool:
+    """Refuse the integration's token from now on, for good (its alerts stay on record).
+    Returns False if it was already revoked."""
+    now = timezone.now()
+    revoked = AlertIntegration.objects.filter(pk=integration.pk, revoked_at=None).update(revoked_at=now, active=False)
+    integration.refresh_from_db(fields=["revoked_at", "active"])
+    return revoked == 1
