@@ -48,6 +48,13 @@ test: install test-e2e-deps
 	TMT_REQUIRE_SERVICES=1 \
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# The API contract fuzz run at length (make test runs it with 5 examples per operation).
+fuzz: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	TMT_REQUIRE_SERVICES=1 TMT_FUZZ_EXAMPLES=$${TMT_FUZZ_EXAMPLES:-100} \
+	$(VENV)/bin/pytest tests/api/test_contract_fuzz.py -p no:logging -q
+
 bench: install
 	@for script in bench/[!_]*.py; do \
 		echo "== $$script"; \

@@ -25,7 +25,7 @@ class DrillSerializer(serializers.ModelSerializer):
     reference = serializers.CharField(read_only=True)
     kind = serializers.SlugRelatedField(slug_field="key", read_only=True)
     facilitator = UsernameField(read_only=True)
-    incident = serializers.SlugRelatedField(slug_field="reference", read_only=True)
+    incident = serializers.SlugRelatedField(slug_field="reference", read_only=True, allow_null=True)
     participants = serializers.SerializerMethodField()
 
     class Meta:

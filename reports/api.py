@@ -22,7 +22,7 @@ _ERRORS = {
 
 
 class ActionItemSerializer(serializers.ModelSerializer):
-    incident = serializers.SlugRelatedField(slug_field="reference", read_only=True)
+    incident = serializers.SlugRelatedField(slug_field="reference", read_only=True, allow_null=True)
     owner = UsernameField(read_only=True)
     created_by = UsernameField(read_only=True)
 

@@ -340,6 +340,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "incidents.api.schema.add_error_responses",
+    ],
     # Several models have a `state`; name each choice set after its model in generated clients.
     "ENUM_NAME_OVERRIDES": {
         "IncidentStateEnum": "incidents.models.incident.State",

@@ -26,3 +26,6 @@ urlpatterns = [
     path("", include("incidents.urls")),
 ]
 
+
+# API clients get JSON for a URL no route matches, people the 404 page.
+handler404 = "incidents.api.exceptions.not_found"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -33,3 +35,10 @@ def exception_handler(exc, context) -> Response | None:
         # Keep the service's reason ("Only an incident manager may ...") instead of DRF's generic one.
         exc = exceptions.PermissionDenied(str(exc))
     return drf_exception_handler(exc, context)
+
+
+def not_found(request, exception=None):
+    """404 for the whole site: JSON under /api/ (a URL the router cannot match), the page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)

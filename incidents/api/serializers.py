@@ -79,7 +79,7 @@ class IncidentListSerializer(serializers.ModelSerializer):
     severity_label = serializers.CharField(source="severity.label", read_only=True)
     state_label = serializers.CharField(source="get_state_display", read_only=True)
     affected_systems = serializers.SlugRelatedField(slug_field="key", many=True, read_only=True)
-    commander = UsernameField(read_only=True)
+    commander = UsernameField(read_only=True, allow_null=True)
     url = serializers.HyperlinkedIdentityField(view_name="api:incident-detail", lookup_field="reference")
 
     class Meta:
@@ -110,7 +110,7 @@ class IncidentListSerializer(serializers.ModelSerializer):
 
 class IncidentSerializer(IncidentListSerializer):
     reported_by = UsernameField(read_only=True)
-    acknowledged_by = UsernameField(read_only=True)
+    acknowledged_by = UsernameField(read_only=True, allow_null=True)
 
     class Meta(IncidentListSerializer.Meta):
         fields = [
@@ -213,7 +213,7 @@ class CommanderSerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 class TimelineEntrySerializer(serializers.ModelSerializer):
-    owner = UsernameField(read_only=True)
+    owner = UsernameField(read_only=True, allow_null=True)
 
     class Meta:
         model = TimelineEntry
@@ -275,7 +275,7 @@ class DeadlineSerializer(serializers.ModelSerializer):
 
 
 class EscalationEventSerializer(serializers.ModelSerializer):
-    target_user = UsernameField(read_only=True)
+    target_user = UsernameField(read_only=True, allow_null=True)
 
     class Meta:
         model = EscalationEvent
