@@ -773,4 +773,4 @@ class ChecklistTemplateItemAdmin(admin.ModelAdmin):
     ordering = ["template__order", "template__name", "order", "id"]
 
 
-from . import admin_escalation, admin_health, admin_tokens  # noqa: E402,F401 - admin_health: #4, admin_tokens: #7
+from . import admin_api, admin_escalation, admin_health, admin_tokens  # noqa: E402,F401 - admin_health: #4, admin_api and admin_tokens: #7

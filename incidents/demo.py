@@ -30,6 +30,7 @@ from reports.models import PostIncidentReview
 from . import roles, services
 from .models import (
     OPEN_STATES,
+    AlertIntegration,
     Category,
     DetectionMethod,
     Incident,
@@ -39,6 +40,7 @@ from .models import (
     System,
     TimelineEntry,
 )
+from .services.api_tokens import alert_integration_issue_token
 
 # Public by design: the README tells people to log in with it.
 DEMO_PASSWORD = "tmt-demo-2026"  # noqa: S105
@@ -777,6 +779,8 @@ class SeedResult:
     users: list[UserRow] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
     skipped: bool = False
+    alert_integration: AlertIntegration | None = None
+    alert_token: str | None = None  # only when the integration was created by this run
 
 
 def plan_month(
@@ -1270,7 +1274,46 @@ def seed_demo(
         raise ValueError(f"Severity levels missing (run migrate): {sorted(missing)}")
     systems = System.objects.in_bulk(field_name="key")
     result = SeedResult(users=rows)
+    result.alert_integration, result.alert_token = ensure_demo_alert_integration()
     for plan in plan_month(rng=rng, now=now, count=incidents, days=days):
         builder = _IncidentBuilder(plan=plan, rng=rng, now=now, people=people, levels=levels, systems=systems)
         result.incidents.append(builder.build())
     return result
+
+
+# -- monitoring -----------------------------------------------------------------------------
+
+DEMO_ALERTMANAGER = "Prometheus Alertmanager"
+MONITORING_USERNAME = "alertmanager"
+
+
+def ensure_demo_alert_integration() -> tuple[AlertIntegration, str | None]:
+    """The Alertmanager integration the agents' Prometheus alerts would arrive through, with
+    its `service` and `severity` labels mapped. Returns the raw token when this call created
+    the integration (it cannot be shown again), else None."""
+    existing = AlertIntegration.objects.filter(name=DEMO_ALERTMANAGER).first()
+    if existing is not None:
+        return existing, None
+    reporter, created = get_user_model().objects.get_or_create(
+        username=MONITORING_USERNAME,
+        # Inactive: automated incidents are reported as it, nobody logs in as it.
+        defaults={"first_name": "Alertmanager", "last_name": "(monitoring)", "is_active": False},
+    )
+    if created:
+        reporter.set_unusable_password()
+        reporter.save(update_fields=["password"])
+    integration = AlertIntegration(
+        name=DEMO_ALERTMANAGER,
+        kind=AlertIntegration.Kind.ALERTMANAGER,
+        reporter=reporter,
+        system_label="service",
+        system_map={
+            "circuit-breaker": "circuit_breaker",
+            "market-analysis": "market_analysis",
+            "risk-management": "risk_management",
+        },
+        severity_label="severity",
+        severity_map={"critical": 1, "high": 2, "warning": 3, "info": 4},
+        default_severity=3,
+    )
+    return integration, alert_integration_issue_token(integration=integration)

@@ -128,3 +128,12 @@ for _role in ROLE_PERMISSIONS:
         ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _HEALTH_VIEW
 for _role in (SYSTEM_ADMINISTRATOR, INCIDENT_MANAGER):
     ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _HEALTH_EDIT
+
+# Alert integrations (issue #7): the incident manager decides which monitoring may open incidents
+# and how its labels map; everyone who watches health also sees the alerts that arrived.
+_ALERTS_VIEW = ["incidents.view_alertevent"]
+_ALERTS_EDIT = [f"incidents.{action}_alertintegration" for action in ("view", "add", "change")]
+for _role in ROLE_PERMISSIONS:
+    if _role != TRAINER:
+        ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _ALERTS_VIEW
+ROLE_PERMISSIONS[INCIDENT_MANAGER] = ROLE_PERMISSIONS[INCIDENT_MANAGER] + _ALERTS_EDIT

@@ -487,6 +487,102 @@ def test_concurrent_identical_alerts_open_one_incident(reporter, monkeypatch):
     assert incident.timeline.filter(kind=TimelineEntry.Kind.ALERT).count() == senders
 
 
+# -- admin and demo --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def manager_admin(client, manager):
+    manager.is_staff = True
+    manager.save(update_fields=["is_staff"])
+    client.force_login(manager)
+    return client
+
+
+def _add_form(reporter, **overrides) -> dict:
+    return {
+        "name": "Prometheus prod",
+        "kind": "alertmanager",
+        "reporter": reporter.pk,
+        "system_label": "service",
+        "system_map": json.dumps({"cb": "circuit_breaker"}),
+        "severity_label": "severity",
+        "severity_map": json.dumps({"critical": 1, "warning": "3"}),
+        "default_severity": 3,
+        "active": "on",
+        **overrides,
+    }
+
+
+def test_manager_adds_an_integration_and_sees_its_token_once(manager_admin, reporter):
+    answer = manager_admin.post(reverse("admin:incidents_alertintegration_add"), _add_form(reporter), follow=True)
+
+    assert answer.status_code == 200
+    shown = [str(m) for m in answer.context["messages"] if str(m).startswith("Token for")]
+    assert len(shown) == 1
+    raw = shown[0].split(": ", 1)[1].split(" — ")[0]
+    integration = AlertIntegration.objects.get(name="Prometheus prod")
+    assert integration.severity_map == {"critical": 1, "warning": 3}
+    assert raw not in {integration.key_hash, integration.prefix} and raw.startswith(integration.prefix)
+    assert _post(raw, _am_payload(_am_alert("a", system=None, labels={"service": "cb"}))).status_code == 202
+    page = manager_admin.get(reverse("admin:incidents_alertintegration_change", args=[integration.pk]))
+    assert raw not in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("system_map", json.dumps({"cb": "circuit-breaker"}), "No system with key circuit-breaker"),
+        ("severity_map", json.dumps({"critical": "sev1"}), "use a severity level"),
+        ("system_map", json.dumps(["cb"]), "JSON object"),
+    ],
+)
+def test_integration_form_refuses_maps_naming_nothing(manager_admin, reporter, field, value, words):
+    answer = manager_admin.post(reverse("admin:incidents_alertintegration_add"), _add_form(reporter, **{field: value}))
+    assert answer.status_code == 200
+    assert words in " ".join(answer.context["adminform"].form.errors[field])
+    assert not AlertIntegration.objects.exists()
+
+
+def test_rotate_and_revoke_actions(manager_admin, alertmanager):
+    integration, old = alertmanager
+    changelist = reverse("admin:incidents_alertintegration_changelist")
+    answer = manager_admin.post(
+        changelist, {"action": "rotate_token", "_selected_action": [integration.pk]}, follow=True
+    )
+    new = next(str(m) for m in answer.context["messages"] if str(m).startswith("New token")).split(": ", 1)[1].split(" — ")[0]
+    assert _post(old, _am_payload(_am_alert("a"))).status_code == 401
+    assert _post(new, _am_payload(_am_alert("a"))).status_code == 202
+
+    manager_admin.post(changelist, {"action": "revoke", "_selected_action": [integration.pk]})
+    assert _post(new, _am_payload(_am_alert("a"))).status_code == 401
+    answer = manager_admin.post(changelist, {"action": "rotate_token", "_selected_action": [integration.pk]}, follow=True)
+    assert any("is revoked" in str(m) for m in answer.context["messages"])
+    assert _post(new, _am_payload(_am_alert("a"))).status_code == 401
+
+
+def test_engineer_sees_alerts_but_not_integrations(client, engineer, alertmanager):
+    _post(alertmanager[1], _am_payload(_am_alert("a")))
+    engineer.is_staff = True
+    engineer.save(update_fields=["is_staff"])
+    client.force_login(engineer)
+    assert client.get(reverse("admin:incidents_alertevent_changelist")).status_code == 200
+    event = AlertEvent.objects.get()
+    assert client.post(reverse("admin:incidents_alertevent_change", args=[event.pk]), {}).status_code == 403
+    assert client.get(reverse("admin:incidents_alertevent_add")).status_code == 403
+    assert client.get(reverse("admin:incidents_alertintegration_changelist")).status_code == 403
+
+
+def test_demo_integration_maps_the_agents_labels(db):
+    from incidents.demo import ensure_demo_alert_integration
+
+    integration, token = ensure_demo_alert_integration()
+    answer = _post(token, _am_payload(_am_alert("demo-1", system=None, severity="high", labels={"service": "market-analysis"})))
+    incident = Incident.objects.get(reference=answer.json()["alerts"][0]["incident"])
+    assert [s.key for s in incident.affected_systems.all()] == ["market_analysis"]
+    assert incident.severity.level == 2
+    assert ensure_demo_alert_integration() == (integration, None)  # a second run shows no token
+
+
 # -- contract fuzz with an integration's token -----------------------------------------------
 # The suite-wide fuzz run (test_contract_fuzz.py) authenticates as a person, which this endpoint
 # refuses with 401; here schemathesis sends generated bodies (of all three formats, as the

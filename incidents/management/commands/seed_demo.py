@@ -3,6 +3,7 @@
 import time
 from collections import Counter
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from incidents.demo import (
@@ -86,3 +87,10 @@ class Command(BaseCommand):
         for row in result.users:
             password = options["password"] if row.created else "(existing user, unchanged)"
             self.stdout.write(f"  {row.username:<{width}}  {row.role:<{role_width}}  {password}")
+        if result.alert_token:
+            self.stdout.write("")
+            self.stdout.write(
+                f"  Alertmanager webhook (integration “{result.alert_integration.name}”): POST "
+                f"{settings.TMT_SITE_URL}/api/v1/alerts/ with “Authorization: Bearer {result.alert_token}”"
+            )
+            self.stdout.write("  The token is shown only now; rotate it in the admin (Alert integrations).")
