@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
 from incidents import status_views
+from incidents.api import token_views as api_token_views
 
 admin.site.site_header = "TMT Incident Response — admin"
 admin.site.site_title = "TMT IR admin"
@@ -21,6 +22,8 @@ urlpatterns = [
     path("status.json", status_views.status_json, name="status_json"),
     # REST API, OpenAPI schema and Swagger UI (issue #7); DRF views answer 401/403 themselves.
     path("api/", include(("incidents.api.urls", "api"))),
+    path("account/api-tokens/", api_token_views.api_tokens, name="api_tokens"),
+    path("account/api-tokens/<int:token_id>/revoke/", api_token_views.api_token_revoke_view, name="api_token_revoke"),
     path("reports/", include("reports.urls")),  # reports (issue #5): report PDF, review, metrics
     path("drills/", include("drills.urls")),  # drills, exercises and training (issue #6)
     path("", include("incidents.urls")),
