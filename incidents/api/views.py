@@ -168,7 +168,8 @@ class IncidentViewSet(
             commander=request.user if take_command and not not_ready else None,
         )
         answer = s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data
-        headers = {"Location": answer["url"]}
+        # str(): the URL is DRF's Hyperlink (a str subclass), which strict WSGI servers refuse in a header.
+        headers = {"Location": str(answer["url"])}
         if not_ready:
             headers["Warning"] = '199 - "opened without a commander: you cannot command yet"'
         return Response(answer, status=status.HTTP_201_CREATED, headers=headers)
