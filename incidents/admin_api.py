@@ -12,9 +12,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils import timezone
 
 from .admin import ReadOnlyAdmin
+from .admin_tokens import token_once_response
 from .models import AlertEvent, AlertIntegration, SeverityLevel, System
 from .services.alerts import alert_integration_revoke, alert_integration_rotate_token
 from .services.api_tokens import alert_integration_issue_token
@@ -108,11 +110,15 @@ class AlertIntegrationAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        raw = alert_integration_issue_token(integration=obj)
-        messages.success(
+        request._issued_integration_token = alert_integration_issue_token(integration=obj)  # never stored
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return token_once_response(
             request,
-            f"Token for “{obj.name}”: {raw} — copy it into the monitoring system's webhook "
-            "configuration (Authorization: Bearer …) now; it is stored hashed and is not shown again.",
+            title=f"Alert integration “{obj.name}” created",
+            tokens=[(obj.name, request._issued_integration_token)],
+            back_url=reverse("admin:incidents_alertintegration_changelist"),
+            note="Put it in the monitoring system's webhook configuration (Authorization: Bearer …).",
         )
 
     @admin.display(description="token")
@@ -126,16 +132,22 @@ class AlertIntegrationAdmin(admin.ModelAdmin):
         return "active" if obj.active else "paused"
 
     @admin.action(description="Rotate the token (the old one stops working)", permissions=["change"])
-    def rotate_token(self, request, queryset) -> None:
+    def rotate_token(self, request, queryset):
+        issued = []
         for integration in queryset:
             try:
-                raw = alert_integration_rotate_token(integration=integration)
+                issued.append((integration.name, alert_integration_rotate_token(integration=integration)))
             except ValidationError as exc:
                 self.message_user(request, " ".join(exc.messages), messages.ERROR)
-                continue
-            messages.success(
-                request, f"New token for “{integration.name}”: {raw} — copy it now; it is not shown again."
-            )
+        if not issued:
+            return None
+        return token_once_response(
+            request,
+            title="New alert integration tokens",
+            tokens=issued,
+            back_url=reverse("admin:incidents_alertintegration_changelist"),
+            note="The old tokens stopped working; update the monitoring systems' webhook configuration.",
+        )
 
     @admin.action(description="Revoke (refuse its alerts for good)", permissions=["change"])
     def revoke(self, request, queryset) -> None:

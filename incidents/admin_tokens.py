@@ -5,10 +5,27 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 
 from .models import ApiToken
 from .services.api_tokens import api_token_create, api_token_revoke
+
+
+def token_once_response(
+    request: HttpRequest, *, title: str, tokens: list[tuple[str, str]], back_url: str, note: str = ""
+) -> HttpResponse:
+    """The one page a raw token is ever on. Not a flash message: Django keeps those in a cookie
+    (signed, not encrypted) or the session, so the token would outlive this response."""
+    response = TemplateResponse(
+        request,
+        "admin/token_once.html",
+        {**admin.site.each_context(request), "title": title, "tokens": tokens, "back_url": back_url, "note": note},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class ApiTokenIssueForm(forms.ModelForm):
@@ -48,9 +65,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
         token, raw = api_token_create(user=form.cleaned_data["user"], name=form.cleaned_data["name"])
         obj.pk = token.pk
         obj.refresh_from_db()
-        messages.warning(
+        request._issued_api_token = raw  # for response_add only; never stored
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return token_once_response(
             request,
-            f"Token for {token.user.get_username()}: {raw} — copy it now; it is stored hashed and will not be shown again.",
+            title=f"API token issued to {obj.user.get_username()}",
+            tokens=[(obj.name, request._issued_api_token)],
+            back_url=reverse("admin:incidents_apitoken_changelist"),
+            note="Send it to its owner over a channel you trust.",
         )
 
     @admin.display(description="status")

@@ -14,9 +14,10 @@ from django.views.decorators.http import require_GET, require_POST
 from . import selectors
 from .forms import DateTimeLocalInput
 from .models import Incident, RegulatoryCategory, RegulatoryObligation
+from .models.incident import STATUS_UPDATE_WORDS
 from .services import escalation, notifications
 
-STATUS_CHOICES = [(s, s) for s in ("Investigating", "Contained", "Resolved")]
+STATUS_CHOICES = [(s, s) for s in STATUS_UPDATE_WORDS]
 
 
 class StatusUpdateForm(forms.Form):

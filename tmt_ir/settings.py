@@ -319,17 +319,22 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "incidents.api.throttling.TokenRateThrottle",
     ],
-    # Per-user (a token counts as its user) and per-integration request budgets. They guard the
-    # portal against a runaway script, not ordinary use: bench/api.py's load stays under them.
+    # Per-token (per user for a browser session) and per-integration request budgets. They guard
+    # the portal against a runaway script, not ordinary use: bench/api.py's load stays under
+    # them. auth_failures: refused tokens per client address (token guessing).
     # Counted in the default cache: set CACHE_URL to Redis when several web processes run.
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("TMT_API_THROTTLE_ANON", default="60/min"),
         "user": env.str("TMT_API_THROTTLE_USER", default="100000/hour"),
         "alerts": env.str("TMT_API_THROTTLE_ALERTS", default="200000/hour"),
+        "auth_failures": env.str("TMT_API_THROTTLE_AUTH_FAILURES", default="30/min"),
     },
     "EXCEPTION_HANDLER": "incidents.api.exceptions.exception_handler",
+    # Throttles identify clients by address; X-Forwarded-For is trusted only from this many
+    # proxies in front of the web tier (0: never, so a client cannot pick its own address).
+    "NUM_PROXIES": env.int("TMT_API_NUM_PROXIES", default=0),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
@@ -352,6 +357,8 @@ SPECTACULAR_SETTINGS = {
         "ActionItemStateEnum": "reports.models.ActionItem.State",
         "TimelineKindEnum": "incidents.models.timeline.TimelineEntry.Kind",
         "ActionItemKindEnum": "reports.models.ActionItem.Kind",
+        "StatusUpdateStatusEnum": "incidents.models.incident.STATUS_UPDATE_WORDS",
+        "AlertStatusEnum": "incidents.api.alert_payloads.STATUSES",
     },
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",

@@ -15,6 +15,7 @@ from rest_framework import authentication, exceptions
 
 from ..models import AlertIntegration, ApiToken
 from ..models.api import hash_token
+from .throttling import FailedAuthenticationThrottle
 
 _KEYWORDS = {b"bearer", b"token"}
 # Recording every use would turn each read into a write; a minute's precision is enough to see
@@ -23,10 +24,16 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def _raw_token(request) -> str | None:
-    """The token in the Authorization header, None if the header is absent or of another scheme."""
+    """The token in the Authorization header, None if the header is absent or of another scheme.
+
+    An address that sent too many refused tokens gets 429 before its next token is even looked up.
+    """
     parts = authentication.get_authorization_header(request).split()
     if not parts or parts[0].lower() not in _KEYWORDS:
         return None
+    wait = FailedAuthenticationThrottle().wait_if_blocked(request)
+    if wait is not None:
+        raise exceptions.Throttled(wait, detail="Too many refused tokens from this address.")
     if len(parts) != 2:
         raise exceptions.AuthenticationFailed("Invalid Authorization header: expected “Bearer <token>”.")
     try:
@@ -44,6 +51,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
         if token is None or token.revoked_at is not None:
+            FailedAuthenticationThrottle().record_failure(request)
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("The token's user is inactive.")
@@ -68,6 +76,7 @@ class AlertIntegrationAuthentication(authentication.BaseAuthentication):
             AlertIntegration.objects.select_related("reporter").filter(key_hash=hash_token(raw)).first()
         )
         if integration is None or not integration.active or integration.revoked_at is not None:
+            FailedAuthenticationThrottle().record_failure(request)
             raise exceptions.AuthenticationFailed("Invalid or revoked integration token.")
         return integration.reporter, integration
 

@@ -10,6 +10,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from drills.services import ChangedError as DrillChangedError
+from reports.services import ReviewChangedError
+
 from ..services import IncidentChangedError, TransitionRefusedError
 
 
@@ -29,8 +32,8 @@ def as_api_error(exc: DjangoValidationError) -> exceptions.ValidationError:
 def exception_handler(exc, context) -> Response | None:
     if isinstance(exc, DjangoValidationError):
         exc = as_api_error(exc)
-    elif isinstance(exc, (TransitionRefusedError, IncidentChangedError)):
-        exc = Conflict(str(exc))
+    elif isinstance(exc, (TransitionRefusedError, IncidentChangedError, DrillChangedError, ReviewChangedError)):
+        exc = Conflict(str(exc) or getattr(exc, "message", ""))
     elif isinstance(exc, PermissionDenied) and str(exc):
         # Keep the service's reason ("Only an incident manager may ...") instead of DRF's generic one.
         exc = exceptions.PermissionDenied(str(exc))

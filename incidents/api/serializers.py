@@ -11,7 +11,7 @@ from rest_framework import serializers
 from ..models import Incident, SeverityLevel, System, TimelineEntry
 from ..models.escalation import Deadline, EscalationEvent, StatusUpdate
 from ..models.health import HealthTarget
-from ..models.incident import MAX_FINANCIAL_IMPACT_USD
+from ..models.incident import MAX_FINANCIAL_IMPACT_USD, STATUS_UPDATE_WORDS
 from ..services import EDITABLE_FIELDS, severity_suggest
 
 # Clock skew between a client and the server should not make "now" look like the future.
@@ -258,7 +258,7 @@ class StatusUpdatePostSerializer(StrictFieldsMixin, serializers.Serializer):
     """Fields left out take the seed template's pre-filled values (as the web composer does)."""
 
     subject = serializers.CharField(max_length=300, required=False)
-    status = serializers.CharField(max_length=30, required=False)
+    status = serializers.ChoiceField(choices=STATUS_UPDATE_WORDS, required=False)
     impact = serializers.CharField(max_length=2000, required=False)
     eta = serializers.CharField(max_length=120, required=False, allow_blank=True)
     next_update_at = serializers.DateTimeField(required=False, allow_null=True)

@@ -16,8 +16,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 from ..models import ApiToken
 from ..services.api_tokens import api_token_create, api_token_revoke
 
-MAX_ACTIVE_TOKENS = 20
-
 
 class TokenForm(forms.Form):
     name = forms.CharField(
@@ -32,16 +30,13 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     issued = None
     if request.method == "POST" and form.is_valid():
-        if ApiToken.objects.filter(user=request.user, revoked_at=None).count() >= MAX_ACTIVE_TOKENS:
-            form.add_error(None, f"You have {MAX_ACTIVE_TOKENS} active tokens; revoke one you no longer use first.")
+        try:
+            token, raw = api_token_create(user=request.user, name=form.cleaned_data["name"])
+        except ValidationError as exc:
+            form.add_error("name", exc.message_dict.get("name", exc.messages))
         else:
-            try:
-                token, raw = api_token_create(user=request.user, name=form.cleaned_data["name"])
-            except ValidationError as exc:
-                form.add_error("name", exc.message_dict.get("name", exc.messages))
-            else:
-                issued = {"token": token, "raw": raw}
-                form = TokenForm()
+            issued = {"token": token, "raw": raw}
+            form = TokenForm()
     tokens = ApiToken.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
     response = render(
         request,

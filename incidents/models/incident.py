@@ -54,6 +54,8 @@ STATUS_WORD = {
     State.CLOSED: "Resolved",
     State.CANCELLED: "Cancelled",
 }
+# What a status update may say (the seed template's "Status: [Investigating/Contained/Resolved]").
+STATUS_UPDATE_WORDS = ("Investigating", "Contained", "Resolved")
 
 
 class Category(models.TextChoices):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -10,6 +11,9 @@ from django.utils import timezone
 from ..models import AlertIntegration, ApiToken
 from ..models.api import TOKEN_PREFIX_LENGTH, hash_token, new_token
 
+# Enough for every script a person runs; more usually means old tokens nobody revoked.
+MAX_ACTIVE_TOKENS = 20
+
 
 @transaction.atomic
 def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
@@ -17,6 +21,12 @@ def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, st
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Name the token after the script or machine that uses it."})
+    # Counted under the user's row lock, so two requests cannot both slip under the limit.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    if ApiToken.objects.filter(user=user, revoked_at=None).count() >= MAX_ACTIVE_TOKENS:
+        raise ValidationError(
+            {"name": f"{user.get_username()} has {MAX_ACTIVE_TOKENS} active tokens; revoke one no longer used first."}
+        )
     raw = new_token()
     token = ApiToken.objects.create(user=user, name=name, prefix=raw[:TOKEN_PREFIX_LENGTH], key_hash=hash_token(raw))
     return token, raw

@@ -16,11 +16,12 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
 from ..models import (
+    OPEN_STATES,
     TRANSITION_NAMES,
     ChecklistTemplate,
     EvidenceAttachment,
@@ -236,6 +237,8 @@ def incident_transition(
         raise PermissionDenied("You do not have permission for this action.")
     if not can_proceed(method):
         raise TransitionRefusedError(meta.custom.get("guard", "This action is not allowed yet."))
+    if name == "reopen":
+        _refuse_reopening_a_duplicate(incident)
     kwargs: dict = {}
     if meta.custom.get("needs_reason"):
         reason = reason.strip()
@@ -256,6 +259,9 @@ def incident_transition(
         raise TransitionRefusedError(str(exc)) from exc
     except ConcurrentTransition as exc:
         raise IncidentChangedError(IncidentChangedError.message) from exc
+    except IntegrityError as exc:
+        # A reopen racing a new alert or outage for the same source (see above).
+        raise TransitionRefusedError("Another open incident now covers the same alert or system; reload.") from exc
     action = f"{meta.custom.get('label', name)}: {State(source).label} → {State(incident.state).label}"
     if reason:
         action += f". Reason: {reason}"
@@ -277,6 +283,24 @@ def incident_transition(
 
     report_on_incident_transition(incident=incident, name=name, now=at)
     return incident
+
+
+def _refuse_reopening_a_duplicate(incident: Incident) -> None:
+    """An automated incident (an alert's, a system's) is the one open incident for its alert or
+    system; once it is resolved, a new alert or outage opens another. Reopening the old one then
+    would make two, which the unique constraints refuse: say so, and where to work instead."""
+    duplicates = Incident.objects.filter(state__in=OPEN_STATES).exclude(pk=incident.pk)
+    if incident.alert_fingerprint:
+        other = duplicates.filter(alert_fingerprint=incident.alert_fingerprint).first()
+    elif incident.automated_system_id:
+        other = duplicates.filter(automated_system_id=incident.automated_system_id).first()
+    else:
+        return
+    if other is not None:
+        raise TransitionRefusedError(
+            f"{other.reference} is now the open incident for the same "
+            f"{'alert' if incident.alert_fingerprint else 'system outage'}; continue there (a note can link the two)."
+        )
 
 
 def incident_acknowledge(*, incident: Incident, user: AbstractBaseUser) -> Incident:

@@ -94,14 +94,28 @@ def test_session_login_works_and_its_writes_need_the_csrf_token(certified_engine
     assert not Incident.objects.exists()
 
 
-def test_throttling_answers_429_with_retry_after(monkeypatch, engineer):
-    from rest_framework.throttling import UserRateThrottle
+def test_throttling_counts_per_token_and_answers_429_with_retry_after(monkeypatch, engineer):
+    from incidents.api.throttling import TokenRateThrottle
 
-    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "3/min"})
-    client = _client(engineer)
-    codes = [client.get(INCIDENTS).status_code for _ in range(4)]
+    monkeypatch.setattr(TokenRateThrottle, "THROTTLE_RATES", {"user": "3/min"})
+    _, raw = api_token_create(user=engineer, name="noisy script")
+    script = _client(token=raw)
+    codes = [script.get(INCIDENTS).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
-    assert int(client.get(INCIDENTS)["Retry-After"]) > 0
+    assert int(script.get(INCIDENTS)["Retry-After"]) > 0
+    # The runaway script used up its own token's budget, not its owner's browser session.
+    assert _client(engineer).get(INCIDENTS).status_code == 200
+
+
+def test_guessing_tokens_is_throttled_by_address(monkeypatch, engineer):
+    from incidents.api.throttling import FailedAuthenticationThrottle
+
+    monkeypatch.setattr(FailedAuthenticationThrottle, "THROTTLE_RATES", {"auth_failures": "5/min"})
+    _, raw = api_token_create(user=engineer, name="real one")
+    codes = [_client(token=f"guess-{n}").get(INCIDENTS).status_code for n in range(6)]
+    assert codes == [401] * 5 + [429]
+    # Once blocked, even a valid token waits: the address is refused before any lookup.
+    assert _client(token=raw).get(INCIDENTS).status_code == 429
 
 
 # -- incidents ------------------------------------------------------------------------------
@@ -350,6 +364,14 @@ def test_status_update_takes_the_template_for_missing_fields(manager):
     assert update.details == "Failover to the standby agent complete" and update.eta == "30 minutes"
     listed = _client(manager).get(f"{INCIDENTS}{incident.reference}/status-updates/").json()
     assert [u["sequence"] for u in listed["results"]] == [1]
+    # The same words as the web composer: nothing else reaches the public status page.
+    made_up = _client(manager).post(
+        f"{INCIDENTS}{incident.reference}/status-updates/",
+        {"details": "x", "status": "All clear", "is_public": True},
+        format="json",
+    )
+    assert made_up.status_code == 400 and "status" in made_up.json()
+    assert StatusUpdate.objects.filter(incident=incident).count() == 1
 
 
 def test_deadlines_and_escalations_are_readable(manager):
@@ -396,3 +418,24 @@ def test_openapi_schema_and_offline_swagger_ui(engineer):
 def test_schema_and_docs_need_a_login():
     assert APIClient().get("/api/schema/").status_code == 401
     assert APIClient().get("/api/docs/").status_code == 302
+
+
+def test_reopening_an_alert_incident_after_the_alert_opened_a_new_one_is_409(manager):
+    first = open_incident(level=3, reported_by=manager)
+    Incident.objects.filter(pk=first.pk).update(alert_fingerprint="fp-disk-full")
+    client = _client(manager)
+    url = f"{INCIDENTS}{first.reference}/"
+    client.post(url + "acknowledge/", {}, format="json")
+    client.post(url + "start-investigation/", {}, format="json")
+    tick_initial_assessment(first, manager)
+    client.post(url + "contain/", {}, format="json")
+    client.patch(url, {"resolution_actions": "Freed disk space"}, format="json")
+    assert client.post(url + "resolve/", {}, format="json").json()["state"] == "resolved"
+    second = open_incident(level=3, reported_by=manager, title="Disk full again")
+    Incident.objects.filter(pk=second.pk).update(alert_fingerprint="fp-disk-full")
+
+    answer = client.post(url + "reopen/", {}, format="json")
+    assert answer.status_code == 409
+    assert second.reference in answer.json()["detail"]
+    first.refresh_from_db()
+    assert first.state == State.RESOLVED
