@@ -17,6 +17,11 @@ def send_notification(notification_id: int) -> str:
 
 
 @shared_task(ignore_result=True)
+def send_notifications(notification_ids: list[int]) -> str:
+    return notifications.notifications_deliver(notification_ids=notification_ids)
+
+
+@shared_task(ignore_result=True)
 def requeue_lost_notifications() -> str:
     return f"requeued {notifications.notifications_requeue_lost()}"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import smtplib
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,8 +20,8 @@ import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
-from django.db import transaction
-from django.db.models import Max, Q
+from django.db import connection, transaction
+from django.db.models import Case, DateTimeField, F, Max, Q, Value, When
 from django.utils import timezone
 
 from ..models import Incident, TimelineEntry
@@ -65,17 +66,118 @@ def _queue(notification: Notification) -> None:
     transaction.on_commit(send, robust=True)  # the sweeper re-queues a row whose message failed
 
 
-def _add(incident: Incident, **fields) -> Notification:
+# Delivery messages carry at most this many notifications, so a burst is shared between the
+# notifications worker's threads instead of queueing behind one of them.
+PER_DELIVERY_MESSAGE = 20
+# Rows whose next attempt falls within this span of the first go in one message with the
+# first's ETA (delivery accepts a row due within a second of its claim).
+DELIVERY_MESSAGE_SPAN = timedelta(milliseconds=500)
+
+
+class NotificationBatch:
+    """Notifications created by one claim batch of deadline firings, written and queued together.
+
+    One INSERT for the batch's rows and one delivery message per due time (the email follow-ups
+    are a second, later one), instead of a row INSERT and a message per notification. With
+    those, bench/escalation_latency.py measured 10.1 ms of escalation worker CPU and 8.8 ms of
+    notifications worker CPU per firing (its SMS, call and email): at 83 firings/s, more than
+    this 2-core machine has. Batched (with the claim batching in escalation.py): 2.9 and 2.9 ms.
+    A firing that is rolled back to its savepoint drops its rows with `discard_since`.
+    Active webhook endpoints are read once per batch.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[Notification] = []
+        self._keys: set[tuple] = set()
+        self._hooks: list[WebhookEndpoint] | None = None
+
+    def mark(self) -> int:
+        return len(self.rows)
+
+    def discard_since(self, mark: int) -> None:
+        for row in self.rows[mark:]:
+            self._keys.discard(_unique_key(row))
+        del self.rows[mark:]
+
+    def add(self, notification: Notification) -> None:
+        # The unique (event, channel, address) constraint, checked before the batch's one INSERT
+        # so a repeated address (two people sharing a phone) cannot fail the whole batch.
+        key = _unique_key(notification)
+        if key in self._keys:
+            return
+        self._keys.add(key)
+        self.rows.append(notification)
+
+    def webhooks(self) -> list[WebhookEndpoint]:
+        if self._hooks is None:
+            self._hooks = list(WebhookEndpoint.objects.filter(active=True).order_by("pk"))
+        return self._hooks
+
+    def save(self) -> None:
+        """Insert the rows (inside the batch's transaction) and queue their delivery on commit."""
+        if not self.rows:
+            return
+        rows = Notification.objects.bulk_create(self.rows)
+        self.rows, self._keys = [], set()
+        transaction.on_commit(lambda: _queue_many(rows), robust=True)
+
+
+def _unique_key(notification: Notification) -> tuple:
+    return (notification.event_id, notification.channel, notification.address)
+
+
+def _queue_many(rows: list[Notification]) -> None:
+    from ..tasks import send_notifications
+
+    rows = sorted(rows, key=lambda row: row.next_attempt_at)
+    groups: list[list[Notification]] = []
+    for row in rows:
+        group = groups[-1] if groups else None
+        if (
+            group is None
+            or len(group) >= PER_DELIVERY_MESSAGE
+            or row.next_attempt_at - group[0].next_attempt_at > DELIVERY_MESSAGE_SPAN
+        ):
+            groups.append([row])
+        else:
+            group.append(row)
+    # The queue of single deliveries (settings' CELERY_TASK_ROUTES), so pages never wait
+    # behind other work whichever name the route table gives it.
+    queue = settings.CELERY_TASK_ROUTES["incidents.tasks.send_notification"]["queue"]
+    now = timezone.now()
+    for group in groups:
+        eta = group[0].next_attempt_at
+        try:
+            send_notifications.apply_async(
+                args=[[row.pk for row in group]], eta=eta if eta > now else None, queue=queue
+            )
+        except Exception:  # noqa: BLE001 - the sweeper re-queues rows whose message never went out
+            log.warning(
+                "could not queue %s notifications; the sweeper will", len(group), exc_info=True
+            )
+
+
+def _add(incident: Incident, *, batch: NotificationBatch | None = None, **fields) -> None:
+    if batch is not None:
+        batch.add(Notification(incident=incident, **fields))
+        return
     notification = Notification.objects.create(incident=incident, **fields)
     _queue(notification)
-    return notification
 
 
-def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = False) -> bool:
+def page_user(
+    *,
+    event: EscalationEvent,
+    user,
+    now: datetime,
+    reminder: bool = False,
+    batch: NotificationBatch | None = None,
+) -> bool:
     """Page one person for an escalation. Returns whether any channel could be addressed.
 
     Major (Sev1/Sev2) pages go by SMS and phone at once, with an email follow-up after the
     policy's delay (the seed's escalation communication rule); others and reminders go by email.
+    With a `batch`, the rows are written and queued with the batch's (deadline firings).
     """
     incident = event.incident
     if incident.is_drill:
@@ -86,7 +188,10 @@ def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = F
         recipients = drill_page_recipients(incident=incident, intended=user, reminder=reminder)
         if [r.pk for r in recipients] != [user.pk]:
             return any(
-                [page_user(event=event, user=r, now=now, reminder=reminder) for r in recipients]
+                [
+                    page_user(event=event, user=r, now=now, reminder=reminder, batch=batch)
+                    for r in recipients
+                ]
             )
     person = getattr(user, "person", None)
     urgent = incident.severity.major and not reminder
@@ -97,6 +202,7 @@ def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = F
         if person.sms_address:
             _add(
                 incident,
+                batch=batch,
                 event=event,
                 channel=Notification.Channel.SMS,
                 recipient=user,
@@ -109,6 +215,7 @@ def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = F
         if person.phone:
             _add(
                 incident,
+                batch=batch,
                 event=event,
                 channel=Notification.Channel.PHONE,
                 recipient=user,
@@ -123,6 +230,7 @@ def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = F
         follow_up = now + delay if created else now
         _add(
             incident,
+            batch=batch,
             event=event,
             channel=Notification.Channel.EMAIL,
             recipient=user,
@@ -143,17 +251,25 @@ def page_user(*, event: EscalationEvent, user, now: datetime, reminder: bool = F
     return created > 0
 
 
-def notify_webhooks(*, event: EscalationEvent, now: datetime) -> None:
+def notify_webhooks(
+    *, event: EscalationEvent, now: datetime, batch: NotificationBatch | None = None
+) -> None:
     """Post an escalation to the chat hooks once per event (not once per person paged)."""
     incident = event.incident
     if incident.is_drill:
         return  # drill pages stay off the team's chat webhooks (drills issue #6)
     subject = f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300]
-    for hook in WebhookEndpoint.objects.filter(
-        active=True, max_severity_level__gte=incident.severity.level
-    ):
+    hooks = (
+        batch.webhooks()
+        if batch is not None
+        else WebhookEndpoint.objects.filter(active=True).order_by("pk")
+    )
+    for hook in hooks:
+        if hook.max_severity_level < incident.severity.level:
+            continue
         _add(
             incident,
+            batch=batch,
             event=event,
             channel=Notification.Channel.WEBHOOK,
             address=hook.url,
@@ -342,46 +458,121 @@ def status_update_text(update: StatusUpdate) -> str:
 def notification_deliver(*, notification_id: int, now: datetime | None = None) -> str:
     """Try to deliver one notification; safe to call twice (the claim lets one through)."""
     now = now or timezone.now()
-    claimed = Notification.objects.filter(
+    outcomes = _deliver(_claim_for_delivery([notification_id], now=now), now=now)
+    return outcomes[0] if outcomes else "not due or already handled"
+
+
+def notifications_deliver(*, notification_ids: list[int], now: datetime | None = None) -> str:
+    """Deliver a firing batch's notifications: one claim for all, each sent and logged.
+
+    Safe to call twice like `notification_deliver`: a row another call holds, or one already
+    handled, is left alone. Returns a count per outcome.
+    """
+    now = now or timezone.now()
+    outcomes = _deliver(_claim_for_delivery(notification_ids, now=now), now=now)
+    counts = Counter(outcome.split(":")[0].split()[0] for outcome in outcomes)
+    counts["not due or already handled"] = len(set(notification_ids)) - len(outcomes)
+    return ", ".join(f"{what} {n}" for what, n in counts.items() if n) or "nothing"
+
+
+def _claim_for_delivery(notification_ids: list[int], *, now: datetime) -> list[Notification]:
+    """Mark the given rows that are due and not being delivered as ours (state "sending").
+
+    A row stuck in "sending" (its worker died) may be taken over after STUCK_SENDING_AFTER.
+    """
+    claimable = Q(
         Q(state=Notification.State.PENDING)
         | Q(state=Notification.State.SENDING, claimed_at__lt=now - STUCK_SENDING_AFTER),
-        pk=notification_id,
         next_attempt_at__lte=now + timedelta(seconds=1),
-    ).update(state=Notification.State.SENDING, claimed_at=now)
-    if not claimed:
-        return "not due or already handled"
-    notification = Notification.objects.select_related("incident__severity", "event").get(
-        pk=notification_id
     )
-    if _no_longer_needed(notification):
+    loaded = Notification.objects.select_related("incident__severity", "event").order_by("pk")
+    if len(notification_ids) > 1 and connection.features.has_select_for_update_skip_locked:
+        # Rows another delivery holds are skipped; PostgreSQL re-checks the condition on the
+        # rows it locks, so they are still claimable and one UPDATE claims them all.
         with transaction.atomic():
-            Notification.objects.filter(pk=notification.pk).update(state=Notification.State.SKIPPED)
-            NotificationAttempt.objects.create(
-                notification=notification,
-                attempted_at=now,
-                outcome=NotificationAttempt.Outcome.SKIPPED,
-                detail="not sent: the incident was acknowledged or closed meanwhile",
+            claimed = list(
+                loaded.filter(claimable, pk__in=notification_ids).select_for_update(
+                    skip_locked=True, of=("self",)
+                )
             )
-        return "skipped: no longer needed"
+            Notification.objects.filter(pk__in=[row.pk for row in claimed]).update(
+                state=Notification.State.SENDING, claimed_at=now
+            )
+    else:
+        # The conditional UPDATE is the claim: only one caller sees 1 row updated.
+        mine = [
+            pk
+            for pk in dict.fromkeys(notification_ids)
+            if Notification.objects.filter(claimable, pk=pk).update(
+                state=Notification.State.SENDING, claimed_at=now
+            )
+        ]
+        claimed = list(loaded.filter(pk__in=mine)) if mine else []
+    for row in claimed:
+        row.state, row.claimed_at = Notification.State.SENDING, now
+    return claimed
+
+
+def _deliver(claimed: list[Notification], *, now: datetime) -> list[str]:
+    """Send claimed rows one after the other; each attempt is logged, the pages sent together."""
+    outcomes: list[str] = []
+    sent: list[tuple[Notification, datetime]] = []
     try:
-        _CHANNELS[notification.channel](notification)
-    except PermanentFailure as exc:
-        return _record_failure(notification, str(exc), permanent=True)
-    except TransientFailure as exc:
-        permanent = notification.attempts + 1 >= settings.TMT_NOTIFY_MAX_ATTEMPTS
-        return _record_failure(notification, str(exc), permanent=permanent)
+        for notification in claimed:
+            if _no_longer_needed(notification):
+                outcomes.append(_record_skipped(notification, now))
+                continue
+            try:
+                _CHANNELS[notification.channel](notification)
+            except PermanentFailure as exc:
+                outcomes.append(_record_failure(notification, str(exc), permanent=True))
+            except TransientFailure as exc:
+                permanent = notification.attempts + 1 >= settings.TMT_NOTIFY_MAX_ATTEMPTS
+                outcomes.append(_record_failure(notification, str(exc), permanent=permanent))
+            else:
+                sent.append((notification, timezone.now()))
+                outcomes.append("sent")
+    finally:
+        # Even if a later row raised: what went out is recorded, so it is not sent again.
+        _record_sent(sent)
+    return outcomes
+
+
+def _record_sent(sent: list[tuple[Notification, datetime]]) -> None:
+    if not sent:
+        return
     with transaction.atomic():
-        done = timezone.now()
-        Notification.objects.filter(pk=notification.pk).update(
+        Notification.objects.filter(pk__in=[notification.pk for notification, _ in sent]).update(
             state=Notification.State.SENT,
-            sent_at=done,
-            attempts=notification.attempts + 1,
+            sent_at=Case(
+                *[When(pk=notification.pk, then=Value(done)) for notification, done in sent],
+                output_field=DateTimeField(),
+            ),
+            attempts=F("attempts") + 1,
             last_error="",
         )
-        NotificationAttempt.objects.create(
-            notification=notification, attempted_at=done, outcome=NotificationAttempt.Outcome.SENT
+        NotificationAttempt.objects.bulk_create(
+            [
+                NotificationAttempt(
+                    notification=notification,
+                    attempted_at=done,
+                    outcome=NotificationAttempt.Outcome.SENT,
+                )
+                for notification, done in sent
+            ]
         )
-    return "sent"
+
+
+def _record_skipped(notification: Notification, now: datetime) -> str:
+    with transaction.atomic():
+        Notification.objects.filter(pk=notification.pk).update(state=Notification.State.SKIPPED)
+        NotificationAttempt.objects.create(
+            notification=notification,
+            attempted_at=now,
+            outcome=NotificationAttempt.Outcome.SKIPPED,
+            detail="not sent: the incident was acknowledged or closed meanwhile",
+        )
+    return "skipped: no longer needed"
 
 
 def _no_longer_needed(notification: Notification) -> bool:
