@@ -57,9 +57,6 @@ class _Timestamp(serializers.Field):
 
     default_error_messages = {"invalid": "Not an RFC 3339 time, e.g. 2026-11-27T09:30:00Z."}
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(allow_null=True, **kwargs)
-
     def to_internal_value(self, data) -> datetime | None:
         if not isinstance(data, str):
             self.fail("invalid")

@@ -109,7 +109,7 @@ class AlertOutcomeSerializer(serializers.Serializer):
     incident = serializers.CharField(
         source="incident.reference", allow_null=True, help_text="The incident's reference, e.g. TMT-INC-2026-11-27-004."
     )
-    severity = serializers.IntegerField(source="severity.level", allow_null=True, help_text="The incident's severity level (1-4).")
+    severity = serializers.IntegerField(source="incident.severity", allow_null=True, help_text="The incident's severity level (1-4).")
 
 
 class AlertIngestResponseSerializer(serializers.Serializer):
@@ -190,6 +190,19 @@ class AlertIngestView(APIView):
             severity_label=integration.severity_label,
         )
         result = alerts_ingest(integration=integration, alerts=alerts)
-        body = AlertIngestResponseSerializer({"alerts": result.outcomes}).data
+        # Built by hand in AlertIngestResponseSerializer's shape (which the schema documents and
+        # tests hold it to): the serializer cost as much CPU as a query on this hot path.
+        body = {
+            "alerts": [
+                {
+                    "fingerprint": o.fingerprint,
+                    "status": o.status,
+                    "outcome": o.outcome,
+                    "incident": o.incident.reference if o.incident else None,
+                    "severity": o.incident.severity if o.incident else None,
+                }
+                for o in result.outcomes
+            ]
+        }
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
