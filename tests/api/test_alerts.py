@@ -488,6 +488,31 @@ def test_concurrent_identical_alerts_open_one_incident(reporter, monkeypatch):
     assert incident.timeline.filter(kind=TimelineEntry.Kind.ALERT).count() == senders
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_deadlocked_request_is_retried_whole(reporter, monkeypatch, caplog):
+    from django.db import OperationalError
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    _, token = _integration(reporter)
+    ingest = alert_services._ingest
+    calls = []
+
+    def deadlock_once(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("deadlock detected") from Deadlock()
+        return ingest(**kwargs)
+
+    monkeypatch.setattr(alert_services, "_ingest", deadlock_once)
+    answer = _post(token, _am_payload(_am_alert("aaa111")))
+
+    assert answer.status_code == 202 and len(calls) == 2
+    assert Incident.objects.count() == 1 and AlertEvent.objects.count() == 1
+    assert "deadlocked (attempt 1 of 3)" in caplog.text
+
+
 # -- admin and demo --------------------------------------------------------------------------
 
 
