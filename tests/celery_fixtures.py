@@ -11,7 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
 from django.conf import settings
+from django.db import connections
 
 from tmt_ir.celery import app
 
@@ -32,10 +34,26 @@ def celery_worker(transactional_db):
     if not settings.CELERY_BROKER_URL.startswith("redis://"):
         pytest.fail("the worker tests need Redis: set CELERY_BROKER_URL (make test does)")
     purge_queues()
-    with start_worker(
-        app, pool="solo", queues=QUEUES, perform_ping_check=False, shutdown_timeout=20, loglevel="WARNING"
-    ) as worker:
-        yield worker
+    # Real workers keep their database connections between tasks (tmt_ir/celery.py); this one
+    # runs in a thread of the test process, so it closes them after each task instead: a
+    # connection left behind by its finished thread would stop the test database being dropped.
+    task_postrun.connect(_close_connections, weak=False)
+    try:
+        with start_worker(
+            app,
+            pool="solo",
+            queues=QUEUES,
+            perform_ping_check=False,
+            shutdown_timeout=20,
+            loglevel="WARNING",
+        ) as worker:
+            yield worker
+    finally:
+        task_postrun.disconnect(_close_connections)
+
+
+def _close_connections(**kwargs) -> None:
+    connections.close_all()
 
 
 @pytest.fixture
@@ -101,7 +119,9 @@ def sms_provider(settings):
     server.server_close()
 
 
-def wait_for(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition") -> object:
+def wait_for(
+    condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition"
+) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
