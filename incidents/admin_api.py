@@ -1,7 +1,7 @@
 """Alert integrations (monitoring sources posting to /api/v1/alerts/) and the alerts they sent.
 
-An integration's token is issued when it is added and shown once in a message (only its hash
-is stored); "rotate" replaces a leaked one, "revoke" retires the integration for good. The
+An integration's token is issued when it is added and shown once, on a page of its own (only
+its hash is stored; a flash message would keep it in a cookie or the session); "rotate" replaces a leaked one, "revoke" retires the integration for good. The
 label maps are checked against the systems and severity levels that exist, so a typo is an
 error on the form rather than alerts silently opening incidents with no system.
 """
