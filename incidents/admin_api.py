@@ -11,7 +11,9 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -33,8 +35,11 @@ def _label_map(value, *, what: str) -> dict:
 
 class AlertIntegrationForm(forms.ModelForm):
     reporter = forms.ModelChoiceField(
-        queryset=get_user_model().objects.order_by("username"),
-        help_text="The account automated incidents are opened as (an inactive service account is fine).",
+        # Service accounts only (no login): timeline entries written for an integration must not
+        # appear signed by a person, say the CEO, who never wrote them.
+        queryset=get_user_model().objects.filter(Q(is_active=False) | Q(password__startswith=UNUSABLE_PASSWORD_PREFIX)).order_by("username"),
+        help_text="The service account automated incidents are opened as: a user who cannot log in "
+        "(inactive, or without a usable password).",
     )
     default_severity = forms.TypedChoiceField(coerce=int, help_text="For alerts whose severity label is not mapped.")
 

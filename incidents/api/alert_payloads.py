@@ -79,8 +79,12 @@ class _Timestamp(serializers.Field):
 def _fingerprint_field() -> serializers.CharField:
     return _Text(
         max_length=MAX_FINGERPRINT_LENGTH,
-        # Also the schema's pattern: a fingerprint of spaces is as missing as an empty one.
-        validators=[RegexValidator(r"\S", message=FINGERPRINT_MISSING)],
+        # An identifier, used as sent: trimming would merge " a" with "a", and Python trims
+        # characters (\x1c-\x1f) that JSON Schema's pattern dialect does not count as space.
+        trim_whitespace=False,
+        # Also the schema's pattern (an explicit class: Python's \S and ECMA's \S differ):
+        # a fingerprint of spaces is as missing as an empty one.
+        validators=[RegexValidator(r"[^ \t\n\r\f\v]", message=FINGERPRINT_MISSING)],
         error_messages={"required": FINGERPRINT_MISSING, "blank": FINGERPRINT_MISSING, "null": FINGERPRINT_MISSING},
     )
 
@@ -136,7 +140,9 @@ class GenericAlertSerializer(serializers.Serializer):
     source = _Text(max_length=100, required=False, allow_blank=True, help_text="What sent it, e.g. a host or script name.")
     fingerprint = _fingerprint_field()
     status = serializers.ChoiceField(choices=STATUSES, default=FIRING)
-    summary = _Text(max_length=MAX_SUMMARY_LENGTH)
+    # Not trimmed here (the schema cannot say which characters Python trims); a summary of
+    # nothing but space is replaced below rather than the alert refused.
+    summary = _Text(max_length=MAX_SUMMARY_LENGTH, trim_whitespace=False)
     description = _Text(required=False, allow_blank=True)
     severity = _Text(
         max_length=60, required=False, allow_blank=True,
@@ -258,7 +264,7 @@ def parse_alerts(*, kind: str, data: Any, system_label: str, severity_label: str
             ParsedAlert(
                 fingerprint=valid["fingerprint"],
                 status=valid["status"],
-                summary=valid["summary"],
+                summary=_first_line(valid["summary"]) or f"Alert {valid['fingerprint']}",
                 description=valid.get("description", ""),
                 severity=valid.get("severity", ""),
                 system=valid.get("system", ""),

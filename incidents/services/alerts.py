@@ -241,11 +241,16 @@ def _fire(*, integration: AlertIntegration, alert: ParsedAlert, mapping: _Mappin
             return opened, OPENED
     if mapping.level(alert.severity) < existing.severity:
         severity = mapping.severity(alert.severity)
-        if severity.level < existing.severity:
+        # Compared again under the row lock: someone may have raised the incident by hand since
+        # it was read, and this alert must not then lower it.
+        locked = Incident.objects.select_for_update(no_key=True).select_related("severity").get(pk=existing.pk)
+        if severity.level < locked.severity.level:
             # The alert now maps to a worse severity (a warning became critical): raise the
             # incident, which re-arms its escalations. Never lowered here: a person decides that.
-            incident_update(incident=Incident.objects.get(pk=existing.pk), user=integration.reporter, severity=severity)
+            incident_update(incident=locked, user=integration.reporter, severity=severity)
             existing = OpenIncident(pk=existing.pk, reference=existing.reference, severity=severity.level)
+        else:
+            existing = OpenIncident(pk=existing.pk, reference=existing.reference, severity=locked.severity.level)
     _note(existing, integration=integration, alert=alert, what="Alert re-fired", now=now)
     return existing, JOINED
 

@@ -23,6 +23,7 @@ from incidents.models import (
     AlertIntegration,
     DetectionMethod,
     Incident,
+    SeverityLevel,
     State,
     TimelineEntry,
 )
@@ -643,3 +644,21 @@ def test_generated_alert_payloads_never_fail_and_match_the_schema(case, integrat
         kinds = [AlertIntegration.Kind.GENERIC]
     for kind in kinds:
         case.call_and_validate(headers={"Authorization": f"Bearer {integration_tokens[kind]}"})
+
+
+def test_integration_reporter_must_be_a_service_account(manager_admin, manager):
+    # A person (here the manager, who can log in) cannot be made the author of alert entries.
+    answer = manager_admin.post(reverse("admin:incidents_alertintegration_add"), _add_form(manager))
+    assert answer.status_code == 200
+    assert "reporter" in answer.context["adminform"].form.errors
+    assert not AlertIntegration.objects.exists()
+
+
+def test_a_re_sent_alert_never_lowers_an_incident_raised_by_hand(alertmanager, manager):
+    integration, raw = alertmanager
+    _post(raw, _am_payload(_am_alert("disk", severity="warning")))
+    incident = Incident.objects.get(alert_fingerprint="disk")
+    services.incident_update(incident=incident, user=manager, severity=SeverityLevel.objects.get(level=1))
+    _post(raw, _am_payload(_am_alert("disk", severity="warning")))
+    incident.refresh_from_db()
+    assert incident.severity.level == 1
