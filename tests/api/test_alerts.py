@@ -29,11 +29,7 @@ from incidents.models import (
 )
 from incidents.services import alerts as alert_services
 from incidents.services.api_tokens import alert_integration_issue_token, api_token_create
-from tests.api.test_contract_fuzz import (  # noqa: F401 - a fixture
-    EXAMPLES,
-    _served_schema,
-    wsgi_calls_keep_the_test_connection,
-)
+from tests.api.conftest import FUZZ_EXAMPLES, served_schema
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -617,7 +613,7 @@ def test_demo_integration_maps_the_agents_labels(db):
 # refuses with 401; here schemathesis sends generated bodies (of all three formats, as the
 # schema's oneOf allows) with each kind of integration's token, so parsers and service meet them.
 
-_fuzz = schemathesis.openapi.from_dict(_served_schema()).include(path="/api/v1/alerts/")
+_fuzz = schemathesis.openapi.from_dict(served_schema()).include(path="/api/v1/alerts/")
 _fuzz.app = get_wsgi_application()
 
 
@@ -630,7 +626,7 @@ def integration_tokens(reporter) -> dict[str, str]:
 @_fuzz.parametrize()
 @pytest.mark.usefixtures("wsgi_calls_keep_the_test_connection")
 @hypothesis.settings(
-    max_examples=EXAMPLES * 3,
+    max_examples=FUZZ_EXAMPLES * 3,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )

@@ -8,24 +8,16 @@ content type, headers, body). `make test` runs a bounded number of examples per 
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
 import schemathesis
-from django.core import signals
 from django.core.cache import cache
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
-from drf_spectacular.generators import SchemaGenerator
-from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from incidents.services.api_tokens import api_token_create
+from tests.api.conftest import FUZZ_EXAMPLES, served_schema
 from tests.factories import certify, make_roster, open_incident
-
-EXAMPLES = int(os.environ.get("TMT_FUZZ_EXAMPLES", "5"))
 
 
 @pytest.fixture
@@ -38,31 +30,13 @@ def fuzz_token(db, manager) -> str:
     return raw
 
 
-@pytest.fixture
-def wsgi_calls_keep_the_test_connection():
-    # The WSGI handler closes "old" connections at each request's start and end, and inside the
-    # test's transaction that would close the test's own connection; Django's test client
-    # disconnects the same handler for the same reason.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
-
-
-def _served_schema() -> dict:
-    """The schema exactly as /api/schema/?format=json serves it (built without a request or DB)."""
-    generated = SchemaGenerator().get_schema(request=None, public=True)
-    return json.loads(OpenApiJsonRenderer().render(generated))
-
-
-schema = schemathesis.openapi.from_dict(_served_schema())
+schema = schemathesis.openapi.from_dict(served_schema())
 schema.app = get_wsgi_application()
 
 
 @schema.parametrize()
 @settings(
-    max_examples=EXAMPLES,
+    max_examples=FUZZ_EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
