@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The Makefile's default; a benchmark only borrows its server, user and options.
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tmt_ir"
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql", "postgis"}
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"  # the Makefile's default
 
 
 # -- the throwaway database ---------------------------------------------------------------
@@ -341,3 +344,125 @@ def print_result_json(result: dict[str, Any]) -> None:
 if __name__ == "__main__":
     # `make bench` runs every bench/*.py; this file only holds helpers.
     sys.exit(0)
+
+
+# -- a benchmark's own Redis database ------------------------------------------------------
+
+
+def use_bench_broker(default_db: int) -> str:
+    """Point CELERY_BROKER_URL at this benchmark's Redis database (BENCH_REDIS_DB, else
+    `default_db`); call before setup_django(). Each benchmark has its own, so two can run at once."""
+    source = urlsplit(os.environ.get("CELERY_BROKER_URL") or DEFAULT_BROKER_URL)
+    if source.scheme not in {"redis", "rediss"}:
+        sys.exit(f"this benchmark needs Redis; CELERY_BROKER_URL is {source.scheme}://...")
+    db = int(os.environ.get("BENCH_REDIS_DB") or default_db)
+    if source.path.strip("/") == str(db):
+        sys.exit(
+            f"refusing to flush Redis database {db}: CELERY_BROKER_URL uses it; set BENCH_REDIS_DB"
+        )
+    url = urlunsplit(source._replace(path=f"/{db}"))
+    os.environ["CELERY_BROKER_URL"] = url
+    return url
+
+
+def flush_broker(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+# -- processes and their CPU ------------------------------------------------------------------
+
+
+def _proc_stats() -> dict[int, list[str]]:
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    return stats
+
+
+def _cpu(stats: dict[int, list[str]], pid: int, *, with_children: bool = False) -> float:
+    """User + system CPU seconds of a process (and its prefork children) from /proc."""
+    family = {pid}
+    while with_children:
+        children = {p for p, f in stats.items() if int(f[1]) in family} - family
+        family |= children
+        with_children = bool(children)
+    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in family if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU used by our processes and by the bench database's PostgreSQL backends (Linux only).
+
+    Sampled while waiting, so a backend that closes (CONN_MAX_AGE) still counts up to its last
+    sample; the bench process's own connection is left out.
+    """
+
+    def __init__(self, processes: dict[str, subprocess.Popen], database: str) -> None:
+        self.processes = processes
+        self.database = database
+        self.baseline: dict[str | int, float] = {}
+        self.last: dict[str | int, float] = {}
+        self.working = sys.platform.startswith("linux")
+
+    def sample(self) -> None:
+        if not self.working:
+            return
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [self.database],
+            )
+            backends = [pid for (pid,) in cursor.fetchall()]
+        try:
+            stats = _proc_stats()
+            now = {
+                name: _cpu(stats, p.pid, with_children=True) for name, p in self.processes.items()
+            }
+            now |= {
+                pid: _cpu(stats, pid) for pid in backends if pid in stats
+            }  # PostgreSQL on this host
+        except (OSError, ValueError, IndexError):
+            self.working = False
+            return
+        if not self.baseline:
+            self.baseline = dict(now)
+        self.last |= now
+
+    def used(self) -> dict[str, float]:
+        if not self.working or not self.last:
+            return {}
+        used = {k: v - self.baseline.get(k, 0.0) for k, v in self.last.items()}
+        result = {name: used[name] for name in self.processes if name in used}
+        result["postgres backends"] = sum(v for k, v in used.items() if isinstance(k, int))
+        return result
+
+
+def stop_all(processes: dict[str, subprocess.Popen]) -> None:
+    # Warm shutdown (SIGTERM) lets a task in progress finish; whatever is still up then is killed.
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    limit = time.monotonic() + 20
+    for process in processes.values():
+        try:
+            process.wait(max(0.1, limit - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

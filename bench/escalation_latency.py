@@ -26,7 +26,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,24 +35,27 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 # `python bench/escalation_latency.py` puts bench/ on sys.path, not the project root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
     PROJECT_ROOT,
+    CpuMeter,
+    flush_broker,
     load_average,
     migrate,
     percentile,
     print_result_json,
     print_table,
     setup_django,
+    stop_all,
+    tail,
+    use_bench_broker,
     use_bench_database,
 )
 
 DEFAULT_DATABASE = "tmt_ir_bench_escalation"
-DEFAULT_BROKER = "redis://127.0.0.1:6379/15"  # the Makefile's default
 DEFAULT_REDIS_DB = 12
 GOAL_P99_S = 1.0
 RULE = "role:bench"
@@ -87,32 +89,6 @@ WORKERS = {
     "escalation": ["-Q", "escalation", "-P", "threads", "-c", "4"],
     "notifications": ["-Q", "notifications", "-P", "threads", "-c", "4"],
 }
-
-
-# -- the Redis database of this benchmark ---------------------------------------------------
-
-
-def use_bench_broker() -> str:
-    """Point CELERY_BROKER_URL at this benchmark's Redis database; call before setup_django()."""
-    source = urlsplit(os.environ.get("CELERY_BROKER_URL") or DEFAULT_BROKER)
-    if source.scheme not in {"redis", "rediss"}:
-        sys.exit(f"this benchmark needs Redis; CELERY_BROKER_URL is {source.scheme}://...")
-    db = int(os.environ.get("BENCH_REDIS_DB") or DEFAULT_REDIS_DB)
-    if source.path.strip("/") == str(db):
-        sys.exit(
-            f"refusing to flush Redis database {db}: CELERY_BROKER_URL uses it; set BENCH_REDIS_DB"
-        )
-    url = urlunsplit(source._replace(path=f"/{db}"))
-    os.environ["CELERY_BROKER_URL"] = url
-    return url
-
-
-def flush_broker(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
 
 
 # -- the SMS/voice provider -----------------------------------------------------------------
@@ -319,98 +295,6 @@ def wait_ready(processes: dict[str, subprocess.Popen], var_dir: Path, timeout: f
         if time.monotonic() > limit:
             raise RuntimeError(f"not ready after {timeout:.0f} s: {sorted(waiting)}")
         time.sleep(0.2)
-
-
-def _proc_stats() -> dict[int, list[str]]:
-    stats = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-    return stats
-
-
-def _cpu(stats: dict[int, list[str]], pid: int, *, with_children: bool = False) -> float:
-    """User + system CPU seconds of a process (and its prefork children) from /proc."""
-    family = {pid}
-    while with_children:
-        children = {p for p, f in stats.items() if int(f[1]) in family} - family
-        family |= children
-        with_children = bool(children)
-    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in family if p in stats)
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-class CpuMeter:
-    """CPU used by our processes and by the bench database's PostgreSQL backends (Linux only).
-
-    Sampled while waiting, so a backend that closes (CONN_MAX_AGE) still counts up to its last
-    sample; the bench process's own connection is left out.
-    """
-
-    def __init__(self, processes: dict[str, subprocess.Popen], database: str) -> None:
-        self.processes = processes
-        self.database = database
-        self.baseline: dict[str | int, float] = {}
-        self.last: dict[str | int, float] = {}
-        self.working = sys.platform.startswith("linux")
-
-    def sample(self) -> None:
-        if not self.working:
-            return
-        from django.db import connection
-
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                [self.database],
-            )
-            backends = [pid for (pid,) in cursor.fetchall()]
-        try:
-            stats = _proc_stats()
-            now = {
-                name: _cpu(stats, p.pid, with_children=True) for name, p in self.processes.items()
-            }
-            now |= {
-                pid: _cpu(stats, pid) for pid in backends if pid in stats
-            }  # PostgreSQL on this host
-        except (OSError, ValueError, IndexError):
-            self.working = False
-            return
-        if not self.baseline:
-            self.baseline = dict(now)
-        self.last |= now
-
-    def used(self) -> dict[str, float]:
-        if not self.working or not self.last:
-            return {}
-        used = {k: v - self.baseline.get(k, 0.0) for k, v in self.last.items()}
-        result = {name: used[name] for name in self.processes if name in used}
-        result["postgres backends"] = sum(v for k, v in used.items() if isinstance(k, int))
-        return result
-
-
-def stop_all(processes: dict[str, subprocess.Popen]) -> None:
-    # Warm shutdown (SIGTERM) lets a task in progress finish; whatever is still up then is killed.
-    for process in processes.values():
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    limit = time.monotonic() + 20
-    for process in processes.values():
-        try:
-            process.wait(max(0.1, limit - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def wait_for_firing(
@@ -670,7 +554,7 @@ def main() -> None:
     args = parser.parse_args()
 
     bench_db = use_bench_database(DEFAULT_DATABASE)
-    broker_url = use_bench_broker()
+    broker_url = use_bench_broker(DEFAULT_REDIS_DB)
     setup_django()
     from django.utils import timezone
 
