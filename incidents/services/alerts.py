@@ -196,15 +196,18 @@ def _open_incident_for(fingerprint: str) -> OpenIncident | None:
     # CPU (0.5 ms) than the rest of a re-sent alert's queries together (bench/api.py).
     # `alert_fingerprint <> ''` repeats the partial unique index's predicate, so it is used.
     with connection.cursor() as cursor:
-        cursor.execute(_OPEN_INCIDENT_SQL, [fingerprint, list(OPEN_STATES)])
+        cursor.execute(_OPEN_INCIDENT_SQL, [fingerprint, *_OPEN_STATE_VALUES])
         row = cursor.fetchone()
     return OpenIncident(*row) if row else None
 
 
+_OPEN_STATE_VALUES = [str(state) for state in OPEN_STATES]
+# IN (...) rather than PostgreSQL's = ANY(array): `make run` serves from SQLite.
 _OPEN_INCIDENT_SQL = (
     f"SELECT i.id, i.reference, s.level FROM {Incident._meta.db_table} i "  # noqa: S608 - table names, not input
     f"JOIN {SeverityLevel._meta.db_table} s ON s.id = i.severity_id "
-    "WHERE i.alert_fingerprint = %s AND i.alert_fingerprint <> '' AND i.state = ANY(%s) LIMIT 1"
+    "WHERE i.alert_fingerprint = %s AND i.alert_fingerprint <> '' "
+    f"AND i.state IN ({', '.join(['%s'] * len(_OPEN_STATE_VALUES))}) LIMIT 1"
 )
 
 
