@@ -9,7 +9,8 @@ class RolePermissions(permissions.DjangoModelPermissions):
     """Model permissions per method, reads included (DRF's default lets any user read).
 
     A view may name the permissions of an extra action in `action_permissions` (a transition
-    needs `transition_incident`, not `add_incident`); the services still check the finer rules
+    needs `transition_incident`, not `add_incident`), per method where reading and writing
+    differ (`{"GET": [...], "POST": [...]}`); the services still check the finer rules
     (a transition's own permission, the readiness gate, "never the author") and answer 403.
     """
 
@@ -29,6 +30,8 @@ class RolePermissions(permissions.DjangoModelPermissions):
         if request.method not in view.allowed_methods:
             return True  # the view answers 405, which says more than a 403 would
         needed = getattr(view, "action_permissions", {}).get(getattr(view, "action", None))
+        if isinstance(needed, dict):
+            needed = needed.get(request.method, needed.get("GET") if request.method in ("HEAD", "OPTIONS") else None)
         if needed is not None:
             return request.user.has_perms(needed)
         return super().has_permission(request, view)

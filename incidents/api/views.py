@@ -117,8 +117,9 @@ class IncidentViewSet(
         # The transitions' own permissions (close_incident, ...) are checked by the service.
         "close": ["incidents.close_incident"],
         "commander": ["incidents.change_incident"],
-        "timeline": None,  # per method, below
-        "status_updates": None,
+        # Reading needs the view permission, writing the add one.
+        "timeline": {"GET": ["incidents.view_timelineentry"], "POST": ["incidents.add_timelineentry"]},
+        "status_updates": {"GET": ["incidents.view_statusupdate"], "POST": ["incidents.add_statusupdate"]},
         "deadlines": ["incidents.view_incident"],
         "escalations": ["incidents.view_incident"],
     }
@@ -136,20 +137,6 @@ class IncidentViewSet(
             "create": s.IncidentCreateSerializer,
             "partial_update": s.IncidentUpdateSerializer,
         }.get(self.action, s.IncidentSerializer)
-
-    def get_permissions(self):
-        # Timeline and status updates: reading needs the view permission, writing the add one.
-        if self.action == "timeline":
-            self.action_permissions = {
-                **self.action_permissions,
-                "timeline": ["incidents.view_timelineentry" if self.request.method == "GET" else "incidents.add_timelineentry"],
-            }
-        elif self.action == "status_updates":
-            self.action_permissions = {
-                **self.action_permissions,
-                "status_updates": ["incidents.view_statusupdate" if self.request.method == "GET" else "incidents.add_statusupdate"],
-            }
-        return super().get_permissions()
 
     def _reload(self, incident: Incident) -> Incident:
         return self.get_queryset().get(pk=incident.pk)

@@ -439,3 +439,15 @@ def test_reopening_an_alert_incident_after_the_alert_opened_a_new_one_is_409(man
     assert second.reference in answer.json()["detail"]
     first.refresh_from_db()
     assert first.state == State.RESOLVED
+
+
+def test_reading_and_writing_the_timeline_need_their_own_permissions(manager, trainer):
+    incident = open_incident(level=3, reported_by=manager)
+    url = f"{INCIDENTS}{incident.reference}/timeline/"
+    # A trainer follows incidents (view) but does not write on them.
+    assert _client(trainer).get(url).status_code == 200
+    before = incident.timeline.count()
+    assert _client(trainer).post(url, {"text": "hello"}, format="json").status_code == 403
+    assert incident.timeline.count() == before
+    # Status updates are for responders: a trainer may not even read them.
+    assert _client(trainer).get(f"{INCIDENTS}{incident.reference}/status-updates/").status_code == 403
