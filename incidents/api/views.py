@@ -6,7 +6,7 @@ Incidents are addressed by their reference (`TMT-INC-2026-11-27-001`), as people
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -16,7 +16,8 @@ from rest_framework.response import Response
 from drills.services import readiness_problems
 
 from .. import selectors, services
-from ..models import OPEN_STATES, TRANSITION_NAMES, Category, Incident, State
+from ..forms import IncidentFilter as IncidentPageFilter
+from ..models import TRANSITION_NAMES, Incident
 from ..models.escalation import Deadline, EscalationEvent, StatusUpdate
 from ..models.health import HealthTarget
 from ..services import notifications
@@ -31,32 +32,23 @@ _ERRORS = {
 _CONFLICT = {409: OpenApiResponse(description="Not possible in the incident's current state, or it changed meanwhile.")}
 
 
-class IncidentFilter(django_filters.FilterSet):
+class IncidentFilter(IncidentPageFilter):
+    """The incident list's filters (search and "any open" come from the page's), with values a
+    script knows: a severity level rather than a row id, a system key, ISO date-times."""
+
     q = django_filters.CharFilter(method="search", help_text="Reference or title contains this.")
     severity = django_filters.NumberFilter(field_name="severity__level", help_text="Severity level 1-4.")
-    state = django_filters.ChoiceFilter(
-        choices=[("open", "Any open state"), *State.choices], method="filter_state"
-    )
     system = django_filters.CharFilter(method="filter_system", help_text="A system key, e.g. circuit_breaker.")
-    category = django_filters.ChoiceFilter(choices=Category.choices)
     is_drill = django_filters.BooleanFilter()
     detected_after = django_filters.IsoDateTimeFilter(field_name="detected_at", lookup_expr="gte")
     detected_before = django_filters.IsoDateTimeFilter(field_name="detected_at", lookup_expr="lt")
     alert_fingerprint = django_filters.CharFilter()
 
-    class Meta:
-        model = Incident
-        fields = ["q", "severity", "state", "system", "category", "is_drill", "detected_after", "detected_before"]
-
-    def search(self, queryset, name, value):
-        value = value.strip()
-        return queryset.filter(Q(reference__icontains=value) | Q(title__icontains=value)) if value else queryset
-
-    def filter_state(self, queryset, name, value):
-        return queryset.filter(state__in=OPEN_STATES) if value == "open" else queryset.filter(state=value)
+    class Meta(IncidentPageFilter.Meta):
+        fields = [*IncidentPageFilter.Meta.fields, "is_drill", "alert_fingerprint"]
 
     def filter_system(self, queryset, name, value):
-        # EXISTS rather than a join: no duplicate rows, so no DISTINCT over the whole list.
+        # EXISTS rather than a join, as on the page: no duplicate rows, no DISTINCT.
         through = Incident.affected_systems.through
         return queryset.filter(Exists(through.objects.filter(incident_id=OuterRef("pk"), system__key=value)))
 

@@ -199,32 +199,23 @@ def page_user(
     body = _page_body(incident, event)
     created = 0
     if urgent and person is not None:
-        if person.sms_address:
-            _add(
-                incident,
-                batch=batch,
-                event=event,
-                channel=Notification.Channel.SMS,
-                recipient=user,
-                address=person.sms_address,
-                subject=subject,
-                body=_short_text(incident, event),
-                next_attempt_at=now,
-            )
-            created += 1
-        if person.phone:
-            _add(
-                incident,
-                batch=batch,
-                event=event,
-                channel=Notification.Channel.PHONE,
-                recipient=user,
-                address=person.phone,
-                subject=subject,
-                body=_short_text(incident, event),
-                next_attempt_at=now,
-            )
-            created += 1
+        for channel, address in (
+            (Notification.Channel.SMS, person.sms_address),
+            (Notification.Channel.PHONE, person.phone),
+        ):
+            if address:
+                _add(
+                    incident,
+                    batch=batch,
+                    event=event,
+                    channel=channel,
+                    recipient=user,
+                    address=address,
+                    subject=subject,
+                    body=_short_text(incident, event),
+                    next_attempt_at=now,
+                )
+                created += 1
     if user.email:
         delay = timedelta(seconds=incident.escalation_snapshot.get("email_follow_up_s", 60))
         follow_up = now + delay if created else now
