@@ -57,6 +57,7 @@ LIFECYCLE_FIELDS = [
 
 # Fields full_clean must not touch: the services set them, and django-fsm protects `state`.
 _SET_BY_SERVICES = ["reference", "reference_day", "reference_number", "state"]
+_PASSED_AS_OBJECTS = ["severity", "reported_by", "commander"]
 
 
 class IncidentChangedError(Exception):
@@ -134,13 +135,10 @@ def incident_open(
     """Open an incident. detected_at is for importing past incidents (and the demo month)."""
     if commander is not None and commander != reported_by and not reported_by.has_perm("incidents.assign_commander"):
         raise PermissionDenied("Only an incident manager may make someone else the commander.")
+    from .escalation import escalation_arm, escalation_snapshot_build
+
     now = detected_at or timezone.now()
-    day = now.astimezone(UTC).date()
-    number, reference = _next_reference(day)
     incident = Incident(
-        reference=reference,
-        reference_day=day,
-        reference_number=number,
         title=title,
         description=description,
         severity=severity,
@@ -153,16 +151,22 @@ def incident_open(
         reported_by=reported_by,
         commander=commander,
         is_drill=is_drill,
+        escalation_snapshot=escalation_snapshot_build(),  # the policy, frozen at open
     )
     # Constraint checks skipped here: the table's constraints concern what an open does not set
     # (the end time; the automated keys, set afterwards under their own savepoint) or what the
     # day counter makes unique, and the impact's floor is a field validator. Evaluating them
-    # was 6 ms of the 35 ms an open costs (profiled for bench/api.py); PostgreSQL still enforces them.
-    incident.full_clean(exclude=_SET_BY_SERVICES, validate_constraints=False)
+    # was 6 ms of the 35 ms an open costs (profiled for bench/api.py); PostgreSQL still enforces
+    # them. The related rows are skipped too: they come as loaded objects, and each check was a
+    # query of its own.
+    incident.full_clean(exclude=[*_SET_BY_SERVICES, *_PASSED_AS_OBJECTS], validate_constraints=False)
+    # Numbered as late as it can be: the day's counter row stays locked until commit.
+    incident.reference_day = now.astimezone(UTC).date()
+    incident.reference_number, incident.reference = _next_reference(incident.reference_day)
     incident.save()
     systems = list(affected_systems)
     if systems:
-        incident.affected_systems.set(systems)
+        incident.affected_systems.add(*systems)
     timeline_record(
         incident,
         kind=TimelineEntry.Kind.STATE_CHANGE,
@@ -180,9 +184,7 @@ def incident_open(
             owner=reported_by,
             at=now,
         )
-    _attach_checklists(incident, state=State.DETECTED)
-    from .escalation import escalation_arm
-
+    _attach_checklists(incident, state=State.DETECTED, new_incident=True)
     escalation_arm(incident=incident, now=now)
     return incident
 
@@ -455,9 +457,11 @@ def timeline_add_note(
 # -- checklists -----------------------------------------------------------------------------
 
 
-def _attach_checklists(incident: Incident, *, state: str) -> None:
+def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = False) -> None:
+    """Copy the active templates for this state onto the incident, each template once (a
+    reopened incident keeps the lists it has); a new incident has none to look up."""
     templates = ChecklistTemplate.objects.filter(active=True, attach_on_state=state).prefetch_related("items")
-    already = set(incident.checklist_items.values_list("template_id", flat=True).distinct())
+    already = set() if new_incident else set(incident.checklist_items.values_list("template_id", flat=True).distinct())
     rows = []
     for template in templates:
         if template.pk in already or (template.category and template.category != incident.category):

@@ -155,6 +155,33 @@ def test_policy_is_frozen_at_open(team):
     assert ("ack", 1, "oncall1") in events(incident)
 
 
+def pending(incident):
+    return set(
+        Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).values_list("kind", "rule", "step", "due_at")
+    )
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"level": 1, "financial_impact_usd": Decimal("20000")},
+        {"level": 2, "financial_impact_usd": Decimal("6000"), "category": "compliance"},
+        {"level": 3, "financial_impact_usd": None},
+        {"level": 4, "financial_impact_usd": None, "category": "security"},
+        {"level": 1, "financial_impact_usd": None, "is_drill": True},
+    ],
+    ids=["sev1-impact", "sev2-compliance", "sev3", "sev4-security", "sev1-drill"],
+)
+def test_open_arms_exactly_what_reevaluation_keeps(team, shape):
+    # Opening takes a shortcut (one INSERT, no cancel or exists queries); re-evaluating the same
+    # incident at the same moment must leave the same deadlines pending.
+    incident = open_incident(reported_by=team["oncall1"], **shape)
+    armed = pending(incident)
+    assert any(rule == "ack" for _, rule, _, _ in armed)
+    escalation.escalation_reevaluate(incident=incident, now=incident.detected_at)
+    assert pending(incident) == armed
+
+
 def test_on_call_override_wins(team):
     now = timezone.now()
     OnCallOverride.objects.create(
