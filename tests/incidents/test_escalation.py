@@ -1,6 +1,6 @@
 """The escalation rules, fired in-process at chosen times (the worker tests cover delivery)."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
@@ -183,7 +183,9 @@ def test_open_arms_exactly_what_reevaluation_keeps(team, shape):
 
 
 def test_on_call_override_wins(team):
-    now = timezone.now()
+    # Mid-morning of the rotation's first day (hand-over at midnight UTC), whatever the clock
+    # says: two hours after 22:00 would already be the next person's shift.
+    now = timezone.now().astimezone(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
     OnCallOverride.objects.create(
         rotation=team["rotation"], user=team["oncall3"], starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1)
     )
