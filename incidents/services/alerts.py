@@ -231,9 +231,8 @@ def _fire(*, integration: AlertIntegration, alert: ParsedAlert, mapping: _Mappin
                     started_at=min(alert.starts_at, now) if alert.starts_at else None,
                     opened_by_team=_team(integration),
                     detected_at=now,
+                    alert_fingerprint=alert.fingerprint,
                 )
-                Incident.objects.filter(pk=incident.pk).update(alert_fingerprint=alert.fingerprint)
-                incident.alert_fingerprint = alert.fingerprint
         except IntegrityError:
             existing = _open_incident_for(alert.fingerprint)
             if existing is None:

@@ -566,9 +566,8 @@ def _open_or_attach(
                     affected_systems=[system],
                     started_at=started_at,
                     opened_by_team=TEAM,
+                    automated_system=system,
                 )
-                Incident.objects.filter(pk=incident.pk).update(automated_system=system)
-                incident.automated_system = system
         except IntegrityError:
             existing = _open_automated(system)
             if existing is None:

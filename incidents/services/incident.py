@@ -23,7 +23,7 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 from ..models import (
     OPEN_STATES,
     TRANSITION_NAMES,
-    ChecklistTemplate,
+    ChecklistTemplateItem,
     EvidenceAttachment,
     Incident,
     IncidentChecklistItem,
@@ -57,7 +57,7 @@ LIFECYCLE_FIELDS = [
 
 # Fields full_clean must not touch: the services set them, and django-fsm protects `state`.
 _SET_BY_SERVICES = ["reference", "reference_day", "reference_number", "state"]
-_PASSED_AS_OBJECTS = ["severity", "reported_by", "commander"]
+_PASSED_AS_OBJECTS = ["severity", "reported_by", "commander", "automated_system"]
 
 
 class IncidentChangedError(Exception):
@@ -131,8 +131,15 @@ def incident_open(
     is_drill: bool = False,
     opened_by_team: str = "",
     detected_at: datetime | None = None,
+    automated_system: System | None = None,
+    alert_fingerprint: str = "",
 ) -> Incident:
-    """Open an incident. detected_at is for importing past incidents (and the demo month)."""
+    """Open an incident. detected_at is for importing past incidents (and the demo month).
+
+    automated_system / alert_fingerprint: the key of a health check's or an alert's automated
+    incident, unique among open incidents. Another open one with the key makes the INSERT fail
+    with IntegrityError (after waiting for a concurrent opener's commit): callers open in a
+    savepoint and join the other incident."""
     if commander is not None and commander != reported_by and not reported_by.has_perm("incidents.assign_commander"):
         raise PermissionDenied("Only an incident manager may make someone else the commander.")
     from .escalation import escalation_arm, escalation_snapshot_build
@@ -152,10 +159,12 @@ def incident_open(
         commander=commander,
         is_drill=is_drill,
         escalation_snapshot=escalation_snapshot_build(),  # the policy, frozen at open
+        automated_system=automated_system,
+        alert_fingerprint=alert_fingerprint,
     )
     # Constraint checks skipped here: the table's constraints concern what an open does not set
-    # (the end time; the automated keys, set afterwards under their own savepoint) or what the
-    # day counter makes unique, and the impact's floor is a field validator. Evaluating them
+    # (the end time), what the day counter makes unique, or the automated keys, whose conflicts
+    # the caller handles; the impact's floor is a field validator. Evaluating them
     # was 6 ms of the 35 ms an open costs (profiled for bench/api.py); PostgreSQL still enforces
     # them. The related rows are skipped too: they come as loaded objects, and each check was a
     # query of its own.
@@ -460,24 +469,22 @@ def timeline_add_note(
 def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = False) -> None:
     """Copy the active templates for this state onto the incident, each template once (a
     reopened incident keeps the lists it has); a new incident has none to look up."""
-    templates = ChecklistTemplate.objects.filter(active=True, attach_on_state=state).prefetch_related("items")
-    already = set() if new_incident else set(incident.checklist_items.values_list("template_id", flat=True).distinct())
-    rows = []
-    for template in templates:
-        if template.pk in already or (template.category and template.category != incident.category):
-            continue
-        rows.extend(
-            IncidentChecklistItem(
-                incident=incident,
-                template=template,
-                section=template.name,
-                text=item.text,
-                order=item.order,
-                gates_containment=template.gates_containment,
-            )
-            for item in template.items.all()
+    items = ChecklistTemplateItem.objects.filter(
+        template__active=True, template__attach_on_state=state, template__category__in=["", incident.category]
+    ).select_related("template")
+    if not new_incident:
+        items = items.exclude(template__in=incident.checklist_items.values("template_id"))
+    IncidentChecklistItem.objects.bulk_create(
+        IncidentChecklistItem(
+            incident=incident,
+            template=item.template,
+            section=item.template.name,
+            text=item.text,
+            order=item.order,
+            gates_containment=item.template.gates_containment,
         )
-    IncidentChecklistItem.objects.bulk_create(rows)
+        for item in items
+    )
 
 
 @transaction.atomic
