@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
@@ -65,6 +66,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+_INTEGRATION_SQL = f"SELECT * FROM {AlertIntegration._meta.db_table} WHERE key_hash = %s"  # noqa: S608 - a table name
+
+
 class AlertIntegrationAuthentication(authentication.BaseAuthentication):
     """A monitoring integration's token: request.user is its reporter, request.auth the integration."""
 
@@ -72,13 +76,15 @@ class AlertIntegrationAuthentication(authentication.BaseAuthentication):
         raw = _raw_token(request)
         if raw is None:
             return None
-        integration = (
-            AlertIntegration.objects.select_related("reporter").filter(key_hash=hash_token(raw)).first()
-        )
+        # Hand-written SQL, and the reporter read only when an alert opens or raises an incident:
+        # every alert runs this, and the ORM's select_related query cost 0.65 ms of CPU to build
+        # against 0.2 ms for this, about a sixth of a re-sent alert's CPU (bench/api.py).
+        integration = next(iter(AlertIntegration.objects.raw(_INTEGRATION_SQL, [hash_token(raw)])), None)
         if integration is None or not integration.active or integration.revoked_at is not None:
             FailedAuthenticationThrottle().record_failure(request)
             raise exceptions.AuthenticationFailed("Invalid or revoked integration token.")
-        return integration.reporter, integration
+        # Lazy, as Django's own request.user is: the integration's reporter is read on first use.
+        return SimpleLazyObject(lambda: integration.reporter), integration
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="alerts"'
