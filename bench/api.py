@@ -69,10 +69,10 @@ RESENT_POOL = 200  # open incidents whose alerts the re-sent phases repeat
 LIST_PAGES = 10
 PHASES = ["create", "list", "alerts, new", "alerts, re-sent", "alerts, mixed"]
 
-# Workers for 2 cores. An alert request is ~3.5 ms of Python CPU around seven PostgreSQL round
-# trips (authentication, BEGIN, lookup, two INSERTs, COMMIT with its WAL flush), so a worker
-# spends much of a request waiting. Measured here (alerts phases, 1,000 requests each, 8 in
-# flight, re-sent / mixed req/s): sync -w 3: 136 / 87 (three requests at a time leave the CPU
+# Workers for 2 cores. A re-sent alert is ~3 ms of Python CPU around six PostgreSQL round trips
+# (authentication, BEGIN, lookup, two INSERTs, COMMIT with its WAL flush), so a worker spends
+# much of a request waiting. Measured here before opening an incident got cheaper (alerts
+# phases, 1,000 requests each, 8 in flight, re-sent / mixed req/s): sync -w 3: 136 / 87 (three requests at a time leave the CPU
 # idle during the waits); sync -w 8: 361 / 169 (eight processes, eight connections); gthread
 # -w 2 --threads 4: 376 / 186; gthread -w 3 --threads 4: 387 / 197. Threads overlap the waits
 # as well as processes do with less memory, and a third process keeps both cores busy when the
