@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from .admin import ReadOnlyAdmin
 from .admin_tokens import token_once_response
-from .models import AlertEvent, AlertIntegration, SeverityLevel, System
+from .models import AlertEvent, AlertIntegration, IdempotencyKey, SeverityLevel, System
 from .services.alerts import alert_integration_revoke, alert_integration_rotate_token
 from .services.api_tokens import alert_integration_issue_token
 
@@ -170,3 +170,11 @@ class AlertEventAdmin(ReadOnlyAdmin):
     ordering = ["-received_at", "-id"]
     # Counting every alert ever received on each page load is the slow part of a big table.
     show_full_result_count = False
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "user", "key", "incident"]
+    list_select_related = ["user", "incident"]
+    search_fields = ["key", "user__username", "incident__reference"]
+    ordering = ["-created_at", "-id"]

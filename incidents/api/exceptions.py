@@ -14,12 +14,18 @@ from drills.services import ChangedError as DrillChangedError
 from reports.services import ReviewChangedError
 
 from ..services import IncidentChangedError, TransitionRefusedError
+from ..services.idempotency import IdempotencyKeyReusedError
 
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The incident changed meanwhile; fetch it again."
     default_code = "conflict"
+
+
+class UnprocessableEntity(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "unprocessable"
 
 
 def as_api_error(exc: DjangoValidationError) -> exceptions.ValidationError:
@@ -34,6 +40,8 @@ def exception_handler(exc, context) -> Response | None:
         exc = as_api_error(exc)
     elif isinstance(exc, (TransitionRefusedError, IncidentChangedError, DrillChangedError, ReviewChangedError)):
         exc = Conflict(str(exc) or getattr(exc, "message", ""))
+    elif isinstance(exc, IdempotencyKeyReusedError):
+        exc = UnprocessableEntity(str(exc))
     elif isinstance(exc, PermissionDenied) and str(exc):
         # Keep the service's reason ("Only an incident manager may ...") instead of DRF's generic one.
         exc = exceptions.PermissionDenied(str(exc))

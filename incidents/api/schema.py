@@ -52,4 +52,8 @@ def add_error_responses(result: dict, generator, request, public) -> dict:
                     responses[code].setdefault("content", answer["content"])
                 else:
                     responses[code] = answer
+            for code, response in responses.items():
+                # The other errors a view declares (409, 422) answer {"detail": ...} too.
+                if code.startswith("4"):
+                    response.setdefault("content", _answer("", error)["content"])
     return result

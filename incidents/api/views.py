@@ -5,12 +5,20 @@ Incidents are addressed by their reference (`TMT-INC-2026-11-27-001`), as people
 
 from __future__ import annotations
 
+import re
+
 import django_filters
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from drills.services import readiness_problems
@@ -21,6 +29,7 @@ from ..models import TRANSITION_NAMES, Incident
 from ..models.escalation import Deadline, EscalationEvent, StatusUpdate
 from ..models.health import HealthTarget
 from ..services import notifications
+from ..services.idempotency import IDEMPOTENCY_KEY_LIFETIME, incident_open_once, request_hash
 from . import serializers as s
 from .permissions import RolePermissions
 
@@ -53,15 +62,26 @@ class IncidentFilter(IncidentPageFilter):
         return queryset.filter(Exists(through.objects.filter(incident_id=OuterRef("pk"), system__key=value)))
 
 
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# Printable ASCII, no surrounding spaces, at most 255 characters (a UUID fits, as does the
+# IETF draft's quoted form "…").
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
+
+
+def _idempotency_key(request) -> str | None:
+    raw = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if raw is None:
+        return None
+    if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, raw):
+        raise ValidationError(
+            {IDEMPOTENCY_KEY_HEADER: ["Send 1 to 255 printable ASCII characters, with no spaces around them (a UUID, say)."]}
+        )
+    return raw
+
+
 def _transition_action(name: str):
     """`POST /incidents/{reference}/<name>/`: one endpoint per lifecycle transition."""
 
-    @extend_schema(
-        request=s.TransitionSerializer,
-        responses={200: s.IncidentSerializer, **_ERRORS, **_CONFLICT},
-        summary=name.replace("_", " ").capitalize(),
-        description="Run this lifecycle transition (same guards and permissions as the incident page).",
-    )
     def run(self, request, reference=None):
         incident = self.get_object()
         body = s.TransitionSerializer(data=request.data)
@@ -76,7 +96,14 @@ def _transition_action(name: str):
         return Response(s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data)
 
     run.__name__ = name
-    return action(detail=True, methods=["post"], url_path=name.replace("_", "-"))(run)
+    # extend_schema outside action(): action() replaces the function's kwargs, where
+    # drf-spectacular keeps the annotation (the schema had lost these operations' bodies and 409s).
+    return extend_schema(
+        request=s.TransitionSerializer,
+        responses={200: s.IncidentSerializer, **_ERRORS, **_CONFLICT},
+        summary=name.replace("_", " ").capitalize(),
+        description="Run this lifecycle transition (same guards and permissions as the incident page).",
+    )(action(detail=True, methods=["post"], url_path=name.replace("_", "-"))(run))
 
 
 @extend_schema_view(
@@ -84,8 +111,27 @@ def _transition_action(name: str):
     retrieve=extend_schema(summary="One incident", responses={200: s.IncidentSerializer, 404: _ERRORS[404]}),
     create=extend_schema(
         summary="Log an incident",
+        description=(
+            "Send an `Idempotency-Key` to make retrying safe: a second request with the same key "
+            f"and body, within {IDEMPOTENCY_KEY_LIFETIME.total_seconds() / 3600:.0f} hours, opens "
+            "nothing and answers with the incident the first one opened (and `Idempotent-Replayed: true`)."
+        ),
         request=s.IncidentCreateSerializer,
-        responses={201: s.IncidentSerializer, 400: _ERRORS[400], 403: _ERRORS[403]},
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_KEY_HEADER,
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="Your unique key for this incident (a UUID, say), kept per user.",
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+            )
+        ],
+        responses={
+            201: s.IncidentSerializer,
+            400: _ERRORS[400],
+            403: _ERRORS[403],
+            422: OpenApiResponse(description="This Idempotency-Key was already used with another body."),
+        },
     ),
     partial_update=extend_schema(
         summary="Change an incident's details",
@@ -134,6 +180,7 @@ class IncidentViewSet(
         return self.get_queryset().get(pk=incident.pk)
 
     def create(self, request, *args, **kwargs):
+        key = _idempotency_key(request)
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
@@ -141,15 +188,27 @@ class IncidentViewSet(
         # As in the web form: the person logging the incident commands it, unless the readiness
         # gate says they may not yet (then it opens without a commander and says why).
         not_ready = readiness_problems(user=request.user, at=timezone.now(), duty="incident_commander") if take_command else []
-        incident = services.incident_open(
-            **data,
-            reported_by=request.user,
-            commander=request.user if take_command and not not_ready else None,
-        )
+
+        def open_incident() -> Incident:
+            return services.incident_open(
+                **data,
+                reported_by=request.user,
+                commander=request.user if take_command and not not_ready else None,
+            )
+
+        if key is None:
+            incident, replayed = open_incident(), False
+        else:
+            opened = incident_open_once(
+                user=request.user, key=key, body_hash=request_hash(request.data), open_incident=open_incident
+            )
+            incident, replayed = opened.incident, opened.replayed
         answer = s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data
         # str(): the URL is DRF's Hyperlink (a str subclass), which strict WSGI servers refuse in a header.
         headers = {"Location": str(answer["url"])}
-        if not_ready:
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        elif not_ready:
             headers["Warning"] = '199 - "opened without a commander: you cannot command yet"'
         return Response(answer, status=status.HTTP_201_CREATED, headers=headers)
 

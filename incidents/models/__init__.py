@@ -1,4 +1,4 @@
-from .api import AlertEvent, AlertIntegration, ApiToken
+from .api import AlertEvent, AlertIntegration, ApiToken, IdempotencyKey
 from .checklist import ChecklistTemplate, ChecklistTemplateItem, IncidentChecklistItem
 from .escalation import (
     Deadline,
@@ -41,6 +41,7 @@ __all__ = [
     "AlertEvent",
     "AlertIntegration",
     "ApiToken",
+    "IdempotencyKey",
     "EmergencyStop",
     "HealthSample",
     "HealthTarget",

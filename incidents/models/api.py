@@ -101,3 +101,23 @@ class AlertEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status} {self.fingerprint}"
+
+
+class IdempotencyKey(models.Model):
+    """An `Idempotency-Key` a client sent with `POST /api/v1/incidents/`, and the incident it
+    opened: a retried request (a timeout, a lost answer) gets that incident back instead of
+    opening a second one. Kept per user, for IDEMPOTENCY_KEY_LIFETIME."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of the request body: the same key with another body is a client bug, refused.
+    request_hash = models.CharField(max_length=64)
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.CASCADE, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_once_per_user")]
+        verbose_name = "idempotency key"
+
+    def __str__(self) -> str:
+        return self.key

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from incidents.models import ApiToken, Incident, State, TimelineEntry
@@ -184,6 +185,113 @@ def test_wrong_content_type_or_broken_json_is_refused(certified_engineer):
     not_an_object = client.post(INCIDENTS, "[1, 2]", content_type="application/json")
     assert not_an_object.status_code == 400
     assert _counts() == before
+
+
+# -- idempotency keys -----------------------------------------------------------------------
+
+_NEW_INCIDENT = {"title": "Order gateway rejecting FIX logons", "severity": 2, "detection_method": "automated_alert"}
+
+
+def _post_keyed(client, key: str, payload: dict = _NEW_INCIDENT):
+    return client.post(INCIDENTS, payload, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_a_retried_create_with_its_idempotency_key_opens_one_incident(certified_engineer):
+    client = _client(certified_engineer)
+    first = _post_keyed(client, "3f6c1c9e-6a53-4a5e-9a55-1b2d3c4e5f60")
+    assert first.status_code == 201, first.json()
+    assert "Idempotent-Replayed" not in first
+    before = _counts()
+    retry = _post_keyed(client, "3f6c1c9e-6a53-4a5e-9a55-1b2d3c4e5f60")
+    assert retry.status_code == 201
+    assert retry["Idempotent-Replayed"] == "true"
+    assert retry.json()["reference"] == first.json()["reference"]
+    assert retry["Location"] == first["Location"]
+    assert _counts() == before  # no second incident, no second set of pages
+
+
+def test_an_idempotency_key_reused_with_another_body_is_422_and_writes_nothing(certified_engineer):
+    client = _client(certified_engineer)
+    assert _post_keyed(client, "nightly-check-42").status_code == 201
+    before = _counts()
+    answer = _post_keyed(client, "nightly-check-42", {**_NEW_INCIDENT, "severity": 1})
+    assert answer.status_code == 422
+    assert "different request body" in answer.json()["detail"]
+    assert _counts() == before
+
+
+def test_idempotency_keys_are_per_user_and_expire(certified_engineer, manager):
+    from datetime import timedelta
+
+    from incidents.models import IdempotencyKey
+    from incidents.services.idempotency import IDEMPOTENCY_KEY_LIFETIME
+
+    mine = _post_keyed(_client(certified_engineer), "deploy-7").json()["reference"]
+    theirs = _post_keyed(_client(manager), "deploy-7").json()["reference"]
+    assert mine != theirs
+    IdempotencyKey.objects.filter(user=certified_engineer).update(
+        created_at=timezone.now() - IDEMPOTENCY_KEY_LIFETIME - timedelta(minutes=1)
+    )
+    again = _post_keyed(_client(certified_engineer), "deploy-7")
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert again.json()["reference"] not in {mine, theirs}
+
+
+@pytest.mark.parametrize("key", ["", " padded ", "x" * 256, "caf\u00e9"])
+def test_a_malformed_idempotency_key_is_refused_by_name(certified_engineer, key):
+    before = _counts()
+    answer = _client(certified_engineer).post(INCIDENTS, _NEW_INCIDENT, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert answer.status_code == 400
+    assert "printable ASCII" in answer.json()["Idempotency-Key"][0]
+    assert _counts() == before
+
+
+def test_a_refused_body_does_not_use_up_its_idempotency_key(certified_engineer):
+    client = _client(certified_engineer)
+    refused = _post_keyed(client, "retry-me", {**_NEW_INCIDENT, "severity": 9})
+    assert refused.status_code == 400
+    fixed = _post_keyed(client, "retry-me")
+    assert fixed.status_code == 201 and "Idempotent-Replayed" not in fixed
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("postgres")
+def test_concurrent_retries_with_one_idempotency_key_open_one_incident(certified_engineer, monkeypatch):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    from incidents import services
+
+    senders = 4
+    # The first request to insert the key holds it while it opens the incident (slowly, here);
+    # the others wait on the key's unique index and then answer with that incident.
+    open_for_real = services.incident_open
+
+    def slow_open(**kwargs):
+        time.sleep(0.5)
+        return open_for_real(**kwargs)
+
+    monkeypatch.setattr(services, "incident_open", slow_open)
+    everyone_ready = threading.Barrier(senders)
+
+    def send(_):
+        try:
+            client = _client(certified_engineer)
+            everyone_ready.wait(timeout=20)
+            return _post_keyed(client, "pager-retry-1")
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=senders) as pool:
+        answers = list(pool.map(send, range(senders)))
+
+    assert [a.status_code for a in answers] == [201] * senders
+    assert len({a.json()["reference"] for a in answers}) == 1
+    assert sorted(a.get("Idempotent-Replayed", "") for a in answers) == [""] + ["true"] * (senders - 1)
+    assert Incident.objects.count() == 1
 
 
 def test_list_filters_and_costs_the_same_queries_for_any_page_size(manager, django_assert_max_num_queries):
@@ -405,7 +513,13 @@ def test_openapi_schema_and_offline_swagger_ui(engineer):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    assert "/api/v1/incidents/{reference}/acknowledge/" in paths
+    # A generated client must be able to cancel with a reason, and expect the 409.
+    cancel = paths["/api/v1/incidents/{reference}/cancel/"]["post"]
+    assert cancel["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/TransitionRequest")
+    assert cancel["responses"]["409"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+    create = paths["/api/v1/incidents/"]["post"]
+    assert [p["name"] for p in create["parameters"]] == ["Idempotency-Key"]
+    assert {"201", "400", "422"} <= set(create["responses"])
     browser = APIClient()
     browser.force_login(engineer)
     docs = browser.get("/api/docs/")
