@@ -140,6 +140,10 @@ def incident_open(
     incident, unique among open incidents. Another open one with the key makes the INSERT fail
     with IntegrityError (after waiting for a concurrent opener's commit): callers open in a
     savepoint and join the other incident."""
+    # Required here: full_clean below does not look the passed-in objects up again.
+    missing = {name: "This field is required." for name, value in [("severity", severity), ("reported_by", reported_by)] if value is None}
+    if missing:
+        raise ValidationError(missing)
     if commander is not None and commander != reported_by and not reported_by.has_perm("incidents.assign_commander"):
         raise PermissionDenied("Only an incident manager may make someone else the commander.")
     from .escalation import escalation_arm, escalation_snapshot_build
