@@ -52,6 +52,13 @@ def prune_health_samples() -> str:
     return f"pruned {health.health_samples_prune()} health samples"
 
 
+@shared_task(ignore_result=True)
+def purge_idempotency_keys() -> str:
+    from .services.idempotency import idempotency_keys_purge
+
+    return f"purged {idempotency_keys_purge()} expired idempotency keys"
+
+
 def _start_worker_heartbeat(sender=None, **kwargs) -> None:
     # worker_ready is sent by the `celery worker` command only (not by the test suite's
     # in-process worker), so only real workers write heartbeats and judge beat and the broker.

@@ -278,6 +278,12 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": 3600.0,
             "options": {"expires": 1800},
         },
+        # The API's Idempotency-Keys are kept 24 hours (incidents/services/idempotency.py).
+        "purge-idempotency-keys": {
+            "task": "incidents.tasks.purge_idempotency_keys",
+            "schedule": 3600.0,
+            "options": {"expires": 1800},
+        },
     }
 )
 

@@ -181,15 +181,17 @@ class IncidentViewSet(
 
     def create(self, request, *args, **kwargs):
         key = _idempotency_key(request)
-        body = self.get_serializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = dict(body.validated_data)
-        take_command = data.pop("take_command")
-        # As in the web form: the person logging the incident commands it, unless the readiness
-        # gate says they may not yet (then it opens without a commander and says why).
-        not_ready = readiness_problems(user=request.user, at=timezone.now(), duty="incident_commander") if take_command else []
+        not_ready: list[str] = []
 
         def open_incident() -> Incident:
+            body = self.get_serializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            data = dict(body.validated_data)
+            take_command = data.pop("take_command")
+            # As in the web form: the person logging the incident commands it, unless the readiness
+            # gate says they may not yet (then it opens without a commander and says why).
+            if take_command:
+                not_ready.extend(readiness_problems(user=request.user, at=timezone.now(), duty="incident_commander"))
             return services.incident_open(
                 **data,
                 reported_by=request.user,
@@ -199,6 +201,8 @@ class IncidentViewSet(
         if key is None:
             incident, replayed = open_incident(), False
         else:
+            # A retry is answered before its body is validated again: what was accepted once
+            # (a start time "now", a system since retired) gets the same incident back.
             opened = incident_open_once(
                 user=request.user, key=key, body_hash=request_hash(request.data), open_incident=open_incident
             )

@@ -106,14 +106,15 @@ class AlertEvent(models.Model):
 class IdempotencyKey(models.Model):
     """An `Idempotency-Key` a client sent with `POST /api/v1/incidents/`, and the incident it
     opened: a retried request (a timeout, a lost answer) gets that incident back instead of
-    opening a second one. Kept per user, for IDEMPOTENCY_KEY_LIFETIME."""
+    opening a second one. Per user; forgotten after IDEMPOTENCY_KEY_LIFETIME (an hourly task
+    deletes the expired rows)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
     # SHA-256 of the request body: the same key with another body is a client bug, refused.
     request_hash = models.CharField(max_length=64)
     incident = models.ForeignKey("incidents.Incident", on_delete=models.CASCADE, null=True, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)  # expired rows are purged by age
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_once_per_user")]

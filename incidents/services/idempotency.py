@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -52,9 +52,11 @@ def request_hash(data: Any) -> str:
 def incident_open_once(
     *, user: AbstractBaseUser, key: str, body_hash: str, open_incident: Callable[[], Incident]
 ) -> OpenedOnce:
-    """Call `open_incident` unless this user's `key` already opened an incident (then return it).
+    """Call `open_incident` (which validates, then opens) unless this user's `key` already
+    opened an incident: then return that one, without validating again.
 
-    Raises IdempotencyKeyReusedError if the key came with another body."""
+    Raises IdempotencyKeyReusedError if the key came with another body. Whatever `open_incident`
+    raises rolls the key back with it, so a refused request does not use its key up."""
     now = timezone.now()
     # An expired key is forgotten, so the client may use it again (as Stripe does after 24 h).
     IdempotencyKey.objects.filter(user=user, key=key, created_at__lt=now - IDEMPOTENCY_KEY_LIFETIME).delete()
@@ -70,3 +72,9 @@ def incident_open_once(
     record.incident = incident
     record.save(update_fields=["incident"])
     return OpenedOnce(incident=incident, replayed=False)
+
+
+def idempotency_keys_purge(*, now: datetime | None = None) -> int:
+    """Delete the keys past their lifetime (beat runs this hourly); returns how many."""
+    now = now or timezone.now()
+    return IdempotencyKey.objects.filter(created_at__lt=now - IDEMPOTENCY_KEY_LIFETIME).delete()[0]

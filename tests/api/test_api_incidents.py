@@ -246,6 +246,34 @@ def test_a_malformed_idempotency_key_is_refused_by_name(certified_engineer, key)
     assert _counts() == before
 
 
+def test_a_retry_is_answered_before_its_body_is_validated_again(certified_engineer, monkeypatch):
+    from incidents.api.serializers import IncidentCreateSerializer
+
+    client = _client(certified_engineer)
+    first = _post_keyed(client, "validated-once")
+    # Whatever would refuse the body now (an edited policy, a clock that moved on), the retry of
+    # an accepted request gets its incident back.
+    monkeypatch.setattr(IncidentCreateSerializer, "validate_title", lambda self, value: 1 / 0)
+    retry = _post_keyed(client, "validated-once")
+    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
+    assert retry.json()["reference"] == first.json()["reference"]
+
+
+def test_expired_idempotency_keys_are_purged():
+    from datetime import timedelta
+
+    from incidents.models import IdempotencyKey
+    from incidents.services.idempotency import IDEMPOTENCY_KEY_LIFETIME, idempotency_keys_purge
+    from tests.factories import UserFactory
+
+    user = UserFactory()
+    IdempotencyKey.objects.create(user=user, key="old", request_hash="0" * 64)
+    IdempotencyKey.objects.create(user=user, key="new", request_hash="0" * 64)
+    IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - IDEMPOTENCY_KEY_LIFETIME - timedelta(seconds=1))
+    assert idempotency_keys_purge() == 1
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
+
+
 def test_a_refused_body_does_not_use_up_its_idempotency_key(certified_engineer):
     client = _client(certified_engineer)
     refused = _post_keyed(client, "retry-me", {**_NEW_INCIDENT, "severity": 9})
