@@ -40,6 +40,8 @@ test-e2e-deps:
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty
+	@# Pages go to the agent simulator's pager (it logs each one) unless a real provider is set.
+	TMT_SMS_PROVIDER_URL=$${TMT_SMS_PROVIDER_URL:-http://127.0.0.1:8009/pager} \
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
 
 test: install test-e2e-deps

@@ -9,7 +9,9 @@ including the ways they fail, so this module serves:
   risk_management on 8003 by default) with ``GET /health``, ``POST /api/v1/emergency-stop``,
   ``GET /api/v1/emergency-status`` and ``POST /api/v1/resume-trading``;
 * a control app (8009 by default) to inject faults into a running simulator: ``GET /faults``,
-  ``GET|POST|DELETE /faults/<agent>``, ``POST /reset``;
+  ``GET|POST|DELETE /faults/<agent>``, ``POST /reset``; it also stands in for the SMS/voice
+  provider (``POST /pager`` takes the portal's pages and logs them, ``GET /pager`` lists the
+  latest), so `make run`'s pages are delivered somewhere a person can see them;
 * optionally a "fleet" app that serves ``GET /agents/<n>/health`` for many cheap targets on one
   port, so a benchmark can poll a thousand endpoints without a thousand sockets listening.
 
@@ -70,6 +72,9 @@ _FLEET_BACKLOG = 4096
 _REQUEST_STARTED = web.RequestKey("sim_started", float)
 
 _AGENT_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# The pager keeps this many pages for GET /pager; older ones are only in the log.
+PAGER_KEEP = 200
+PAGER_CHANNELS = frozenset({"sms", "voice"})
 
 
 def _now_iso() -> str:
@@ -584,6 +589,7 @@ class SimulatorServer:
         self._access_log = access_log
 
         self._agents: dict[str, AgentState] = {}
+        self._pages: list[dict[str, Any]] = []
         self._control_runner: web.AppRunner | None = None
         self._fleet_runner: web.AppRunner | None = None
         self._endpoints: SimulatorEndpoints | None = None
@@ -816,8 +822,34 @@ class SimulatorServer:
                 return _error(409, "port_unavailable", str(exc))
             return web.json_response({"status": "reset", **faults_json()})
 
+        async def page(request: web.Request) -> web.Response:
+            # The portal's SMS/voice provider contract: {to, channel: sms|voice, body, reference}.
+            try:
+                data = await _read_json_object(request, required=True)
+            except FaultError as exc:
+                return _error(400, "invalid_page", exc.detail, exc.field)
+            for name in ("to", "body"):
+                if not isinstance(data.get(name), str) or not data[name].strip():
+                    return _error(400, "invalid_page", f"“{name}” must be a non-empty string.", name)
+            if data.get("channel") not in PAGER_CHANNELS:
+                return _error(400, "invalid_page", "“channel” must be “sms” or “voice”.", "channel")
+            received = {
+                "id": uuid.uuid4().hex,
+                "received_at": _now_iso(),
+                **{k: str(data.get(k, "")) for k in ("to", "channel", "body", "reference")},
+            }
+            self._pages.append(received)
+            del self._pages[:-PAGER_KEEP]
+            logger.info("pager: %s to %s: %s", received["channel"], received["to"], received["body"])
+            return web.json_response({"status": "accepted", "id": received["id"]})
+
+        async def list_pages(request: web.Request) -> web.Response:
+            return web.json_response({"pages": self._pages[::-1]})
+
         app = web.Application()
         app.router.add_get("/", overview)
+        app.router.add_post("/pager", page)
+        app.router.add_get("/pager", list_pages)
         app.router.add_get("/faults", list_faults)
         app.router.add_get("/faults/{agent}", get_fault)
         app.router.add_post("/faults/{agent}", set_fault)

@@ -277,6 +277,19 @@ def test_control_rejects_non_json_and_unknown_agents(
     assert "circuit_breaker" in unknown.json()["detail"]
 
 
+def test_pager_takes_the_portals_pages_and_lists_the_latest(http: httpx.Client, endpoints: SimulatorEndpoints) -> None:
+    # The SMS/voice provider contract of incidents/services/notifications.py, for `make run`.
+    pager = f"{endpoints.control_url}/pager"
+    page = {"to": "+447700900123", "channel": "voice", "body": "Sev1 TMT-INC-1: risk agent down", "reference": "TMT-INC-1/7"}
+    answer = http.post(pager, json=page)
+    assert answer.status_code == 200 and answer.json()["status"] == "accepted"
+    latest = http.get(pager).json()["pages"][0]
+    assert {k: latest[k] for k in page} == page
+    for bad, field in [({**page, "channel": "fax"}, "channel"), ({**page, "to": ""}, "to"), ([1], "body")]:
+        refused = http.post(pager, json=bad)
+        assert refused.status_code == 400 and refused.json()["field"] == field
+
+
 def test_control_lists_faults_and_reset_restores_everything(
     http: httpx.Client, endpoints: SimulatorEndpoints, cb_url: str
 ) -> None:
