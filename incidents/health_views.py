@@ -131,18 +131,25 @@ def _panel_context() -> dict:
         alerts.append(f"The database does not answer: {database.detail}")
     if not broker.ok:
         alerts.append(f"The message broker does not answer: {broker.detail}")
+    duties = health.duty_status(now=now)
+    for duty in duties:
+        if not duty.alive:
+            when = f"last done {duty.age_s:.0f} s ago" if duty.age_s is not None else "never done yet"
+            alerts.append(f"{duty.label} has stopped ({when}): {duty.consequence}.")
     beat = heartbeats.beat
     if beat is None:
-        alerts.append("No heartbeat from Celery beat yet: escalation deadlines and health checks are not scheduled.")
+        alerts.append("No heartbeat from Celery beat yet: health checks and reminders are not scheduled.")
     elif not beat.alive:
         alerts.append(
-            f"Celery beat is silent (last heartbeat {beat.age_s:.0f} s ago): escalation deadlines and health checks are not scheduled."
+            f"Celery beat is silent (last heartbeat {beat.age_s:.0f} s ago): health checks and reminders are not scheduled."
         )
     if heartbeats.live_workers == 0:
-        alerts.append("No live Celery worker: escalations, pages and health checks are not processed.")
+        alerts.append("No live Celery worker: health checks and reports are not processed.")
     return {
         "rows": health_overview(now=now),
         "heartbeats": heartbeats,
+        "duties": duties,
+        "duty_stale_s": settings.TMT_DUTY_STALE_SECONDS,
         "infra_checks": [database, broker],
         "alerts": alerts,
         "now": now,

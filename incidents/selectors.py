@@ -237,9 +237,7 @@ def escalation_panel(incident: Incident) -> dict:
         "fired": list(
             EscalationEvent.objects.filter(incident=incident).select_related("target_user").order_by("-fired_at")[:20]
         ),
-        "failed_notifications": list(
-            Notification.objects.filter(incident=incident, state=Notification.State.FAILED).order_by("-created_at")[:10]
-        ),
+        "failed_notifications": failed_notifications(incident),
         "obligations": list(
             RegulatoryObligation.objects.filter(incident=incident).select_related("category", "submitted_by", "signed_off_by")
         ),
@@ -249,3 +247,12 @@ def escalation_panel(incident: Incident) -> dict:
         "last_status_update": incident.status_updates.order_by("-sequence").first(),
         "now": now,
     }
+
+
+def failed_notifications(incident: Incident, *, limit: int = 10) -> list[Notification]:
+    """Pages that failed for good, newest first: someone the escalation meant to reach wasn't."""
+    return list(
+        Notification.objects.filter(incident=incident, state=Notification.State.FAILED)
+        .select_related("recipient", "event")
+        .order_by("-created_at")[:limit]
+    )

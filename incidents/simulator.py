@@ -74,6 +74,8 @@ _REQUEST_STARTED = web.RequestKey("sim_started", float)
 _AGENT_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # The pager keeps this many pages for GET /pager; older ones are only in the log.
 PAGER_KEEP = 200
+# Idempotency keys remembered (oldest forgotten first): a re-send comes within minutes.
+PAGER_KEYS_KEPT = 100_000
 PAGER_CHANNELS = frozenset({"sms", "voice"})
 
 
@@ -590,6 +592,7 @@ class SimulatorServer:
 
         self._agents: dict[str, AgentState] = {}
         self._pages: list[dict[str, Any]] = []
+        self._page_keys: dict[str, str] = {}
         self._control_runner: web.AppRunner | None = None
         self._fleet_runner: web.AppRunner | None = None
         self._endpoints: SimulatorEndpoints | None = None
@@ -833,11 +836,23 @@ class SimulatorServer:
                     return _error(400, "invalid_page", f"“{name}” must be a non-empty string.", name)
             if data.get("channel") not in PAGER_CHANNELS:
                 return _error(400, "invalid_page", "“channel” must be “sms” or “voice”.", "channel")
+            # A page re-sent with a key already accepted (the portal crashed between sending
+            # and recording it) is answered as before and not sent again, as real providers do.
+            key = request.headers.get("Idempotency-Key", "")
+            if key and key in self._page_keys:
+                return web.json_response(
+                    {"status": "accepted", "id": self._page_keys[key], "replayed": True}
+                )
             received = {
                 "id": uuid.uuid4().hex,
                 "received_at": _now_iso(),
+                "idempotency_key": key,
                 **{k: str(data.get(k, "")) for k in ("to", "channel", "body", "reference")},
             }
+            if key:
+                self._page_keys[key] = received["id"]
+                while len(self._page_keys) > PAGER_KEYS_KEPT:
+                    self._page_keys.pop(next(iter(self._page_keys)))
             self._pages.append(received)
             del self._pages[:-PAGER_KEEP]
             logger.info("pager: %s to %s: %s", received["channel"], received["to"], received["body"])

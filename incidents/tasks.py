@@ -1,39 +1,41 @@
-"""Celery tasks: thin wrappers that pass primary keys to services and return a short summary."""
+"""Celery tasks: thin wrappers that pass primary keys to services and return a short summary.
+
+Deadlines and pages are not Celery's: the paging dispatcher (incidents/dispatcher.py) takes them
+from the database, so they go on while the broker is down.
+"""
+
+import os
+import socket
 
 from celery import shared_task
 from celery.signals import beat_init, worker_ready  # issue #4: heartbeats
 
-from .services import escalation, notifications
-
-
-@shared_task(ignore_result=True)
-def fire_due_deadlines() -> str:
-    return f"fired {escalation.deadlines_fire_due()}"
-
-
-@shared_task(ignore_result=True)
-def send_notification(notification_id: int) -> str:
-    return notifications.notification_deliver(notification_id=notification_id)
-
-
-@shared_task(ignore_result=True)
-def send_notifications(notification_ids: list[int]) -> str:
-    return notifications.notifications_deliver(notification_ids=notification_ids)
-
-
-@shared_task(ignore_result=True)
-def requeue_lost_notifications() -> str:
-    return f"requeued {notifications.notifications_requeue_lost()}"
-
-
 # -- health polling and heartbeats (issue #4) -------------------------------------------------
+
+
+def _process() -> str:
+    # At call time: a prefork pool child has its own pid, not the parent's.
+    return f"worker@{socket.gethostname()}:{os.getpid()}"
 
 
 @shared_task(ignore_result=True)
 def poll_health_targets() -> str:
+    from .models import DutyHeartbeat
     from .services import health
 
-    return str(health.health_poll_due())
+    summary = health.health_poll_due()
+    health.duty_record(duty=DutyHeartbeat.Duty.HEALTH_POLLING, process=_process())
+    return str(summary)
+
+
+@shared_task(ignore_result=True)
+def record_report_rendering_heartbeat() -> str:
+    # Routed to the reports queue: its arrival proves a worker would render a report now.
+    from .models import DutyHeartbeat
+    from .services import health
+
+    health.duty_record(duty=DutyHeartbeat.Duty.REPORT_RENDERING, process=_process())
+    return "report rendering heartbeat"
 
 
 @shared_task(ignore_result=True)

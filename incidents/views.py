@@ -164,6 +164,7 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
         "checklist_sections": checklist_sections,
         "transitions": services.incident_available_transitions(incident=incident, user=request.user),
         "response_clock": selectors.response_clock(incident),
+        "failed_pages": selectors.failed_notifications(incident),
         "phase_clocks": selectors.phase_clocks(incident, targets),
         "note_form": NoteForm(),
         "evidence_form": EvidenceForm(),

@@ -1,4 +1,4 @@
-"""Real Celery and a real HTTP SMS/voice provider for the escalation tests."""
+"""Real Celery, the paging dispatcher and a real HTTP SMS/voice provider for the tests."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from django.db import connections
 
 from tmt_ir.celery import app
 
-QUEUES = ["default", "escalation", "notifications", "health", "reports"]
+QUEUES = ["default", "health", "reports"]
 
 
 def purge_queues() -> None:
@@ -57,22 +57,14 @@ def _close_connections(**kwargs) -> None:
 
 
 @pytest.fixture
-def beat(celery_worker):
-    """What celery beat does for the escalation engine: ask for a claim every half second."""
-    from incidents.tasks import fire_due_deadlines
+def dispatcher(transactional_db):
+    """The paging dispatcher as `manage.py run_dispatcher` runs it, in threads of this process."""
+    from incidents.dispatcher import Dispatcher
 
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            fire_due_deadlines.delay()
-            stop.wait(0.5)
-
-    thread = threading.Thread(target=loop, name="test-beat", daemon=True)
-    thread.start()
-    yield
-    stop.set()
-    thread.join(5)
+    running = Dispatcher(name="dispatcher@tests", threads=4, monitor=False)
+    running.start()
+    yield running
+    running.stop()
 
 
 class ProviderHandler(BaseHTTPRequestHandler):
@@ -80,9 +72,23 @@ class ProviderHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         payload = json.loads(self.rfile.read(length) or b"{}")
         server: ProviderServer = self.server  # type: ignore[assignment]
+        key = self.headers.get("Idempotency-Key")
+        if server.delay_s:
+            time.sleep(server.delay_s)  # a provider that takes its time, so sends are in flight
         with server.lock:
-            server.received.append(payload)
-            status = server.respond_with(payload)
+            server.requests += 1
+            if key is not None and key in server.accepted_keys:
+                # A re-send of a page already accepted: answered as accepted, not sent again.
+                server.replays += 1
+                status = 200
+            else:
+                payload["_received_at"] = time.time()
+                payload["_key"] = key
+                server.received.append(payload)
+                status = server.respond_with(payload)
+                if status < 400 and key is not None:
+                    server.accepted_keys.add(key)
+                server.keys.append(key)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -97,11 +103,23 @@ class ProviderServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), ProviderHandler)
         self.lock = threading.Lock()
         self.received: list[dict] = []
+        # What a provider honouring idempotency keys sees: every request, and re-sends dropped.
+        self.requests = 0
+        self.replays = 0
+        self.keys: list[str | None] = []
+        self.accepted_keys: set[str] = set()
+        self.delay_s = 0.0
         self.respond_with: Callable[[dict], int] = lambda payload: 200
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/send"
+
+    def duplicates(self) -> int:
+        """Pages this provider would have sent twice: one key received more than once."""
+        with self.lock:
+            keys = [p["_key"] for p in self.received]
+        return len(keys) - len(set(keys))
 
     def to(self, number: str) -> list[dict]:
         with self.lock:

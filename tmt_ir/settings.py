@@ -184,28 +184,22 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Explicit queues so a slow PDF or a slow mail server never delays an escalation.
 CELERY_TASK_ROUTES = {
-    "incidents.tasks.fire_due_deadlines": {"queue": "escalation"},
-    "incidents.tasks.send_notification": {"queue": "notifications"},
-    "incidents.tasks.requeue_lost_notifications": {"queue": "notifications"},
-    # Reports (issue #5): PDF rendering on its own queue.
+    # Deadlines and pages are not here: the paging dispatcher (`manage.py run_dispatcher`)
+    # takes them from the database, so they go on while the broker is down.
+    # Reports: PDF rendering on its own queue.
+    "incidents.tasks.record_report_rendering_heartbeat": {"queue": "reports"},
     "reports.tasks.render_report": {"queue": "reports"},
     "reports.tasks.render_approved_review": {"queue": "reports"},
-    # Drills and training (issue #6): reminders go out with the other notifications.
-    "drills.tasks.send_due_reminders": {"queue": "notifications"},
+    # Drills and training: reminders are claimed rows, sent by the general worker.
+    "drills.tasks.send_due_reminders": {"queue": "default"},
     "drills.tasks.record_mentored_responses": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULE = {
-    # Deadlines are rows; this claims the due ones. Every second, so a page is at most ~1 s late
-    # even when its ETA message was lost.
-    "fire-due-deadlines": {
-        "task": "incidents.tasks.fire_due_deadlines",
-        "schedule": env.float("TMT_DEADLINE_POLL_SECONDS", default=1.0),
+    # Proves that the reports queue is consumed (a report asked for now would be rendered).
+    "report-rendering-heartbeat": {
+        "task": "incidents.tasks.record_report_rendering_heartbeat",
+        "schedule": 10.0,
         "options": {"expires": 10},
-    },
-    "requeue-lost-notifications": {
-        "task": "incidents.tasks.requeue_lost_notifications",
-        "schedule": 15.0,
-        "options": {"expires": 30},
     },
     # Drills and training (issue #6): reminders are rows claimed once; mentored responses are
     # found on resolved incidents' timelines (both idempotent, so a missed or doubled run is harmless).
@@ -252,8 +246,8 @@ if not 0 < TMT_HEARTBEAT_SECONDS < TMT_HEARTBEAT_STALE_SECONDS:
 CELERY_TASK_ROUTES.update(
     {
         "incidents.tasks.poll_health_targets": {"queue": "health"},
-        # On the escalation queue: its arrival proves beat -> broker -> an escalation worker.
-        "incidents.tasks.record_beat_heartbeat": {"queue": "escalation"},
+        # On the default queue: its arrival proves beat -> broker -> the general worker.
+        "incidents.tasks.record_beat_heartbeat": {"queue": "default"},
         "incidents.tasks.prune_health_samples": {"queue": "health"},
     }
 )
@@ -290,9 +284,15 @@ CELERY_BEAT_SCHEDULE.update(
 # Email (escalations and status updates); EMAIL_URL e.g. smtp+tls://user:pass@host:587
 _email = env.email_url("EMAIL_URL", default="consolemail://")
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
-for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD"):
+for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_FILE_PATH"):
     if _email.get(_key):
         globals()[_key] = _email[_key]
+# A mail configuration that cannot deliver must stop start-up, not fail every page at 3 a.m.:
+# filemail:// without a folder passes django-environ and then raises inside each send.
+if EMAIL_BACKEND.endswith("filebased.EmailBackend") and not _email.get("EMAIL_FILE_PATH"):
+    raise ImproperlyConfigured("EMAIL_URL filemail:// needs a folder, e.g. filemail:///var/mail/tmt")
+if EMAIL_BACKEND.endswith("smtp.EmailBackend") and not _email.get("EMAIL_HOST"):
+    raise ImproperlyConfigured("EMAIL_URL smtp:// needs a host, e.g. smtp://mail.example:25")
 EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
 EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
 # A hung mail server must fail the attempt (and retry) rather than hold a worker indefinitely.
@@ -307,6 +307,22 @@ TMT_SMS_PROVIDER_TOKEN = env.str("TMT_SMS_PROVIDER_TOKEN", default="")
 TMT_NOTIFY_MAX_ATTEMPTS = env.int("TMT_NOTIFY_MAX_ATTEMPTS", default=5)
 TMT_NOTIFY_BACKOFF_SECONDS = env.int("TMT_NOTIFY_BACKOFF_SECONDS", default=10)
 TMT_NOTIFY_HTTP_TIMEOUT = env.float("TMT_NOTIFY_HTTP_TIMEOUT", default=5.0)
+if TMT_SMS_PROVIDER_URL and not TMT_SMS_PROVIDER_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("TMT_SMS_PROVIDER_URL must be an http:// or https:// URL")
+# A row left "sending" this long is taken over by another dispatcher (its own was killed). It
+# must outlast the longest send (the HTTP and mail timeouts), or a slow send would be doubled.
+TMT_NOTIFY_TAKEOVER_SECONDS = env.float("TMT_NOTIFY_TAKEOVER_SECONDS", default=20.0)
+if max(TMT_NOTIFY_HTTP_TIMEOUT, EMAIL_TIMEOUT) + 2 >= TMT_NOTIFY_TAKEOVER_SECONDS:
+    raise ImproperlyConfigured(
+        "TMT_NOTIFY_TAKEOVER_SECONDS must exceed TMT_NOTIFY_HTTP_TIMEOUT and EMAIL_TIMEOUT by 2 s"
+    )
+# The paging dispatcher: threads sending pages at once (each has at most one row in flight).
+TMT_DISPATCHER_THREADS = env.int("TMT_DISPATCHER_THREADS", default=8)
+# A duty (escalation firing, delivery, health polling, report rendering) silent this long opens
+# an infrastructure incident; every process that does one records it at least every few seconds.
+TMT_DUTY_STALE_SECONDS = env.float("TMT_DUTY_STALE_SECONDS", default=30.0)
+if TMT_DISPATCHER_THREADS < 1 or TMT_DUTY_STALE_SECONDS < 5:
+    raise ImproperlyConfigured("TMT_DISPATCHER_THREADS must be ≥ 1 and TMT_DUTY_STALE_SECONDS ≥ 5")
 
 REST_FRAMEWORK = {
     # Token first: DRF takes the first class's WWW-Authenticate, so a request without

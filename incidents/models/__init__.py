@@ -16,7 +16,7 @@ from .escalation import (
     WorkerHeartbeat,
 )
 from .evidence import EvidenceAttachment
-from .health import EmergencyStop, HealthSample, HealthTarget, MaintenanceWindow
+from .health import DutyHeartbeat, EmergencyStop, HealthSample, HealthTarget, MaintenanceWindow
 from .incident import (
     OPEN_STATES,
     TRANSITION_NAMES,
@@ -42,6 +42,7 @@ __all__ = [
     "AlertIntegration",
     "ApiToken",
     "IdempotencyKey",
+    "DutyHeartbeat",
     "EmergencyStop",
     "HealthSample",
     "HealthTarget",

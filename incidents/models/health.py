@@ -147,3 +147,30 @@ class MaintenanceWindow(models.Model):
     def clean(self) -> None:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValidationError({"ends_at": "The end must be after the start."})
+
+
+class DutyHeartbeat(models.Model):
+    """When each process last did one of the duties that keep people paged and systems watched.
+
+    One row per (duty, process): a duty is alive while any process did it recently, so a second
+    dispatcher keeps it alive when the first dies, and the health page still shows which died.
+    """
+
+    class Duty(models.TextChoices):
+        ESCALATION = "escalation", "Escalation firing"
+        DELIVERY = "delivery", "Notification delivery"
+        HEALTH_POLLING = "health_polling", "Health polling"
+        REPORT_RENDERING = "report_rendering", "Report rendering"
+
+    duty = models.CharField(max_length=20, choices=Duty.choices)
+    process = models.CharField(max_length=200)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["duty", "process"]
+        constraints = [
+            models.UniqueConstraint(fields=["duty", "process"], name="duty_heartbeat_per_process"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.duty} by {self.process} @ {self.seen_at:%H:%M:%S}"

@@ -1,10 +1,11 @@
 """The escalation engine: arm deadlines from the incident's frozen policy, fire them exactly once.
 
 Flow: incident services call `escalation_arm` at open and `escalation_reevaluate` when severity,
-financial impact or flags change; lifecycle hooks cancel what no longer applies. Beat calls
-`deadlines_fire_due` every second; it claims due rows with SELECT ... FOR UPDATE SKIP LOCKED,
-and each firing inserts an EscalationEvent whose unique (incident, rule, step) makes a second
-firing impossible even if two claimers somehow raced. Notifications go out after commit.
+financial impact or flags change; lifecycle hooks cancel what no longer applies. The paging
+dispatcher (incidents/dispatcher.py) calls `deadlines_fire_due` when the next row falls due; it
+claims due rows with SELECT ... FOR UPDATE SKIP LOCKED, and each firing inserts an
+EscalationEvent whose unique (incident, rule, step) makes a second firing impossible even if two
+claimers raced. The firing's notifications are rows in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from .. import business_days
+from .. import business_days, wakeups
 from ..models import OPEN_STATES, Incident, SeverityLevel, State, TimelineEntry
 from ..models.escalation import (
     Deadline,
@@ -39,11 +40,7 @@ ACK_RULE = "ack"
 OUTAGE_RULE = "outage_4h"
 OUTAGE_CATEGORY = "outage_over_4h"
 RESOLVED_SECURITY_CATEGORY = "resolved_security_incident"
-# Deadlines due sooner than this also get a Celery ETA task for sub-second precision. Kept far
-# below Redis's visibility timeout (1 h): a longer ETA would be redelivered and run twice.
-ETA_HORIZON = timedelta(minutes=10)
 FIRING_RETRY = timedelta(seconds=30)
-BACKDATED = timedelta(seconds=5)
 
 
 # -- the frozen policy ----------------------------------------------------------------------
@@ -148,8 +145,7 @@ def deadline_schedule(
 ) -> Deadline | None:
     """Create the pending row for (rule, step) unless one is pending or the step already fired.
 
-    A row due within ETA_HORIZON also gets an ETA task after commit, for sub-second precision;
-    beat's claim loop remains the guarantee.
+    A row due at once wakes the dispatcher when the transaction commits (incidents/wakeups.py).
     """
     if EscalationEvent.objects.filter(incident=incident, rule=rule, step=step).exists():
         return None
@@ -160,43 +156,8 @@ def deadline_schedule(
     deadline = Deadline.objects.create(
         incident=incident, kind=kind, rule=rule, step=step, due_at=due_at
     )
-    _wake_up_after_commit(due_at)
+    wakeups.wake(wakeups.DEADLINES, due_at=due_at)
     return deadline
-
-
-def _wake_up_after_commit(due_at: datetime) -> None:
-    if -BACKDATED < due_at - timezone.now() < ETA_HORIZON:
-        # A row due now (a page at open) is woken for at once; a backdated one (an import, the
-        # demo month) is left to beat's claim, which fires it within a second.
-        # robust: a broker hiccup is logged, never turned into an error for the user who just
-        # saved; beat's claim loop fires the row regardless.
-        transaction.on_commit(lambda: _request_wake_up(due_at), robust=True)
-
-
-def _request_wake_up(due_at: datetime) -> None:
-    """Ask for a claim run at `due_at`: one ETA message per 100 ms of due time, not per row.
-
-    bench/escalation_latency.py showed one task per deadline flooding the worker with thousands
-    of tasks that mostly found their row already claimed; a wake-up fires every row due by then.
-    """
-    from ..tasks import fire_due_deadlines
-
-    bucket = due_at.replace(microsecond=(due_at.microsecond // 100_000 + 1) * 100_000 % 1_000_000)
-    if bucket < due_at:  # the rounding carried into the next second
-        bucket += timedelta(seconds=1)
-    if bucket in _WAKE_UPS_SENT:
-        return
-    if len(_WAKE_UPS_SENT) > 10_000:
-        _WAKE_UPS_SENT.clear()
-    _WAKE_UPS_SENT.add(bucket)
-    try:
-        fire_due_deadlines.apply_async(eta=bucket, expires=bucket + timedelta(seconds=30))
-    except Exception:  # noqa: BLE001 - the broker being down must not lose the row: beat fires it
-        log.warning("could not queue a wake-up for %s; beat will fire it", due_at, exc_info=True)
-
-
-# Wake-ups this process already asked for (a cheap de-duplication; a duplicate is harmless).
-_WAKE_UPS_SENT: set[datetime] = set()
 
 
 def _cancel(
@@ -408,8 +369,8 @@ def escalation_arm(*, incident: Incident, now: datetime | None = None) -> None:
         if w is not None
     ]
     Deadline.objects.bulk_create(rows)
-    for due_at in {row.due_at for row in rows}:
-        _wake_up_after_commit(due_at)
+    if rows:
+        wakeups.wake(wakeups.DEADLINES, due_at=min(row.due_at for row in rows))
 
 
 def escalation_reevaluate(*, incident: Incident, now: datetime | None = None) -> None:
@@ -755,6 +716,11 @@ def _fire_one(deadline: Deadline, *, now: datetime, batch: _FiringBatch) -> int:
         batch.notifications.discard_since(mark)
         log.info("deadline %s already fired for %s", deadline.pk, incident.reference)
         return 0
+    except (OperationalError, InterfaceError):
+        # The database went away (a restart, a dropped connection, a deadlock): the whole
+        # batch rolls back, claims included, and the dispatcher tries again in a moment. Not
+        # the 30-s retry below, which is for a deadline that itself cannot be fired.
+        raise
     except Exception:
         # One broken deadline must not hold up the others in the batch: put it back a little
         # later and keep going. Its error is in the log; it stays visible as pending.
@@ -858,9 +824,10 @@ def _fire_ack(deadline: Deadline, incident: Incident, now: datetime, batch: _Fir
 def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
     from .notifications import page_user
 
-    # rule is "role:<trigger key>" or, after the primary could not be reached, "role:<key>:deputy".
-    _, key, *rest = deadline.rule.split(":")
-    deputy = rest == ["deputy"]
+    # rule is "role:<trigger key>"; after nobody could be reached, "role:<key>:deputy" and then
+    # "role:<key>:manager" (escalation_advance_after_failure).
+    _, key, *fallback = deadline.rule.split(":")
+    deputy = fallback == ["deputy"]
     trigger = next(
         (t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None
     )
@@ -869,11 +836,17 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _Fi
     ):
         # Severity or impact was lowered while this row waited: it no longer applies.
         return
-    user = batch.contact(trigger["role"], deputy=deputy) or (
-        None if deputy else batch.contact(trigger["role"], deputy=True)
-    )
-    who = _name(user) if user else f"nobody (no contact for {trigger['role']} configured)"
-    whom = f"{trigger['role']} deputy" if deputy else trigger["role"]
+    if fallback == ["manager"]:
+        role = INCIDENT_MANAGER
+        user = batch.contact(role) or batch.contact(role, deputy=True)
+        whom = f"the incident manager, as the {trigger['role']} could not be reached:"
+    else:
+        role = trigger["role"]
+        user = batch.contact(role, deputy=deputy) or (
+            None if deputy else batch.contact(role, deputy=True)
+        )
+        whom = f"{role} deputy" if deputy else role
+    who = _name(user) if user else f"nobody (no contact for {role} configured)"
     event = _record_event(
         deadline,
         incident,
@@ -1022,31 +995,24 @@ def escalation_advance_after_failure(
             incident=incident, rule=ACK_RULE, step=event.step + 1, fired_at=None, cancelled_at=None
         ).update(due_at=now)
         if moved:
-            transaction.on_commit(lambda: _request_claim_now(incident.pk), robust=True)
-    elif event.rule.startswith("role:") and event.step == 0:
-        key = event.rule.split(":", 1)[1]
+            wakeups.wake(wakeups.DEADLINES)
+    elif event.rule.startswith("role:"):
+        # An executive or role page nobody received: the role's deputy, then the incident
+        # manager, so that someone who can act is always told.
+        _, key, *fallback = event.rule.split(":")
         trigger = next(
             (t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None
         )
-        if trigger and role_contact(trigger["role"], deputy=True):
-            _schedule_deputy(incident, event.rule, now)
+        if trigger is None:
+            return
+        if not fallback and role_contact(trigger["role"], deputy=True):
+            _schedule_fallback(incident, f"role:{key}:deputy", now)
+        elif fallback != ["manager"]:
+            _schedule_fallback(incident, f"role:{key}:manager", now)
 
 
-def _schedule_deputy(incident: Incident, rule: str, now: datetime) -> None:
-    deadline_schedule(
-        incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule + ":deputy", step=1, due_at=now
-    )
-
-
-def _request_claim_now(incident_id: int) -> None:
-    from ..tasks import fire_due_deadlines
-
-    try:
-        fire_due_deadlines.delay()
-    except Exception:  # noqa: BLE001 - beat fires it within a second anyway
-        log.warning(
-            "could not queue an immediate firing for incident %s", incident_id, exc_info=True
-        )
+def _schedule_fallback(incident: Incident, rule: str, now: datetime) -> None:
+    deadline_schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule, step=1, due_at=now)
 
 
 def _name(user) -> str:

@@ -37,6 +37,7 @@ from .. import poller
 from ..models import (
     OPEN_STATES,
     DetectionMethod,
+    DutyHeartbeat,
     HealthSample,
     HealthTarget,
     Incident,
@@ -45,7 +46,7 @@ from ..models import (
     TimelineEntry,
     WorkerHeartbeat,
 )
-from ..models.escalation import EscalationEvent, Notification
+from ..models.escalation import EscalationEvent
 from .incident import incident_open, incident_update, timeline_record
 
 log = logging.getLogger(__name__)
@@ -790,23 +791,23 @@ def infrastructure_alert(*, check: str, system_key: str, failing: bool, what: st
 
 def infrastructure_alerts_evaluate(
     *,
-    checker: Literal["worker", "beat"],
+    checker: Literal["worker", "beat", "dispatcher"],
     process_started_at: datetime,
     now: datetime | None = None,
     judges_beat: bool = True,
 ) -> list[str]:
-    """What a worker or the beat process checks about the others every heartbeat.
+    """What each long-running process checks about the others every heartbeat.
 
-    A worker checks that beat's heartbeats still arrive (a silent beat stops every escalation
-    deadline) -- if it consumes the queue they arrive on -- and that the broker answers; the beat
-    process checks that some worker is alive.
-    Nobody is judged before the checker has been up for one stale window (the grace period).
+    Every checker checks each duty (escalation firing, delivery, health polling, report
+    rendering), and pages by itself while firing or delivery is silent. A worker also checks
+    that beat's heartbeats still arrive (if it consumes the queue they arrive on) and that the
+    broker answers. Nobody is judged before the checker has been up for one stale window.
     """
     now = now or timezone.now()
     stale = settings.TMT_HEARTBEAT_STALE_SECONDS
     past_grace = (now - process_started_at).total_seconds() > stale
     status = heartbeat_status(now=now)
-    outcomes = []
+    outcomes = duties_evaluate(process_started_at=process_started_at, now=now)
     if checker == "worker":
         beat = status.beat
         # Only after this worker has been up for a whole stale window: beat's heartbeats are
@@ -821,7 +822,7 @@ def infrastructure_alerts_evaluate(
                     check="beat",
                     system_key="monitoring",
                     failing=not status.beat_alive,
-                    what="Celery beat is silent: escalation deadlines and health checks are not scheduled",
+                    what="Celery beat is silent: health checks and reminders are not scheduled",
                     detail=detail,
                 )
             )
@@ -835,49 +836,129 @@ def infrastructure_alerts_evaluate(
                 detail=broker.detail,
             )
         )
-    else:
-        if past_grace:
-            failing = status.live_workers == 0
-            newest = min((h.age_s for h in status.workers), default=None)
-            detail = (
-                f"Newest worker heartbeat {newest:.0f} s ago." if newest is not None else "No worker heartbeat recorded."
-            )
-            outcomes.append(
-                infrastructure_alert(
-                    check="workers",
-                    system_key="monitoring",
-                    failing=failing,
-                    what="no live Celery worker: escalations, pages and health checks are not processed",
-                    detail=detail,
-                )
-            )
-            if failing:
-                outcomes.append(_escalate_without_workers(now))
     return [o for o in outcomes if o]
 
 
-def _escalate_without_workers(now: datetime) -> str:
-    """With no worker alive, beat's own process fires due deadlines and delivers their pages, so
-    the alert above (and every other escalation) still reaches someone. Claims make this safe
-    if a worker comes back meanwhile."""
-    from .escalation import deadlines_fire_due
-    from .notifications import notification_deliver
+# -- duties: each thing that must keep happening, and who last did it ---------------------------
 
-    fired = deadlines_fire_due(now=now)
-    pending = list(
-        Notification.objects.filter(state=Notification.State.PENDING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:50]
+PAGING_DUTIES = (DutyHeartbeat.Duty.ESCALATION, DutyHeartbeat.Duty.DELIVERY)
+_DUTY_CONSEQUENCE = {
+    DutyHeartbeat.Duty.ESCALATION: "no escalation deadline is firing",
+    DutyHeartbeat.Duty.DELIVERY: "no page, call or email is going out",
+    DutyHeartbeat.Duty.HEALTH_POLLING: "the trading agents' health is not being checked",
+    DutyHeartbeat.Duty.REPORT_RENDERING: "incident reports are not being rendered",
+}
+
+
+def duty_record(*, duty: str, process: str, now: datetime | None = None) -> None:
+    """Upsert one duty heartbeat in one statement (INSERT ... ON CONFLICT DO UPDATE)."""
+    DutyHeartbeat.objects.bulk_create(
+        [DutyHeartbeat(duty=duty, process=process[:200], seen_at=now or timezone.now())],
+        update_conflicts=True,
+        unique_fields=["duty", "process"],
+        update_fields=["seen_at"],
     )
-    for pk in pending:
-        notification_deliver(notification_id=pk, now=now)
-    return f"no worker: fired {fired} deadline(s), tried {len(pending)} notification(s) from beat"
+
+
+@dataclass(frozen=True)
+class DutyProcess:
+    process: str
+    seen_at: datetime
+    age_s: float
+    alive: bool
+
+
+@dataclass(frozen=True)
+class DutyStatus:
+    duty: str
+    label: str
+    consequence: str
+    processes: list[DutyProcess]
+
+    @property
+    def alive(self) -> bool:
+        return any(p.alive for p in self.processes)
+
+    @property
+    def last_seen_at(self) -> datetime | None:
+        return max((p.seen_at for p in self.processes), default=None)
+
+    @property
+    def age_s(self) -> float | None:
+        return min((p.age_s for p in self.processes), default=None)
+
+
+def duty_status(*, now: datetime | None = None) -> list[DutyStatus]:
+    now = now or timezone.now()
+    stale = settings.TMT_DUTY_STALE_SECONDS
+    seen: dict[str, list[DutyProcess]] = {}
+    for row in DutyHeartbeat.objects.all():
+        age = max(0.0, (now - row.seen_at).total_seconds())
+        seen.setdefault(row.duty, []).append(
+            DutyProcess(process=row.process, seen_at=row.seen_at, age_s=age, alive=age <= stale)
+        )
+    return [
+        DutyStatus(
+            duty=duty.value,
+            label=duty.label,
+            consequence=_DUTY_CONSEQUENCE[duty],
+            processes=sorted(seen.get(duty.value, []), key=lambda p: p.age_s),
+        )
+        for duty in DutyHeartbeat.Duty
+    ]
+
+
+def duties_evaluate(*, process_started_at: datetime, now: datetime | None = None) -> list[str]:
+    """Open an infrastructure incident for each silent duty, note each recovery, and page from
+    this process while no dispatcher fires or delivers (so that very incident reaches someone).
+
+    Not before the checker has been up for a whole stale window: a duty's last heartbeat is old
+    after a restart of everything, though its process is starting too.
+    """
+    now = now or timezone.now()
+    stale = settings.TMT_DUTY_STALE_SECONDS
+    if (now - process_started_at).total_seconds() <= stale:
+        return []
+    outcomes = []
+    statuses = duty_status(now=now)
+    for status in statuses:
+        detail = (
+            f"Last done {status.age_s:.0f} s ago." if status.age_s is not None else "Never done yet."
+        )
+        outcomes.append(
+            infrastructure_alert(
+                check=f"duty:{status.duty}",
+                system_key="monitoring",
+                failing=not status.alive,
+                what=f"{status.label} has stopped: {status.consequence}",
+                detail=detail,
+            )
+        )
+    if any(not s.alive for s in statuses if s.duty in PAGING_DUTIES):
+        outcomes.append(_page_without_dispatcher())
+    return [o for o in outcomes if o]
+
+
+def _page_without_dispatcher() -> str:
+    """The last path for pages: fire due deadlines and deliver due pages from this process.
+
+    Claims make it safe beside a dispatcher that comes back meanwhile."""
+    from .escalation import deadlines_fire_due
+    from .notifications import notification_send, notifications_claim_due
+
+    fired = deadlines_fire_due()
+    claimed = notifications_claim_due(limit=50)
+    for notification in claimed:
+        notification_send(notification=notification)
+    return f"no dispatcher: fired {fired} deadline(s), tried {len(claimed)} notification(s) here"
 
 
 class HeartbeatThread(threading.Thread):
     """Runs in every `celery worker` and in `celery beat` (started from incidents/tasks.py)."""
 
-    def __init__(self, *, role: Literal["worker", "beat"], name: str, judges_beat: bool = True) -> None:
+    def __init__(
+        self, *, role: Literal["worker", "beat", "dispatcher"], name: str, judges_beat: bool = True
+    ) -> None:
         super().__init__(name=f"tmt-heartbeat-{role}", daemon=True)
         self.role = role
         self.judges_beat = judges_beat
@@ -907,7 +988,7 @@ class HeartbeatThread(threading.Thread):
 
 
 def heartbeat_thread_start(
-    *, role: Literal["worker", "beat"], name: str, judges_beat: bool = True
+    *, role: Literal["worker", "beat", "dispatcher"], name: str, judges_beat: bool = True
 ) -> HeartbeatThread:
     thread = HeartbeatThread(role=role, name=name, judges_beat=judges_beat)
     thread.start()

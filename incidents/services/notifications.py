@@ -1,10 +1,13 @@
-"""Notifications: rows first, delivery after commit, every attempt logged, failures escalate.
+"""Notifications: rows first, delivered by the paging dispatcher, every attempt logged.
 
-A Notification row is created inside the firing's transaction; a Celery task delivers it after
-commit. Delivery claims the row with a conditional UPDATE, so a redelivered task message (broker
-restart, worker killed) cannot send a page twice while another attempt is under way; a sweeper
-re-queues rows whose message was lost. Transient failures retry with exponential backoff; a
-permanent one is recorded on the incident and moves the escalation on to the next person.
+A Notification row is created inside the firing's transaction; the dispatcher
+(incidents/dispatcher.py) claims due rows straight from the database, so no page waits on the
+message broker. A claim marks a row "sending" with SKIP LOCKED, one row per delivery thread, and
+each row's outcome is recorded the moment its send returns: a dispatcher killed mid-delivery
+leaves at most its in-flight rows in "sending", taken over after TMT_NOTIFY_TAKEOVER_SECONDS and
+re-sent with the same idempotency key (the notification's id), which a provider drops. Transient
+failures retry with exponential backoff; a permanent one is recorded on the incident and moves
+the escalation on to the next person.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
-from django.db import connection, transaction
-from django.db.models import Case, DateTimeField, F, Max, Q, Value, When
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
+from .. import wakeups
 from ..models import Incident, TimelineEntry
 from ..models.escalation import (
     DistributionList,
@@ -37,8 +41,6 @@ from .incident import timeline_record
 
 log = logging.getLogger(__name__)
 
-STUCK_SENDING_AFTER = timedelta(minutes=2)
-LOST_MESSAGE_AFTER = timedelta(seconds=20)
 
 
 class PermanentFailure(Exception):
@@ -52,36 +54,15 @@ class TransientFailure(Exception):
 # -- creating notifications -----------------------------------------------------------------
 
 
-def _queue(notification: Notification) -> None:
-    def send() -> None:
-        from ..tasks import send_notification
-
-        try:
-            send_notification.apply_async(args=[notification.pk], eta=notification.next_attempt_at)
-        except Exception:  # noqa: BLE001 - the sweeper re-queues rows whose message never went out
-            log.warning(
-                "could not queue notification %s; the sweeper will", notification.pk, exc_info=True
-            )
-
-    transaction.on_commit(send, robust=True)  # the sweeper re-queues a row whose message failed
-
-
-# Delivery messages carry at most this many notifications, so a burst is shared between the
-# notifications worker's threads instead of queueing behind one of them.
-PER_DELIVERY_MESSAGE = 20
-# Rows whose next attempt falls within this span of the first go in one message with the
-# first's ETA (delivery accepts a row due within a second of its claim).
-DELIVERY_MESSAGE_SPAN = timedelta(milliseconds=500)
+def _wake_dispatcher(due_at: datetime) -> None:
+    wakeups.wake(wakeups.NOTIFICATIONS, due_at=due_at)
 
 
 class NotificationBatch:
-    """Notifications created by one claim batch of deadline firings, written and queued together.
+    """Notifications created by one claim batch of deadline firings, written together.
 
-    One INSERT for the batch's rows and one delivery message per due time (the email follow-ups
-    are a second, later one), instead of a row INSERT and a message per notification. With
-    those, bench/escalation_latency.py measured 10.1 ms of escalation worker CPU and 8.8 ms of
-    notifications worker CPU per firing (its SMS, call and email): at 83 firings/s, more than
-    this 2-core machine has. Batched (with the claim batching in escalation.py): 2.9 and 2.9 ms.
+    One INSERT for the batch's rows instead of one per notification (with the claim batching in
+    escalation.py, bench/escalation_latency.py measured 10.1 ms of CPU per firing fall to 2.9).
     A firing that is rolled back to its savepoint drops its rows with `discard_since`.
     Active webhook endpoints are read once per batch.
     """
@@ -114,47 +95,16 @@ class NotificationBatch:
         return self._hooks
 
     def save(self) -> None:
-        """Insert the rows (inside the batch's transaction) and queue their delivery on commit."""
+        """Insert the rows inside the batch's transaction; the dispatcher is woken at commit."""
         if not self.rows:
             return
         rows = Notification.objects.bulk_create(self.rows)
         self.rows, self._keys = [], set()
-        transaction.on_commit(lambda: _queue_many(rows), robust=True)
+        _wake_dispatcher(min(row.next_attempt_at for row in rows))
 
 
 def _unique_key(notification: Notification) -> tuple:
     return (notification.event_id, notification.channel, notification.address)
-
-
-def _queue_many(rows: list[Notification]) -> None:
-    from ..tasks import send_notifications
-
-    rows = sorted(rows, key=lambda row: row.next_attempt_at)
-    groups: list[list[Notification]] = []
-    for row in rows:
-        group = groups[-1] if groups else None
-        if (
-            group is None
-            or len(group) >= PER_DELIVERY_MESSAGE
-            or row.next_attempt_at - group[0].next_attempt_at > DELIVERY_MESSAGE_SPAN
-        ):
-            groups.append([row])
-        else:
-            group.append(row)
-    # The queue of single deliveries (settings' CELERY_TASK_ROUTES), so pages never wait
-    # behind other work whichever name the route table gives it.
-    queue = settings.CELERY_TASK_ROUTES["incidents.tasks.send_notification"]["queue"]
-    now = timezone.now()
-    for group in groups:
-        eta = group[0].next_attempt_at
-        try:
-            send_notifications.apply_async(
-                args=[[row.pk for row in group]], eta=eta if eta > now else None, queue=queue
-            )
-        except Exception:  # noqa: BLE001 - the sweeper re-queues rows whose message never went out
-            log.warning(
-                "could not queue %s notifications; the sweeper will", len(group), exc_info=True
-            )
 
 
 def _add(incident: Incident, *, batch: NotificationBatch | None = None, **fields) -> None:
@@ -162,7 +112,7 @@ def _add(incident: Incident, *, batch: NotificationBatch | None = None, **fields
         batch.add(Notification(incident=incident, **fields))
         return
     notification = Notification.objects.create(incident=incident, **fields)
-    _queue(notification)
+    _wake_dispatcher(notification.next_attempt_at)
 
 
 def page_user(
@@ -446,112 +396,165 @@ def status_update_text(update: StatusUpdate) -> str:
 # -- delivery -------------------------------------------------------------------------------
 
 
-def notification_deliver(*, notification_id: int, now: datetime | None = None) -> str:
-    """Try to deliver one notification; safe to call twice (the claim lets one through)."""
-    now = now or timezone.now()
-    outcomes = _deliver(_claim_for_delivery([notification_id], now=now), now=now)
-    return outcomes[0] if outcomes else "not due or already handled"
+def _takeover_after() -> timedelta:
+    return timedelta(seconds=settings.TMT_NOTIFY_TAKEOVER_SECONDS)
 
 
-def notifications_deliver(*, notification_ids: list[int], now: datetime | None = None) -> str:
-    """Deliver a firing batch's notifications: one claim for all, each sent and logged.
-
-    Safe to call twice like `notification_deliver`: a row another call holds, or one already
-    handled, is left alone. Returns a count per outcome.
-    """
-    now = now or timezone.now()
-    outcomes = _deliver(_claim_for_delivery(notification_ids, now=now), now=now)
-    counts = Counter(outcome.split(":")[0].split()[0] for outcome in outcomes)
-    counts["not due or already handled"] = len(set(notification_ids)) - len(outcomes)
-    return ", ".join(f"{what} {n}" for what, n in counts.items() if n) or "nothing"
-
-
-def _claim_for_delivery(notification_ids: list[int], *, now: datetime) -> list[Notification]:
-    """Mark the given rows that are due and not being delivered as ours (state "sending").
-
-    A row stuck in "sending" (its worker died) may be taken over after STUCK_SENDING_AFTER.
-    """
-    claimable = Q(
-        Q(state=Notification.State.PENDING)
-        | Q(state=Notification.State.SENDING, claimed_at__lt=now - STUCK_SENDING_AFTER),
-        next_attempt_at__lte=now + timedelta(seconds=1),
+def _claimable(now: datetime) -> Q:
+    """Due and pending, or left in "sending" by a delivery that died (its process was killed)."""
+    return Q(state=Notification.State.PENDING, next_attempt_at__lte=now) | Q(
+        state=Notification.State.SENDING, claimed_at__lt=now - _takeover_after()
     )
-    loaded = Notification.objects.select_related("incident__severity", "event").order_by("pk")
-    if len(notification_ids) > 1 and connection.features.has_select_for_update_skip_locked:
-        # Rows another delivery holds are skipped; PostgreSQL re-checks the condition on the
-        # rows it locks, so they are still claimable and one UPDATE claims them all.
+
+
+def notifications_claim_due(*, limit: int, now: datetime | None = None) -> list[Notification]:
+    """Claim up to `limit` due rows for delivery (the dispatcher asks for one per free thread).
+
+    Several dispatchers may call this at once: rows another holds are skipped, and the claim is
+    committed before anything is sent, so nobody else sends a row while it is ours.
+    """
+    now = now or timezone.now()
+    due = (
+        Notification.objects.filter(_claimable(now))
+        .select_related("incident__severity", "event")
+        .order_by("next_attempt_at", "pk")
+    )
+    if connection.features.has_select_for_update_skip_locked:
         with transaction.atomic():
-            claimed = list(
-                loaded.filter(claimable, pk__in=notification_ids).select_for_update(
-                    skip_locked=True, of=("self",)
-                )
-            )
+            claimed = list(due.select_for_update(skip_locked=True, of=("self",))[:limit])
             Notification.objects.filter(pk__in=[row.pk for row in claimed]).update(
                 state=Notification.State.SENDING, claimed_at=now
             )
     else:
         # The conditional UPDATE is the claim: only one caller sees 1 row updated.
-        mine = [
-            pk
-            for pk in dict.fromkeys(notification_ids)
-            if Notification.objects.filter(claimable, pk=pk).update(
+        claimed = [
+            row
+            for row in due[:limit]
+            if Notification.objects.filter(_claimable(now), pk=row.pk).update(
                 state=Notification.State.SENDING, claimed_at=now
             )
         ]
-        claimed = list(loaded.filter(pk__in=mine)) if mine else []
     for row in claimed:
         row.state, row.claimed_at = Notification.State.SENDING, now
     return claimed
 
 
+def notifications_next_due_at() -> datetime | None:
+    """When the dispatcher must next look: the earliest pending row, or a takeover falling due."""
+    pending = (
+        Notification.objects.filter(state=Notification.State.PENDING)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    sending = (
+        Notification.objects.filter(state=Notification.State.SENDING)
+        .order_by("claimed_at")
+        .values_list("claimed_at", flat=True)
+        .first()
+    )
+    candidates = [pending, sending + _takeover_after() if sending else None]
+    return min((when for when in candidates if when is not None), default=None)
+
+
+def notification_send(*, notification: Notification) -> str:
+    """Send one claimed row and record its outcome; what the dispatcher's threads run."""
+    return _deliver([notification], now=timezone.now())[0]
+
+
+def notification_deliver(*, notification_id: int, now: datetime | None = None) -> str:
+    """Claim and deliver one notification if it is due; safe to call twice (one claim wins)."""
+    return notifications_deliver(notification_ids=[notification_id], now=now)
+
+
+def notifications_deliver(*, notification_ids: list[int], now: datetime | None = None) -> str:
+    """Claim the given rows that are due and deliver them one after the other.
+
+    A row another delivery holds, or one already handled, is left alone. Returns a count per
+    outcome (tests, and the fallback path when no dispatcher is alive).
+    """
+    now = now or timezone.now()
+    ids = list(dict.fromkeys(notification_ids))
+    claimed = [
+        row
+        for row in Notification.objects.filter(pk__in=ids)
+        .select_related("incident__severity", "event")
+        .order_by("pk")
+        if Notification.objects.filter(_claimable(now), pk=row.pk).update(
+            state=Notification.State.SENDING, claimed_at=now
+        )
+    ]
+    for row in claimed:
+        row.state, row.claimed_at = Notification.State.SENDING, now
+    outcomes = _deliver(claimed, now=now)
+    counts = Counter(outcome.split(":")[0].split()[0] for outcome in outcomes)
+    counts["not due or already handled"] = len(ids) - len(outcomes)
+    return ", ".join(f"{what} {n}" for what, n in counts.items() if n) or "nothing"
+
+
 def _deliver(claimed: list[Notification], *, now: datetime) -> list[str]:
-    """Send claimed rows one after the other; each attempt is logged, the pages sent together."""
+    """Send claimed rows one after the other, recording each outcome as soon as it is known.
+
+    Any exception from a channel is an attempt like any other (logged, retried with backoff), so
+    one odd failure can neither leave rows in "sending" nor stop the rest of the rows.
+    """
     outcomes: list[str] = []
-    sent: list[tuple[Notification, datetime]] = []
-    try:
-        for notification in claimed:
-            if _no_longer_needed(notification):
-                outcomes.append(_record_skipped(notification, now))
-                continue
-            try:
-                _CHANNELS[notification.channel](notification)
-            except PermanentFailure as exc:
-                outcomes.append(_record_failure(notification, str(exc), permanent=True))
-            except TransientFailure as exc:
-                permanent = notification.attempts + 1 >= settings.TMT_NOTIFY_MAX_ATTEMPTS
-                outcomes.append(_record_failure(notification, str(exc), permanent=permanent))
-            else:
-                sent.append((notification, timezone.now()))
-                outcomes.append("sent")
-    finally:
-        # Even if a later row raised: what went out is recorded, so it is not sent again.
-        _record_sent(sent)
+    for notification in claimed:
+        if _no_longer_needed(notification):
+            outcomes.append(_record_skipped(notification, now))
+            continue
+        try:
+            _CHANNELS[notification.channel](notification)
+        except PermanentFailure as exc:
+            outcome = _record_failure(notification, str(exc), permanent=True)
+        except TransientFailure as exc:
+            outcome = _record_failure(notification, str(exc), permanent=_out_of_attempts(notification))
+        except Exception as exc:
+            log.exception("unexpected error sending notification %s", notification.pk)
+            outcome = _record_failure(
+                notification,
+                f"unexpected error: {type(exc).__name__}: {exc}",
+                permanent=_out_of_attempts(notification),
+            )
+        else:
+            outcome = _record_sent(notification, timezone.now())
+        outcomes.append(outcome)
     return outcomes
 
 
-def _record_sent(sent: list[tuple[Notification, datetime]]) -> None:
-    if not sent:
-        return
-    with transaction.atomic():
-        Notification.objects.filter(pk__in=[notification.pk for notification, _ in sent]).update(
-            state=Notification.State.SENT,
-            sent_at=Case(
-                *[When(pk=notification.pk, then=Value(done)) for notification, done in sent],
-                output_field=DateTimeField(),
-            ),
-            attempts=F("attempts") + 1,
-            last_error="",
-        )
-        NotificationAttempt.objects.bulk_create(
-            [
-                NotificationAttempt(
-                    notification=notification,
-                    attempted_at=done,
-                    outcome=NotificationAttempt.Outcome.SENT,
-                )
-                for notification, done in sent
-            ]
-        )
+def _out_of_attempts(notification: Notification) -> bool:
+    return notification.attempts + 1 >= settings.TMT_NOTIFY_MAX_ATTEMPTS
+
+
+def _recorded(write):
+    """Run a write that records what already happened outside (a page sent), reconnecting once.
+
+    The send cannot be undone; if the database connection broke meanwhile (a restart, a dropped
+    connection), losing the record would leave the row to be taken over and sent again.
+    """
+    try:
+        return write()
+    except (OperationalError, InterfaceError):
+        log.warning("recording a delivery failed; reconnecting once", exc_info=True)
+        connection.close()
+        return write()
+
+
+def _record_sent(notification: Notification, done: datetime) -> str:
+    def write() -> None:
+        with transaction.atomic():
+            Notification.objects.filter(pk=notification.pk).update(
+                state=Notification.State.SENT,
+                sent_at=done,
+                attempts=F("attempts") + 1,
+                last_error="",
+            )
+            NotificationAttempt.objects.create(
+                notification=notification, attempted_at=done, outcome=NotificationAttempt.Outcome.SENT
+            )
+
+    _recorded(write)
+    return "sent"
 
 
 def _record_skipped(notification: Notification, now: datetime) -> str:
@@ -575,67 +578,76 @@ def _no_longer_needed(notification: Notification) -> bool:
     return incident.acknowledged_at is not None or not incident.is_open
 
 
+URGENT_CHANNELS = (Notification.Channel.SMS, Notification.Channel.PHONE)
+
+
 def _record_failure(notification: Notification, detail: str, *, permanent: bool) -> str:
+    def write() -> str:
+        with transaction.atomic():
+            return _write_failure(notification, detail, permanent=permanent)
+
+    return _recorded(write)
+
+
+def _write_failure(notification: Notification, detail: str, *, permanent: bool) -> str:
     from .escalation import escalation_advance_after_failure
 
     now = timezone.now()
     attempts = notification.attempts + 1
-    with transaction.atomic():
-        NotificationAttempt.objects.create(
-            notification=notification,
-            attempted_at=now,
-            outcome=NotificationAttempt.Outcome.PERMANENT
-            if permanent
-            else NotificationAttempt.Outcome.TRANSIENT,
-            detail=detail[:500],
+    if permanent and notification.event_id is not None:
+        # The event's pages fail in parallel threads: without this lock each would see the other
+        # still "sending", and neither would move the chain on.
+        list(
+            EscalationEvent.objects.select_for_update(no_key=True)
+            .filter(pk=notification.event_id)
+            .values_list("pk", flat=True)
         )
-        if not permanent:
-            backoff = settings.TMT_NOTIFY_BACKOFF_SECONDS * (2 ** (attempts - 1))
-            retry_at = now + timedelta(seconds=backoff)
-            Notification.objects.filter(pk=notification.pk).update(
-                state=Notification.State.PENDING,
-                attempts=attempts,
-                next_attempt_at=retry_at,
-                last_error=detail[:500],
-            )
-            notification.next_attempt_at = retry_at
-            _queue(notification)
-            return f"retry in {backoff}s: {detail}"
+    NotificationAttempt.objects.create(
+        notification=notification,
+        attempted_at=now,
+        outcome=NotificationAttempt.Outcome.PERMANENT
+        if permanent
+        else NotificationAttempt.Outcome.TRANSIENT,
+        detail=detail[:500],
+    )
+    if not permanent:
+        backoff = settings.TMT_NOTIFY_BACKOFF_SECONDS * (2 ** (attempts - 1))
+        retry_at = now + timedelta(seconds=backoff)
         Notification.objects.filter(pk=notification.pk).update(
-            state=Notification.State.FAILED, attempts=attempts, last_error=detail[:500]
+            state=Notification.State.PENDING,
+            attempts=attempts,
+            next_attempt_at=retry_at,
+            last_error=detail[:500],
         )
-        timeline_record(
-            notification.incident,
-            kind=TimelineEntry.Kind.NOTIFICATION,
-            action=f"{notification.get_channel_display()} to {notification.address} FAILED after {attempts} attempt(s): {detail[:200]}",
-            owner_team="Escalation engine",
-            at=now,
-            data={"notification": notification.pk},
-        )
-        event = notification.event
-        if event is not None and notification.channel != Notification.Channel.WEBHOOK:
-            undelivered = event.notifications.exclude(channel=Notification.Channel.WEBHOOK).exclude(
-                state=Notification.State.FAILED
-            )
-            if not undelivered.exists():
-                escalation_advance_after_failure(event=event, now=now)
+        _wake_dispatcher(retry_at)
+        return f"retry in {backoff}s: {detail}"
+    Notification.objects.filter(pk=notification.pk).update(
+        state=Notification.State.FAILED, attempts=attempts, last_error=detail[:500]
+    )
+    timeline_record(
+        notification.incident,
+        kind=TimelineEntry.Kind.NOTIFICATION,
+        action=f"{notification.get_channel_display()} to {notification.address} FAILED after {attempts} attempt(s): {detail[:200]}",
+        owner_team="Escalation engine",
+        at=now,
+        data={"notification": notification.pk, "failed": True},
+    )
+    event = notification.event
+    if event is not None and _event_unreachable(event):
+        escalation_advance_after_failure(event=event, now=now)
     return f"failed: {detail}"
 
 
-def notifications_requeue_lost(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Re-queue notifications whose task message was lost (broker restart) or whose worker died."""
-    now = now or timezone.now()
-    stale = Notification.objects.filter(
-        Q(state=Notification.State.PENDING, next_attempt_at__lte=now - LOST_MESSAGE_AFTER)
-        | Q(state=Notification.State.SENDING, claimed_at__lt=now - STUCK_SENDING_AFTER)
-    ).values_list("pk", flat=True)[:limit]
-    from ..tasks import send_notification
+def _event_unreachable(event: EscalationEvent) -> bool:
+    """Every page that could have reached the person of this event has failed for good.
 
-    count = 0
-    for pk in stale:
-        send_notification.delay(pk)
-        count += 1
-    return count
+    When the event paged by SMS or phone, those decide: an email follow-up sent later is not a
+    page anyone is woken by, so it must not hold the chain on a person nobody reached.
+    """
+    pages = event.notifications.exclude(channel=Notification.Channel.WEBHOOK)
+    urgent = pages.filter(channel__in=URGENT_CHANNELS)
+    deciding = urgent if urgent.exists() else pages
+    return not deciding.exclude(state=Notification.State.FAILED).exists()
 
 
 # -- channels -------------------------------------------------------------------------------
@@ -646,7 +658,12 @@ def _send_email(notification: Notification) -> None:
         subject=notification.subject,
         body=notification.body,
         to=[notification.address],
-        headers={"X-TMT-Incident": notification.incident.reference},
+        headers={
+            "X-TMT-Incident": notification.incident.reference,
+            # The same id on a re-send after a crash, so mail systems can drop the second copy.
+            "Message-ID": f"<tmt-notification-{notification.pk}@{_mail_domain()}>",
+            IDEMPOTENCY_HEADER: idempotency_key(notification),
+        },
     )
     try:
         message.send(fail_silently=False)
@@ -666,6 +683,19 @@ def _http() -> httpx.Client:
     if client is None:
         client = _http_clients[os.getpid()] = httpx.Client()
     return client
+
+
+# Every delivery carries the notification's id under this header: a page re-sent after a crash
+# (sent, but killed before it was recorded) has the same key, so the provider can drop it.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_key(notification: Notification) -> str:
+    return f"tmt-notification-{notification.pk}"
+
+
+def _mail_domain() -> str:
+    return settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip("> ") or "localhost"
 
 
 def _post_json(url: str, payload: dict, headers: dict | None = None) -> None:
@@ -696,17 +726,17 @@ def _send_webhook(notification: Notification) -> None:
         },
         "event": notification.event.summary if notification.event_id else None,
     }
-    _post_json(notification.address, payload)
+    _post_json(
+        notification.address, payload, {IDEMPOTENCY_HEADER: idempotency_key(notification)}
+    )
 
 
 def _send_via_provider(notification: Notification) -> None:
     if not settings.TMT_SMS_PROVIDER_URL:
         raise PermanentFailure("no SMS/voice provider configured (TMT_SMS_PROVIDER_URL)")
-    headers = (
-        {"Authorization": f"Bearer {settings.TMT_SMS_PROVIDER_TOKEN}"}
-        if settings.TMT_SMS_PROVIDER_TOKEN
-        else {}
-    )
+    headers = {IDEMPOTENCY_HEADER: idempotency_key(notification)}
+    if settings.TMT_SMS_PROVIDER_TOKEN:
+        headers["Authorization"] = f"Bearer {settings.TMT_SMS_PROVIDER_TOKEN}"
     _post_json(
         settings.TMT_SMS_PROVIDER_URL,
         {

@@ -284,3 +284,106 @@ def test_no_page_for_a_resolved_incident_from_a_row_armed_before(team):
     fire_at(timezone.now())
     stale.refresh_from_db()
     assert stale.cancelled_at is not None and not EscalationEvent.objects.filter(deadline=stale).exists()
+
+
+def _deliver(incident, *, channels, now=None) -> None:
+    from incidents.services import notifications
+
+    rows = Notification.objects.filter(incident=incident, channel__in=channels, state="pending")
+    for row in rows:
+        notifications.notification_deliver(notification_id=row.pk, now=now or row.next_attempt_at)
+
+
+@pytest.mark.parametrize("email_first", [True, False], ids=["email-sent-first", "email-later"])
+def test_sev1_cto_page_failing_by_sms_and_phone_pages_the_deputy(team, sms_provider, email_first):
+    from django.contrib.auth.models import Group
+
+    from incidents.models import RoleContact
+
+    RoleContact.objects.filter(role=Group.objects.get(name="CTO")).update(deputy=team["im_deputy"])
+    cto = team["cto"].person
+    refused = {cto.sms_number, cto.phone}
+    sms_provider.respond_with = lambda payload: 400 if payload["to"] in refused else 200
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
+    fire_at(timezone.now())
+    if email_first:  # the follow-up went out before the pages failed: it must not hold the chain
+        email = Notification.objects.get(event__rule="role:cto-sev1", channel="email")
+        _deliver(incident, channels=["email"], now=email.next_attempt_at)
+        assert Notification.objects.get(pk=email.pk).state == "sent"
+    _deliver(incident, channels=["sms", "phone"])
+    fire_at(timezone.now())
+    deputy = team["im_deputy"]
+    assert EscalationEvent.objects.get(incident=incident, rule="role:cto-sev1:deputy").target_user == deputy
+    _deliver(incident, channels=["sms", "phone"])
+    assert {p["to"] for p in sms_provider.received} >= {deputy.person.sms_number, deputy.person.phone}
+
+
+def test_a_role_page_nobody_received_goes_to_the_incident_manager_when_there_is_no_deputy(
+    team, sms_provider, client
+):
+    cto = team["cto"].person
+    refused = {cto.sms_number, cto.phone}
+    sms_provider.respond_with = lambda payload: 400 if payload["to"] in refused else 200
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
+    fire_at(timezone.now())
+    _deliver(incident, channels=["sms", "phone"])
+    assert not EscalationEvent.objects.filter(incident=incident, rule__endswith=":manager").exists()
+    fire_at(timezone.now())
+    event = EscalationEvent.objects.get(incident=incident, rule="role:cto-sev1:manager")
+    assert event.target_user == team["im"]
+    assert "could not be reached" in event.summary
+    assert not EscalationEvent.objects.filter(incident=incident, rule="role:cto-sev1:deputy").exists()
+    # The incident page says what failed, at the top.
+    client.force_login(team["oncall2"])
+    html = client.get(incident.get_absolute_url()).content.decode()
+    banner = html[html.index('data-testid="failed-pages"') :]
+    assert "2 pages could not be delivered" in banner[:300]
+    assert cto.sms_number in banner and cto.phone in banner
+
+
+def test_no_failure_banner_while_every_page_is_delivered(team, sms_provider, client):
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
+    fire_at(timezone.now())
+    _deliver(incident, channels=["sms", "phone"])
+    client.force_login(team["oncall2"])
+    assert b'data-testid="failed-pages"' not in client.get(incident.get_absolute_url()).content
+
+
+def test_one_urgent_page_delivered_keeps_the_chain_on_that_person(team, sms_provider):
+    # Just short of "every urgent page failed": the call is refused, the SMS goes through.
+    refused = team["oncall1"].person.phone
+    sms_provider.respond_with = lambda payload: 400 if payload["to"] == refused else 200
+    incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
+    fire_at(timezone.now())
+    _deliver(incident, channels=["sms", "phone"])
+    fire_at(timezone.now())
+    assert [e[:2] for e in events(incident)] == [("ack", 0)], "the chain moved on too early"
+    step1 = Deadline.objects.get(incident=incident, rule="ack", step=1, fired_at=None)
+    assert step1.due_at > timezone.now() + timedelta(minutes=10)
+
+
+def test_unexpected_channel_error_is_a_logged_attempt_with_backoff_and_the_rest_go_on(
+    team, sms_provider, monkeypatch, settings
+):
+    from incidents.services import notifications
+
+    settings.TMT_NOTIFY_BACKOFF_SECONDS = 10
+    incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
+    fire_at(timezone.now())
+    real_email = notifications._CHANNELS["email"]
+
+    def broken_email(notification):
+        raise AttributeError("'NoneType' object has no attribute 'write'")
+
+    monkeypatch.setitem(notifications._CHANNELS, "email", broken_email)
+    rows = list(Notification.objects.filter(incident=incident).order_by("pk"))
+    later = max(r.next_attempt_at for r in rows)
+    result = notifications.notifications_deliver(notification_ids=[r.pk for r in rows], now=later)
+    assert result == "sent 2, retry 1"
+    email = Notification.objects.get(incident=incident, channel="email")
+    assert email.state == "pending" and email.attempts == 1
+    assert "unexpected error: AttributeError" in email.last_error
+    assert email.next_attempt_at >= timezone.now() + timedelta(seconds=9)
+    assert list(email.attempt_log.values_list("outcome", flat=True)) == ["transient"]
+    assert not Notification.objects.filter(state="sending").exists()
+    monkeypatch.setitem(notifications._CHANNELS, "email", real_email)

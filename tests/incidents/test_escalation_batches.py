@@ -1,6 +1,6 @@
 """Deadlines fired and pages delivered a batch at a time (bench/escalation_latency.py's numbers):
-few round trips per firing, one delivery message per due time, and still each firing exactly
-once, each notification claimed once and each attempt logged."""
+few round trips per firing, and still each firing exactly once, each notification claimed once
+and each attempt logged."""
 
 from datetime import timedelta
 
@@ -9,7 +9,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from incidents import tasks
 from incidents.models import (
     Deadline,
     EscalationEvent,
@@ -29,18 +28,6 @@ def team(db):
     return make_roster()
 
 
-@pytest.fixture
-def queued(monkeypatch) -> list[tuple[list[int], object, str]]:
-    """The delivery messages sent, as (notification ids, eta, queue), instead of the broker."""
-    messages = []
-
-    def record(args, eta=None, queue=None, **options):
-        messages.append((args[0], eta, queue))
-
-    monkeypatch.setattr(tasks.send_notifications, "apply_async", record)
-    return messages
-
-
 def sev1_incidents_paging_the_cto(team, n: int) -> list:
     """Sev1 incidents whose only due deadline is the CTO page (a role escalation, as benched)."""
     incidents = [
@@ -53,32 +40,25 @@ def sev1_incidents_paging_the_cto(team, n: int) -> list:
     return incidents
 
 
-def test_a_batch_of_firings_takes_a_few_round_trips_each_and_one_message_per_due_time(
-    team, queued, django_capture_on_commit_callbacks
-):
+def test_a_batch_of_firings_takes_a_few_round_trips_each_and_writes_its_pages_at_once(team):
     WebhookEndpoint.objects.create(name="chat", url="https://chat.example/hook")
     incidents = sev1_incidents_paging_the_cto(team, 10)
-    with (
-        django_capture_on_commit_callbacks(execute=True),
-        CaptureQueriesContext(connection) as queries,
-    ):
+    with CaptureQueriesContext(connection) as queries:
         fired = escalation.deadlines_fire_due(now=timezone.now())
     assert fired == 10
     # Per firing: savepoint, event, timeline entry, release; per batch: claim (2), contact,
-    # compliance, webhooks, notifications. Before batching it was 15 per firing.
-    assert len(queries) <= 4 * fired + 8, [q["sql"][:80] for q in queries]
+    # compliance, webhooks, notifications, the dispatcher's wake-up. Before batching it was 15
+    # per firing.
+    assert len(queries) <= 4 * fired + 9, [q["sql"][:80] for q in queries]
 
     rows = Notification.objects.filter(incident__in=incidents)
     assert rows.count() == 40  # SMS, phone, email follow-up and the chat hook, per incident
-    now_ids = sorted(rows.exclude(channel="email").values_list("pk", flat=True))
-    email_ids = sorted(rows.filter(channel="email").values_list("pk", flat=True))
-    immediate = [ids for ids, eta, _ in queued if eta is None]
-    later = [(ids, eta) for ids, eta, _ in queued if eta is not None]
-    assert sorted(pk for ids in immediate for pk in ids) == now_ids
-    assert len(immediate) == 2  # 30 pages, at most PER_DELIVERY_MESSAGE per message
-    assert [sorted(ids) for ids, _ in later] == [email_ids]
-    assert later[0][1] > timezone.now() + timedelta(seconds=30)  # the follow-up waits
-    assert {queue for _, _, queue in queued} == {"notifications"}
+    # The pages are due at once; the email follow-ups wait for them.
+    assert not rows.exclude(channel="email").filter(next_attempt_at__gt=timezone.now()).exists()
+    follow_ups = rows.filter(channel="email")
+    assert not follow_ups.filter(next_attempt_at__lte=timezone.now() + timedelta(seconds=30)).exists()
+    assert set(rows.values_list("state", flat=True)) == {"pending"}
+    assert sum("NOTIFY tmt_notifications" in q["sql"] for q in queries) == 1
 
 
 def test_delivering_a_batch_claims_each_notification_once_and_logs_each_attempt(team, sms_provider):
@@ -114,7 +94,7 @@ def test_a_batch_records_each_outcome_when_some_pages_fail(team, sms_provider):
 
 
 def test_a_failing_firing_is_retried_later_without_its_pages_and_the_batch_goes_on(
-    team, monkeypatch, queued, django_capture_on_commit_callbacks
+    team, monkeypatch
 ):
     first, broken, last = sev1_incidents_paging_the_cto(team, 3)
     fire_role = escalation._HANDLERS[Deadline.Kind.ROLE_ESCALATION]
@@ -125,28 +105,22 @@ def test_a_failing_firing_is_retried_later_without_its_pages_and_the_batch_goes_
             raise RuntimeError("boom")
 
     monkeypatch.setitem(escalation._HANDLERS, Deadline.Kind.ROLE_ESCALATION, fails_after_paging)
-    with django_capture_on_commit_callbacks(execute=True):
-        assert escalation.deadlines_fire_due(now=timezone.now()) == 2
+    assert escalation.deadlines_fire_due(now=timezone.now()) == 2
     assert not EscalationEvent.objects.filter(incident=broken).exists()
     assert not Notification.objects.filter(incident=broken).exists()
     retry = Deadline.objects.get(incident=broken, rule=CTO_RULE)
     assert retry.pending and retry.due_at > timezone.now() + timedelta(seconds=20)
     for incident in (first, last):
         assert Notification.objects.filter(incident=incident).count() == 3
-    queued_ids = {pk for ids, _, _ in queued for pk in ids}
-    assert queued_ids == set(Notification.objects.values_list("pk", flat=True))
 
 
-def test_a_step_that_already_fired_pages_nobody_again_within_a_batch(
-    team, queued, django_capture_on_commit_callbacks
-):
+def test_a_step_that_already_fired_pages_nobody_again_within_a_batch(team):
     first, repeated = sev1_incidents_paging_the_cto(team, 2)
     # As if another claimer fired this step already (the unique constraint is the last guard).
     EscalationEvent.objects.create(
         incident=repeated, rule=CTO_RULE, step=0, fired_at=timezone.now(), summary="fired before"
     )
-    with django_capture_on_commit_callbacks(execute=True):
-        assert escalation.deadlines_fire_due(now=timezone.now()) == 1
+    assert escalation.deadlines_fire_due(now=timezone.now()) == 1
     assert not Notification.objects.filter(incident=repeated).exists()
     assert Notification.objects.filter(incident=first).count() == 3
     assert EscalationEvent.objects.filter(incident=repeated).count() == 1

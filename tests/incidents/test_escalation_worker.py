@@ -1,4 +1,4 @@
-"""Escalations delivered by a real Celery worker over Redis, against PostgreSQL, in real time.
+"""Escalations fired and delivered by the paging dispatcher against PostgreSQL, in real time.
 
 The policy is data, so each test shortens the response times and chain delays instead of
 faking the clock.
@@ -25,7 +25,7 @@ from tests.factories import make_roster, open_incident
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.usefixtures("postgres", "beat"),
+    pytest.mark.usefixtures("postgres", "dispatcher"),
 ]
 
 

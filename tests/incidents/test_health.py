@@ -18,6 +18,7 @@ from incidents.admin_health import HealthTargetForm
 from incidents.models import (
     OPEN_STATES,
     DetectionMethod,
+    DutyHeartbeat,
     EscalationEvent,
     HealthSample,
     HealthTarget,
@@ -414,10 +415,16 @@ def test_samples_older_than_the_retention_are_pruned(agents, settings):
 # -- heartbeats and the portal's own infrastructure ------------------------------------------------
 
 
+def every_duty_done(now) -> None:
+    for duty in DutyHeartbeat.Duty:
+        health.duty_record(duty=duty, process="test@host", now=now)
+
+
 def test_silent_beat_opens_one_monitoring_incident_and_its_return_is_noted(db, settings):
     settings.TMT_HEARTBEAT_STALE_SECONDS = 60
     now = timezone.now()
     long_ago = now - timedelta(hours=1)
+    every_duty_done(now)
     health.heartbeat_record(name="worker@a", kind="worker", now=now)
     health.heartbeat_record(name="beat@a", kind="beat", now=now - timedelta(seconds=300))
 
@@ -448,21 +455,70 @@ def test_a_new_worker_does_not_judge_beat_before_the_grace_period(db):
     assert not Incident.objects.exists()
 
 
-def test_no_live_worker_opens_an_incident_and_beat_pages_without_workers(db, settings):
+@pytest.mark.parametrize(
+    ("silent_s", "alert"), [(29.9, False), (30.0, False), (30.1, True)], ids=["below", "at", "above"]
+)
+def test_a_duty_silent_for_more_than_30_s_opens_an_infrastructure_incident(db, settings, silent_s, alert):
+    settings.TMT_DUTY_STALE_SECONDS = 30
+    now = timezone.now()
+    every_duty_done(now)
+    health.duty_record(duty="health_polling", process="worker@gone", now=now - timedelta(seconds=silent_s))
+    DutyHeartbeat.objects.filter(duty="health_polling", process="test@host").delete()
+    outcomes = health.infrastructure_alerts_evaluate(
+        checker="beat", process_started_at=now - timedelta(hours=1), now=now
+    )
+    if not alert:
+        assert outcomes == [] and not Incident.objects.exists()
+        return
+    incident = automated("monitoring").get()
+    assert outcomes == [f"duty:health_polling: alert on {incident.reference}"]
+    assert incident.title.endswith(
+        "Health polling has stopped: the trading agents' health is not being checked"
+    )
+    # No page was sent from beat's own process: firing and delivery are alive.
+    assert not any(o.startswith("no dispatcher") for o in outcomes)
+
+
+def test_a_second_process_keeps_a_duty_alive_when_the_first_dies(db, settings):
+    settings.TMT_DUTY_STALE_SECONDS = 30
+    now = timezone.now()
+    every_duty_done(now)
+    health.duty_record(duty="delivery", process="dispatcher@dead", now=now - timedelta(minutes=5))
+    assert health.duties_evaluate(process_started_at=now - timedelta(hours=1), now=now) == []
+    delivery = next(d for d in health.duty_status(now=now) if d.duty == "delivery")
+    assert delivery.alive and [p.alive for p in delivery.processes] == [True, False]
+
+
+def test_no_duty_is_judged_before_the_checker_has_been_up_for_the_stale_window(db, settings):
+    settings.TMT_DUTY_STALE_SECONDS = 30
+    now = timezone.now()
+    assert health.duties_evaluate(process_started_at=now - timedelta(seconds=29), now=now) == []
+    assert not Incident.objects.exists()
+
+
+def test_with_no_dispatcher_alive_the_checker_pages_by_itself(db, settings, sms_provider):
     from tests.factories import make_roster
 
-    make_roster()
+    team = make_roster()
+    settings.TMT_DUTY_STALE_SECONDS = 30
     now = timezone.now()
-    health.heartbeat_record(name="worker@gone", kind="worker", now=now - timedelta(minutes=10))
+    every_duty_done(now)
+    DutyHeartbeat.objects.filter(duty__in=["escalation", "delivery"]).update(
+        seen_at=now - timedelta(seconds=31)
+    )
     outcomes = health.infrastructure_alerts_evaluate(
-        checker="beat", process_started_at=now - timedelta(hours=1), now=now + timedelta(seconds=1)
+        checker="beat", process_started_at=now - timedelta(hours=1), now=now
     )
     incident = automated("monitoring").get()
-    assert "no live Celery worker" in incident.title
-    assert outcomes[0] == f"workers: alert on {incident.reference}"
-    assert outcomes[1].startswith("no worker: fired")
-    # The first page of the chain fired from beat's own process (no worker would have run it).
+    assert outcomes[:2] == [
+        f"duty:escalation: alert on {incident.reference}",
+        f"duty:delivery: alert on {incident.reference}",
+    ]
+    assert outcomes[2].startswith("no dispatcher: fired")
+    # The alert's own first page went out from this process, as no dispatcher would send it.
     assert EscalationEvent.objects.filter(incident=incident, rule="ack", step=0).exists()
+    oncall = team["oncall1"].person
+    assert {p["to"] for p in sms_provider.received} >= {oncall.sms_number, oncall.phone}
 
 
 def test_beat_heartbeat_task_records_kind_beat(db):
@@ -578,6 +634,7 @@ def test_health_page_shows_states_sparklines_uptime_and_infrastructure(agents, e
     assert "Celery beat" in html and "no heartbeat recorded" in html
     assert "worker@web" in html
     assert "No heartbeat from Celery beat yet" in html
+    assert 'data-duty="escalation"' in html and "Escalation firing has stopped (never done yet)" in html
     assert 'data-testid="emergency-stop-button"' in html, "an on-call engineer may stop trading"
     panel = engineer_client.get(reverse("incidents:health_panel"), HTTP_HX_REQUEST="true")
     assert panel.status_code == 200
@@ -623,6 +680,7 @@ def test_only_workers_on_the_heartbeat_queue_judge_beat(db, monkeypatch):
     from incidents import tasks
 
     now = timezone.now()
+    every_duty_done(now)
     health.heartbeat_record(name="beat@a", kind="beat", now=now - timedelta(minutes=5))
     outcomes = health.infrastructure_alerts_evaluate(
         checker="worker", process_started_at=now - timedelta(hours=1), now=now, judges_beat=False
@@ -632,7 +690,7 @@ def test_only_workers_on_the_heartbeat_queue_judge_beat(db, monkeypatch):
 
     started = []
     monkeypatch.setattr(health, "heartbeat_thread_start", lambda **kwargs: started.append(kwargs))
-    for queues, judges in [(["escalation", "notifications"], True), (["health", "reports"], False)]:
+    for queues, judges in [(["default", "health"], True), (["health", "reports"], False)]:
         consumer = SimpleNamespace(hostname="w@h", task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=q) for q in queues]))
         tasks._start_worker_heartbeat(sender=consumer)
         assert started[-1] == {"role": "worker", "name": "w@h", "judges_beat": judges}

@@ -479,3 +479,20 @@ def test_command_serves_until_sigterm_then_exits_cleanly(http: httpx.Client) -> 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_pager_drops_a_resent_page_with_the_same_idempotency_key(
+    http: httpx.Client, endpoints: SimulatorEndpoints
+) -> None:
+    pager = f"{endpoints.control_url}/pager"
+    page = {"to": "+447700900124", "channel": "sms", "body": "Sev1 TMT-INC-2", "reference": "TMT-INC-2/8"}
+    before = len(http.get(pager).json()["pages"])
+    first = http.post(pager, json=page, headers={"Idempotency-Key": "tmt-notification-8"})
+    again = http.post(pager, json=page, headers={"Idempotency-Key": "tmt-notification-8"})
+    other = http.post(pager, json=page, headers={"Idempotency-Key": "tmt-notification-9"})
+    assert first.status_code == again.status_code == other.status_code == 200
+    assert again.json() == {**first.json(), "replayed": True}
+    assert other.json()["id"] != first.json()["id"]
+    pages = http.get(pager).json()["pages"]
+    assert len(pages) == before + 2, "the re-send was paged a second time"
+    assert [p["idempotency_key"] for p in pages[:2]] == ["tmt-notification-9", "tmt-notification-8"]
