@@ -35,14 +35,16 @@ test-e2e-deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
 	fi
 
-# Web, worker, beat and the agent simulator, on the local defaults (SQLite and a filesystem
-# broker in var/), supervised by honcho from the Procfile; Ctrl-C stops them all.
+# Web, dispatcher, worker, beat and the agent simulator, on the local defaults (SQLite and a
+# filesystem broker in var/), under supervisord (deploy/supervisord.conf: the Procfile's
+# commands), which restarts any process that dies; Ctrl-C stops them all.
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty
 	@# Pages go to the agent simulator's pager (it logs each one) unless a real provider is set.
 	TMT_SMS_PROVIDER_URL=$${TMT_SMS_PROVIDER_URL:-http://127.0.0.1:8009/pager} \
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
+	TMT_VAR_DIR=$${TMT_VAR_DIR:-$(CURDIR)/var} \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/supervisord -c deploy/supervisord.conf
 
 test: install test-e2e-deps
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \

@@ -99,11 +99,15 @@ class Dispatcher:
             self._threads.append(thread)
         log.info("%s started: %s sending threads, listening=%s", self.name, self.threads, self.listen)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish what is in flight (so it is recorded) and stop the loops."""
+    def request_stop(self) -> None:
+        """Ask the loops to finish (safe from a signal handler); `stop()` waits for them."""
         self.stopping.set()
         self.fire_wanted.set()
         self.deliver_wanted.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is in flight (so it is recorded) and stop the loops."""
+        self.request_stop()
         for _ in range(self.threads):
             self._to_send.put(None)  # each sender finishes its row, then stops
         for thread in self._threads:

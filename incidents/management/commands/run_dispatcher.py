@@ -34,12 +34,7 @@ class Command(BaseCommand):
             self.stderr.write("TMT_SMS_PROVIDER_URL is not set: SMS and voice pages will fail")
         dispatcher = Dispatcher(name=name, threads=threads)
 
-        def stop(signum, frame) -> None:
-            dispatcher.stopping.set()
-            dispatcher.fire_wanted.set()
-            dispatcher.deliver_wanted.set()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, lambda signum, frame: dispatcher.request_stop())
+        signal.signal(signal.SIGINT, lambda signum, frame: dispatcher.request_stop())
         self.stdout.write(f"{dispatcher.name}: paging from the database, {threads} sending threads")
         run_forever(dispatcher)
