@@ -20,9 +20,12 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -466,3 +469,103 @@ def tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+# -- an SMS/voice provider that honours idempotency keys ----------------------------------------
+
+
+class _ProviderHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without this, Nagle holds the body back until the
+    # client's delayed ACK (40 ms), a latency no real provider adds.
+    disable_nagle_algorithm = True
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        received_at = time.time()
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        server: ProviderSink = self.server  # type: ignore[assignment]
+        status = server.take(self.headers.get("Idempotency-Key"), received_at, body)
+        if server.latency_s:
+            # After the request was taken, as a real API answers: a client killed meanwhile has
+            # had its page accepted, and its re-send (same key) must be dropped.
+            time.sleep(server.latency_s)
+        reply = b'{"ok": true}' if status < 400 else b'{"error": "unavailable"}'
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            # The sender died (a killed dispatcher) before the answer: the page stands.
+            with server.lock:
+                server.clients_gone += 1
+            self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class ProviderSink(ThreadingHTTPServer):
+    """The SMS/voice provider contract (POST JSON {to, channel, body, reference}) on a free local
+    port, honouring Idempotency-Key as a real provider does.
+
+    The first request with a key is a page: accepted (200) and its receive time recorded. A
+    request with a key already accepted is a replay: answered 200 and not sent again (counted in
+    `replays`; with a provider that ignored the key it would have paged the person twice). While
+    `down` is set every request is answered 503 and nothing is accepted. Start it with
+    `start()`, stop it with `close()`.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, *, latency_s: float = 0.0) -> None:
+        super().__init__(("127.0.0.1", 0), _ProviderHandler)
+        self.lock = threading.Lock()
+        self.latency_s = latency_s
+        self.down = False
+        self.requests = 0
+        self.refused = 0  # answered 503 while down
+        self.without_key = 0
+        self.clients_gone = 0  # senders gone before the answer was written
+        self.accepted: dict[str, float] = {}  # key -> receive time (time.time())
+        self.payloads: dict[str, dict] = {}
+        self.replays: Counter[str] = Counter()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/send"
+
+    def start(self) -> None:
+        threading.Thread(target=self.serve_forever, name="sms-provider", daemon=True).start()
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def take(self, key: str | None, received_at: float, body: bytes) -> int:
+        with self.lock:
+            self.requests += 1
+            if self.down:
+                self.refused += 1
+                return 503
+            if key is None:
+                # Not what the portal sends: such a page cannot be told from a re-send.
+                self.without_key += 1
+                key = f"(no key #{self.without_key})"
+            if key in self.accepted:
+                self.replays[key] += 1
+                return 200
+            self.accepted[key] = received_at
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            payload = {}
+        with self.lock:
+            self.payloads[key] = payload
+        return 200
+
+    def snapshot(self) -> tuple[dict[str, float], int]:
+        """(accepted key -> receive time, replays so far), copied under the lock."""
+        with self.lock:
+            return dict(self.accepted), sum(self.replays.values())
