@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_EVERY = timedelta(seconds=2)
 # After a database error a loop waits this long before trying again (and reconnecting).
 ERROR_PAUSE_S = 0.2
-MONITOR_EVERY_S = 5.0
-MIN_SLEEP_S = 0.005
+# A due row this dispatcher could not claim is held by another (committing in a moment, or
+# stuck behind a lost connection): look again after this pause rather than at once.
+HELD_ROW_PAUSE = timedelta(milliseconds=100)
 
 
 def process_name() -> str:
@@ -81,6 +82,7 @@ class Dispatcher:
         self._in_flight_lock = threading.Lock()
         self._to_send: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._monitor: health.HeartbeatThread | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -88,8 +90,6 @@ class Dispatcher:
         loops = [("fire", self._fire_loop), ("deliver", self._deliver_loop)]
         if self.listen:
             loops.append(("listen", self._listen_loop))
-        if self.monitor:
-            loops.append(("monitor", self._monitor_loop))
         loops += [(f"send-{n}", self._sender) for n in range(self.threads)]
         for label, target in loops:
             thread = threading.Thread(
@@ -97,6 +97,9 @@ class Dispatcher:
             )
             thread.start()
             self._threads.append(thread)
+        if self.monitor:
+            # Checks every duty, the Celery ones too, as every worker and beat does.
+            self._monitor = health.heartbeat_thread_start(role="dispatcher", name=self.name)
         log.info("%s started: %s sending threads, listening=%s", self.name, self.threads, self.listen)
 
     def request_stop(self) -> None:
@@ -108,9 +111,18 @@ class Dispatcher:
     def stop(self, timeout: float = 30.0) -> None:
         """Finish what is in flight (so it is recorded) and stop the loops."""
         self.request_stop()
-        for _ in range(self.threads):
-            self._to_send.put(None)  # each sender finishes its row, then stops
+        senders = [t for t in self._threads if t.name.startswith("tmt-dispatch-send-")]
         for thread in self._threads:
+            if thread not in senders:
+                thread.join(timeout)
+        if self._monitor is not None:
+            self._monitor.stop_event.set()
+            self._monitor.join(timeout)
+        # Only now, with nothing claiming any more: each sender sends what was claimed for it,
+        # then meets its end marker (queued after every claimed row).
+        for _ in senders:
+            self._to_send.put(None)
+        for thread in senders:
             thread.join(timeout)
 
     @staticmethod
@@ -140,12 +152,14 @@ class Dispatcher:
         fired = escalation.deadlines_fire_due()
         if fired:
             log.info("fired %s deadline(s)", fired)
-        return (
+            self.deliver_wanted.set()  # their pages are due now (no NOTIFY on SQLite)
+        next_due = (
             Deadline.objects.filter(fired_at=None, cancelled_at=None)
             .order_by("due_at")
             .values_list("due_at", flat=True)
             .first()
         )
+        return _after_a_pause_if_held(next_due, worked=bool(fired))
 
     # -- delivery -----------------------------------------------------------------------------
 
@@ -159,15 +173,15 @@ class Dispatcher:
     def _deliver_once(self) -> datetime | None:
         with self._in_flight_lock:
             free = self.threads - self._in_flight
-        if free > 0:
-            for row in notifications.notifications_claim_due(limit=free):
-                with self._in_flight_lock:
-                    self._in_flight += 1
-                self._to_send.put(row)
+        claimed = notifications.notifications_claim_due(limit=free) if free > 0 else []
+        for row in claimed:
+            with self._in_flight_lock:
+                self._in_flight += 1
+            self._to_send.put(row)
         with self._in_flight_lock:
             if self._in_flight >= self.threads:
                 return None  # every thread busy: a finished send wakes the loop
-        return notifications.notifications_next_due_at()
+        return _after_a_pause_if_held(notifications.notifications_next_due_at(), worked=bool(claimed))
 
     def _sender(self) -> None:
         while True:
@@ -178,8 +192,11 @@ class Dispatcher:
 
     def _send(self, row) -> None:
         try:
+            connection.close_if_unusable_or_obsolete()
             outcome = notifications.notification_send(notification=row)
             log.info("notification %s (%s to %s): %s", row.pk, row.channel, row.address, outcome)
+            if outcome.startswith("failed"):
+                self.fire_wanted.set()  # it may have moved the chain on to the next person
         except Exception:
             # Only the database can fail here (a channel's errors are recorded attempts); the
             # row stays "sending" and is taken over after TMT_NOTIFY_TAKEOVER_SECONDS.
@@ -202,6 +219,8 @@ class Dispatcher:
         while not self.stopping.is_set():
             wanted.clear()
             try:
+                # Django checks connections around each web request; these threads have none.
+                connection.close_if_unusable_or_obsolete()
                 next_due = work()
                 now = timezone.now()
                 if last_heartbeat is None or now - last_heartbeat >= HEARTBEAT_EVERY:
@@ -215,27 +234,21 @@ class Dispatcher:
                 continue
             sleep_s = self.max_sleep_s
             if next_due is not None:
-                # Never a busy loop: a due row another dispatcher holds stays "due" until it
-                # commits, so look again in a few milliseconds rather than at once.
-                sleep_s = min(sleep_s, max(MIN_SLEEP_S, (next_due - timezone.now()).total_seconds()))
+                sleep_s = min(sleep_s, max(0.0, (next_due - timezone.now()).total_seconds()))
             wanted.wait(sleep_s)
 
     # -- wake-ups -----------------------------------------------------------------------------
 
     def _listen_loop(self) -> None:
         """LISTEN for wake-ups on a connection of its own; reconnect whenever it breaks."""
-        params = connection.settings_dict
+        # The site's own connection settings (host, SSL, options), without Django's cursor.
+        params = connection.get_connection_params()
+        for django_only in ("cursor_factory", "context"):
+            params.pop(django_only, None)
+        params.setdefault("connect_timeout", 5)
         while not self.stopping.is_set():
             try:
-                with psycopg.connect(
-                    dbname=params["NAME"],
-                    user=params["USER"] or None,
-                    password=params["PASSWORD"] or None,
-                    host=params["HOST"] or None,
-                    port=params["PORT"] or None,
-                    autocommit=True,
-                    connect_timeout=5,
-                ) as listener:
+                with psycopg.connect(**params, autocommit=True) as listener:
                     for channel in wakeups.CHANNELS:
                         listener.execute(f"LISTEN {channel}")
                     # Anything committed while nobody listened is looked at now.
@@ -255,18 +268,12 @@ class Dispatcher:
         elif channel == wakeups.NOTIFICATIONS:
             self.deliver_wanted.set()
 
-    # -- watching the other duties ------------------------------------------------------------
 
-    def _monitor_loop(self) -> None:
-        while not self.stopping.wait(MONITOR_EVERY_S):
-            try:
-                for outcome in health.infrastructure_alerts_evaluate(
-                    checker="dispatcher", process_started_at=self.started_at
-                ):
-                    log.warning("duty check: %s", outcome)
-            except Exception:
-                log.exception("duty check failed")
-                connection.close()
+def _after_a_pause_if_held(next_due: datetime | None, *, worked: bool) -> datetime | None:
+    """When to look again: at once after doing work, a moment later for a row someone holds."""
+    if worked or next_due is None:
+        return next_due
+    return max(next_due, timezone.now() + HELD_ROW_PAUSE)
 
 
 def run_forever(dispatcher: Dispatcher) -> None:

@@ -8,9 +8,9 @@ import os
 import socket
 
 from celery import shared_task
-from celery.signals import beat_init, worker_ready  # issue #4: heartbeats
+from celery.signals import beat_init, worker_ready
 
-# -- health polling and heartbeats (issue #4) -------------------------------------------------
+# -- health polling and heartbeats -------------------------------------------------------------
 
 
 def _process() -> str:
@@ -80,7 +80,7 @@ def _start_worker_heartbeat(sender=None, **kwargs) -> None:
 
 
 def _start_beat_watch(sender=None, **kwargs) -> None:
-    # In the beat process: watch for "no live worker" (nobody else can notice it).
+    # In the beat process: check every duty, as workers and dispatchers do.
     import socket
 
     from .services import health

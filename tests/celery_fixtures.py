@@ -115,12 +115,6 @@ class ProviderServer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/send"
 
-    def duplicates(self) -> int:
-        """Pages this provider would have sent twice: one key received more than once."""
-        with self.lock:
-            keys = [p["_key"] for p in self.received]
-        return len(keys) - len(set(keys))
-
     def to(self, number: str) -> list[dict]:
         with self.lock:
             return [p for p in self.received if p["to"] == number]

@@ -106,6 +106,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A claimer cut off mid-transaction (a network partition, a frozen host) holds its rows'
+    # locks until the server notices; meanwhile other dispatchers skip those rows. Keepalives
+    # notice a dead peer in about 25 s, and a transaction left idle is ended after a minute.
+    _idle = env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S", default=60)
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "options": f"-c idle_in_transaction_session_timeout={_idle * 1000}",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}

@@ -716,12 +716,12 @@ def _fire_one(deadline: Deadline, *, now: datetime, batch: _FiringBatch) -> int:
         batch.notifications.discard_since(mark)
         log.info("deadline %s already fired for %s", deadline.pk, incident.reference)
         return 0
-    except (OperationalError, InterfaceError):
-        # The database went away (a restart, a dropped connection, a deadlock): the whole
-        # batch rolls back, claims included, and the dispatcher tries again in a moment. Not
-        # the 30-s retry below, which is for a deadline that itself cannot be fired.
-        raise
-    except Exception:
+    except Exception as exc:
+        if _connection_lost(exc):
+            # The database went away (a restart, a dropped connection): the whole batch rolls
+            # back, claims included, and the dispatcher tries again in a moment. Not the 30-s
+            # retry below, which is for a deadline that itself cannot be fired.
+            raise
         # One broken deadline must not hold up the others in the batch: put it back a little
         # later and keep going. Its error is in the log; it stays visible as pending.
         batch.notifications.discard_since(mark)
@@ -734,6 +734,14 @@ def _fire_one(deadline: Deadline, *, now: datetime, batch: _FiringBatch) -> int:
         Deadline.objects.filter(pk=deadline.pk).update(fired_at=None, due_at=now + FIRING_RETRY)
         return 0
     return 1
+
+
+def _connection_lost(exc: Exception) -> bool:
+    # A lock or statement timeout is an OperationalError too, on a connection that still works
+    # (the savepoint was rolled back): that deadline is retried later like any other failure.
+    if isinstance(exc, InterfaceError):
+        return True
+    return isinstance(exc, OperationalError) and not connection.is_usable()
 
 
 class DuplicateFiring(Exception):
@@ -856,8 +864,10 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _Fi
         target_label=whom,
         user=user,
     )
-    if user:
-        page_user(event=event, user=user, now=now, batch=batch.notifications)
+    reached = bool(user) and page_user(event=event, user=user, now=now, batch=batch.notifications)
+    if not reached:
+        # Nobody to page, or no way to reach them: go on to whoever comes next now.
+        _role_fallback(incident, trigger, key, fallback, now)
 
 
 def _fire_status(
@@ -997,18 +1007,23 @@ def escalation_advance_after_failure(
         if moved:
             wakeups.wake(wakeups.DEADLINES)
     elif event.rule.startswith("role:"):
-        # An executive or role page nobody received: the role's deputy, then the incident
-        # manager, so that someone who can act is always told.
         _, key, *fallback = event.rule.split(":")
         trigger = next(
             (t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None
         )
-        if trigger is None:
-            return
-        if not fallback and role_contact(trigger["role"], deputy=True):
-            _schedule_fallback(incident, f"role:{key}:deputy", now)
-        elif fallback != ["manager"]:
-            _schedule_fallback(incident, f"role:{key}:manager", now)
+        if trigger is not None:
+            _role_fallback(incident, trigger, key, fallback, now)
+
+
+def _role_fallback(
+    incident: Incident, trigger: dict, key: str, fallback: list[str], now: datetime
+) -> None:
+    """A role page nobody received: the role's deputy, then the incident manager, so that
+    someone who can act is always told."""
+    if not fallback and role_contact(trigger["role"], deputy=True):
+        _schedule_fallback(incident, f"role:{key}:deputy", now)
+    elif fallback != ["manager"]:
+        _schedule_fallback(incident, f"role:{key}:manager", now)
 
 
 def _schedule_fallback(incident: Incident, rule: str, now: datetime) -> None:

@@ -46,7 +46,7 @@ from ..models import (
     TimelineEntry,
     WorkerHeartbeat,
 )
-from ..models.escalation import EscalationEvent
+from ..models.escalation import Deadline, EscalationEvent, Notification
 from .incident import incident_open, incident_update, timeline_record
 
 log = logging.getLogger(__name__)
@@ -841,7 +841,9 @@ def infrastructure_alerts_evaluate(
 
 # -- duties: each thing that must keep happening, and who last did it ---------------------------
 
-PAGING_DUTIES = (DutyHeartbeat.Duty.ESCALATION, DutyHeartbeat.Duty.DELIVERY)
+# A process silent this long is forgotten (its row deleted): it is long dead, and each restart
+# of a process writes a row of its own.
+DUTY_HEARTBEATS_KEPT = timedelta(hours=1)
 _DUTY_CONSEQUENCE = {
     DutyHeartbeat.Duty.ESCALATION: "no escalation deadline is firing",
     DutyHeartbeat.Duty.DELIVERY: "no page, call or email is going out",
@@ -874,10 +876,18 @@ class DutyStatus:
     label: str
     consequence: str
     processes: list[DutyProcess]
+    overdue: int = 0
 
     @property
     def alive(self) -> bool:
-        return any(p.alive for p in self.processes)
+        return any(p.alive for p in self.processes) and not self.overdue
+
+    @property
+    def detail(self) -> str:
+        done = f"Last done {self.age_s:.0f} s ago." if self.age_s is not None else "Never done yet."
+        if self.overdue:
+            done += f" {self.overdue} overdue by more than {settings.TMT_DUTY_STALE_SECONDS:.0f} s."
+        return done
 
     @property
     def last_seen_at(self) -> datetime | None:
@@ -892,20 +902,37 @@ def duty_status(*, now: datetime | None = None) -> list[DutyStatus]:
     now = now or timezone.now()
     stale = settings.TMT_DUTY_STALE_SECONDS
     seen: dict[str, list[DutyProcess]] = {}
-    for row in DutyHeartbeat.objects.all():
+    for row in DutyHeartbeat.objects.filter(seen_at__gte=now - DUTY_HEARTBEATS_KEPT):
         age = max(0.0, (now - row.seen_at).total_seconds())
         seen.setdefault(row.duty, []).append(
             DutyProcess(process=row.process, seen_at=row.seen_at, age_s=age, alive=age <= stale)
         )
+    overdue = _paging_backlog(now - timedelta(seconds=stale))
     return [
         DutyStatus(
             duty=duty.value,
             label=duty.label,
             consequence=_DUTY_CONSEQUENCE[duty],
             processes=sorted(seen.get(duty.value, []), key=lambda p: p.age_s),
+            overdue=overdue.get(duty.value, 0),
         )
         for duty in DutyHeartbeat.Duty
     ]
+
+
+def _paging_backlog(cutoff: datetime) -> dict[str, int]:
+    """Deadlines and pages due before `cutoff` and still waiting: a loop can write its
+    heartbeat while its work is stuck (every sending thread hung, a row held by a lost
+    connection), so the heartbeat alone is not enough to call a paging duty alive."""
+
+    return {
+        DutyHeartbeat.Duty.ESCALATION.value: Deadline.objects.filter(
+            fired_at=None, cancelled_at=None, due_at__lt=cutoff
+        ).count(),
+        DutyHeartbeat.Duty.DELIVERY.value: Notification.objects.filter(
+            state=Notification.State.PENDING, next_attempt_at__lt=cutoff
+        ).count(),
+    }
 
 
 def duties_evaluate(*, process_started_at: datetime, now: datetime | None = None) -> list[str]:
@@ -919,38 +946,53 @@ def duties_evaluate(*, process_started_at: datetime, now: datetime | None = None
     stale = settings.TMT_DUTY_STALE_SECONDS
     if (now - process_started_at).total_seconds() <= stale:
         return []
+    # Rows of processes long gone (each restart is a new pid) would otherwise pile up.
+    DutyHeartbeat.objects.filter(seen_at__lt=now - DUTY_HEARTBEATS_KEPT).delete()
     outcomes = []
-    statuses = duty_status(now=now)
-    for status in statuses:
-        detail = (
-            f"Last done {status.age_s:.0f} s ago." if status.age_s is not None else "Never done yet."
-        )
+    statuses = {status.duty: status for status in duty_status(now=now)}
+    for status in statuses.values():
         outcomes.append(
             infrastructure_alert(
                 check=f"duty:{status.duty}",
                 system_key="monitoring",
                 failing=not status.alive,
                 what=f"{status.label} has stopped: {status.consequence}",
-                detail=detail,
+                detail=status.detail,
             )
         )
-    if any(not s.alive for s in statuses if s.duty in PAGING_DUTIES):
-        outcomes.append(_page_without_dispatcher())
+    outcomes.append(
+        _page_without_dispatcher(
+            fire=not statuses[DutyHeartbeat.Duty.ESCALATION].alive,
+            deliver=not statuses[DutyHeartbeat.Duty.DELIVERY].alive,
+        )
+    )
     return [o for o in outcomes if o]
 
 
-def _page_without_dispatcher() -> str:
-    """The last path for pages: fire due deadlines and deliver due pages from this process.
+# The fallback sends for at most this long per check: well inside the takeover time, so no
+# row it claimed is taken over (and sent again) while it still waits here.
+FALLBACK_SEND_BUDGET = timedelta(seconds=8)
 
-    Claims make it safe beside a dispatcher that comes back meanwhile."""
+
+def _page_without_dispatcher(*, fire: bool, deliver: bool) -> str:
+    """The last path for pages: fire due deadlines, or deliver due pages one at a time, from
+    this process, for whichever of the two no dispatcher is doing. Claims make it safe beside
+    a dispatcher that comes back meanwhile."""
     from .escalation import deadlines_fire_due
     from .notifications import notification_send, notifications_claim_due
 
-    fired = deadlines_fire_due()
-    claimed = notifications_claim_due(limit=50)
-    for notification in claimed:
-        notification_send(notification=notification)
-    return f"no dispatcher: fired {fired} deadline(s), tried {len(claimed)} notification(s) here"
+    if not (fire or deliver):
+        return ""
+    fired = deadlines_fire_due() if fire else 0
+    sent = 0
+    until = timezone.now() + FALLBACK_SEND_BUDGET
+    while deliver and timezone.now() < until:
+        claimed = notifications_claim_due(limit=1)
+        if not claimed:
+            break
+        notification_send(notification=claimed[0])
+        sent += 1
+    return f"no dispatcher: fired {fired} deadline(s), tried {sent} notification(s) here"
 
 
 class HeartbeatThread(threading.Thread):

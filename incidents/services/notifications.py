@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import smtplib
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Max, Q
+from django.db.models import Case, F, Max, Q, Value, When
 from django.utils import timezone
 
 from .. import wakeups
@@ -40,7 +41,6 @@ from ..models.escalation import (
 from .incident import timeline_record
 
 log = logging.getLogger(__name__)
-
 
 
 class PermanentFailure(Exception):
@@ -396,6 +396,12 @@ def status_update_text(update: StatusUpdate) -> str:
 # -- delivery -------------------------------------------------------------------------------
 
 
+URGENT_CHANNELS = (Notification.Channel.SMS, Notification.Channel.PHONE)
+# Claimed first when several rows are due: a hanging chat webhook or mail server must not hold
+# the sending threads while an SMS or a call waits behind it.
+_URGENT_FIRST = Case(When(channel__in=URGENT_CHANNELS, then=Value(0)), default=Value(1))
+
+
 def _takeover_after() -> timedelta:
     return timedelta(seconds=settings.TMT_NOTIFY_TAKEOVER_SECONDS)
 
@@ -417,7 +423,7 @@ def notifications_claim_due(*, limit: int, now: datetime | None = None) -> list[
     due = (
         Notification.objects.filter(_claimable(now))
         .select_related("incident__severity", "event")
-        .order_by("next_attempt_at", "pk")
+        .order_by(_URGENT_FIRST, "next_attempt_at", "pk")
     )
     if connection.features.has_select_for_update_skip_locked:
         with transaction.atomic():
@@ -468,10 +474,11 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
 
 
 def notifications_deliver(*, notification_ids: list[int], now: datetime | None = None) -> str:
-    """Claim the given rows that are due and deliver them one after the other.
+    """Claim the given rows that are due and deliver them now, one after the other.
 
+    For tests and tools that deliver chosen rows (the dispatcher claims by due time instead).
     A row another delivery holds, or one already handled, is left alone. Returns a count per
-    outcome (tests, and the fallback path when no dispatcher is alive).
+    outcome.
     """
     now = now or timezone.now()
     ids = list(dict.fromkeys(notification_ids))
@@ -526,40 +533,67 @@ def _out_of_attempts(notification: Notification) -> bool:
     return notification.attempts + 1 >= settings.TMT_NOTIFY_MAX_ATTEMPTS
 
 
+# Waits between tries of a write that records a send (about 8 s in all, inside the takeover time).
+RECORD_RETRY_PAUSES_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+# What a write that finds its claim gone returns: another delivery took the row over meanwhile
+# (this send outlasted TMT_NOTIFY_TAKEOVER_SECONDS) and its outcome stands, not this one's.
+SUPERSEDED = "superseded: taken over by another delivery"
+
+
 def _recorded(write):
-    """Run a write that records what already happened outside (a page sent), reconnecting once.
+    """Run a write that records what already happened outside (a page sent), reconnecting.
 
     The send cannot be undone; if the database connection broke meanwhile (a restart, a dropped
-    connection), losing the record would leave the row to be taken over and sent again.
+    connection, a fail-over), losing the record would leave the row to be taken over and sent
+    again. A write that did commit before the error finds its claim gone on the retry and does
+    nothing, so a retry never records twice.
     """
-    try:
-        return write()
-    except (OperationalError, InterfaceError):
-        log.warning("recording a delivery failed; reconnecting once", exc_info=True)
-        connection.close()
-        return write()
+    for pause in (*RECORD_RETRY_PAUSES_S, None):
+        try:
+            return write()
+        except (OperationalError, InterfaceError):
+            if pause is None:
+                raise
+            log.warning("recording a delivery failed; retrying in %s s", pause, exc_info=True)
+            connection.close()
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def _ours(notification: Notification):
+    """The row, as long as this delivery still holds its claim."""
+    return Notification.objects.filter(
+        pk=notification.pk, state=Notification.State.SENDING, claimed_at=notification.claimed_at
+    )
 
 
 def _record_sent(notification: Notification, done: datetime) -> str:
-    def write() -> None:
+    def write() -> str:
         with transaction.atomic():
-            Notification.objects.filter(pk=notification.pk).update(
+            if not _ours(notification).update(
                 state=Notification.State.SENT,
                 sent_at=done,
                 attempts=F("attempts") + 1,
                 last_error="",
-            )
+            ):
+                return _superseded(notification)
             NotificationAttempt.objects.create(
                 notification=notification, attempted_at=done, outcome=NotificationAttempt.Outcome.SENT
             )
+            return "sent"
 
-    _recorded(write)
-    return "sent"
+    return _recorded(write)
+
+
+def _superseded(notification: Notification) -> str:
+    log.warning("notification %s was taken over while this delivery sent it", notification.pk)
+    return SUPERSEDED
 
 
 def _record_skipped(notification: Notification, now: datetime) -> str:
     with transaction.atomic():
-        Notification.objects.filter(pk=notification.pk).update(state=Notification.State.SKIPPED)
+        if not _ours(notification).update(state=Notification.State.SKIPPED):
+            return _superseded(notification)
         NotificationAttempt.objects.create(
             notification=notification,
             attempted_at=now,
@@ -578,9 +612,6 @@ def _no_longer_needed(notification: Notification) -> bool:
     return incident.acknowledged_at is not None or not incident.is_open
 
 
-URGENT_CHANNELS = (Notification.Channel.SMS, Notification.Channel.PHONE)
-
-
 def _record_failure(notification: Notification, detail: str, *, permanent: bool) -> str:
     def write() -> str:
         with transaction.atomic():
@@ -594,7 +625,10 @@ def _write_failure(notification: Notification, detail: str, *, permanent: bool) 
 
     now = timezone.now()
     attempts = notification.attempts + 1
-    if permanent and notification.event_id is not None:
+    pages_a_person = notification.event_id is not None and notification.channel != (
+        Notification.Channel.WEBHOOK
+    )
+    if permanent and pages_a_person:
         # The event's pages fail in parallel threads: without this lock each would see the other
         # still "sending", and neither would move the chain on.
         list(
@@ -602,28 +636,24 @@ def _write_failure(notification: Notification, detail: str, *, permanent: bool) 
             .filter(pk=notification.event_id)
             .values_list("pk", flat=True)
         )
-    NotificationAttempt.objects.create(
-        notification=notification,
-        attempted_at=now,
-        outcome=NotificationAttempt.Outcome.PERMANENT
-        if permanent
-        else NotificationAttempt.Outcome.TRANSIENT,
-        detail=detail[:500],
-    )
     if not permanent:
         backoff = settings.TMT_NOTIFY_BACKOFF_SECONDS * (2 ** (attempts - 1))
         retry_at = now + timedelta(seconds=backoff)
-        Notification.objects.filter(pk=notification.pk).update(
+        if not _ours(notification).update(
             state=Notification.State.PENDING,
             attempts=attempts,
             next_attempt_at=retry_at,
             last_error=detail[:500],
-        )
+        ):
+            return _superseded(notification)
+        _log_attempt(notification, now, detail, permanent=False)
         _wake_dispatcher(retry_at)
         return f"retry in {backoff}s: {detail}"
-    Notification.objects.filter(pk=notification.pk).update(
+    if not _ours(notification).update(
         state=Notification.State.FAILED, attempts=attempts, last_error=detail[:500]
-    )
+    ):
+        return _superseded(notification)
+    _log_attempt(notification, now, detail, permanent=True)
     timeline_record(
         notification.incident,
         kind=TimelineEntry.Kind.NOTIFICATION,
@@ -632,10 +662,21 @@ def _write_failure(notification: Notification, detail: str, *, permanent: bool) 
         at=now,
         data={"notification": notification.pk, "failed": True},
     )
-    event = notification.event
-    if event is not None and _event_unreachable(event):
-        escalation_advance_after_failure(event=event, now=now)
+    # A chat webhook failing reaches nobody less: only a person's pages move the chain on.
+    if pages_a_person and _event_unreachable(notification.event):
+        escalation_advance_after_failure(event=notification.event, now=now)
     return f"failed: {detail}"
+
+
+def _log_attempt(notification: Notification, at: datetime, detail: str, *, permanent: bool) -> None:
+    NotificationAttempt.objects.create(
+        notification=notification,
+        attempted_at=at,
+        outcome=NotificationAttempt.Outcome.PERMANENT
+        if permanent
+        else NotificationAttempt.Outcome.TRANSIENT,
+        detail=detail[:500],
+    )
 
 
 def _event_unreachable(event: EscalationEvent) -> bool:

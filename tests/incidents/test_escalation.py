@@ -387,3 +387,52 @@ def test_unexpected_channel_error_is_a_logged_attempt_with_backoff_and_the_rest_
     assert list(email.attempt_log.values_list("outcome", flat=True)) == ["transient"]
     assert not Notification.objects.filter(state="sending").exists()
     monkeypatch.setitem(notifications._CHANNELS, "email", real_email)
+
+
+def test_a_late_outcome_never_overwrites_a_row_another_delivery_took_over(team, sms_provider, settings):
+    """A send that outlasted the takeover time: the taker's outcome stands, the late one is dropped."""
+    from incidents.services import notifications
+
+    settings.TMT_NOTIFY_TAKEOVER_SECONDS = 20
+    open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
+    fire_at(timezone.now())
+    (slow,) = notifications.notifications_claim_due(limit=1)
+    assert slow.channel in ("sms", "phone"), "urgent pages are claimed first"
+    # Just short of the takeover time, nobody else may take the row.
+    almost = slow.claimed_at + timedelta(seconds=19.9)
+    assert slow.pk not in [r.pk for r in notifications.notifications_claim_due(limit=10, now=almost)]
+    # Just past it, another delivery takes the row over and sends it.
+    (taker,) = [
+        r
+        for r in notifications.notifications_claim_due(
+            limit=10, now=slow.claimed_at + timedelta(seconds=20.1)
+        )
+        if r.pk == slow.pk
+    ]
+    assert notifications.notification_send(notification=taker) == "sent"
+    # The first delivery's send now fails late: its outcome must not undo the taker's.
+    late = notifications._record_failure(slow, "HTTP 503", permanent=False)
+    assert late == notifications.SUPERSEDED
+    row = Notification.objects.get(pk=slow.pk)
+    assert row.state == "sent" and row.attempts == 1
+    assert list(row.attempt_log.values_list("outcome", flat=True)) == ["sent"]
+    assert notifications._record_sent(slow, timezone.now()) == notifications.SUPERSEDED
+    assert row.attempt_log.count() == 1
+
+
+def test_a_failed_chat_webhook_moves_no_chain_on(team, sms_provider, settings):
+    from incidents.models import WebhookEndpoint
+    from incidents.services import notifications
+
+    WebhookEndpoint.objects.create(name="chat", url=sms_provider.url.replace("/send", "/hook"))
+    sms_provider.respond_with = lambda payload: 404 if "incident" in payload else 200
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
+    fire_at(timezone.now())
+    hooks = Notification.objects.filter(incident=incident, channel="webhook")
+    assert hooks.exists()
+    for hook in hooks:
+        assert notifications.notification_deliver(notification_id=hook.pk).startswith("failed")
+    fire_at(timezone.now())
+    fallbacks = EscalationEvent.objects.filter(incident=incident, rule__regex=r":(deputy|manager)$")
+    assert not fallbacks.exists()
+    assert not EscalationEvent.objects.filter(incident=incident, rule="ack", step__gt=0).exists()

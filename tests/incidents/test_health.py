@@ -727,3 +727,43 @@ def test_admin_pages_for_health(admin_client, agents):
     )
     assert response.status_code == 200, "an end before the start is a field error"
     assert "The end must be after the start." in response.content.decode()
+
+
+def test_a_duty_whose_heartbeat_is_fresh_but_whose_work_is_overdue_is_stopped(db, settings):
+    from tests.factories import make_roster
+
+    team = make_roster()
+    settings.TMT_DUTY_STALE_SECONDS = 30
+    now = timezone.now()
+    every_duty_done(now)
+    incident = open_incident(reported_by=team["oncall1"], level=3, financial_impact_usd=None)
+    page = Notification.objects.create(
+        incident=incident, channel="email", address="a@example.com", subject="s", body="b",
+        next_attempt_at=now - timedelta(seconds=29.9),
+    )
+    delivery = {d.duty: d for d in health.duty_status(now=now)}["delivery"]
+    assert delivery.alive, "just under 30 s overdue is still on time"
+    Notification.objects.filter(pk=page.pk).update(next_attempt_at=now - timedelta(seconds=30.1))
+    delivery = {d.duty: d for d in health.duty_status(now=now)}["delivery"]
+    assert not delivery.alive and delivery.overdue == 1
+    assert "1 overdue by more than 30 s" in delivery.detail
+
+
+def test_with_only_firing_silent_the_checker_fires_but_leaves_delivery_to_the_dispatcher(
+    db, settings, sms_provider
+):
+    from tests.factories import make_roster
+
+    make_roster()
+    settings.TMT_DUTY_STALE_SECONDS = 30
+    now = timezone.now()
+    every_duty_done(now)
+    DutyHeartbeat.objects.filter(duty="escalation").update(seen_at=now - timedelta(seconds=31))
+    outcomes = health.infrastructure_alerts_evaluate(
+        checker="beat", process_started_at=now - timedelta(hours=1), now=now
+    )
+    incident = automated("monitoring").get()
+    assert outcomes[0] == f"duty:escalation: alert on {incident.reference}"
+    assert outcomes[1].startswith("no dispatcher: fired") and outcomes[1].endswith("tried 0 notification(s) here")
+    assert EscalationEvent.objects.filter(incident=incident, rule="ack", step=0).exists()
+    assert sms_provider.received == [], "the working delivery loop sends the pages, not beat"
