@@ -25,22 +25,32 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def _raw_token(request) -> str | None:
-    """The token in the Authorization header, None if the header is absent or of another scheme.
-
-    An address that sent too many refused tokens gets 429 before its next token is even looked up.
-    """
+    """The token in the Authorization header, None if the header is absent or of another scheme."""
     parts = authentication.get_authorization_header(request).split()
     if not parts or parts[0].lower() not in _KEYWORDS:
         return None
-    wait = FailedAuthenticationThrottle().wait_if_blocked(request)
-    if wait is not None:
-        raise exceptions.Throttled(wait, detail="Too many refused tokens from this address.")
     if len(parts) != 2:
         raise exceptions.AuthenticationFailed("Invalid Authorization header: expected “Bearer <token>”.")
     try:
         return parts[1].decode()
     except UnicodeDecodeError as exc:
         raise exceptions.AuthenticationFailed("Invalid token: it must be plain text.") from exc
+
+
+def _refuse(request, message: str):
+    """Refuse a token that matched nothing, counting it against the client's address.
+
+    An address that sent too many gets 429 instead of 401, but only for tokens that match
+    nothing: the lookup comes first, so a valid token is never refused because someone else
+    behind the same address (a proxy, a NAT) guessed wrong. Tokens are 256 random bits, so the
+    lookup tells a guesser nothing; the count is what makes guessing loud and slow.
+    """
+    throttle = FailedAuthenticationThrottle()
+    wait = throttle.wait_if_blocked(request)
+    if wait is not None:
+        raise exceptions.Throttled(wait, detail="Too many refused tokens from this address.")
+    throttle.record_failure(request)
+    raise exceptions.AuthenticationFailed(message)
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -52,8 +62,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
         if token is None or token.revoked_at is not None:
-            FailedAuthenticationThrottle().record_failure(request)
-            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+            _refuse(request, "Invalid or revoked API token.")
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("The token's user is inactive.")
         now = timezone.now()
@@ -81,8 +90,7 @@ class AlertIntegrationAuthentication(authentication.BaseAuthentication):
         # against 0.2 ms for this, about a sixth of a re-sent alert's CPU (bench/api.py).
         integration = next(iter(AlertIntegration.objects.raw(_INTEGRATION_SQL, [hash_token(raw)])), None)
         if integration is None or not integration.active or integration.revoked_at is not None:
-            FailedAuthenticationThrottle().record_failure(request)
-            raise exceptions.AuthenticationFailed("Invalid or revoked integration token.")
+            _refuse(request, "Invalid or revoked integration token.")
         # Lazy, as Django's own request.user is: the integration's reporter is read on first use.
         return SimpleLazyObject(lambda: integration.reporter), integration
 

@@ -671,3 +671,17 @@ def test_a_re_sent_alert_never_lowers_an_incident_raised_by_hand(alertmanager, m
     _post(raw, _am_payload(_am_alert("disk", severity="warning")))
     incident.refresh_from_db()
     assert incident.severity.level == 1
+
+
+def test_guessed_tokens_from_an_address_never_stop_a_valid_integration_there(
+    alertmanager, monkeypatch
+):
+    from incidents.api.throttling import FailedAuthenticationThrottle
+
+    monkeypatch.setattr(FailedAuthenticationThrottle, "THROTTLE_RATES", {"auth_failures": "3/min"})
+    _, raw = alertmanager
+    guesses = [_post(f"guess-{n}", {"alerts": []}).status_code for n in range(4)]
+    assert guesses == [401, 401, 401, 429]
+    answer = _post(raw, {"alerts": [_am_alert("fp-after-guessing")]})
+    assert answer.status_code in (200, 201, 202), answer.content
+    assert AlertEvent.objects.filter(fingerprint="fp-after-guessing").exists()
