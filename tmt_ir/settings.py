@@ -8,7 +8,7 @@ so a typo in the environment stops start-up instead of silently falling back.
 """
 
 import socket  # issue #4: the beat heartbeat names its host
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "incidents",
     "reports",
     "drills",
@@ -70,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tmt_ir.urls"
@@ -130,6 +133,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Password guessing on the login page and the admin's (django-axes): after this many failures
+# for one account, or from one address, logging in is refused for the cool-off time, even with
+# the right password. Admins see the attempts in the admin and lift a lock by deleting them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("TMT_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("TMT_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per account, per address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's address as the API's throttles read it (TMT_API_NUM_PROXIES behind a proxy).
+AXES_CLIENT_IP_CALLABLE = "incidents.api.throttling.client_address"
 LOGIN_REDIRECT_URL = "incidents:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 

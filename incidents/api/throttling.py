@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle, UserRateThrottle
 
 from ..models import ApiToken
 
@@ -43,3 +43,9 @@ class FailedAuthenticationThrottle(SimpleRateThrottle):
         self.wait_if_blocked(request)  # loads and trims the history
         self.history.insert(0, self.now)
         self.cache.set(self.key, self.history, self.duration)
+
+
+def client_address(request) -> str:
+    """The client's address as every throttle here reads it (X-Forwarded-For behind
+    TMT_API_NUM_PROXIES proxies, else the peer), for the login lockout too."""
+    return BaseThrottle().get_ident(request)
