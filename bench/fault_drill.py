@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -71,6 +70,9 @@ from bench._common import (
     setup_django,
     use_bench_database,
 )
+
+# The test suite's redis-server of its own, which the drill kills and starts on the same port.
+from tests.processes import OwnRedis  # noqa: E402 - after the path above
 
 DEFAULT_DATABASE = "tmt_ir_bench_faults"
 URGENT = ("sms", "phone")
@@ -197,68 +199,20 @@ class Program:
         self.thread.join(5)
 
 
-class OwnRedis:
-    """A redis-server on a free port that the drill kills and starts again on the same port."""
+def queue_lengths(redis_url: str) -> dict[str, int]:
+    """Messages waiting in each Celery queue (a Redis list per queue)."""
+    import redis
 
-    def __init__(self, log_dir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.log_dir = log_dir
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        with open(self.log_dir / "redis.log", "a") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed arguments
-                [
-                    shutil.which("redis-server") or "/usr/bin/redis-server",
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.log_dir),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        limit = time.monotonic() + 10
-        while time.monotonic() < limit:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def queue_lengths(self) -> dict[str, int]:
-        """Messages waiting in each Celery queue (a Redis list per queue)."""
-        import redis
-
-        client = redis.Redis.from_url(self.url, socket_timeout=2)
-        try:
-            lengths = {}
-            for key in client.keys("*"):
-                name = key.decode(errors="replace")
-                if client.type(key) == b"list":
-                    lengths[name] = client.llen(key)
-            return lengths
-        finally:
-            client.close()
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    try:
+        lengths = {}
+        for key in client.keys("*"):
+            name = key.decode(errors="replace")
+            if client.type(key) == b"list":
+                lengths[name] = client.llen(key)
+        return lengths
+    finally:
+        client.close()
 
 
 # -- the portal's data ------------------------------------------------------------------------
@@ -612,6 +566,15 @@ class Bench:
         opening.join(60)
         self.settle(drill, after=time.time())
 
+    def open_every_5_s(self, drill: str, *, since: float, for_s: float) -> int:
+        """Open an incident every 5 s from `since` for `for_s` seconds; returns how many."""
+        n = 0
+        while time.time() < since + for_s:
+            self.opener.open_one(f"{drill} #{n + 1}")
+            n += 1
+            time.sleep(max(0.0, min(since + n * 5.0, since + for_s) - time.time()))
+        return n
+
     # d
     def redis_down(self) -> None:
         down_s = self.args.redis_down_s
@@ -619,12 +582,7 @@ class Bench:
         self.redis.kill()
         down_at = time.time()
         say(f"SIGKILLed redis-server (port {self.redis.port}); back in {down_s:.0f} s")
-        n = 0
-        while time.time() < down_at + down_s:
-            self.opener.open_one(f"d #{n + 1}")
-            n += 1
-            next_at = down_at + n * 5.0
-            time.sleep(max(0.0, min(next_at, down_at + down_s) - time.time()))
+        n = self.open_every_5_s("d", since=down_at, for_s=down_s)
         self.redis.start()
         up_at = time.time()
         drill.notes["redis_down"] = (down_at, up_at)
@@ -656,12 +614,7 @@ class Bench:
         refused_before = self.sink.refused
         self.sink.down = True
         down_at = time.time()
-        n = 0
-        while time.time() < down_at + down_s:
-            self.opener.open_one(f"e #{n + 1}")
-            n += 1
-            next_at = down_at + n * 5.0
-            time.sleep(max(0.0, min(next_at, down_at + down_s) - time.time()))
+        n = self.open_every_5_s("e", since=down_at, for_s=down_s)
         self.sink.down = False
         up_at = time.time()
         say(f"provider answering again after {up_at - down_at:.0f} s")
@@ -947,7 +900,7 @@ def main() -> None:
             for name, p in programs.items()
             if p.unexpected_exits()
         }
-        queues = redis.queue_lengths()
+        queues = queue_lengths(redis.url)
         rows = page_rows()
         result = analyse(bench, rows)
         events_twice, entries_twice = duplicate_firings()

@@ -76,7 +76,6 @@ class ProviderHandler(BaseHTTPRequestHandler):
         if server.delay_s:
             time.sleep(server.delay_s)  # a provider that takes its time, so sends are in flight
         with server.lock:
-            server.requests += 1
             if key is not None and key in server.accepted_keys:
                 # A re-send of a page already accepted: answered as accepted, not sent again.
                 server.replays += 1
@@ -88,7 +87,6 @@ class ProviderHandler(BaseHTTPRequestHandler):
                 status = server.respond_with(payload)
                 if status < 400 and key is not None:
                     server.accepted_keys.add(key)
-                server.keys.append(key)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -103,10 +101,8 @@ class ProviderServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), ProviderHandler)
         self.lock = threading.Lock()
         self.received: list[dict] = []
-        # What a provider honouring idempotency keys sees: every request, and re-sends dropped.
-        self.requests = 0
+        # A provider honouring idempotency keys: a re-send of an accepted key is a replay, dropped.
         self.replays = 0
-        self.keys: list[str | None] = []
         self.accepted_keys: set[str] = set()
         self.delay_s = 0.0
         self.respond_with: Callable[[dict], int] = lambda payload: 200

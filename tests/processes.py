@@ -93,6 +93,7 @@ class OwnRedis:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.tmp_path)],
             stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in the terminal must not kill it before its time
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -172,32 +172,38 @@ def test_a_sigkilled_dispatcher_loses_and_doubles_no_page(tmp_path, sms_provider
     print(f"in flight at the kill: {in_flight}, replays dropped by the provider: {sms_provider.replays}")
 
 
-def test_dropped_database_connections_neither_lose_nor_double_pages(tmp_path, sms_provider):
-    team = make_roster()
-    chain_every(2)
+@pytest.fixture
+def one_dispatcher(tmp_path, sms_provider):
+    """One `run_dispatcher` process paging the test's provider, once it is working."""
     dispatcher = start_dispatcher(tmp_path, "dispatcher-a", TMT_SMS_PROVIDER_URL=sms_provider.url)
     try:
         wait_for_dispatchers("dispatcher-a")
-        incidents = [
-            open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
-            for _ in range(8)
-        ]
-        # While the chain's steps fall due (at open, +2 s, +4 s), cut every connection the
-        # dispatcher has, its wake-up listener's included, every 700 ms.
-        dropped = 0
-        until = time.monotonic() + 5
-        while time.monotonic() < until:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-                dropped += cursor.fetchone()[0]
-            time.sleep(0.7)
-        wait_for(all_urgent_pages_sent(len(incidents) * 3), timeout=40, what="every page")
-        assert dispatcher.poll() is None, "the dispatcher died of a dropped connection"
+        yield dispatcher
     finally:
         stop(dispatcher)
+
+
+def test_dropped_database_connections_neither_lose_nor_double_pages(one_dispatcher, sms_provider):
+    team = make_roster()
+    chain_every(2)
+    incidents = [
+        open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
+        for _ in range(8)
+    ]
+    # While the chain's steps fall due (at open, +2 s, +4 s), cut every connection the
+    # dispatcher has, its wake-up listener's included, every 700 ms.
+    dropped = 0
+    until = time.monotonic() + 5
+    while time.monotonic() < until:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            dropped += cursor.fetchone()[0]
+        time.sleep(0.7)
+    wait_for(all_urgent_pages_sent(len(incidents) * 3), timeout=40, what="every page")
+    assert one_dispatcher.poll() is None, "the dispatcher died of a dropped connection"
     assert dropped >= 5, "the test dropped too few connections to show anything"
     assert_each_page_received_once(sms_provider)
     # A send whose record hit a dropped connection is recorded on a new one, not re-sent.
@@ -207,20 +213,16 @@ def test_dropped_database_connections_neither_lose_nor_double_pages(tmp_path, sm
     assert late[-1] <= ON_TIME_S, f"pages late by up to {late[-1]:.2f} s with connections dropped"
 
 
-def test_no_page_is_sent_for_a_deadline_not_yet_due(tmp_path, sms_provider):
+@pytest.mark.usefixtures("one_dispatcher")
+def test_no_page_is_sent_for_a_deadline_not_yet_due(sms_provider):
     """The must-not side: a dispatcher running beside a future deadline pages nobody early."""
     team = make_roster()
     chain_every(6)
-    dispatcher = start_dispatcher(tmp_path, "dispatcher-a", TMT_SMS_PROVIDER_URL=sms_provider.url)
-    try:
-        wait_for_dispatchers("dispatcher-a")
-        opened = timezone.now()
-        open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
-        wait_for(lambda: len(sms_provider.received) == 2, timeout=10, what="the pages at open")
-        waited = (timezone.now() - opened).total_seconds()
-        assert waited < 3, f"the pages at open took {waited:.1f} s: too late to watch step 1"
-        time.sleep(5.5 - waited)
-        assert len(sms_provider.received) == 2, "step 1 paged before its 6 s were up"
-        wait_for(lambda: len(sms_provider.received) == 4, timeout=5, what="step 1 at 6 s")
-    finally:
-        stop(dispatcher)
+    opened = timezone.now()
+    open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
+    wait_for(lambda: len(sms_provider.received) == 2, timeout=10, what="the pages at open")
+    waited = (timezone.now() - opened).total_seconds()
+    assert waited < 3, f"the pages at open took {waited:.1f} s: too late to watch step 1"
+    time.sleep(5.5 - waited)
+    assert len(sms_provider.received) == 2, "step 1 paged before its 6 s were up"
+    wait_for(lambda: len(sms_provider.received) == 4, timeout=5, what="step 1 at 6 s")
