@@ -96,7 +96,7 @@ def seed() -> Credentials:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from incidents.models import AlertIntegration
+    from incidents.api.models import AlertIntegration
     from incidents.roles import INCIDENT_MANAGER, ensure_role_groups
     from incidents.services.api_tokens import alert_integration_issue_token, api_token_create
 
@@ -417,7 +417,8 @@ def verify(results: list[PhaseResult]) -> None:
     """The work was really done: an AlertEvent per alert, one open incident per fingerprint."""
     from django.db.models import Count
 
-    from incidents.models import AlertEvent, Incident
+    from incidents.api.models import AlertEvent
+    from incidents.models import Incident
 
     alerts_sent = sum(r.requests for r in results if r.name.startswith("alerts")) + RESENT_POOL
     events = AlertEvent.objects.count()

@@ -86,7 +86,8 @@ def seed(n_incidents: int, now: datetime) -> list:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from incidents.models import Incident, IncidentDaySequence, Person, RoleContact, SeverityLevel
+    from incidents.models import Incident, IncidentDaySequence, SeverityLevel
+    from incidents.oncall.models import Person, RoleContact
     from incidents.roles import CTO
     from incidents.services.escalation import escalation_snapshot_build
 
@@ -120,7 +121,7 @@ def seed(n_incidents: int, now: datetime) -> list:
     created = Incident.objects.bulk_create(incidents, batch_size=1000)
     IncidentDaySequence.objects.update_or_create(day=day, defaults={"last_number": n_incidents})
     # The seeded health targets point at the agent simulator, which this bench does not run.
-    from incidents.models import HealthTarget
+    from incidents.monitoring.models import HealthTarget
 
     HealthTarget.objects.update(enabled=False)
     return created
@@ -131,7 +132,7 @@ def schedule(incidents: list, window_start: datetime, window_s: float, rng: rand
     the service. Returns how long creation took."""
     from django.db import transaction
 
-    from incidents.models import Deadline
+    from incidents.escalation.models import Deadline
     from incidents.services.escalation import deadline_schedule
 
     n = len(incidents)
@@ -160,7 +161,7 @@ def creation_cost(incidents: list, sample: int = 100) -> float:
     throwaway rule due in a day (so no dispatcher fires it); the rows are removed."""
     from django.db import transaction
 
-    from incidents.models import Deadline
+    from incidents.escalation.models import Deadline
     from incidents.services.escalation import deadline_schedule
 
     due_at = datetime.now(UTC) + timedelta(days=1)
@@ -225,7 +226,7 @@ def start_dispatchers(
 
 def wait_ready(processes: dict[str, subprocess.Popen], var_dir: Path, timeout: float = 60) -> None:
     """Until each dispatcher has recorded both its paging duties (its loops are running)."""
-    from incidents.models import DutyHeartbeat
+    from incidents.monitoring.models import DutyHeartbeat
 
     limit = time.monotonic() + timeout
     while True:
@@ -259,7 +260,7 @@ class CeleryDutiesStandIn(threading.Thread):
     def run(self) -> None:
         from django.db import connections
 
-        from incidents.models import DutyHeartbeat
+        from incidents.monitoring.models import DutyHeartbeat
         from incidents.services import health
 
         duties = (DutyHeartbeat.Duty.HEALTH_POLLING, DutyHeartbeat.Duty.REPORT_RENDERING)
@@ -282,7 +283,8 @@ def wait_for_paging(
     """Until every benchmark deadline has fired and its SMS/voice pages were sent, or `deadline`."""
     from django.utils import timezone
 
-    from incidents.models import Deadline, Notification
+    from incidents.escalation.models import Deadline
+    from incidents.notifications.models import Notification
 
     pages_pending = Notification.objects.filter(
         event__rule=RULE, channel__in=URGENT, state__in=["pending", "sending"]

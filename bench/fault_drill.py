@@ -220,7 +220,9 @@ def queue_lengths(redis_url: str) -> dict[str, int]:
 
 def prepare(step_s: float) -> dict:
     """The test suite's roster, each severity's chain shortened, no health targets polled."""
-    from incidents.models import EscalationStep, HealthTarget, SeverityLevel
+    from incidents.escalation.models import EscalationStep
+    from incidents.models import SeverityLevel
+    from incidents.monitoring.models import HealthTarget
     from tests.factories import make_roster
 
     team = make_roster()
@@ -291,7 +293,8 @@ def backlog(sink: ProviderSink, cutoff: float) -> tuple[int, int]:
     """(deadlines due by `cutoff` not fired yet, urgent pages due by then not yet received)."""
     from django.db.models import Q
 
-    from incidents.models import Deadline, Notification
+    from incidents.escalation.models import Deadline
+    from incidents.notifications.models import Notification
 
     when = datetime.fromtimestamp(cutoff, UTC)
     unfired = Deadline.objects.filter(fired_at=None, cancelled_at=None, due_at__lte=when).count()
@@ -319,7 +322,7 @@ def unrecorded_pages(cutoff: float):
     """Urgent pages due by `cutoff` still "pending" or "sending" in the database."""
     from django.db.models import Q
 
-    from incidents.models import Notification
+    from incidents.notifications.models import Notification
 
     when = datetime.fromtimestamp(cutoff, UTC)
     return Notification.objects.filter(
@@ -330,7 +333,7 @@ def unrecorded_pages(cutoff: float):
 
 
 def heartbeat_since(duty: str, process: str, since: float) -> bool:
-    from incidents.models import DutyHeartbeat
+    from incidents.monitoring.models import DutyHeartbeat
 
     return DutyHeartbeat.objects.filter(
         duty=duty, process=process, seen_at__gt=datetime.fromtimestamp(since, UTC)
@@ -405,7 +408,7 @@ def duplicate_firings() -> tuple[int, int]:
 
 
 def missed_deadlines(before: float) -> int:
-    from incidents.models import Deadline
+    from incidents.escalation.models import Deadline
 
     return Deadline.objects.filter(
         fired_at=None, cancelled_at=None, due_at__lt=datetime.fromtimestamp(before, UTC)
@@ -476,7 +479,7 @@ class Bench:
         )
         before = len(self.sink.snapshot()[0])
         opening = self.opener.open_in_background(self.args.incidents, 10.0, f"b-{victim}")
-        from incidents.models import Notification
+        from incidents.notifications.models import Notification
 
         # Kill once pages are flowing and some are in flight (claimed, not yet recorded), so
         # the victim likely leaves rows in "sending" for the other to take over.
@@ -753,7 +756,7 @@ def report(bench: Bench, result: dict, processes: list[tuple], started: float) -
 
 def check_alive(bench: Bench) -> list[str]:
     """Processes not running, or running but not doing their duty, at the end."""
-    from incidents.models import DutyHeartbeat
+    from incidents.monitoring.models import DutyHeartbeat
 
     dead = []
     now = time.time()

@@ -67,7 +67,8 @@ def serve_fleet(conn, size: int) -> None:
 
 
 def create_targets(urls: list[str]) -> None:
-    from incidents.models import HealthTarget, SeverityLevel, System
+    from incidents.models import SeverityLevel, System
+    from incidents.monitoring.models import HealthTarget
 
     # Only the fleet: the seeded agent targets point at ports nothing listens on here.
     HealthTarget.objects.update(enabled=False)
@@ -94,7 +95,7 @@ def create_targets(urls: list[str]) -> None:
 
 
 def timed_sweep():
-    from incidents.models import HealthTarget
+    from incidents.monitoring.models import HealthTarget
     from incidents.services import health
 
     HealthTarget.objects.update(next_check_at=None)

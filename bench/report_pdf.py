@@ -64,7 +64,8 @@ def build(seed: int = 7) -> dict:
     from django.utils import timezone
 
     from incidents import services
-    from incidents.models import IncidentChecklistItem, RegulatoryCategory, TimelineEntry
+    from incidents.escalation.models import RegulatoryCategory
+    from incidents.models import IncidentChecklistItem, TimelineEntry
     from incidents.roles import ensure_role_groups
     from incidents.services.escalation import deadlines_fire_due, regulatory_raise
     from reports import services as report_services

@@ -17,9 +17,11 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from incidents.api.models import AlertEvent, AlertIntegration, IdempotencyKey
+from incidents.models import SeverityLevel, System
+
 from .admin import ReadOnlyAdmin
 from .admin_tokens import token_once_response
-from .models import AlertEvent, AlertIntegration, IdempotencyKey, SeverityLevel, System
 from .services.alerts import alert_integration_revoke, alert_integration_rotate_token
 from .services.api_tokens import alert_integration_issue_token
 
@@ -122,7 +124,7 @@ class AlertIntegrationAdmin(admin.ModelAdmin):
             request,
             title=f"Alert integration “{obj.name}” created",
             tokens=[(obj.name, request._issued_integration_token)],
-            back_url=reverse("admin:incidents_alertintegration_changelist"),
+            back_url=reverse("admin:api_alertintegration_changelist"),
             note="Put it in the monitoring system's webhook configuration (Authorization: Bearer …).",
         )
 
@@ -150,7 +152,7 @@ class AlertIntegrationAdmin(admin.ModelAdmin):
             request,
             title="New alert integration tokens",
             tokens=issued,
-            back_url=reverse("admin:incidents_alertintegration_changelist"),
+            back_url=reverse("admin:api_alertintegration_changelist"),
             note="The old tokens stopped working; update the monitoring systems' webhook configuration.",
         )
 

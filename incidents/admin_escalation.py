@@ -24,30 +24,33 @@ from django.utils.html import format_html
 # Readiness gate (drills issue #6): on-call assignments are checked against certifications and
 # mentoring; a manager may override with a justification, which is recorded.
 from drills.roster_gate import ReadinessGateAdminMixin, ReadinessGateInlineMixin
-
-from .admin import ReadOnlyAdmin, ReadOnlyInline, _without_delete_selected
-from .models import (
-    BusinessHoliday,
+from incidents.escalation.models import (
     Deadline,
-    DistributionList,
     EscalationEvent,
     EscalationPolicy,
     EscalationStep,
     EscalationTrigger,
+    RegulatoryCategory,
+    RegulatoryObligation,
+    StatusUpdate,
+)
+from incidents.models import BusinessHoliday, SeverityLevel
+from incidents.monitoring.models import WorkerHeartbeat
+from incidents.notifications.models import (
+    DistributionList,
     Notification,
     NotificationAttempt,
+    WebhookEndpoint,
+)
+from incidents.oncall.models import (
     OnCallOverride,
     OnCallRotation,
     Person,
-    RegulatoryCategory,
-    RegulatoryObligation,
     RoleContact,
     RotationMember,
-    SeverityLevel,
-    StatusUpdate,
-    WebhookEndpoint,
-    WorkerHeartbeat,
 )
+
+from .admin import ReadOnlyAdmin, ReadOnlyInline, _without_delete_selected
 
 # -- shared form checks ----------------------------------------------------------------------
 

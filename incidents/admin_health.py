@@ -9,8 +9,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from incidents.monitoring.models import EmergencyStop, HealthSample, HealthTarget, MaintenanceWindow
+
 from .admin import ReadOnlyAdmin
-from .models import EmergencyStop, HealthSample, HealthTarget, MaintenanceWindow
 from .poller import url_problem
 from .services import health
 

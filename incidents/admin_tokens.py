@@ -10,7 +10,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from .models import ApiToken
+from incidents.api.models import ApiToken
+
 from .services.api_tokens import api_token_create, api_token_revoke
 
 
@@ -72,7 +73,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             request,
             title=f"API token issued to {obj.user.get_username()}",
             tokens=[(obj.name, request._issued_api_token)],
-            back_url=reverse("admin:incidents_apitoken_changelist"),
+            back_url=reverse("admin:api_apitoken_changelist"),
             note="Send it to its owner over a channel you trust.",
         )
 

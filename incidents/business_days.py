@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
-from .models.roster import BusinessHoliday
+from incidents.models import BusinessHoliday
 
 
 def _zone() -> ZoneInfo:

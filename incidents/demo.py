@@ -24,13 +24,9 @@ from django.utils import timezone
 from drills import selectors as drill_selectors
 from drills import services as drill_services
 from drills.models import Certification
-from reports import services as report_services
-from reports.models import PostIncidentReview
-
-from . import roles, services
-from .models import (
+from incidents.api.models import AlertIntegration
+from incidents.models import (
     OPEN_STATES,
-    AlertIntegration,
     Category,
     DetectionMethod,
     Incident,
@@ -40,6 +36,10 @@ from .models import (
     System,
     TimelineEntry,
 )
+from reports import services as report_services
+from reports.models import PostIncidentReview
+
+from . import roles, services
 from .services.api_tokens import alert_integration_issue_token
 
 # Public by design: the README tells people to log in with it.
@@ -131,7 +131,7 @@ def ensure_demo_roster(*, people: dict[str, list], now: datetime) -> None:
     """Contact details, a weekly on-call rotation and the escalation role contacts, so the
     demo's escalations page named people. Roster rows are configuration (edited in the admin),
     so they are written like the admin writes them."""
-    from .models import OnCallRotation, Person, RoleContact, RotationMember
+    from incidents.oncall.models import OnCallRotation, Person, RoleContact, RotationMember
 
     for number, user in enumerate(u for users in people.values() for u in users):
         Person.objects.get_or_create(

@@ -34,8 +34,10 @@ from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
 
+from incidents.escalation.models import Deadline
+from incidents.monitoring.models import DutyHeartbeat
+
 from . import wakeups
-from .models import Deadline, DutyHeartbeat
 from .services import escalation, health, notifications
 
 log = logging.getLogger(__name__)

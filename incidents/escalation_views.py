@@ -11,9 +11,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from incidents.escalation.models import RegulatoryCategory, RegulatoryObligation
+from incidents.models import Incident
+
 from . import selectors
 from .forms import DateTimeLocalInput
-from .models import Incident, RegulatoryCategory, RegulatoryObligation
 from .models.incident import STATUS_UPDATE_WORDS
 from .services import escalation, notifications
 
@@ -61,7 +63,7 @@ def escalation_panel(request: HttpRequest, reference: str) -> HttpResponse:
     return render(request, "incidents/_escalation_panel.html", context)
 
 
-@permission_required("incidents.add_statusupdate", raise_exception=True)
+@permission_required("escalation.add_statusupdate", raise_exception=True)
 def status_update_compose(request: HttpRequest, reference: str) -> HttpResponse:
     incident = get_object_or_404(Incident.objects.select_related("severity", "commander"), reference=reference)
     if not incident.is_open and request.method == "GET":
@@ -89,7 +91,7 @@ def status_update_compose(request: HttpRequest, reference: str) -> HttpResponse:
 
 
 @require_POST
-@permission_required("incidents.add_regulatoryobligation", raise_exception=True)
+@permission_required("escalation.add_regulatoryobligation", raise_exception=True)
 def obligation_raise(request: HttpRequest, reference: str) -> HttpResponse:
     incident = get_object_or_404(Incident, reference=reference)
     form = ObligationRaiseForm(request.POST)
@@ -112,7 +114,7 @@ def obligation_raise(request: HttpRequest, reference: str) -> HttpResponse:
 
 
 @require_POST
-@permission_required("incidents.change_regulatoryobligation", raise_exception=True)
+@permission_required("escalation.change_regulatoryobligation", raise_exception=True)
 def obligation_submit(request: HttpRequest, reference: str, obligation_id: int) -> HttpResponse:
     obligation = get_object_or_404(
         RegulatoryObligation.objects.select_related("incident", "category"), pk=obligation_id, incident__reference=reference
@@ -134,7 +136,7 @@ def obligation_submit(request: HttpRequest, reference: str, obligation_id: int) 
 
 
 @require_POST
-@permission_required("incidents.sign_off_obligation", raise_exception=True)
+@permission_required("escalation.sign_off_obligation", raise_exception=True)
 def obligation_sign_off(request: HttpRequest, reference: str, obligation_id: int) -> HttpResponse:
     obligation = get_object_or_404(
         RegulatoryObligation.objects.select_related("incident", "category"), pk=obligation_id, incident__reference=reference

@@ -16,7 +16,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .models import OPEN_STATES, EmergencyStop, HealthSample, HealthTarget, Incident
+from incidents.models import OPEN_STATES, Incident
+from incidents.monitoring.models import EmergencyStop, HealthSample, HealthTarget
+
 from .services import emergency, health
 
 SPARKLINE_SAMPLES = 40

@@ -1,7 +1,8 @@
-"""The seed's response team as Django groups, and what each may do.
+"""The seed's response team as Django groups, and what each may do, on the web and in the API.
 
 Synchronised after every migrate, so a permission added by a later migration reaches the groups
 without a hand-written data migration. Admins may add permissions to a group; this only adds.
+The table names permissions as strings ("app_label.codename"), so it imports no other app.
 """
 
 from django.contrib.auth.models import Group, Permission
@@ -14,12 +15,19 @@ CTO = "CTO"
 HEAD_OF_RISK = "Head of Risk Management"
 CEO = "CEO"
 TRAINER = "Trainer"
+MANAGER_ROLES = {INCIDENT_MANAGER, CTO, HEAD_OF_RISK, CEO}
 
+
+def _perms(app: str, models: tuple[str, ...], actions: tuple[str, ...]) -> list[str]:
+    return [f"{app}.{action}_{model}" for model in models for action in actions]
+
+
+# -- incidents, status updates, regulatory obligations, reviews --------------------------------
 _RESPONDER = [
-    "incidents.add_statusupdate",
-    "incidents.view_statusupdate",
-    "incidents.add_regulatoryobligation",
-    "incidents.view_regulatoryobligation",
+    "escalation.add_statusupdate",
+    "escalation.view_statusupdate",
+    "escalation.add_regulatoryobligation",
+    "escalation.view_regulatoryobligation",
     "incidents.view_incident",
     "incidents.add_incident",
     "incidents.change_incident",
@@ -37,11 +45,11 @@ _RESPONDER = [
     "reports.change_actionitem",
 ]
 _MANAGER = _RESPONDER + [
-    "incidents.change_regulatoryobligation",
+    "escalation.change_regulatoryobligation",
     "incidents.close_incident",
     "incidents.assign_commander",
     "reports.approve_review",
-    "reports.view_metrics",  # reports (issue #5)
+    "reports.view_metrics",
 ]
 _EXECUTIVE_VIEW = [
     "incidents.view_incident",
@@ -51,37 +59,75 @@ _EXECUTIVE_VIEW = [
     "reports.view_postincidentreview",
     "reports.approve_review",
     "reports.view_actionitem",
-    "reports.view_metrics",  # reports (issue #5)
+    "reports.view_metrics",
 ]
-_POLICY_EDIT = [
-    f"incidents.{action}_{model}"
-    for model in ("severitylevel", "system", "phasetarget", "checklisttemplate", "checklisttemplateitem", "recoverypointobjective")
-    for action in ("view", "change", "add")
+_POLICY_EDIT = _perms(
+    "incidents",
+    ("severitylevel", "system", "phasetarget", "checklisttemplate", "checklisttemplateitem", "recoverypointobjective"),
+    ("view", "change", "add"),
+)
+_EMERGENCY_STOP = ["incidents.trigger_emergency_stop"]
+
+# -- the on-call roster: everyone sees it; only the incident manager maintains it (members and
+# overrides can be removed: a cancelled swap) ----------------------------------------------------
+_ROSTER_MODELS = ("oncallrotation", "rotationmember", "oncalloverride", "rolecontact", "person")
+_ROSTER_VIEW = _perms("oncall", _ROSTER_MODELS, ("view",)) + ["incidents.view_businessholiday"]
+_ROSTER_EDIT = (
+    _perms("oncall", _ROSTER_MODELS, ("add", "change"))
+    + _perms("incidents", ("businessholiday",), ("add", "change"))
+    + ["oncall.delete_rotationmember", "oncall.delete_oncalloverride"]
+)
+
+# -- drills and training: trainers run the programme and keep certifications; everyone sees the
+# drills; managers may override the readiness gate with a reason --------------------------------
+_DRILLS_VIEW = ["drills.view_drill", "drills.view_drillkind", "drills.view_proceduredocument"]
+_READINESS_OVERRIDE = ["drills.override_readiness", "drills.view_readinessoverride", "drills.view_certification"]
+_TRAINING_MANAGE = [
+    "drills.manage_training",
+    *_perms(
+        "drills",
+        ("drill", "drillparticipant", "drillfinding", "certification", "mentoredresponse",
+         "trainingprofile", "readinessoverride", "procedureacknowledgement", "reminder"),
+        ("view",),
+    ),
+    *_perms(
+        "drills",
+        ("drillkind", "drillkindtarget", "certificationkind", "trainingpolicy", "proceduredocument"),
+        ("view", "add", "change"),
+    ),
 ]
 
-# Everyone on the team sees the on-call roster (the /roster/ page and the admin lists).
-_ROSTER_VIEW = [
-    f"incidents.view_{model}"
-    for model in ("oncallrotation", "rotationmember", "oncalloverride", "rolecontact", "person", "businessholiday")
-]
-# Only the incident manager maintains it; members and overrides can be removed (a cancelled swap).
-_ROSTER_EDIT = [
-    f"incidents.{action}_{model}"
-    for model in ("oncallrotation", "rotationmember", "oncalloverride", "rolecontact", "person", "businessholiday")
-    for action in ("add", "change")
-] + ["incidents.delete_rotationmember", "incidents.delete_oncalloverride"]
+# -- health, emergency stops, maintenance windows, alerts: everyone who responds sees them; the
+# incident manager decides which monitoring may open incidents and how its labels map -----------
+_MONITORING_VIEW = _perms(
+    "monitoring", ("healthtarget", "healthsample", "emergencystop", "maintenancewindow"), ("view",)
+) + ["api.view_alertevent"]
+_HEALTH_EDIT = _perms("monitoring", ("healthtarget", "maintenancewindow"), ("add", "change"))
+_ALERTS_EDIT = _perms("api", ("alertintegration",), ("view", "add", "change"))
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    ON_CALL_ENGINEER: _RESPONDER + ["incidents.trigger_emergency_stop"] + _ROSTER_VIEW,
-    RISK_MANAGER: _RESPONDER + ["incidents.trigger_emergency_stop", "incidents.change_regulatoryobligation"] + _ROSTER_VIEW,
-    SYSTEM_ADMINISTRATOR: _RESPONDER + _ROSTER_VIEW,
-    INCIDENT_MANAGER: _MANAGER + _POLICY_EDIT + _ROSTER_VIEW + _ROSTER_EDIT,
-    CTO: _MANAGER + ["incidents.trigger_emergency_stop"] + _ROSTER_VIEW,
-    HEAD_OF_RISK: _MANAGER + ["incidents.trigger_emergency_stop", "incidents.sign_off_obligation"] + _ROSTER_VIEW,
-    CEO: _EXECUTIVE_VIEW + ["incidents.close_incident"] + _ROSTER_VIEW,
-    TRAINER: ["incidents.view_incident", "incidents.view_timelineentry", "reports.view_actionitem", "reports.add_actionitem"] + _ROSTER_VIEW,
+    ON_CALL_ENGINEER: _RESPONDER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW,
+    RISK_MANAGER: (
+        _RESPONDER + _EMERGENCY_STOP + ["escalation.change_regulatoryobligation"] + _ROSTER_VIEW
+        + _DRILLS_VIEW + _MONITORING_VIEW
+    ),
+    SYSTEM_ADMINISTRATOR: _RESPONDER + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _HEALTH_EDIT,
+    INCIDENT_MANAGER: (
+        _MANAGER + _POLICY_EDIT + _ROSTER_VIEW + _ROSTER_EDIT + _DRILLS_VIEW + _READINESS_OVERRIDE
+        + _MONITORING_VIEW + _HEALTH_EDIT + _ALERTS_EDIT
+    ),
+    CTO: _MANAGER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _READINESS_OVERRIDE + _MONITORING_VIEW,
+    HEAD_OF_RISK: (
+        _MANAGER + _EMERGENCY_STOP + ["escalation.sign_off_obligation"] + _ROSTER_VIEW + _DRILLS_VIEW
+        + _READINESS_OVERRIDE + _MONITORING_VIEW
+    ),
+    CEO: _EXECUTIVE_VIEW + ["incidents.close_incident"] + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW,
+    TRAINER: (
+        ["incidents.view_incident", "incidents.view_timelineentry", "reports.view_actionitem",
+         "reports.add_actionitem"]
+        + _ROSTER_VIEW + _DRILLS_VIEW + _TRAINING_MANAGE
+    ),
 }
-MANAGER_ROLES = {INCIDENT_MANAGER, CTO, HEAD_OF_RISK, CEO}
 
 
 def ensure_role_groups(sender=None, **kwargs) -> None:
@@ -96,44 +142,3 @@ def ensure_role_groups(sender=None, **kwargs) -> None:
         group, _ = Group.objects.using(using).get_or_create(name=role)
         present = [by_name[p] for p in perms if p in by_name]
         group.permissions.add(*present)
-
-# Drills and training (issue #6), appended: trainers run the programme and keep certifications;
-# everyone on the team sees the drills; managers may override the readiness gate with a reason.
-_DRILLS_VIEW = ["drills.view_drill", "drills.view_drillkind", "drills.view_proceduredocument"]
-_TRAINING_MANAGE = [
-    "drills.manage_training",
-    *(f"drills.{action}_{model}" for model in ("drill", "drillparticipant", "drillfinding", "certification",
-                                                "mentoredresponse", "trainingprofile", "readinessoverride",
-                                                "procedureacknowledgement", "reminder") for action in ("view",)),
-    *(f"drills.{action}_{model}" for model in ("drillkind", "drillkindtarget", "certificationkind",
-                                                "trainingpolicy", "proceduredocument") for action in ("view", "add", "change")),
-]
-for _role in (ON_CALL_ENGINEER, RISK_MANAGER, SYSTEM_ADMINISTRATOR, CEO):
-    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _DRILLS_VIEW
-for _role in (INCIDENT_MANAGER, CTO, HEAD_OF_RISK):
-    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _DRILLS_VIEW + [
-        "drills.override_readiness",
-        "drills.view_readinessoverride",
-        "drills.view_certification",
-    ]
-ROLE_PERMISSIONS[TRAINER] = ROLE_PERMISSIONS[TRAINER] + _DRILLS_VIEW + _TRAINING_MANAGE
-
-# Health polling, emergency stops and maintenance windows (issue #4), appended like the above.
-_HEALTH_VIEW = [f"incidents.view_{model}" for model in ("healthtarget", "healthsample", "emergencystop", "maintenancewindow")]
-_HEALTH_EDIT = [
-    f"incidents.{action}_{model}" for model in ("healthtarget", "maintenancewindow") for action in ("add", "change")
-]
-for _role in ROLE_PERMISSIONS:
-    if _role != TRAINER:
-        ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _HEALTH_VIEW
-for _role in (SYSTEM_ADMINISTRATOR, INCIDENT_MANAGER):
-    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _HEALTH_EDIT
-
-# Alert integrations (issue #7): the incident manager decides which monitoring may open incidents
-# and how its labels map; everyone who watches health also sees the alerts that arrived.
-_ALERTS_VIEW = ["incidents.view_alertevent"]
-_ALERTS_EDIT = [f"incidents.{action}_alertintegration" for action in ("view", "add", "change")]
-for _role in ROLE_PERMISSIONS:
-    if _role != TRAINER:
-        ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] + _ALERTS_VIEW
-ROLE_PERMISSIONS[INCIDENT_MANAGER] = ROLE_PERMISSIONS[INCIDENT_MANAGER] + _ALERTS_EDIT

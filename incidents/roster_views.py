@@ -22,7 +22,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .models import OnCallOverride, OnCallRotation, RoleContact, RotationMember
+from incidents.oncall.models import OnCallOverride, OnCallRotation, RoleContact, RotationMember
 
 WEEKS = 4
 DAYS = WEEKS * 7
@@ -140,7 +140,7 @@ def _start_date(request: HttpRequest, today: date) -> date:
 
 @require_GET
 @login_required
-@permission_required("incidents.view_oncallrotation", raise_exception=True)
+@permission_required("oncall.view_oncallrotation", raise_exception=True)
 def roster_calendar(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     today = timezone.localdate(now)

@@ -8,20 +8,22 @@ from datetime import datetime, timedelta
 from django.db.models import Avg, Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from .models import (
-    OPEN_STATES,
+from incidents.escalation.models import (
     Deadline,
     EscalationEvent,
-    Incident,
-    IncidentChecklistItem,
-    Notification,
-    PhaseTarget,
     RegulatoryCategory,
     RegulatoryObligation,
+)
+from incidents.models import (
+    OPEN_STATES,
+    Incident,
+    IncidentChecklistItem,
+    PhaseTarget,
     SeverityLevel,
     System,
     format_duration,
 )
+from incidents.notifications.models import Notification
 
 
 @dataclass(frozen=True)

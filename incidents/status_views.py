@@ -19,7 +19,9 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
-from .models import OPEN_STATES, HealthTarget, Incident, MaintenanceWindow, StatusUpdate, System
+from incidents.escalation.models import StatusUpdate
+from incidents.models import OPEN_STATES, Incident, System
+from incidents.monitoring.models import HealthTarget, MaintenanceWindow
 
 OPERATIONAL = "operational"
 MAINTENANCE = "maintenance"

@@ -20,7 +20,8 @@ def _process() -> str:
 
 @shared_task(ignore_result=True)
 def poll_health_targets() -> str:
-    from .models import DutyHeartbeat
+    from incidents.monitoring.models import DutyHeartbeat
+
     from .services import health
 
     summary = health.health_poll_due()
@@ -31,7 +32,8 @@ def poll_health_targets() -> str:
 @shared_task(ignore_result=True)
 def record_report_rendering_heartbeat() -> str:
     # Routed to the reports queue: its arrival proves a worker would render a report now.
-    from .models import DutyHeartbeat
+    from incidents.monitoring.models import DutyHeartbeat
+
     from .services import health
 
     health.duty_record(duty=DutyHeartbeat.Duty.REPORT_RENDERING, process=_process())

@@ -29,13 +29,12 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, TruncMonth
 from django.template.loader import get_template
 
+from incidents.escalation.models import EscalationEvent, RegulatoryObligation
 from incidents.models import (
     BusinessHoliday,
     DetectionMethod,
-    EscalationEvent,
     Incident,
     PhaseTarget,
-    RegulatoryObligation,
     SeverityLevel,
     System,
     TimelineEntry,

@@ -22,7 +22,8 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django_fsm import ConcurrentTransition, can_proceed
 
-from incidents.models import Deadline, Incident, State, TimelineEntry
+from incidents.escalation.models import Deadline
+from incidents.models import Incident, State, TimelineEntry
 from incidents.models.incident import TRANSITION_PERMISSION
 from incidents.services.escalation import deadline_schedule
 from incidents.services.incident import incident_transition, timeline_record

@@ -65,7 +65,7 @@ def tick_initial_assessment(incident, user) -> None:
 
 
 def person(user, *, phone: str = "", sms: str = "", tz: str = "UTC"):
-    from incidents.models import Person
+    from incidents.oncall.models import Person
 
     Person.objects.update_or_create(user=user, defaults={"phone": phone, "sms_number": sms, "timezone": tz})
     return user
@@ -77,7 +77,7 @@ def make_roster(*, starts_on=None) -> dict:
     from django.contrib.auth.models import Group
     from django.utils import timezone
 
-    from incidents.models import OnCallRotation, RoleContact, RotationMember
+    from incidents.oncall.models import OnCallRotation, RoleContact, RotationMember
     from incidents.roles import ensure_role_groups
 
     ensure_role_groups()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from incidents.models import DutyHeartbeat
+from incidents.monitoring.models import DutyHeartbeat
 from tests.celery_fixtures import wait_for
 from tests.processes import ROOT, free_port, process_env
 

@@ -23,7 +23,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
-from ..models import AlertIntegration
+from incidents.api.models import AlertIntegration
+
 from ..services.alerts import FIRING, RESOLVED, ParsedAlert
 
 STATUSES = [FIRING, RESOLVED]

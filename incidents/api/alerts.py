@@ -23,7 +23,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from ..models import AlertIntegration
+from incidents.api.models import AlertIntegration
+
 from ..services.alerts import JOINED, OPENED, RECORDED, RESOLVED_NOTED, alerts_ingest
 from .alert_payloads import (
     STATUSES,

@@ -14,8 +14,8 @@ from django.utils.functional import SimpleLazyObject
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from ..models import AlertIntegration, ApiToken
-from ..models.api import hash_token
+from incidents.api.models import AlertIntegration, ApiToken, hash_token
+
 from .throttling import FailedAuthenticationThrottle
 
 _KEYWORDS = {b"bearer", b"token"}

@@ -8,9 +8,10 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework import serializers
 
+from incidents.escalation.models import Deadline, EscalationEvent, StatusUpdate
+from incidents.monitoring.models import HealthTarget
+
 from ..models import Incident, SeverityLevel, System, TimelineEntry
-from ..models.escalation import Deadline, EscalationEvent, StatusUpdate
-from ..models.health import HealthTarget
 from ..models.incident import MAX_FINANCIAL_IMPACT_USD, STATUS_UPDATE_WORDS
 from ..services import EDITABLE_FIELDS, severity_suggest
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle, UserRateThrottle
 
-from ..models import ApiToken
+from incidents.api.models import ApiToken
 
 
 class TokenRateThrottle(UserRateThrottle):

@@ -13,7 +13,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from ..models import ApiToken
+from incidents.api.models import ApiToken
+
 from ..services.api_tokens import api_token_create, api_token_revoke
 
 

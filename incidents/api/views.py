@@ -22,12 +22,12 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from drills.services import readiness_problems
+from incidents.escalation.models import Deadline, EscalationEvent, StatusUpdate
+from incidents.monitoring.models import HealthTarget
 
 from .. import selectors, services
 from ..forms import IncidentFilter as IncidentPageFilter
 from ..models import TRANSITION_NAMES, Incident
-from ..models.escalation import Deadline, EscalationEvent, StatusUpdate
-from ..models.health import HealthTarget
 from ..services import notifications
 from ..services.idempotency import IDEMPOTENCY_KEY_LIFETIME, incident_open_once, request_hash
 from . import serializers as s
@@ -157,7 +157,7 @@ class IncidentViewSet(
         "commander": ["incidents.change_incident"],
         # Reading needs the view permission, writing the add one.
         "timeline": {"GET": ["incidents.view_timelineentry"], "POST": ["incidents.add_timelineentry"]},
-        "status_updates": {"GET": ["incidents.view_statusupdate"], "POST": ["incidents.add_statusupdate"]},
+        "status_updates": {"GET": ["escalation.view_statusupdate"], "POST": ["escalation.add_statusupdate"]},
         "deadlines": ["incidents.view_incident"],
         "escalations": ["incidents.view_incident"],
     }

@@ -3,8 +3,8 @@
 import datetime
 import django.core.validators
 import django.db.models.deletion
-import incidents.models.escalation
-import incidents.models.roster
+import incidents.models.evidence
+import incidents.models.calendar
 from decimal import Decimal
 from django.conf import settings
 from django.db import migrations, models
@@ -194,7 +194,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=100, unique=True)),
                 ('shift', models.CharField(choices=[('daily', 'Daily'), ('weekly', 'Weekly')], default='weekly', max_length=10)),
                 ('handover_time', models.TimeField(default=datetime.time(9, 0), help_text='Local time of the hand-over.')),
-                ('timezone', models.CharField(default='UTC', max_length=64, validators=[incidents.models.roster.validate_timezone])),
+                ('timezone', models.CharField(default='UTC', max_length=64, validators=[incidents.models.calendar.validate_timezone])),
                 ('starts_on', models.DateField(help_text="The first member's first shift starts at the hand-over on this day.")),
                 ('active', models.BooleanField(default=True)),
                 ('role', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='rotations', to='auth.group')),
@@ -225,7 +225,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('phone', models.CharField(blank=True, help_text='E.164, for voice calls.', max_length=16, validators=[django.core.validators.RegexValidator('^\\+[1-9]\\d{6,14}$', 'Enter the number in E.164 form: + then country code and number, digits only (e.g. +442071234567).')])),
                 ('sms_number', models.CharField(blank=True, help_text='E.164. Blank: use phone.', max_length=16, validators=[django.core.validators.RegexValidator('^\\+[1-9]\\d{6,14}$', 'Enter the number in E.164 form: + then country code and number, digits only (e.g. +442071234567).')])),
-                ('timezone', models.CharField(default='UTC', max_length=64, validators=[incidents.models.roster.validate_timezone])),
+                ('timezone', models.CharField(default='UTC', max_length=64, validators=[incidents.models.calendar.validate_timezone])),
                 ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='person', to=settings.AUTH_USER_MODEL)),
             ],
             options={
@@ -241,7 +241,7 @@ class Migration(migrations.Migration):
                 ('due_at', models.DateTimeField()),
                 ('submitted_at', models.DateTimeField(blank=True, null=True)),
                 ('submission_reference', models.CharField(blank=True, max_length=120)),
-                ('submission_evidence', models.FileField(blank=True, max_length=300, upload_to=incidents.models.escalation.obligation_evidence_path)),
+                ('submission_evidence', models.FileField(blank=True, max_length=300, upload_to=incidents.models.evidence.obligation_evidence_path)),
                 ('signed_off_at', models.DateTimeField(blank=True, null=True)),
                 ('category', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='incidents.regulatorycategory')),
                 ('incident', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='obligations', to='incidents.incident')),

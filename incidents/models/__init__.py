@@ -1,22 +1,10 @@
-from .api import AlertEvent, AlertIntegration, ApiToken, IdempotencyKey
+"""The core's models: the incident, its timeline, checklists and evidence, and the severity,
+system and calendar policy. Each sub-app (oncall, notifications, escalation, monitoring, api)
+has its own models module."""
+
+from .calendar import BusinessHoliday
 from .checklist import ChecklistTemplate, ChecklistTemplateItem, IncidentChecklistItem
-from .escalation import (
-    Deadline,
-    DistributionList,
-    EscalationEvent,
-    EscalationPolicy,
-    EscalationStep,
-    EscalationTrigger,
-    Notification,
-    NotificationAttempt,
-    RegulatoryCategory,
-    RegulatoryObligation,
-    StatusUpdate,
-    WebhookEndpoint,
-    WorkerHeartbeat,
-)
 from .evidence import EvidenceAttachment
-from .health import DutyHeartbeat, EmergencyStop, HealthSample, HealthTarget, MaintenanceWindow
 from .incident import (
     OPEN_STATES,
     TRANSITION_NAMES,
@@ -27,45 +15,10 @@ from .incident import (
     State,
 )
 from .policy import PhaseTarget, RecoveryPointObjective, SeverityLevel, System, format_duration
-from .roster import (
-    BusinessHoliday,
-    OnCallOverride,
-    OnCallRotation,
-    Person,
-    RoleContact,
-    RotationMember,
-)
 from .timeline import AppendOnlyError, TimelineEntry
 
 __all__ = [
-    "AlertEvent",
-    "AlertIntegration",
-    "ApiToken",
-    "IdempotencyKey",
-    "DutyHeartbeat",
-    "EmergencyStop",
-    "HealthSample",
-    "HealthTarget",
-    "MaintenanceWindow",
     "BusinessHoliday",
-    "Deadline",
-    "DistributionList",
-    "EscalationEvent",
-    "EscalationPolicy",
-    "EscalationStep",
-    "EscalationTrigger",
-    "Notification",
-    "NotificationAttempt",
-    "OnCallOverride",
-    "OnCallRotation",
-    "Person",
-    "RegulatoryCategory",
-    "RegulatoryObligation",
-    "RoleContact",
-    "RotationMember",
-    "StatusUpdate",
-    "WebhookEndpoint",
-    "WorkerHeartbeat",
     "OPEN_STATES",
     "TRANSITION_NAMES",
     "AppendOnlyError",

@@ -19,6 +19,10 @@ def evidence_path(instance: "EvidenceAttachment", filename: str) -> str:
     # byte-identical file is uploaded twice, so nothing is ever overwritten.
     return f"evidence/{instance.incident.reference}/{instance.sha256[:16]}-{short_filename(filename)}"
 
+def obligation_evidence_path(instance, filename: str) -> str:
+    # A regulatory obligation's submitted evidence (the escalation app's RegulatoryObligation).
+    return f"regulatory/{instance.incident.reference}/{instance.category.key}-{short_filename(filename)}"
+
 
 class EvidenceAttachment(AppendOnlyModel):
     incident = models.ForeignKey(

@@ -18,16 +18,16 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from ..models import (
+from incidents.api.models import AlertEvent, AlertIntegration
+from incidents.models import (
     OPEN_STATES,
-    AlertEvent,
-    AlertIntegration,
     DetectionMethod,
     Incident,
     SeverityLevel,
     System,
     TimelineEntry,
 )
+
 from .api_tokens import alert_integration_issue_token
 from .incident import incident_open, incident_update, timeline_record
 

@@ -8,8 +8,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import AlertIntegration, ApiToken
-from ..models.api import TOKEN_PREFIX_LENGTH, hash_token, new_token
+from incidents.api.models import (
+    TOKEN_PREFIX_LENGTH,
+    AlertIntegration,
+    ApiToken,
+    hash_token,
+    new_token,
+)
 
 # Enough for every script a person runs; more usually means old tokens nobody revoked.
 MAX_ACTIVE_TOKENS = 20

@@ -28,7 +28,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import DetectionMethod, EmergencyStop, Incident, SeverityLevel, System, TimelineEntry
+from incidents.models import DetectionMethod, Incident, SeverityLevel, System, TimelineEntry
+from incidents.monitoring.models import EmergencyStop
+
 from .incident import incident_open, timeline_record
 
 PERMISSION = "incidents.trigger_emergency_stop"

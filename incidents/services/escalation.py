@@ -19,9 +19,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from .. import business_days, wakeups
-from ..models import OPEN_STATES, Incident, SeverityLevel, State, TimelineEntry
-from ..models.escalation import (
+from incidents.escalation.models import (
     Deadline,
     EscalationEvent,
     EscalationPolicy,
@@ -30,7 +28,10 @@ from ..models.escalation import (
     RegulatoryCategory,
     RegulatoryObligation,
 )
-from ..models.roster import OnCallRotation, RoleContact
+from incidents.oncall.models import OnCallRotation, RoleContact
+
+from .. import business_days, wakeups
+from ..models import OPEN_STATES, Incident, SeverityLevel, State, TimelineEntry
 from ..roles import HEAD_OF_RISK, INCIDENT_MANAGER
 from .incident import timeline_record
 

@@ -33,20 +33,19 @@ from django.db import DatabaseError, IntegrityError, connection, connections, tr
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Value
 from django.utils import timezone
 
-from .. import poller
-from ..models import (
+from incidents.escalation.models import Deadline, EscalationEvent
+from incidents.models import (
     OPEN_STATES,
     DetectionMethod,
-    DutyHeartbeat,
-    HealthSample,
-    HealthTarget,
     Incident,
     SeverityLevel,
     System,
     TimelineEntry,
-    WorkerHeartbeat,
 )
-from ..models.escalation import Deadline, EscalationEvent, Notification
+from incidents.monitoring.models import DutyHeartbeat, HealthSample, HealthTarget, WorkerHeartbeat
+from incidents.notifications.models import Notification
+
+from .. import poller
 from .incident import incident_open, incident_update, timeline_record
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..models import IdempotencyKey, Incident
+from incidents.api.models import IdempotencyKey
+from incidents.models import Incident
 
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
 

@@ -28,16 +28,16 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Case, F, Max, Q, Value, When
 from django.utils import timezone
 
-from .. import wakeups
-from ..models import Incident, TimelineEntry
-from ..models.escalation import (
+from incidents.escalation.models import EscalationEvent, StatusUpdate
+from incidents.notifications.models import (
     DistributionList,
-    EscalationEvent,
     Notification,
     NotificationAttempt,
-    StatusUpdate,
     WebhookEndpoint,
 )
+
+from .. import wakeups
+from ..models import Incident, TimelineEntry
 from .incident import timeline_record
 
 log = logging.getLogger(__name__)

@@ -20,15 +20,8 @@ from rest_framework.test import APIClient
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from incidents import services
-from incidents.models import (
-    AlertEvent,
-    AlertIntegration,
-    DetectionMethod,
-    Incident,
-    SeverityLevel,
-    State,
-    TimelineEntry,
-)
+from incidents.api.models import AlertEvent, AlertIntegration
+from incidents.models import DetectionMethod, Incident, SeverityLevel, State, TimelineEntry
 from incidents.services import alerts as alert_services
 from incidents.services.api_tokens import alert_integration_issue_token, api_token_create
 from tests.api.conftest import FUZZ_EXAMPLES, served_schema
@@ -543,7 +536,7 @@ def _shown_token(answer) -> str:
 
 
 def test_manager_adds_an_integration_and_sees_its_token_once(manager_admin, reporter):
-    answer = manager_admin.post(reverse("admin:incidents_alertintegration_add"), _add_form(reporter))
+    answer = manager_admin.post(reverse("admin:api_alertintegration_add"), _add_form(reporter))
 
     assert answer.status_code == 200 and "no-store" in answer["Cache-Control"]
     raw = _shown_token(answer)
@@ -553,7 +546,7 @@ def test_manager_adds_an_integration_and_sees_its_token_once(manager_admin, repo
     assert integration.severity_map == {"critical": 1, "warning": 3}
     assert raw not in {integration.key_hash, integration.prefix} and raw.startswith(integration.prefix)
     assert _post(raw, _am_payload(_am_alert("a", system=None, labels={"service": "cb"}))).status_code == 202
-    page = manager_admin.get(reverse("admin:incidents_alertintegration_change", args=[integration.pk]))
+    page = manager_admin.get(reverse("admin:api_alertintegration_change", args=[integration.pk]))
     assert raw not in page.content.decode()
 
 
@@ -566,7 +559,7 @@ def test_manager_adds_an_integration_and_sees_its_token_once(manager_admin, repo
     ],
 )
 def test_integration_form_refuses_maps_naming_nothing(manager_admin, reporter, field, value, words):
-    answer = manager_admin.post(reverse("admin:incidents_alertintegration_add"), _add_form(reporter, **{field: value}))
+    answer = manager_admin.post(reverse("admin:api_alertintegration_add"), _add_form(reporter, **{field: value}))
     assert answer.status_code == 200
     assert words in " ".join(answer.context["adminform"].form.errors[field])
     assert not AlertIntegration.objects.exists()
@@ -574,7 +567,7 @@ def test_integration_form_refuses_maps_naming_nothing(manager_admin, reporter, f
 
 def test_rotate_and_revoke_actions(manager_admin, alertmanager):
     integration, old = alertmanager
-    changelist = reverse("admin:incidents_alertintegration_changelist")
+    changelist = reverse("admin:api_alertintegration_changelist")
     answer = manager_admin.post(changelist, {"action": "rotate_token", "_selected_action": [integration.pk]})
     new = _shown_token(answer)
     assert _post(old, _am_payload(_am_alert("a"))).status_code == 401
@@ -592,11 +585,11 @@ def test_engineer_sees_alerts_but_not_integrations(client, engineer, alertmanage
     engineer.is_staff = True
     engineer.save(update_fields=["is_staff"])
     client.force_login(engineer)
-    assert client.get(reverse("admin:incidents_alertevent_changelist")).status_code == 200
+    assert client.get(reverse("admin:api_alertevent_changelist")).status_code == 200
     event = AlertEvent.objects.get()
-    assert client.post(reverse("admin:incidents_alertevent_change", args=[event.pk]), {}).status_code == 403
-    assert client.get(reverse("admin:incidents_alertevent_add")).status_code == 403
-    assert client.get(reverse("admin:incidents_alertintegration_changelist")).status_code == 403
+    assert client.post(reverse("admin:api_alertevent_change", args=[event.pk]), {}).status_code == 403
+    assert client.get(reverse("admin:api_alertevent_add")).status_code == 403
+    assert client.get(reverse("admin:api_alertintegration_changelist")).status_code == 403
 
 
 def test_demo_integration_maps_the_agents_labels(db):
@@ -657,7 +650,7 @@ def test_generated_alert_payloads_never_fail_and_match_the_schema(case, integrat
 
 def test_integration_reporter_must_be_a_service_account(manager_admin, manager):
     # A person (here the manager, who can log in) cannot be made the author of alert entries.
-    answer = manager_admin.post(reverse("admin:incidents_alertintegration_add"), _add_form(manager))
+    answer = manager_admin.post(reverse("admin:api_alertintegration_add"), _add_form(manager))
     assert answer.status_code == 200
     assert "reporter" in answer.context["adminform"].form.errors
     assert not AlertIntegration.objects.exists()

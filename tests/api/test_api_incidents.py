@@ -9,8 +9,9 @@ from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from incidents.models import ApiToken, Incident, State, TimelineEntry
-from incidents.models.escalation import Deadline, EscalationEvent, StatusUpdate
+from incidents.api.models import ApiToken
+from incidents.escalation.models import Deadline, EscalationEvent, StatusUpdate
+from incidents.models import Incident, State, TimelineEntry
 from incidents.services.api_tokens import api_token_create, api_token_revoke
 from tests.factories import certify, make_roster, open_incident, tick_initial_assessment
 
@@ -225,7 +226,7 @@ def test_an_idempotency_key_reused_with_another_body_is_422_and_writes_nothing(c
 def test_idempotency_keys_are_per_user_and_expire(certified_engineer, manager):
     from datetime import timedelta
 
-    from incidents.models import IdempotencyKey
+    from incidents.api.models import IdempotencyKey
     from incidents.services.idempotency import IDEMPOTENCY_KEY_LIFETIME
 
     mine = _post_keyed(_client(certified_engineer), "deploy-7").json()["reference"]
@@ -264,7 +265,7 @@ def test_a_retry_is_answered_before_its_body_is_validated_again(certified_engine
 def test_expired_idempotency_keys_are_purged():
     from datetime import timedelta
 
-    from incidents.models import IdempotencyKey
+    from incidents.api.models import IdempotencyKey
     from incidents.services.idempotency import IDEMPOTENCY_KEY_LIFETIME, idempotency_keys_purge
     from tests.factories import UserFactory
 
@@ -530,7 +531,7 @@ def test_deadlines_and_escalations_are_readable(manager):
 
 
 def test_health_targets_visible_to_responders_not_trainers(engineer, trainer):
-    from incidents.models.health import HealthTarget
+    from incidents.monitoring.models import HealthTarget
 
     assert HealthTarget.objects.exists()  # seeded by migration for the three agents
     targets = _client(engineer).get("/api/v1/health-targets/").json()["results"]

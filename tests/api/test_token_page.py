@@ -7,7 +7,7 @@ import re
 import pytest
 from rest_framework.test import APIClient
 
-from incidents.models import ApiToken
+from incidents.api.models import ApiToken
 from incidents.services.api_tokens import api_token_create
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +49,7 @@ def test_token_page_needs_a_login(client):
 
 
 def test_admin_issues_a_token_on_one_page_only_and_revokes_it(admin_client, engineer):
-    answer = admin_client.post("/admin/incidents/apitoken/add/", {"user": engineer.pk, "name": "deploy bot"})
+    answer = admin_client.post("/admin/api/apitoken/add/", {"user": engineer.pk, "name": "deploy bot"})
     assert answer.status_code == 200 and "no-store" in answer["Cache-Control"]
     raw = re.search(r'data-testid="issued-token">([^<]+)<', answer.content.decode()).group(1)
     assert raw not in str(answer.cookies.get("messages", ""))
@@ -57,6 +57,6 @@ def test_admin_issues_a_token_on_one_page_only_and_revokes_it(admin_client, engi
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert api.get("/api/v1/incidents/").status_code == 200
     token = ApiToken.objects.get(name="deploy bot")
-    assert raw not in admin_client.get(f"/admin/incidents/apitoken/{token.pk}/change/").content.decode()
-    admin_client.post("/admin/incidents/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
+    assert raw not in admin_client.get(f"/admin/api/apitoken/{token.pk}/change/").content.decode()
+    admin_client.post("/admin/api/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
     assert api.get("/api/v1/incidents/").status_code == 401

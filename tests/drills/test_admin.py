@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from drills import selectors, services
 from drills.models import CertificationKind, Drill, TrainingPolicy
-from incidents.models import OnCallRotation
+from incidents.oncall.models import OnCallRotation
 
 from .conftest import schedule
 

@@ -19,13 +19,8 @@ from drills.models import (
     Reminder,
 )
 from incidents import selectors as incident_selectors
-from incidents.models import (
-    Deadline,
-    EscalationEvent,
-    Notification,
-    RegulatoryObligation,
-    WebhookEndpoint,
-)
+from incidents.escalation.models import Deadline, EscalationEvent, RegulatoryObligation
+from incidents.notifications.models import Notification, WebhookEndpoint
 from incidents.services import escalation
 from reports.models import ActionItem
 

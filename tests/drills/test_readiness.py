@@ -24,7 +24,7 @@ from drills.models import (
     Reminder,
 )
 from incidents import services as incident_services
-from incidents.models import OnCallOverride, OnCallRotation, RotationMember
+from incidents.oncall.models import OnCallOverride, OnCallRotation, RotationMember
 from tests.factories import UserFactory, certify, open_incident, tick_initial_assessment
 
 pytestmark = pytest.mark.django_db

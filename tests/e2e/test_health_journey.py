@@ -10,7 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from incidents.models import EmergencyStop, HealthTarget, Incident, TimelineEntry
+from incidents.models import Incident, TimelineEntry
+from incidents.monitoring.models import EmergencyStop, HealthTarget
 from incidents.services import health
 from incidents.simulator import SimulatorServer, agent_ports_from_base
 from tests.factories import DEMO_PASSWORD

@@ -19,7 +19,7 @@ import pytest
 from django.conf import settings
 from django.db import connection, transaction
 
-from incidents.models import WorkerHeartbeat
+from incidents.monitoring.models import WorkerHeartbeat
 from tests.processes import OwnRedis, start_celery, stop
 from tmt_ir.celery import app
 

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from django.urls import reverse
 
-from incidents.models import EmergencyStop, Incident, TimelineEntry
+from incidents.models import Incident, TimelineEntry
+from incidents.monitoring.models import EmergencyStop
 from incidents.services import emergency
 from incidents.simulator import SimulatorServer
 from tests.conftest import _user_in

@@ -8,17 +8,16 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from incidents import services
-from incidents.models import (
+from incidents.escalation.models import (
     Deadline,
     EscalationEvent,
     EscalationPolicy,
     EscalationStep,
-    Notification,
-    OnCallOverride,
-    Person,
     RegulatoryObligation,
-    SeverityLevel,
 )
+from incidents.models import SeverityLevel
+from incidents.notifications.models import Notification
+from incidents.oncall.models import OnCallOverride, Person
 from incidents.services import escalation
 from tests.factories import make_roster, open_incident, severity
 
@@ -236,7 +235,7 @@ def test_deputy_is_never_the_person_on_call(team):
 
 
 def test_regulatory_reminder_reaches_everyone_with_a_webhook_configured(team):
-    from incidents.models import WebhookEndpoint
+    from incidents.notifications.models import WebhookEndpoint
 
     WebhookEndpoint.objects.create(name="ops chat", url="http://127.0.0.1:9/hook")
     incident = open_incident(reported_by=team["im"], level=2, commander=team["oncall3"])
@@ -298,7 +297,7 @@ def _deliver(incident, *, channels, now=None) -> None:
 def test_sev1_cto_page_failing_by_sms_and_phone_pages_the_deputy(team, sms_provider, email_first):
     from django.contrib.auth.models import Group
 
-    from incidents.models import RoleContact
+    from incidents.oncall.models import RoleContact
 
     RoleContact.objects.filter(role=Group.objects.get(name="CTO")).update(deputy=team["im_deputy"])
     cto = team["cto"].person
@@ -421,7 +420,7 @@ def test_a_late_outcome_never_overwrites_a_row_another_delivery_took_over(team, 
 
 
 def test_a_failed_chat_webhook_moves_no_chain_on(team, sms_provider, settings):
-    from incidents.models import WebhookEndpoint
+    from incidents.notifications.models import WebhookEndpoint
     from incidents.services import notifications
 
     WebhookEndpoint.objects.create(name="chat", url=sms_provider.url.replace("/send", "/hook"))

@@ -9,13 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from incidents.models import (
-    Deadline,
-    EscalationEvent,
-    Notification,
-    NotificationAttempt,
-    WebhookEndpoint,
-)
+from incidents.escalation.models import Deadline, EscalationEvent
+from incidents.notifications.models import Notification, NotificationAttempt, WebhookEndpoint
 from incidents.services import escalation, notifications
 from tests.factories import make_roster, open_incident
 

@@ -5,7 +5,8 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents.models import Notification, RegulatoryObligation, StatusUpdate
+from incidents.escalation.models import RegulatoryObligation, StatusUpdate
+from incidents.notifications.models import Notification
 from incidents.services import escalation
 from tests.factories import make_roster, open_incident
 
@@ -67,7 +68,7 @@ def test_regulatory_flag_submit_and_head_of_risk_sign_off(client, team):
     risk = team["oncall1"]
     risk.groups.add(Group.objects.get(name="Risk Manager"))
     incident = open_incident(reported_by=risk, level=2)
-    from incidents.models import RegulatoryCategory
+    from incidents.escalation.models import RegulatoryCategory
 
     category = RegulatoryCategory.objects.get(key="data-integrity")
     login(client, risk).post(reverse("incidents:obligation_raise", args=[incident.reference]), {"category": category.pk})

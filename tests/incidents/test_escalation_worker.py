@@ -12,14 +12,14 @@ import pytest
 from django.utils import timezone
 
 from incidents import services
-from incidents.models import (
+from incidents.escalation.models import (
     EscalationEvent,
     EscalationStep,
     EscalationTrigger,
-    Notification,
     RegulatoryObligation,
-    SeverityLevel,
 )
+from incidents.models import SeverityLevel
+from incidents.notifications.models import Notification
 from tests.celery_fixtures import wait_for
 from tests.factories import make_roster, open_incident
 

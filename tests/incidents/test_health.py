@@ -15,19 +15,10 @@ from django.utils import timezone
 
 from incidents import poller
 from incidents.admin_health import HealthTargetForm
-from incidents.models import (
-    OPEN_STATES,
-    DetectionMethod,
-    DutyHeartbeat,
-    EscalationEvent,
-    HealthSample,
-    HealthTarget,
-    Incident,
-    Notification,
-    System,
-    TimelineEntry,
-    WorkerHeartbeat,
-)
+from incidents.escalation.models import EscalationEvent
+from incidents.models import OPEN_STATES, DetectionMethod, Incident, System, TimelineEntry
+from incidents.monitoring.models import DutyHeartbeat, HealthSample, HealthTarget, WorkerHeartbeat
+from incidents.notifications.models import Notification
 from incidents.services import health
 from incidents.simulator import FleetConfig, SimulatorServer, agent_ports_from_base
 from tests.celery_fixtures import wait_for
@@ -701,11 +692,11 @@ def test_admin_pages_for_health(admin_client, agents):
     cb = target("circuit_breaker")
     for name in ("healthtarget", "healthsample", "emergencystop", "maintenancewindow"):
         assert admin_client.get(reverse(f"admin:incidents_{name}_changelist")).status_code == 200, name
-    assert admin_client.get(reverse("admin:incidents_healthtarget_change", args=[cb.pk])).status_code == 200
-    assert admin_client.get(reverse("admin:incidents_healthsample_add")).status_code == 403, "samples are read-only"
+    assert admin_client.get(reverse("admin:monitoring_healthtarget_change", args=[cb.pk])).status_code == 200
+    assert admin_client.get(reverse("admin:monitoring_healthsample_add")).status_code == 403, "samples are read-only"
 
     response = admin_client.post(
-        reverse("admin:incidents_healthtarget_changelist"),
+        reverse("admin:monitoring_healthtarget_changelist"),
         {"action": "check_now", "_selected_action": [cb.pk]},
     )
     assert response.status_code == 302
@@ -714,7 +705,7 @@ def test_admin_pages_for_health(admin_client, agents):
 
     now = timezone.now()
     response = admin_client.post(
-        reverse("admin:incidents_maintenancewindow_add"),
+        reverse("admin:monitoring_maintenancewindow_add"),
         {
             "title": "Broker upgrade",
             "description": "",

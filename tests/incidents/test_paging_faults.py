@@ -13,14 +13,10 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from incidents.models import (
-    DutyHeartbeat,
-    EscalationEvent,
-    EscalationStep,
-    Notification,
-    SeverityLevel,
-    TimelineEntry,
-)
+from incidents.escalation.models import EscalationEvent, EscalationStep
+from incidents.models import SeverityLevel, TimelineEntry
+from incidents.monitoring.models import DutyHeartbeat
+from incidents.notifications.models import Notification
 from tests.celery_fixtures import wait_for
 from tests.factories import make_roster, open_incident
 from tests.processes import OwnRedis, kill, start_celery, start_dispatcher, stop

@@ -11,26 +11,30 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from incidents.models import (
-    BusinessHoliday,
+from incidents.escalation.models import (
     Deadline,
-    DistributionList,
     EscalationEvent,
     EscalationPolicy,
     EscalationStep,
     EscalationTrigger,
+    RegulatoryCategory,
+    RegulatoryObligation,
+    StatusUpdate,
+)
+from incidents.models import BusinessHoliday
+from incidents.monitoring.models import WorkerHeartbeat
+from incidents.notifications.models import (
+    DistributionList,
     Notification,
     NotificationAttempt,
+    WebhookEndpoint,
+)
+from incidents.oncall.models import (
     OnCallOverride,
     OnCallRotation,
     Person,
-    RegulatoryCategory,
-    RegulatoryObligation,
     RoleContact,
     RotationMember,
-    StatusUpdate,
-    WebhookEndpoint,
-    WorkerHeartbeat,
 )
 from tests.factories import UserFactory, make_roster, open_incident
 
@@ -597,13 +601,13 @@ def test_notification_changelist_runs_a_constant_number_of_queries(su_client, te
 def test_only_the_incident_manager_may_edit_the_roster(team):
     for key in ("oncall1", "cto", "ceo", "head_of_risk"):
         user = get_user_model().objects.get(pk=team[key].pk)
-        assert user.has_perm("incidents.view_oncallrotation"), key
-        assert not user.has_perm("incidents.change_oncallrotation"), key
-        assert not user.has_perm("incidents.add_oncalloverride"), key
+        assert user.has_perm("oncall.view_oncallrotation"), key
+        assert not user.has_perm("oncall.change_oncallrotation"), key
+        assert not user.has_perm("oncall.add_oncalloverride"), key
     im = get_user_model().objects.get(pk=team["im"].pk)
-    assert im.has_perm("incidents.add_oncalloverride")
-    assert im.has_perm("incidents.change_oncallrotation")
-    assert im.has_perm("incidents.change_rolecontact")
+    assert im.has_perm("oncall.add_oncalloverride")
+    assert im.has_perm("oncall.change_oncallrotation")
+    assert im.has_perm("oncall.change_rolecontact")
 
 
 # -- the on-call calendar --------------------------------------------------------------------

@@ -11,7 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents.models import HealthTarget, MaintenanceWindow, System
+from incidents.models import System
+from incidents.monitoring.models import HealthTarget, MaintenanceWindow
 from incidents.services import notifications
 from tests.factories import UserFactory, open_incident
 

@@ -9,7 +9,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from incidents import services
-from incidents.models import Deadline, EscalationEvent, Notification
+from incidents.escalation.models import Deadline, EscalationEvent
+from incidents.notifications.models import Notification
 from incidents.services.escalation import deadlines_fire_due
 from reports import services as report_services
 from reports.models import ActionItem, ReportPolicy

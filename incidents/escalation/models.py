@@ -1,10 +1,8 @@
-"""Escalation policy, durable deadlines, firings, notifications, status updates, regulatory duties.
+"""Escalation policy, durable deadlines, firings, status updates and regulatory duties.
 
-Time-based obligations are rows (Deadline), not broker messages: beat claims due rows, and a
-firing (EscalationEvent) is unique per (incident, rule, step), so a deadline fires at most once
-however many workers or beats race for it. Notifications are rows too; their delivery attempts
-are an append-only log.
-"""
+Time-based obligations are rows (Deadline), not broker messages: the paging dispatcher claims due
+rows, and a firing (EscalationEvent) is unique per (incident, rule, step), so a deadline fires at
+most once however many processes race for it."""
 
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from .timeline import AppendOnlyModel
+from incidents.models.evidence import obligation_evidence_path
 
 
 class EscalationPolicy(models.Model):
@@ -43,6 +41,7 @@ class EscalationPolicy(models.Model):
     )
 
     class Meta:
+        db_table = "incidents_escalationpolicy"  # the table keeps its name from before the split
         verbose_name_plural = "escalation policies"
         constraints = [
             models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_policy"),
@@ -76,6 +75,7 @@ class EscalationStep(models.Model):
     role = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
 
     class Meta:
+        db_table = "incidents_escalationstep"  # the table keeps its name from before the split
         ordering = ["policy", "order"]
         constraints = [models.UniqueConstraint(fields=["policy", "order"], name="escalation_step_order_once")]
 
@@ -103,6 +103,7 @@ class EscalationTrigger(models.Model):
     active = models.BooleanField(default=True)
 
     class Meta:
+        db_table = "incidents_escalationtrigger"  # the table keeps its name from before the split
         ordering = ["key"]
 
     def __str__(self) -> str:
@@ -143,17 +144,12 @@ class RegulatoryCategory(models.Model):
     raised_automatically = models.BooleanField(default=False, editable=False)
 
     class Meta:
+        db_table = "incidents_regulatorycategory"  # the table keeps its name from before the split
         ordering = ["window", "name"]
         verbose_name_plural = "regulatory categories"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_window_display().lower()})"
-
-
-def obligation_evidence_path(instance: RegulatoryObligation, filename: str) -> str:
-    from .evidence import short_filename
-
-    return f"regulatory/{instance.incident.reference}/{instance.category.key}-{short_filename(filename)}"
 
 
 class RegulatoryObligation(models.Model):
@@ -176,6 +172,7 @@ class RegulatoryObligation(models.Model):
     )
 
     class Meta:
+        db_table = "incidents_regulatoryobligation"  # the table keeps its name from before the split
         ordering = ["due_at"]
         constraints = [
             models.UniqueConstraint(fields=["incident", "category"], name="obligation_once_per_category"),
@@ -215,6 +212,7 @@ class Deadline(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "incidents_deadline"  # the table keeps its name from before the split
         ordering = ["due_at", "id"]
         constraints = [
             # At most one pending row per rule step; fired or cancelled ones stay as history.
@@ -257,6 +255,7 @@ class EscalationEvent(models.Model):
     summary = models.CharField(max_length=300)
 
     class Meta:
+        db_table = "incidents_escalationevent"  # the table keeps its name from before the split
         ordering = ["fired_at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["incident", "rule", "step"], name="escalation_fires_once"),
@@ -264,47 +263,6 @@ class EscalationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule}#{self.step} at {self.fired_at:%Y-%m-%d %H:%M:%S}"
-
-
-class WebhookEndpoint(models.Model):
-    """A chat or automation hook (Slack-compatible JSON) that receives escalations and status updates."""
-
-    name = models.CharField(max_length=100, unique=True)
-    url = models.URLField(max_length=500)
-    active = models.BooleanField(default=True)
-    max_severity_level = models.PositiveSmallIntegerField(
-        default=4, help_text="Only incidents at this severity level or more severe (1 = Sev1 only)."
-    )
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class DistributionList(models.Model):
-    """Who receives status updates for incidents of a severity (the seed's stakeholders)."""
-
-    name = models.CharField(max_length=100, unique=True)
-    max_severity_level = models.PositiveSmallIntegerField(
-        default=2, help_text="Used for incidents at this severity level or more severe."
-    )
-    emails = models.TextField(blank=True, help_text="One address per line.")
-    webhooks = models.ManyToManyField(WebhookEndpoint, blank=True)
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def email_list(self) -> list[str]:
-        return [line.strip() for line in self.emails.splitlines() if line.strip()]
-
-    def clean(self) -> None:
-        from django.core.validators import validate_email
-
-        for address in self.email_list:
-            try:
-                validate_email(address)
-            except ValidationError as exc:
-                raise ValidationError({"emails": f"“{address}” is not an email address."}) from exc
 
 
 class StatusUpdate(models.Model):
@@ -325,89 +283,9 @@ class StatusUpdate(models.Model):
     posted_at = models.DateTimeField()
 
     class Meta:
+        db_table = "incidents_statusupdate"  # the table keeps its name from before the split
         ordering = ["incident", "-sequence"]
         constraints = [models.UniqueConstraint(fields=["incident", "sequence"], name="status_update_sequence_once")]
 
     def __str__(self) -> str:
         return self.subject
-
-
-class Notification(models.Model):
-    class Channel(models.TextChoices):
-        SMS = "sms", "SMS"
-        PHONE = "phone", "Phone call"
-        EMAIL = "email", "Email"
-        WEBHOOK = "webhook", "Webhook"
-
-    class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed permanently"
-        SKIPPED = "skipped", "Not needed any more"
-
-    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="notifications")
-    event = models.ForeignKey(EscalationEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="notifications")
-    status_update = models.ForeignKey(StatusUpdate, on_delete=models.PROTECT, null=True, blank=True, related_name="notifications")
-    channel = models.CharField(max_length=10, choices=Channel.choices)
-    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    address = models.CharField(max_length=500)
-    subject = models.CharField(max_length=300)
-    body = models.TextField()
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(help_text="Not sent before this (email follow-ups wait for the page).")
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.CharField(max_length=500, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["event", "channel", "address"],
-                condition=Q(event__isnull=False),
-                name="notification_once_per_event_channel_address",
-            ),
-        ]
-        indexes = [
-            models.Index(
-                fields=["next_attempt_at"],
-                condition=Q(state__in=["pending", "sending"]),
-                name="notification_undelivered",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_channel_display()} to {self.address}: {self.subject[:50]}"
-
-
-class NotificationAttempt(AppendOnlyModel):
-    class Outcome(models.TextChoices):
-        SENT = "sent", "Sent"
-        TRANSIENT = "transient", "Failed, will retry"
-        PERMANENT = "permanent", "Failed permanently"
-        SKIPPED = "skipped", "Not sent, no longer needed"
-
-    notification = models.ForeignKey(Notification, on_delete=models.PROTECT, related_name="attempt_log")
-    attempted_at = models.DateTimeField()
-    outcome = models.CharField(max_length=10, choices=Outcome.choices)
-    detail = models.CharField(max_length=500, blank=True)
-
-    class Meta:
-        ordering = ["attempted_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.get_outcome_display()} at {self.attempted_at:%H:%M:%S}"
-
-
-class WorkerHeartbeat(models.Model):
-    """Last sign of life from each Celery worker and from beat (a silent beat stops escalations)."""
-
-    name = models.CharField(max_length=200, unique=True)
-    kind = models.CharField(max_length=10, choices=[("worker", "Worker"), ("beat", "Beat")])
-    seen_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.name} @ {self.seen_at:%H:%M:%S}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -12,15 +12,12 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
 
+from incidents.models.calendar import validate_timezone
+
 e164 = RegexValidator(
     r"^\+[1-9]\d{6,14}$",
     "Enter the number in E.164 form: + then country code and number, digits only (e.g. +442071234567).",
 )
-
-
-def validate_timezone(value: str) -> None:
-    if value not in available_timezones():
-        raise ValidationError(f"“{value}” is not a known time zone (e.g. Europe/London, America/New_York).")
 
 
 class Person(models.Model):
@@ -32,6 +29,7 @@ class Person(models.Model):
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
 
     class Meta:
+        db_table = "incidents_person"  # the table keeps its name from before the split
         verbose_name = "person (contact details)"
         verbose_name_plural = "people (contact details)"
 
@@ -53,6 +51,7 @@ class RoleContact(models.Model):
     )
 
     class Meta:
+        db_table = "incidents_rolecontact"  # the table keeps its name from before the split
         ordering = ["role__name"]
         constraints = [
             models.CheckConstraint(condition=~Q(deputy=F("primary")), name="role_deputy_not_primary"),
@@ -80,6 +79,7 @@ class OnCallRotation(models.Model):
     active = models.BooleanField(default=True)
 
     class Meta:
+        db_table = "incidents_oncallrotation"  # the table keeps its name from before the split
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -112,6 +112,7 @@ class RotationMember(models.Model):
     position = models.PositiveSmallIntegerField()
 
     class Meta:
+        db_table = "incidents_rotationmember"  # the table keeps its name from before the split
         ordering = ["rotation", "position"]
         constraints = [
             models.UniqueConstraint(fields=["rotation", "position"], name="rotation_position_once"),
@@ -136,6 +137,7 @@ class OnCallOverride(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "incidents_oncalloverride"  # the table keeps its name from before the split
         ordering = ["rotation", "starts_at"]
         constraints = [
             models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="override_ends_after_start"),
@@ -148,16 +150,3 @@ class OnCallOverride(models.Model):
     def clean(self) -> None:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValidationError({"ends_at": "The end must be after the start."})
-
-
-class BusinessHoliday(models.Model):
-    """Days that are not business days (for 'next business day' response and notification windows)."""
-
-    date = models.DateField(unique=True)
-    name = models.CharField(max_length=100)
-
-    class Meta:
-        ordering = ["date"]
-
-    def __str__(self) -> str:
-        return f"{self.date:%Y-%m-%d} {self.name}"

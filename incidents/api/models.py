@@ -32,6 +32,7 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "incidents_apitoken"  # the table keeps its name from before the split
         ordering = ["user", "-created_at"]
         verbose_name = "API token"
 
@@ -77,6 +78,7 @@ class AlertIntegration(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "incidents_alertintegration"  # the table keeps its name from before the split
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -97,6 +99,7 @@ class AlertEvent(models.Model):
     )
 
     class Meta:
+        db_table = "incidents_alertevent"  # the table keeps its name from before the split
         ordering = ["-received_at"]
 
     def __str__(self) -> str:
@@ -117,6 +120,7 @@ class IdempotencyKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)  # expired rows are purged by age
 
     class Meta:
+        db_table = "incidents_idempotencykey"  # the table keeps its name from before the split
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_once_per_user")]
         verbose_name = "idempotency key"
 

@@ -1,4 +1,5 @@
-"""Health targets polled by Celery, their samples, emergency stops and planned maintenance."""
+"""Health targets and their samples, the emergency stop, planned maintenance, and the duty
+heartbeats that show each background duty (firing, delivery, polling, rendering) is being done."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class HealthTarget(models.Model):
     next_check_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
 
     class Meta:
+        db_table = "incidents_healthtarget"  # the table keeps its name from before the split
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=Q(timeout__lt=F("interval")), name="health_timeout_below_interval"),
@@ -83,6 +85,7 @@ class HealthSample(models.Model):
     error = models.CharField(max_length=300, blank=True)
 
     class Meta:
+        db_table = "incidents_healthsample"  # the table keeps its name from before the split
         ordering = ["target", "-checked_at"]
         indexes = [
             models.Index(fields=["target", "-checked_at"], name="health_sample_recent"),
@@ -118,6 +121,7 @@ class EmergencyStop(models.Model):
     error = models.CharField(max_length=500, blank=True)
 
     class Meta:
+        db_table = "incidents_emergencystop"  # the table keeps its name from before the split
         ordering = ["-requested_at"]
 
     def __str__(self) -> str:
@@ -136,6 +140,7 @@ class MaintenanceWindow(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "incidents_maintenancewindow"  # the table keeps its name from before the split
         ordering = ["starts_at"]
         constraints = [
             models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="maintenance_ends_after_start"),
@@ -167,6 +172,7 @@ class DutyHeartbeat(models.Model):
     seen_at = models.DateTimeField()
 
     class Meta:
+        db_table = "incidents_dutyheartbeat"  # the table keeps its name from before the split
         ordering = ["duty", "process"]
         constraints = [
             models.UniqueConstraint(fields=["duty", "process"], name="duty_heartbeat_per_process"),
@@ -174,3 +180,17 @@ class DutyHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.duty} by {self.process} @ {self.seen_at:%H:%M:%S}"
+
+
+class WorkerHeartbeat(models.Model):
+    """Last sign of life from each Celery worker and from beat (a silent beat stops escalations)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=10, choices=[("worker", "Worker"), ("beat", "Beat")])
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "incidents_workerheartbeat"  # the table keeps its name from before the split
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} @ {self.seen_at:%H:%M:%S}"

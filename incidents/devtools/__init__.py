@@ -1,0 +1,1 @@
+"""The agent simulator and the demo data; nothing imports this app."""

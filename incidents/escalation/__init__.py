@@ -1,0 +1,1 @@
+"""The escalation policy frozen at open, deadlines and their firing, status updates and regulatory obligations."""

@@ -1,0 +1,1 @@
+"""Health targets and the poller, duty heartbeats, the trading emergency stop, maintenance windows."""

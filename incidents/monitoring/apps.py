@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class MonitoringConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "incidents.monitoring"
+    label = "monitoring"
+    verbose_name = "Monitoring"
