@@ -97,8 +97,8 @@ def seed() -> Credentials:
     from django.contrib.auth.models import Group
 
     from incidents.api.models import AlertIntegration
+    from incidents.api.services.api_tokens import alert_integration_issue_token, api_token_create
     from incidents.roles import INCIDENT_MANAGER, ensure_role_groups
-    from incidents.services.api_tokens import alert_integration_issue_token, api_token_create
 
     ensure_role_groups()
     user_model = get_user_model()

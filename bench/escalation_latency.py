@@ -86,10 +86,10 @@ def seed(n_incidents: int, now: datetime) -> list:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
+    from incidents.escalation.services import escalation_snapshot_build
     from incidents.models import Incident, IncidentDaySequence, SeverityLevel
     from incidents.oncall.models import Person, RoleContact
     from incidents.roles import CTO
-    from incidents.services.escalation import escalation_snapshot_build
 
     cto = get_user_model().objects.create_user(
         username="bench-cto", email="cto@bench.example", first_name="Bench", last_name="CTO"
@@ -133,7 +133,7 @@ def schedule(incidents: list, window_start: datetime, window_s: float, rng: rand
     from django.db import transaction
 
     from incidents.escalation.models import Deadline
-    from incidents.services.escalation import deadline_schedule
+    from incidents.escalation.services import deadline_schedule
 
     n = len(incidents)
     due = [window_start + timedelta(seconds=(i + 0.5) * window_s / n) for i in range(n)]
@@ -162,7 +162,7 @@ def creation_cost(incidents: list, sample: int = 100) -> float:
     from django.db import transaction
 
     from incidents.escalation.models import Deadline
-    from incidents.services.escalation import deadline_schedule
+    from incidents.escalation.services import deadline_schedule
 
     due_at = datetime.now(UTC) + timedelta(days=1)
     started = time.perf_counter()
@@ -260,8 +260,8 @@ class CeleryDutiesStandIn(threading.Thread):
     def run(self) -> None:
         from django.db import connections
 
+        from incidents.monitoring import services as health
         from incidents.monitoring.models import DutyHeartbeat
-        from incidents.services import health
 
         duties = (DutyHeartbeat.Duty.HEALTH_POLLING, DutyHeartbeat.Duty.REPORT_RENDERING)
         try:

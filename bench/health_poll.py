@@ -14,7 +14,7 @@ Rows:
 - sweep 1 is cold: no history, so the poller cannot know which targets will hang and some of
   them start late (their 1 s runs from when they start);
 - sweeps 2+ are the steady state: the targets that failed last time start first (see
-  incidents/poller.py), so the hung ones all time out about 1 s after the sweep began;
+  incidents/monitoring/poller.py), so the hung ones all time out about 1 s after the sweep began;
 - "httpx AsyncClient" is the same poller with httpx instead of aiohttp (checks only, no DB),
   with the same bound: why the poller uses aiohttp;
 - "sequential" is the baseline the issue asks for: one httpx.Client (sync, keep-alive) checking
@@ -59,7 +59,7 @@ GOAL_S = 1.5
 
 def serve_fleet(conn, size: int) -> None:
     """The simulator's fleet in a process of its own (no Django needed)."""
-    from incidents.simulator import FleetConfig, SimulatorServer
+    from incidents.devtools.simulator import FleetConfig, SimulatorServer
 
     fleet = FleetConfig.with_slow_fraction(size, SLOW_FRACTION, base_latency_ms=BASE_LATENCY_MS, slow_latency_ms=HANG_MS)
     server = SimulatorServer(agent_ports={}, control_port=None, fleet=fleet, fleet_port=0)
@@ -95,8 +95,8 @@ def create_targets(urls: list[str]) -> None:
 
 
 def timed_sweep():
+    from incidents.monitoring import services as health
     from incidents.monitoring.models import HealthTarget
-    from incidents.services import health
 
     HealthTarget.objects.update(next_check_at=None)
     started = time.perf_counter()
@@ -107,7 +107,7 @@ def timed_sweep():
 def httpx_sweep(urls: list[str]) -> tuple[float, int]:
     from django.conf import settings
 
-    from incidents import poller
+    from incidents.monitoring import poller
 
     probes = [poller.Probe(target_id=n, url=url, timeout_s=TIMEOUT_S) for n, url in enumerate(urls)]
     started = time.perf_counter()
@@ -118,7 +118,7 @@ def httpx_sweep(urls: list[str]) -> tuple[float, int]:
 def sequential_sweep(urls: list[str]) -> tuple[float, int]:
     import httpx
 
-    from incidents import poller
+    from incidents.monitoring import poller
 
     healthy = 0
     started = time.perf_counter()

@@ -65,9 +65,9 @@ def build(seed: int = 7) -> dict:
 
     from incidents import services
     from incidents.escalation.models import RegulatoryCategory
+    from incidents.escalation.services import deadlines_fire_due, regulatory_raise
     from incidents.models import IncidentChecklistItem, TimelineEntry
     from incidents.roles import ensure_role_groups
-    from incidents.services.escalation import deadlines_fire_due, regulatory_raise
     from reports import services as report_services
     from reports.models import ActionItem
     from tests.factories import UserFactory, make_roster, open_incident

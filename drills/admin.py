@@ -13,6 +13,9 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from incidents.oncall import admin as oncall_admin
+from incidents.oncall.models import OnCallOverride, OnCallRotation
+
 from .models import (
     Certification,
     CertificationKind,
@@ -31,6 +34,7 @@ from .models import (
     TrainingPolicy,
     TrainingProfile,
 )
+from .roster_gate import ReadinessGateAdminMixin, ReadinessGateInlineMixin
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -281,3 +285,29 @@ class ReminderAdmin(ReadOnlyAdmin):
     list_select_related = ["recipient", "drill", "certification__kind", "certification__person"]
     ordering = ["-due_at"]
     show_full_result_count = False
+
+
+# -- the readiness gate on the on-call roster's admin -------------------------------------------
+# The roster's admins (incidents.oncall) know nothing of certifications: the gate is mixed in here
+# and the gated admins take their place.
+
+
+class GatedRotationMemberInline(ReadinessGateInlineMixin, oncall_admin.RotationMemberInline):
+    pass
+
+
+class GatedOnCallOverrideInline(ReadinessGateInlineMixin, oncall_admin.OnCallOverrideInline):
+    pass
+
+
+class GatedOnCallRotationAdmin(oncall_admin.OnCallRotationAdmin):
+    inlines = [GatedRotationMemberInline, GatedOnCallOverrideInline]
+
+
+class GatedOnCallOverrideAdmin(ReadinessGateAdminMixin, oncall_admin.OnCallOverrideAdmin):
+    pass
+
+
+for _model, _gated in ((OnCallRotation, GatedOnCallRotationAdmin), (OnCallOverride, GatedOnCallOverrideAdmin)):
+    admin.site.unregister(_model)
+    admin.site.register(_model, _gated)

@@ -5,3 +5,16 @@ class DrillsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "drills"
     verbose_name = "Drills and training"
+
+    def ready(self) -> None:
+        from incidents.hooks import hooks
+        from incidents.notifications.hooks import notification_hooks
+
+        from . import services
+
+        # The readiness gate: an expired certification or unfinished mentoring keeps someone
+        # from commanding a real incident.
+        hooks.commander_problems.append(services.commander_readiness_problems)
+        hooks.commander_guards.append(services.commander_readiness_enforce)
+        # Drills page only their participants.
+        notification_hooks.drill_recipients.append(services.drill_page_recipients)

@@ -25,6 +25,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
+from incidents.exceptions import ChangedError as BaseChangedError
+from incidents.exceptions import CommanderRefused
 from incidents.models import DetectionMethod, Incident, SeverityLevel, TimelineEntry
 from reports.models import ActionItem
 
@@ -67,17 +69,12 @@ REMINDER_BACKOFF = timedelta(minutes=5)
 SIMULATOR_SIGNATURE = "tmt-agent-simulator"
 
 
-class ChangedError(Exception):
+class ChangedError(BaseChangedError):
     message = "This drill was changed by someone else. Reload the page to see its current state."
 
 
-class ReadinessRefused(PermissionDenied):
+class ReadinessRefused(CommanderRefused):
     """An assignment refused by the readiness gate; `problems` are the reasons."""
-
-    def __init__(self, message: str, problems: list[str]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.problems = problems
 
 
 def _name(user) -> str:
@@ -123,6 +120,14 @@ def readiness_enforce(
     problems = readiness_problems(user=user, at=at or timezone.now(), duty=duty, roles=roles, incident=incident)
     if problems:
         raise ReadinessRefused(readiness_message(user=user, duty=duty, problems=problems), problems)
+
+
+def commander_readiness_problems(*, user, at: datetime) -> list[str]:
+    return readiness_problems(user=user, at=at, duty="incident_commander")
+
+
+def commander_readiness_enforce(*, user, incident: Incident) -> None:
+    readiness_enforce(user=user, duty="incident_commander", incident=incident)
 
 
 def readiness_problems_between(
@@ -818,7 +823,7 @@ def _exercise_incident_close(drill: Drill, *, user, reason: str) -> None:
         )
 
 
-# -- drill paging (the hook in incidents.services.notifications.page_user) --------------------
+# -- drill paging (the hook in incidents.notifications.services.page_user) --------------------
 
 
 def drill_page_recipients(*, incident: Incident, intended, reminder: bool = False) -> list:

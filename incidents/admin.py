@@ -8,6 +8,7 @@ seeded defaults that managers tune.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms, http
@@ -20,12 +21,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django_fsm.admin import FSMAdminMixin
 
-from reports.models import ActionItem, PostIncidentReview
-
 from . import services
 from .models import (
     OPEN_STATES,
     TRANSITION_NAMES,
+    BusinessHoliday,
     ChecklistTemplate,
     ChecklistTemplateItem,
     EvidenceAttachment,
@@ -199,26 +199,6 @@ class EvidenceAttachmentInline(ReadOnlyInline):
         return _evidence_link(obj)
 
 
-class PostIncidentReviewInline(ReadOnlyInline):
-    model = PostIncidentReview
-    fields = ["revision", "state", "author", "submitted_at", "approved_at", "approved_by"]
-    readonly_fields = fields
-    show_change_link = True
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("author", "approved_by")
-
-
-class ActionItemInline(ReadOnlyInline):
-    model = ActionItem
-    fields = ["title", "kind", "state", "owner", "due_date", "completed_at"]
-    readonly_fields = fields
-    show_change_link = True
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("owner")
-
-
 def _evidence_link(obj: EvidenceAttachment) -> str:
     if not obj.file:
         return obj.original_name
@@ -301,8 +281,6 @@ class IncidentAdmin(FSMAdminMixin, admin.ModelAdmin):
         TimelineEntryInline,
         IncidentChecklistItemInline,
         EvidenceAttachmentInline,
-        PostIncidentReviewInline,
-        ActionItemInline,
     ]
 
     add_fieldsets = [
@@ -773,4 +751,68 @@ class ChecklistTemplateItemAdmin(admin.ModelAdmin):
     ordering = ["template__order", "template__name", "order", "id"]
 
 
-from . import admin_api, admin_escalation, admin_health, admin_tokens  # noqa: E402,F401 - admin_health: #4, admin_api and admin_tokens: #7
+# -- form checks and mixins the sub-apps' admins share --------------------------------------
+
+
+def active_users():
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .order_by("first_name", "last_name", "username")
+    )
+
+
+class UserChoiceMixin:
+    """Only active people, by name: a disabled account must not be put on call."""
+
+    user_fields: tuple[str, ...] = ()
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name in self.user_fields:
+            kwargs["queryset"] = active_users()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+def not_negative(form: forms.ModelForm, *names: str, positive: bool = False) -> None:
+    """DurationField accepts "-1 day"; a negative delay would fire a step before its cause."""
+    for name in names:
+        value = form.cleaned_data.get(name)
+        if value is None:
+            continue
+        if value < timedelta(0) or (positive and value == timedelta(0)):
+            form.add_error(name, "Must be longer than zero." if positive else "Cannot be negative.")
+
+
+def known_severity_level(form: forms.ModelForm, name: str) -> None:
+    level = form.cleaned_data.get(name)
+    if level is None:
+        return
+    levels = sorted(SeverityLevel.objects.values_list("level", flat=True))
+    if levels and level not in levels:
+        form.add_error(name, f"Use a severity level that exists ({', '.join(map(str, levels))}).")
+
+
+def save_allowing_swaps(formset) -> None:
+    """Save an inline whose rows carry unique values (a step's order, a member's position/user).
+
+    The constraints are checked row by row, so swapping two rows' values in one save would fail
+    on the first UPDATE. The formset has already checked that the final set is unique; so the
+    changed and deleted rows are removed first and the changed ones re-inserted with their ids.
+    Nothing references these rows, and the admin's change view runs in one transaction.
+    """
+    instances = formset.save(commit=False)
+    changed = [obj for obj, _ in formset.changed_objects]
+    stale = [obj.pk for obj in [*changed, *formset.deleted_objects]]
+    if stale:
+        formset.model._default_manager.filter(pk__in=stale).delete()
+    for obj in instances:
+        obj.save(force_insert=obj in changed)
+    formset.save_m2m()
+
+
+@admin.register(BusinessHoliday)
+class BusinessHolidayAdmin(admin.ModelAdmin):
+    list_display = ["date", "name"]
+    search_fields = ["name"]
+    date_hierarchy = "date"
+    ordering = ["-date"]

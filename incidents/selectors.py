@@ -8,12 +8,8 @@ from datetime import datetime, timedelta
 from django.db.models import Avg, Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from incidents.escalation.models import (
-    Deadline,
-    EscalationEvent,
-    RegulatoryCategory,
-    RegulatoryObligation,
-)
+from incidents import business_days
+from incidents.hooks import hooks
 from incidents.models import (
     OPEN_STATES,
     Incident,
@@ -23,7 +19,6 @@ from incidents.models import (
     System,
     format_duration,
 )
-from incidents.notifications.models import Notification
 
 
 @dataclass(frozen=True)
@@ -50,12 +45,11 @@ class Clock:
 
 
 def response_clock(incident: Incident, *, holidays: set | None = None) -> Clock:
-    from .services.escalation import response_due_at
-
+    providers = hooks.response_due_at
     return Clock(
         label="Acknowledge",
         started_at=incident.detected_at,
-        due_at=response_due_at(incident, holidays=holidays),
+        due_at=providers[0](incident, holidays=holidays) if providers else None,
         done_at=incident.acknowledged_at or incident.cancelled_at,
         target_label=incident.severity.response_time_label,
     )
@@ -63,13 +57,16 @@ def response_clock(incident: Incident, *, holidays: set | None = None) -> Clock:
 
 def response_clocks(incidents: list[Incident]) -> list[dict]:
     """Rows of {incident, clock} for a list page, with holidays loaded once for all of them."""
-    from . import business_days
-
     holidays: set = set()
     if incidents:
         days = [i.detected_at.date() for i in incidents]
         holidays = business_days.holidays_between(min(days), max(days) + timedelta(days=1))
     return [{"incident": i, "clock": response_clock(i, holidays=holidays)} for i in incidents]
+
+
+def commander_problems(*, user, at) -> list[str]:
+    """Why `user` may not command an incident now (the readiness gate's reasons), if anything."""
+    return [problem for check in hooks.commander_problems for problem in check(user=user, at=at)]
 
 
 def phase_targets() -> dict[str, PhaseTarget]:
@@ -193,68 +190,5 @@ def open_incidents(limit: int = 50) -> list[Incident]:
 # -- escalation panel -----------------------------------------------------------------------
 
 
-def escalation_panel(incident: Incident) -> dict:
-    """The incident page's live escalation panel: what is pending, who it pages, what fired."""
-    from .roles import HEAD_OF_RISK
-    from .services.escalation import resolve_target, response_due_at, role_contact
-
-    now = timezone.now()
-    snapshot = incident.escalation_snapshot
-    chain = snapshot.get("chain", [])
-    triggers = {t["key"]: t for t in snapshot.get("triggers", [])}
-    pending = []
-    for deadline in incident.deadlines.filter(fired_at=None, cancelled_at=None).order_by("due_at"):
-        who, label = None, ""
-        if deadline.kind == Deadline.Kind.ACKNOWLEDGE and deadline.step <= len(chain):
-            step = chain[max(deadline.step, 1) - 1]
-            who, label = resolve_target(step["target"], step["role"], max(deadline.due_at, now))
-            label = f"step {deadline.step}: {label}" if deadline.step else f"first page: {label}"
-        elif deadline.kind == Deadline.Kind.ROLE_ESCALATION:
-            _, key, *rest = deadline.rule.split(":")
-            trigger = triggers.get(key)
-            if trigger:
-                who, label = role_contact(trigger["role"], deputy=bool(rest)), trigger["name"]
-        elif deadline.kind == Deadline.Kind.STATUS_UPDATE:
-            who = incident.commander
-            label = "status update due" + (" (then the incident manager)" if deadline.step == 1 else " — escalated")
-        elif deadline.kind == Deadline.Kind.REGULATORY:
-            who = role_contact(HEAD_OF_RISK)
-            label = "regulatory notification " + ("reminder" if deadline.step == 1 else "due")
-        elif deadline.kind == Deadline.Kind.OUTAGE:
-            label = "open 4 h: 24-hour outage notification"
-        elif deadline.kind == Deadline.Kind.REVIEW:
-            who, label = incident.commander, "post-incident review / action item reminder"
-        pending.append({"deadline": deadline, "who": who, "label": label, "clock": Clock(
-            label=label, started_at=deadline.created_at, due_at=deadline.due_at, done_at=None)})
-    due = response_due_at(incident)
-    raised = set(incident.obligations.values_list("category_id", flat=True))
-    return {
-        "incident": incident,
-        "policy_name": snapshot.get("policy", ""),
-        "ack_clock": Clock(
-            label="Acknowledge", started_at=incident.detected_at, due_at=due,
-            done_at=incident.acknowledged_at or incident.cancelled_at,
-        ),
-        "pending": pending,
-        "fired": list(
-            EscalationEvent.objects.filter(incident=incident).select_related("target_user").order_by("-fired_at")[:20]
-        ),
-        "failed_notifications": failed_notifications(incident),
-        "obligations": list(
-            RegulatoryObligation.objects.filter(incident=incident).select_related("category", "submitted_by", "signed_off_by")
-        ),
-        "raisable_categories": list(
-            RegulatoryCategory.objects.filter(raised_automatically=False).exclude(pk__in=raised)
-        ),
-        "last_status_update": incident.status_updates.order_by("-sequence").first(),
-        "now": now,
-    }
 
 
-def failed_notifications(incident: Incident, *, limit: int = 10) -> list[Notification]:
-    """Pages that failed for good, newest first: someone the escalation meant to reach wasn't."""
-    return list(
-        Notification.objects.filter(incident=incident, state=Notification.State.FAILED)
-        .select_related("recipient", "event")
-        .order_by("-created_at")[:limit]
-    )

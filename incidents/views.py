@@ -11,9 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from drills.services import ReadinessRefused, readiness_problems
-
 from . import selectors, services
+from .exceptions import CommanderRefused
 from .forms import (
     CommanderForm,
     EvidenceForm,
@@ -23,6 +22,7 @@ from .forms import (
     NoteForm,
     TransitionForm,
 )
+from .hooks import hooks
 from .models import (
     EvidenceAttachment,
     Incident,
@@ -82,7 +82,7 @@ def incident_create(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         # Whoever logs an incident commands it, unless the readiness gate says they may not yet
         # (expired certification, mentoring unfinished): then it opens without a commander.
-        not_ready = readiness_problems(user=request.user, at=timezone.now(), duty="incident_commander")
+        not_ready = selectors.commander_problems(user=request.user, at=timezone.now())
         try:
             incident = services.incident_open(
                 title=data["title"],
@@ -164,13 +164,14 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
         "checklist_sections": checklist_sections,
         "transitions": services.incident_available_transitions(incident=incident, user=request.user),
         "response_clock": selectors.response_clock(incident),
-        "failed_pages": selectors.failed_notifications(incident),
         "phase_clocks": selectors.phase_clocks(incident, targets),
         "note_form": NoteForm(),
         "evidence_form": EvidenceForm(),
         "commander_form": CommanderForm(initial={"commander": incident.commander_id}),
         "can_assign": request.user.has_perm("incidents.assign_commander"),
     }
+    for extra_context in hooks.incident_page_context:
+        context.update(extra_context(incident))
     context.update(extra)
     return context
 
@@ -310,7 +311,7 @@ def incident_commander(request: HttpRequest, reference: str) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect(incident.get_absolute_url())
-    except ReadinessRefused as exc:
+    except CommanderRefused as exc:
         # Not a missing right but a missing certification: say which, on the incident page.
         messages.error(request, str(exc))
         return redirect(incident.get_absolute_url())

@@ -1,6 +1,6 @@
 """Waking the paging dispatcher when a deadline or a page falls due sooner than it would look.
 
-The dispatcher (incidents/dispatcher.py) looks at the database at least once a second and sleeps
+The dispatcher (incidents/monitoring/dispatcher.py) looks at the database at least once a second and sleeps
 until the next due row, so a wake-up only buys precision for rows written to be due at once (a
 page at open, a retry moved forward). On PostgreSQL a wake-up is a NOTIFY: sent when the writing
 transaction commits, dropped if it rolls back, and repeated ones in one transaction collapse into

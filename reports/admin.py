@@ -16,6 +16,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django_fsm.admin import FSMAdminMixin
 
+from incidents.admin import IncidentAdmin, ReadOnlyInline
+
 from .models import ActionItem, PostIncidentReview, ReportPolicy
 
 
@@ -176,3 +178,30 @@ class ReportPolicyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+# -- the incident's reviews and action items, on the incident's admin page ---------------------
+
+class PostIncidentReviewInline(ReadOnlyInline):
+    model = PostIncidentReview
+    fields = ["revision", "state", "author", "submitted_at", "approved_at", "approved_by"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("author", "approved_by")
+
+
+
+class ActionItemInline(ReadOnlyInline):
+    model = ActionItem
+    fields = ["title", "kind", "state", "owner", "due_date", "completed_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("owner")
+
+
+
+IncidentAdmin.inlines = [*IncidentAdmin.inlines, PostIncidentReviewInline, ActionItemInline]

@@ -334,8 +334,8 @@ def _name(user) -> str:
 
 
 def _incident_manager():
+    from incidents.oncall.selectors import role_contact
     from incidents.roles import INCIDENT_MANAGER
-    from incidents.services.escalation import role_contact
 
     return role_contact(INCIDENT_MANAGER) or role_contact(INCIDENT_MANAGER, deputy=True)
 
@@ -647,3 +647,7 @@ def metrics(period: Period) -> dict:
         ).count(),
         "chart": chart,
     }
+
+
+def review_approved(incident: Incident) -> bool:
+    return incident_has_approved_review(incident=incident)

@@ -23,9 +23,10 @@ from django.utils.safestring import mark_safe
 from django_fsm import ConcurrentTransition, can_proceed
 
 from incidents.escalation.models import Deadline
+from incidents.escalation.services import deadline_schedule
+from incidents.exceptions import ChangedError as BaseChangedError
 from incidents.models import Incident, State, TimelineEntry
 from incidents.models.incident import TRANSITION_PERMISSION
-from incidents.services.escalation import deadline_schedule
 from incidents.services.incident import incident_transition, timeline_record
 
 from . import selectors
@@ -52,7 +53,7 @@ IMPORTED_AFTER = timedelta(hours=1)
 CONTENT_HASH_PLACEHOLDER = "0" * 64
 
 
-class ReviewChangedError(Exception):
+class ReviewChangedError(BaseChangedError):
     message = "This review was changed by someone else. Reload the page to see the current version."
 
 

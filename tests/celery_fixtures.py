@@ -59,7 +59,7 @@ def _close_connections(**kwargs) -> None:
 @pytest.fixture
 def dispatcher(transactional_db):
     """The paging dispatcher as `manage.py run_dispatcher` runs it, in threads of this process."""
-    from incidents.dispatcher import Dispatcher
+    from incidents.monitoring.dispatcher import Dispatcher
 
     running = Dispatcher(name="dispatcher@tests", threads=4, monitor=False)
     running.start()

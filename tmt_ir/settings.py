@@ -225,7 +225,7 @@ CELERY_TASK_ROUTES = {
     # Deadlines and pages are not here: the paging dispatcher (`manage.py run_dispatcher`)
     # takes them from the database, so they go on while the broker is down.
     # Reports: PDF rendering on its own queue.
-    "incidents.tasks.record_report_rendering_heartbeat": {"queue": "reports"},
+    "incidents.monitoring.tasks.record_report_rendering_heartbeat": {"queue": "reports"},
     "reports.tasks.render_report": {"queue": "reports"},
     "reports.tasks.render_approved_review": {"queue": "reports"},
     # Drills and training: reminders are claimed rows, sent by the general worker.
@@ -235,7 +235,7 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     # Proves that the reports queue is consumed (a report asked for now would be rendered).
     "report-rendering-heartbeat": {
-        "task": "incidents.tasks.record_report_rendering_heartbeat",
+        "task": "incidents.monitoring.tasks.record_report_rendering_heartbeat",
         "schedule": 10.0,
         "options": {"expires": 10},
     },
@@ -263,7 +263,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Health polling, heartbeats and the emergency stop (issue #4). Routes and beat entries are added
 # here rather than in the dicts above, so this block stays self-contained.
 TMT_HEALTH_POLL_SECONDS = env.float("TMT_HEALTH_POLL_SECONDS", default=1.0)
-# At most this many checks in flight per sweep (aiohttp; see incidents/poller.py for the numbers).
+# At most this many checks in flight per sweep (aiohttp; see incidents/monitoring/poller.py for the numbers).
 TMT_HEALTH_POLL_CONCURRENCY = env.int("TMT_HEALTH_POLL_CONCURRENCY", default=200)
 TMT_HEALTH_MAX_TARGETS_PER_SWEEP = env.int("TMT_HEALTH_MAX_TARGETS_PER_SWEEP", default=5000)
 # Samples older than this are pruned; the health page's uptime looks back 7 days.
@@ -283,10 +283,10 @@ if not 0 < TMT_HEARTBEAT_SECONDS < TMT_HEARTBEAT_STALE_SECONDS:
     raise ImproperlyConfigured("TMT_HEARTBEAT_SECONDS must be positive and below TMT_HEARTBEAT_STALE_SECONDS")
 CELERY_TASK_ROUTES.update(
     {
-        "incidents.tasks.poll_health_targets": {"queue": "health"},
+        "incidents.monitoring.tasks.poll_health_targets": {"queue": "health"},
         # On the default queue: its arrival proves beat -> broker -> the general worker.
-        "incidents.tasks.record_beat_heartbeat": {"queue": "default"},
-        "incidents.tasks.prune_health_samples": {"queue": "health"},
+        "incidents.monitoring.tasks.record_beat_heartbeat": {"queue": "default"},
+        "incidents.monitoring.tasks.prune_health_samples": {"queue": "health"},
     }
 )
 CELERY_BEAT_SCHEDULE.update(
@@ -294,25 +294,25 @@ CELERY_BEAT_SCHEDULE.update(
         # Due targets are claimed in the database, so an overlapping or doubled sweep polls
         # nothing twice; a sweep message older than a few seconds is useless, hence expires.
         "poll-health-targets": {
-            "task": "incidents.tasks.poll_health_targets",
+            "task": "incidents.monitoring.tasks.poll_health_targets",
             "schedule": TMT_HEALTH_POLL_SECONDS,
             "options": {"expires": 5},
         },
         # Proves beat -> broker -> worker -> database; if these stop arriving, beat is silent.
         "beat-heartbeat": {
-            "task": "incidents.tasks.record_beat_heartbeat",
+            "task": "incidents.monitoring.tasks.record_beat_heartbeat",
             "schedule": TMT_HEARTBEAT_SECONDS,
             "args": [f"beat@{socket.gethostname()}"],
             "options": {"expires": TMT_HEARTBEAT_SECONDS},
         },
         "prune-health-samples": {
-            "task": "incidents.tasks.prune_health_samples",
+            "task": "incidents.monitoring.tasks.prune_health_samples",
             "schedule": 3600.0,
             "options": {"expires": 1800},
         },
         # The API's Idempotency-Keys are kept 24 hours (incidents/services/idempotency.py).
         "purge-idempotency-keys": {
-            "task": "incidents.tasks.purge_idempotency_keys",
+            "task": "incidents.api.tasks.purge_idempotency_keys",
             "schedule": 3600.0,
             "options": {"expires": 1800},
         },

@@ -3,8 +3,26 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
-from incidents import status_views
+import incidents.escalation.urls
+import incidents.monitoring.urls
+import incidents.oncall.urls
+import incidents.urls
+from drills.api import CertificationViewSet, DrillViewSet
 from incidents.api import token_views as api_token_views
+from incidents.api.urls import router as api_router
+from reports.api import ActionItemViewSet
+
+# The other apps' endpoints join the API app's router (the API app imports none of them).
+api_router.register("drills", DrillViewSet, basename="drill")
+api_router.register("certifications", CertificationViewSet, basename="certification")
+api_router.register("action-items", ActionItemViewSet, basename="action-item")
+
+incident_pages = [
+    *incidents.urls.urlpatterns,
+    *incidents.oncall.urls.urlpatterns,
+    *incidents.monitoring.urls.urlpatterns,
+    *incidents.escalation.urls.urlpatterns,
+]
 
 admin.site.site_header = "TMT Incident Response — admin"
 admin.site.site_title = "TMT IR admin"
@@ -17,16 +35,15 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    # The public status page and its JSON twin (issue #4): no login (@login_not_required).
-    path("status/", status_views.status_page, name="status"),
-    path("status.json", status_views.status_json, name="status_json"),
-    # REST API, OpenAPI schema and Swagger UI (issue #7); DRF views answer 401/403 themselves.
+    path("", include("incidents.status.urls")),
+    # REST API, OpenAPI schema and Swagger UI; DRF views answer 401/403 themselves.
     path("api/", include(("incidents.api.urls", "api"))),
     path("account/api-tokens/", api_token_views.api_tokens, name="api_tokens"),
     path("account/api-tokens/<int:token_id>/revoke/", api_token_views.api_token_revoke_view, name="api_token_revoke"),
-    path("reports/", include("reports.urls")),  # reports (issue #5): report PDF, review, metrics
-    path("drills/", include("drills.urls")),  # drills, exercises and training (issue #6)
-    path("", include("incidents.urls")),
+    path("reports/", include("reports.urls")),
+    path("drills/", include("drills.urls")),
+    # The incident pages and those of the sub-apps share the "incidents" namespace.
+    path("", include((incident_pages, "incidents"))),
 ]
 
 

@@ -24,8 +24,7 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 
 from incidents.api.models import AlertIntegration
-
-from ..services.alerts import FIRING, RESOLVED, ParsedAlert
+from incidents.api.services.alerts import FIRING, RESOLVED, ParsedAlert
 
 STATUSES = [FIRING, RESOLVED]
 # Alertmanager batches a group's alerts in one request (its max_alerts is unlimited by

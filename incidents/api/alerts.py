@@ -24,8 +24,8 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from incidents.api.models import AlertIntegration
+from incidents.api.services.alerts import JOINED, OPENED, RECORDED, RESOLVED_NOTED, alerts_ingest
 
-from ..services.alerts import JOINED, OPENED, RECORDED, RESOLVED_NOTED, alerts_ingest
 from .alert_payloads import (
     STATUSES,
     AlertmanagerPayloadSerializer,

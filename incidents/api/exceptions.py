@@ -10,11 +10,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from drills.services import ChangedError as DrillChangedError
-from reports.services import ReviewChangedError
-
-from ..services import IncidentChangedError, TransitionRefusedError
-from ..services.idempotency import IdempotencyKeyReusedError
+from incidents.api.services.idempotency import IdempotencyKeyReusedError
+from incidents.exceptions import ChangedError
+from incidents.services import TransitionRefusedError
 
 
 class Conflict(exceptions.APIException):
@@ -38,7 +36,7 @@ def as_api_error(exc: DjangoValidationError) -> exceptions.ValidationError:
 def exception_handler(exc, context) -> Response | None:
     if isinstance(exc, DjangoValidationError):
         exc = as_api_error(exc)
-    elif isinstance(exc, (TransitionRefusedError, IncidentChangedError, DrillChangedError, ReviewChangedError)):
+    elif isinstance(exc, (TransitionRefusedError, ChangedError)):
         exc = Conflict(str(exc) or getattr(exc, "message", ""))
     elif isinstance(exc, IdempotencyKeyReusedError):
         exc = UnprocessableEntity(str(exc))

@@ -14,8 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from incidents.api.models import ApiToken
-
-from ..services.api_tokens import api_token_create, api_token_revoke
+from incidents.api.services.api_tokens import api_token_create, api_token_revoke
 
 
 class TokenForm(forms.Form):

@@ -6,8 +6,10 @@ Incidents are addressed by their reference (`TMT-INC-2026-11-27-001`), as people
 from __future__ import annotations
 
 import re
+from datetime import UTC
 
 import django_filters
+from django import forms
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from drf_spectacular.utils import (
@@ -21,15 +23,18 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from drills.services import readiness_problems
+from incidents.api.services.idempotency import (
+    IDEMPOTENCY_KEY_LIFETIME,
+    incident_open_once,
+    request_hash,
+)
+from incidents.escalation import status_updates
 from incidents.escalation.models import Deadline, EscalationEvent, StatusUpdate
 from incidents.monitoring.models import HealthTarget
 
 from .. import selectors, services
 from ..forms import IncidentFilter as IncidentPageFilter
 from ..models import TRANSITION_NAMES, Incident
-from ..services import notifications
-from ..services.idempotency import IDEMPOTENCY_KEY_LIFETIME, incident_open_once, request_hash
 from . import serializers as s
 from .permissions import RolePermissions
 
@@ -41,6 +46,29 @@ _ERRORS = {
 _CONFLICT = {409: OpenApiResponse(description="Not possible in the incident's current state, or it changed meanwhile.")}
 
 
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
+
+
+class BoundedIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO date-time within years the portal can hold, in UTC.
+
+    PostgreSQL refuses a time-zone offset beyond ±15:59 that Python accepts (up to ±23:59), and
+    year 1 shifted by an offset overflows Python's datetime: both were 500s.
+    """
+
+    def clean(self, value):
+        parsed = super().clean(value)
+        if parsed is None:
+            return None
+        if not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
+            raise forms.ValidationError(f"Enter a date-time between the years {EARLIEST_YEAR} and {LATEST_YEAR}.")
+        return parsed.astimezone(UTC)
+
+
+class BoundedIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = BoundedIsoDateTimeField
+
+
 class IncidentFilter(IncidentPageFilter):
     """The incident list's filters (search and "any open" come from the page's), with values a
     script knows: a severity level rather than a row id, a system key, ISO date-times."""
@@ -49,8 +77,8 @@ class IncidentFilter(IncidentPageFilter):
     severity = django_filters.NumberFilter(field_name="severity__level", help_text="Severity level 1-4.")
     system = django_filters.CharFilter(method="filter_system", help_text="A system key, e.g. circuit_breaker.")
     is_drill = django_filters.BooleanFilter()
-    detected_after = django_filters.IsoDateTimeFilter(field_name="detected_at", lookup_expr="gte")
-    detected_before = django_filters.IsoDateTimeFilter(field_name="detected_at", lookup_expr="lt")
+    detected_after = BoundedIsoDateTimeFilter(field_name="detected_at", lookup_expr="gte")
+    detected_before = BoundedIsoDateTimeFilter(field_name="detected_at", lookup_expr="lt")
     alert_fingerprint = django_filters.CharFilter()
 
     class Meta(IncidentPageFilter.Meta):
@@ -191,7 +219,7 @@ class IncidentViewSet(
             # As in the web form: the person logging the incident commands it, unless the readiness
             # gate says they may not yet (then it opens without a commander and says why).
             if take_command:
-                not_ready.extend(readiness_problems(user=request.user, at=timezone.now(), duty="incident_commander"))
+                not_ready.extend(selectors.commander_problems(user=request.user, at=timezone.now()))
             return services.incident_open(
                 **data,
                 reported_by=request.user,
@@ -279,10 +307,10 @@ class IncidentViewSet(
         if request.method == "POST":
             body = s.StatusUpdatePostSerializer(data=request.data)
             body.is_valid(raise_exception=True)
-            draft = notifications.status_update_draft(incident=incident).__dict__
+            draft = status_updates.status_update_draft(incident=incident).__dict__
             fields = {name: draft[name] for name in ("subject", "status", "impact", "eta", "next_update_at", "contact")}
             fields.update(body.validated_data)
-            update = notifications.status_update_post(incident=incident, user=request.user, **fields)
+            update = status_updates.status_update_post(incident=incident, user=request.user, **fields)
             return Response(s.StatusUpdateSerializer(update).data, status=status.HTTP_201_CREATED)
         updates = StatusUpdate.objects.filter(incident=incident).select_related("posted_by").order_by("sequence")
         return self._paginated(updates, s.StatusUpdateSerializer)

@@ -18,6 +18,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from incidents.hooks import hooks
+
 from .policy import SeverityLevel, System
 
 MAX_FINANCIAL_IMPACT_USD = Decimal("1000000000")  # $1bn: above this an estimate is a typo
@@ -253,9 +255,7 @@ class Incident(ConcurrentTransitionMixin, models.Model):
     def review_approved_if_required(self) -> bool:
         if not self.severity.major:
             return True
-        from reports.selectors import incident_has_approved_review
-
-        return incident_has_approved_review(incident=self)
+        return all(guard(self) for guard in hooks.close_guards)
 
     # -- transitions (pure: state and timestamps only) -------------------------------------
     @transition(

@@ -6,3 +6,10 @@ class NotificationsConfig(AppConfig):
     name = "incidents.notifications"
     label = "notifications"
     verbose_name = "Notifications"
+
+    def ready(self) -> None:
+        from incidents.hooks import hooks
+
+        from . import selectors
+
+        hooks.incident_page_context.append(selectors.failed_pages_context)

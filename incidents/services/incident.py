@@ -20,6 +20,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
+from incidents.exceptions import ChangedError
+from incidents.hooks import hooks
+
 from ..models import (
     OPEN_STATES,
     TRANSITION_NAMES,
@@ -60,7 +63,7 @@ _SET_BY_SERVICES = ["reference", "reference_day", "reference_number", "state"]
 _PASSED_AS_OBJECTS = ["severity", "reported_by", "commander", "automated_system"]
 
 
-class IncidentChangedError(Exception):
+class IncidentChangedError(ChangedError):
     """Someone else moved the incident since the user loaded it."""
 
     message = "This incident was changed by someone else. Reload the page to see its current state."
@@ -146,8 +149,6 @@ def incident_open(
         raise ValidationError(missing)
     if commander is not None and commander != reported_by and not reported_by.has_perm("incidents.assign_commander"):
         raise PermissionDenied("Only an incident manager may make someone else the commander.")
-    from .escalation import escalation_arm, escalation_snapshot_build
-
     now = detected_at or timezone.now()
     incident = Incident(
         title=title,
@@ -162,7 +163,7 @@ def incident_open(
         reported_by=reported_by,
         commander=commander,
         is_drill=is_drill,
-        escalation_snapshot=escalation_snapshot_build(),  # the policy, frozen at open
+        escalation_snapshot=_snapshot_at_open(),  # the policy, frozen at open
         automated_system=automated_system,
         alert_fingerprint=alert_fingerprint,
     )
@@ -198,8 +199,16 @@ def incident_open(
             at=now,
         )
     _attach_checklists(incident, state=State.DETECTED, new_incident=True)
-    escalation_arm(incident=incident, now=now)
+    for listener in hooks.after_open:
+        listener(incident=incident, now=now)
     return incident
+
+
+def _snapshot_at_open() -> dict:
+    snapshot: dict = {}
+    for part in hooks.snapshot_parts:
+        snapshot.update(part())
+    return snapshot
 
 
 # -- lifecycle ------------------------------------------------------------------------------
@@ -294,13 +303,8 @@ def incident_transition(
         at=at,
     )
     _attach_checklists(incident, state=incident.state)
-    from .escalation import escalation_on_transition
-
-    escalation_on_transition(incident=incident, name=name, now=at)
-    # Reports (issue #5): render the report on resolve, schedule/cancel the review deadline.
-    from reports.services import report_on_incident_transition
-
-    report_on_incident_transition(incident=incident, name=name, now=at)
+    for listener in hooks.after_transition:
+        listener(incident=incident, name=name, now=at)
     return incident
 
 
@@ -399,10 +403,9 @@ def incident_update(
             owner=user,
         )
     if severity_changed or "financial_impact_usd" in fields or "category" in fields:
-        from .escalation import escalation_reevaluate
-
         # A raised severity or impact arms new escalations; a lowered one cancels pending ones.
-        escalation_reevaluate(incident=locked)
+        for listener in hooks.after_reclassify:
+            listener(incident=locked)
     incident.refresh_from_db()
     return locked
 
@@ -423,11 +426,10 @@ def incident_assign_commander(
     if locked.commander_id == (commander.pk if commander else None):
         return locked
     if commander is not None:
-        # Readiness gate (drills issue #6): refuses, with the reason, a commander whose required
-        # certification expired or whose mentoring is unfinished (drill incidents are exempt).
-        from drills.services import readiness_enforce
-
-        readiness_enforce(user=commander, duty="incident_commander", incident=locked)
+        # The readiness gate (the drills app's): refuses, with the reason, a commander whose
+        # required certification expired or whose mentoring is unfinished.
+        for guard in hooks.commander_guards:
+            guard(user=commander, incident=locked)
     locked.commander = commander
     locked.save(update_fields=["commander", "updated_at"])
     timeline_record(

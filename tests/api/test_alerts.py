@@ -21,9 +21,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from incidents import services
 from incidents.api.models import AlertEvent, AlertIntegration
+from incidents.api.services import alerts as alert_services
+from incidents.api.services.api_tokens import alert_integration_issue_token, api_token_create
 from incidents.models import DetectionMethod, Incident, SeverityLevel, State, TimelineEntry
-from incidents.services import alerts as alert_services
-from incidents.services.api_tokens import alert_integration_issue_token, api_token_create
 from tests.api.conftest import FUZZ_EXAMPLES, served_schema
 from tests.factories import UserFactory
 
@@ -593,7 +593,7 @@ def test_engineer_sees_alerts_but_not_integrations(client, engineer, alertmanage
 
 
 def test_demo_integration_maps_the_agents_labels(db):
-    from incidents.demo import ensure_demo_alert_integration
+    from incidents.devtools.demo import ensure_demo_alert_integration
 
     integration, token = ensure_demo_alert_integration()
     answer = _post(token, _am_payload(_am_alert("demo-1", system=None, severity="high", labels={"service": "market-analysis"})))

@@ -15,7 +15,7 @@ from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from incidents.services.api_tokens import api_token_create
+from incidents.api.services.api_tokens import api_token_create
 from tests.api.conftest import FUZZ_EXAMPLES, served_schema
 from tests.factories import certify, make_roster, open_incident
 

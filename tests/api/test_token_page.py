@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from incidents.api.models import ApiToken
-from incidents.services.api_tokens import api_token_create
+from incidents.api.services.api_tokens import api_token_create
 
 pytestmark = pytest.mark.django_db
 

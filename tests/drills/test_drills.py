@@ -19,9 +19,9 @@ from drills.models import (
     Reminder,
 )
 from incidents import selectors as incident_selectors
+from incidents.escalation import services as escalation
 from incidents.escalation.models import Deadline, EscalationEvent, RegulatoryObligation
 from incidents.notifications.models import Notification, WebhookEndpoint
-from incidents.services import escalation
 from reports.models import ActionItem
 
 from .conftest import kind, schedule

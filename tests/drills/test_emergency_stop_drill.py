@@ -12,8 +12,8 @@ from django.core.exceptions import ValidationError
 
 from drills import services
 from drills.models import DrillStopAttempt
+from incidents.devtools.simulator import SimulatorServer
 from incidents.models import TimelineEntry
-from incidents.simulator import SimulatorServer
 
 from .conftest import schedule
 

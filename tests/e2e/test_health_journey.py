@@ -10,10 +10,10 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from incidents.devtools.simulator import SimulatorServer, agent_ports_from_base
 from incidents.models import Incident, TimelineEntry
+from incidents.monitoring import services as health
 from incidents.monitoring.models import EmergencyStop, HealthTarget
-from incidents.services import health
-from incidents.simulator import SimulatorServer, agent_ports_from_base
 from tests.factories import DEMO_PASSWORD
 
 # live_server needs transactional tests; serialized_rollback restores the seeded policy rows.

@@ -28,7 +28,7 @@ pytestmark = [
     pytest.mark.usefixtures("postgres"),
 ]
 
-TASK = "incidents.tasks.record_beat_heartbeat"
+TASK = "incidents.monitoring.tasks.record_beat_heartbeat"
 QUEUE = settings.CELERY_TASK_ROUTES.get(TASK, {}).get("queue", settings.CELERY_TASK_DEFAULT_QUEUE)
 
 

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from django.urls import reverse
 
+from incidents.devtools.simulator import SimulatorServer
 from incidents.models import Incident, TimelineEntry
+from incidents.monitoring import emergency
 from incidents.monitoring.models import EmergencyStop
-from incidents.services import emergency
-from incidents.simulator import SimulatorServer
 from tests.conftest import _user_in
 from tests.factories import open_incident
 

@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from incidents import services
+from incidents.escalation import services as escalation
+from incidents.escalation import status_updates
 from incidents.escalation.models import (
     Deadline,
     EscalationEvent,
@@ -18,7 +20,7 @@ from incidents.escalation.models import (
 from incidents.models import SeverityLevel
 from incidents.notifications.models import Notification
 from incidents.oncall.models import OnCallOverride, Person
-from incidents.services import escalation
+from incidents.oncall.selectors import on_call_at
 from tests.factories import make_roster, open_incident, severity
 
 pytestmark = pytest.mark.django_db
@@ -132,9 +134,9 @@ def test_status_update_overdue_reminds_commander_then_incident_manager(team):
 
 def test_posting_status_update_resets_the_clock(team):
     incident = open_incident(reported_by=team["oncall1"], level=2, commander=team["oncall1"])
-    draft = services.notifications.status_update_draft(incident=incident)
+    draft = status_updates.status_update_draft(incident=incident)
     assert draft.subject.startswith("[INCIDENT] TMT System - Sev2 - ") and draft.status == "Investigating"
-    update = services.notifications.status_update_post(
+    update = status_updates.status_update_post(
         incident=incident, user=team["oncall1"], subject=draft.subject, status=draft.status,
         impact="Orders delayed", details="Failing over", contact=draft.contact,
     )
@@ -188,9 +190,9 @@ def test_on_call_override_wins(team):
     OnCallOverride.objects.create(
         rotation=team["rotation"], user=team["oncall3"], starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1)
     )
-    assert escalation.on_call_at("On-Call Engineer", now) == team["oncall3"]
-    assert escalation.on_call_at("On-Call Engineer", now + timedelta(hours=2)) == team["oncall1"]
-    assert escalation.on_call_at("On-Call Engineer", now + timedelta(days=1, hours=2)) == team["oncall2"]
+    assert on_call_at("On-Call Engineer", now) == team["oncall3"]
+    assert on_call_at("On-Call Engineer", now + timedelta(hours=2)) == team["oncall1"]
+    assert on_call_at("On-Call Engineer", now + timedelta(days=1, hours=2)) == team["oncall2"]
 
 
 def test_unreachable_person_moves_on_at_once(team):
@@ -230,8 +232,8 @@ def test_deputy_is_never_the_person_on_call(team):
     OnCallOverride.objects.create(
         rotation=team["rotation"], user=team["oncall2"], starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1)
     )
-    assert escalation.on_call_at("On-Call Engineer", now) == team["oncall2"]
-    assert escalation.on_call_at("On-Call Engineer", now, deputy=True) == team["oncall3"]
+    assert on_call_at("On-Call Engineer", now) == team["oncall2"]
+    assert on_call_at("On-Call Engineer", now, deputy=True) == team["oncall3"]
 
 
 def test_regulatory_reminder_reaches_everyone_with_a_webhook_configured(team):
@@ -259,7 +261,7 @@ def test_editing_the_incident_does_not_silence_an_overdue_status_escalation(team
 
 
 def test_follow_up_email_is_not_sent_once_acknowledged(team):
-    from incidents.services import notifications
+    from incidents.notifications import services as notifications
 
     incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
     fire_at(incident.detected_at)
@@ -286,7 +288,7 @@ def test_no_page_for_a_resolved_incident_from_a_row_armed_before(team):
 
 
 def _deliver(incident, *, channels, now=None) -> None:
-    from incidents.services import notifications
+    from incidents.notifications import services as notifications
 
     rows = Notification.objects.filter(incident=incident, channel__in=channels, state="pending")
     for row in rows:
@@ -364,7 +366,7 @@ def test_one_urgent_page_delivered_keeps_the_chain_on_that_person(team, sms_prov
 def test_unexpected_channel_error_is_a_logged_attempt_with_backoff_and_the_rest_go_on(
     team, sms_provider, monkeypatch, settings
 ):
-    from incidents.services import notifications
+    from incidents.notifications import services as notifications
 
     settings.TMT_NOTIFY_BACKOFF_SECONDS = 10
     incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
@@ -390,7 +392,7 @@ def test_unexpected_channel_error_is_a_logged_attempt_with_backoff_and_the_rest_
 
 def test_a_late_outcome_never_overwrites_a_row_another_delivery_took_over(team, sms_provider, settings):
     """A send that outlasted the takeover time: the taker's outcome stands, the late one is dropped."""
-    from incidents.services import notifications
+    from incidents.notifications import services as notifications
 
     settings.TMT_NOTIFY_TAKEOVER_SECONDS = 20
     open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
@@ -420,8 +422,8 @@ def test_a_late_outcome_never_overwrites_a_row_another_delivery_took_over(team, 
 
 
 def test_a_failed_chat_webhook_moves_no_chain_on(team, sms_provider, settings):
+    from incidents.notifications import services as notifications
     from incidents.notifications.models import WebhookEndpoint
-    from incidents.services import notifications
 
     WebhookEndpoint.objects.create(name="chat", url=sms_provider.url.replace("/send", "/hook"))
     sms_provider.respond_with = lambda payload: 404 if "incident" in payload else 200

@@ -9,9 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from incidents.escalation import services as escalation
 from incidents.escalation.models import Deadline, EscalationEvent
+from incidents.notifications import services as notifications
 from incidents.notifications.models import Notification, NotificationAttempt, WebhookEndpoint
-from incidents.services import escalation, notifications
 from tests.factories import make_roster, open_incident
 
 pytestmark = pytest.mark.django_db

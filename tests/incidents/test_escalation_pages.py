@@ -5,9 +5,9 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
+from incidents.escalation import services as escalation
 from incidents.escalation.models import RegulatoryObligation, StatusUpdate
 from incidents.notifications.models import Notification
-from incidents.services import escalation
 from tests.factories import make_roster, open_incident
 
 pytestmark = pytest.mark.django_db

@@ -13,14 +13,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents import poller
-from incidents.admin_health import HealthTargetForm
+from incidents.devtools.simulator import FleetConfig, SimulatorServer, agent_ports_from_base
 from incidents.escalation.models import EscalationEvent
 from incidents.models import OPEN_STATES, DetectionMethod, Incident, System, TimelineEntry
+from incidents.monitoring import poller
+from incidents.monitoring import services as health
+from incidents.monitoring.admin import HealthTargetForm
 from incidents.monitoring.models import DutyHeartbeat, HealthSample, HealthTarget, WorkerHeartbeat
 from incidents.notifications.models import Notification
-from incidents.services import health
-from incidents.simulator import FleetConfig, SimulatorServer, agent_ports_from_base
 from tests.celery_fixtures import wait_for
 from tests.factories import UserFactory, open_incident, severity
 
@@ -513,7 +513,7 @@ def test_with_no_dispatcher_alive_the_checker_pages_by_itself(db, settings, sms_
 
 
 def test_beat_heartbeat_task_records_kind_beat(db):
-    from incidents.tasks import record_beat_heartbeat
+    from incidents.monitoring.tasks import record_beat_heartbeat
 
     assert record_beat_heartbeat("beat@host") == "beat heartbeat from beat@host"
     assert WorkerHeartbeat.objects.get(name="beat@host").kind == "beat"
@@ -538,7 +538,7 @@ def test_heartbeat_thread_records_the_worker_and_stops(settings):
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_poll_task_runs_on_a_real_worker(simulator, celery_worker, postgres):
-    from incidents.tasks import poll_health_targets
+    from incidents.monitoring.tasks import poll_health_targets
 
     simulator.reset()
     simulator.inject_fault("circuit_breaker", "down")
@@ -668,7 +668,7 @@ def test_silent_beat_is_flagged_on_the_page(db, engineer_client, settings):
 def test_only_workers_on_the_heartbeat_queue_judge_beat(db, monkeypatch):
     from types import SimpleNamespace
 
-    from incidents import tasks
+    from incidents.monitoring import tasks
 
     now = timezone.now()
     every_duty_done(now)

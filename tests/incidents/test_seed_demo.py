@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents import services
-from incidents.demo import DEMO_PASSWORD, DEMO_USERS
+from incidents.devtools.demo import DEMO_PASSWORD, DEMO_USERS
 from incidents.models import Incident, IncidentChecklistItem, State, TimelineEntry
 from incidents.roles import INCIDENT_MANAGER, ROLE_PERMISSIONS
 from reports.models import PostIncidentReview

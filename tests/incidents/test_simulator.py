@@ -20,7 +20,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from incidents.simulator import (
+from incidents.devtools.simulator import (
     Fault,
     FaultError,
     FaultMode,
@@ -278,7 +278,7 @@ def test_control_rejects_non_json_and_unknown_agents(
 
 
 def test_pager_takes_the_portals_pages_and_lists_the_latest(http: httpx.Client, endpoints: SimulatorEndpoints) -> None:
-    # The SMS/voice provider contract of incidents/services/notifications.py, for `make run`.
+    # The SMS/voice provider contract of incidents/notifications/services.py, for `make run`.
     pager = f"{endpoints.control_url}/pager"
     page = {"to": "+447700900123", "channel": "voice", "body": "Sev1 TMT-INC-1: risk agent down", "reference": "TMT-INC-1/7"}
     answer = http.post(pager, json=page)

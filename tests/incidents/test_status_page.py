@@ -11,9 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from incidents.escalation import status_updates
 from incidents.models import System
 from incidents.monitoring.models import HealthTarget, MaintenanceWindow
-from incidents.services import notifications
 from tests.factories import UserFactory, open_incident
 
 INTERNAL_TITLE = "Sev1: CB agent OOM-killed on host trd-prod-07 after bad deploy 4f2a"
@@ -21,7 +21,7 @@ INTERNAL_DESCRIPTION = "kubectl logs show heap at 98%; Bob's config change"
 
 
 def post_update(incident, user, *, public: bool, details: str, impact: str = "Orders are rejected"):
-    return notifications.status_update_post(
+    return status_updates.status_update_post(
         incident=incident,
         user=user,
         subject=f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}",

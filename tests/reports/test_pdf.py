@@ -11,8 +11,8 @@ from django.utils import timezone
 from pypdf import PdfReader
 
 from incidents import services
+from incidents.escalation import services as escalation
 from incidents.models import TimelineEntry
-from incidents.services import escalation
 from reports import services as report_services
 from reports.pdf import html_to_pdf
 from tests.factories import make_roster, open_incident

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from incidents import services
 from incidents.escalation.models import Deadline, EscalationEvent
+from incidents.escalation.services import deadlines_fire_due
 from incidents.notifications.models import Notification
-from incidents.services.escalation import deadlines_fire_due
 from reports import services as report_services
 from reports.models import ActionItem, ReportPolicy
 from tests.factories import make_roster, open_incident

@@ -34,11 +34,12 @@ from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
 
+from incidents import wakeups
+from incidents.escalation import services as escalation
 from incidents.escalation.models import Deadline
+from incidents.monitoring import services as health
 from incidents.monitoring.models import DutyHeartbeat
-
-from . import wakeups
-from .services import escalation, health, notifications
+from incidents.notifications import services as notifications
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,12 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from incidents.admin import ReadOnlyAdmin
+from incidents.api.admin_tokens import token_once_response
 from incidents.api.models import AlertEvent, AlertIntegration, IdempotencyKey
+from incidents.api.services.alerts import alert_integration_revoke, alert_integration_rotate_token
+from incidents.api.services.api_tokens import alert_integration_issue_token
 from incidents.models import SeverityLevel, System
-
-from .admin import ReadOnlyAdmin
-from .admin_tokens import token_once_response
-from .services.alerts import alert_integration_revoke, alert_integration_rotate_token
-from .services.api_tokens import alert_integration_issue_token
 
 
 def _label_map(value, *, what: str) -> dict:

@@ -24,7 +24,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from incidents.simulator import (
+from incidents.devtools.simulator import (
     DEFAULT_AGENT_PORTS,
     DEFAULT_CONTROL_PORT,
     DEFAULT_FLEET_PORT,
@@ -40,9 +40,7 @@ from incidents.simulator import (
     agent_ports_from_base,
     parse_agent_assignment,
 )
-from incidents.simulator import (
-    logger as simulator_logger,
-)
+from incidents.devtools.simulator import logger as simulator_logger
 
 
 def _port(text: str) -> int:

@@ -2,7 +2,7 @@
 
 One sweep (the beat task, every second): claim the due targets in one short transaction (their
 next_check_at moves on by their interval, so an overlapping sweep skips them), check them all at
-once in one event loop (incidents/poller.py; no transaction is open meanwhile), then apply the
+once in one event loop (incidents/monitoring/poller.py; no transaction is open meanwhile), then apply the
 results. Targets whose state does not change are written in one batch (counters, last check, one
 bulk insert of samples); each state change gets its own transaction, which locks the target,
 re-evaluates it and opens or updates the automated incident, so a failure there rolls back only
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+import celery
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, connection, connections, transaction
@@ -42,11 +43,10 @@ from incidents.models import (
     System,
     TimelineEntry,
 )
+from incidents.monitoring import poller
 from incidents.monitoring.models import DutyHeartbeat, HealthSample, HealthTarget, WorkerHeartbeat
 from incidents.notifications.models import Notification
-
-from .. import poller
-from .incident import incident_open, incident_update, timeline_record
+from incidents.services.incident import incident_open, incident_update, timeline_record
 
 log = logging.getLogger(__name__)
 
@@ -599,9 +599,9 @@ def _record_recovery(*, system: System, action: str, data: dict) -> Incident | N
 def _prompt_commander(incident: Incident, *, rule: str, summary: str, now: datetime, urgent: bool = False) -> None:
     """Page the commander (else whoever is on call): an email for a recovery, a page by the
     incident's severity (SMS and phone for Sev1/2) for a new failure."""
-    from ..roles import ON_CALL_ENGINEER
-    from .escalation import on_call_at
-    from .notifications import page_user
+    from incidents.notifications.services import page_user
+    from incidents.oncall.selectors import on_call_at
+    from incidents.roles import ON_CALL_ENGINEER
 
     user = incident.commander or on_call_at(ON_CALL_ENGINEER, now)
     # The incident row is locked (FOR NO KEY UPDATE above), so the count cannot race.
@@ -725,8 +725,7 @@ def database_check() -> InfraCheck:
 
 
 def broker_check(*, timeout: float = 2.0) -> InfraCheck:
-    from tmt_ir.celery import app
-
+    app = celery.current_app  # the project's app (tmt_ir.celery), set as current on import
     started = time.perf_counter()
     try:
         with app.connection_for_write(connect_timeout=timeout) as conn:
@@ -977,8 +976,8 @@ def _page_without_dispatcher(*, fire: bool, deliver: bool) -> str:
     """The last path for pages: fire due deadlines, or deliver due pages one at a time, from
     this process, for whichever of the two no dispatcher is doing. Claims make it safe beside
     a dispatcher that comes back meanwhile."""
-    from .escalation import deadlines_fire_due
-    from .notifications import notification_send, notifications_claim_due
+    from incidents.escalation.services import deadlines_fire_due
+    from incidents.notifications.services import notification_send, notifications_claim_due
 
     if not (fire or deliver):
         return ""
@@ -995,7 +994,7 @@ def _page_without_dispatcher(*, fire: bool, deliver: bool) -> str:
 
 
 class HeartbeatThread(threading.Thread):
-    """Runs in every `celery worker` and in `celery beat` (started from incidents/tasks.py)."""
+    """Runs in every `celery worker` and in `celery beat` (started from incidents/monitoring/tasks.py)."""
 
     def __init__(
         self, *, role: Literal["worker", "beat", "dispatcher"], name: str, judges_beat: bool = True

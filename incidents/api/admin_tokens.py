@@ -11,8 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents.api.models import ApiToken
-
-from .services.api_tokens import api_token_create, api_token_revoke
+from incidents.api.services.api_tokens import api_token_create, api_token_revoke
 
 
 def token_once_response(

@@ -6,7 +6,7 @@ from collections import Counter
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from incidents.demo import (
+from incidents.devtools.demo import (
     DEFAULT_DAYS,
     DEFAULT_INCIDENTS,
     DEFAULT_SEED,

@@ -1,6 +1,6 @@
 """Celery tasks: thin wrappers that pass primary keys to services and return a short summary.
 
-Deadlines and pages are not Celery's: the paging dispatcher (incidents/dispatcher.py) takes them
+Deadlines and pages are not Celery's: the paging dispatcher (incidents/monitoring/dispatcher.py) takes them
 from the database, so they go on while the broker is down.
 """
 
@@ -20,9 +20,8 @@ def _process() -> str:
 
 @shared_task(ignore_result=True)
 def poll_health_targets() -> str:
+    from incidents.monitoring import services as health
     from incidents.monitoring.models import DutyHeartbeat
-
-    from .services import health
 
     summary = health.health_poll_due()
     health.duty_record(duty=DutyHeartbeat.Duty.HEALTH_POLLING, process=_process())
@@ -32,9 +31,8 @@ def poll_health_targets() -> str:
 @shared_task(ignore_result=True)
 def record_report_rendering_heartbeat() -> str:
     # Routed to the reports queue: its arrival proves a worker would render a report now.
+    from incidents.monitoring import services as health
     from incidents.monitoring.models import DutyHeartbeat
-
-    from .services import health
 
     health.duty_record(duty=DutyHeartbeat.Duty.REPORT_RENDERING, process=_process())
     return "report rendering heartbeat"
@@ -43,7 +41,7 @@ def record_report_rendering_heartbeat() -> str:
 @shared_task(ignore_result=True)
 def record_beat_heartbeat(name: str) -> str:
     # Sent by beat every TMT_HEARTBEAT_SECONDS: its arrival proves beat -> broker -> worker -> DB.
-    from .services import health
+    from incidents.monitoring import services as health
 
     health.heartbeat_record(name=name, kind="beat")
     return f"beat heartbeat from {name}"
@@ -51,16 +49,9 @@ def record_beat_heartbeat(name: str) -> str:
 
 @shared_task(ignore_result=True)
 def prune_health_samples() -> str:
-    from .services import health
+    from incidents.monitoring import services as health
 
     return f"pruned {health.health_samples_prune()} health samples"
-
-
-@shared_task(ignore_result=True)
-def purge_idempotency_keys() -> str:
-    from .services.idempotency import idempotency_keys_purge
-
-    return f"purged {idempotency_keys_purge()} expired idempotency keys"
 
 
 def _start_worker_heartbeat(sender=None, **kwargs) -> None:
@@ -68,12 +59,12 @@ def _start_worker_heartbeat(sender=None, **kwargs) -> None:
     # in-process worker), so only real workers write heartbeats and judge beat and the broker.
     from django.conf import settings
 
-    from .services import health
+    from incidents.monitoring import services as health
 
     # Only a worker that consumes the beat heartbeat's queue can tell whether beat is silent.
     consumer = getattr(sender, "task_consumer", None)
     consumed = {queue.name for queue in getattr(consumer, "queues", [])}
-    heartbeat_queue = settings.CELERY_TASK_ROUTES["incidents.tasks.record_beat_heartbeat"]["queue"]
+    heartbeat_queue = settings.CELERY_TASK_ROUTES["incidents.monitoring.tasks.record_beat_heartbeat"]["queue"]
     health.heartbeat_thread_start(
         role="worker",
         name=getattr(sender, "hostname", None) or "worker",
@@ -85,7 +76,7 @@ def _start_beat_watch(sender=None, **kwargs) -> None:
     # In the beat process: check every duty, as workers and dispatchers do.
     import socket
 
-    from .services import health
+    from incidents.monitoring import services as health
 
     health.heartbeat_thread_start(role="beat", name=f"beat@{socket.gethostname()}")
 

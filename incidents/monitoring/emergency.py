@@ -30,8 +30,7 @@ from django.utils import timezone
 
 from incidents.models import DetectionMethod, Incident, SeverityLevel, System, TimelineEntry
 from incidents.monitoring.models import EmergencyStop
-
-from .incident import incident_open, timeline_record
+from incidents.services.incident import incident_open, timeline_record
 
 PERMISSION = "incidents.trigger_emergency_stop"
 STOP_PATH = "/api/v1/emergency-stop"

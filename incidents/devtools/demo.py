@@ -24,7 +24,9 @@ from django.utils import timezone
 from drills import selectors as drill_selectors
 from drills import services as drill_services
 from drills.models import Certification
+from incidents import roles, services
 from incidents.api.models import AlertIntegration
+from incidents.api.services.api_tokens import alert_integration_issue_token
 from incidents.models import (
     OPEN_STATES,
     Category,
@@ -38,9 +40,6 @@ from incidents.models import (
 )
 from reports import services as report_services
 from reports.models import PostIncidentReview
-
-from . import roles, services
-from .services.api_tokens import alert_integration_issue_token
 
 # Public by design: the README tells people to log in with it.
 DEMO_PASSWORD = "tmt-demo-2026"  # noqa: S105

@@ -2,7 +2,7 @@
 
 Flow: incident services call `escalation_arm` at open and `escalation_reevaluate` when severity,
 financial impact or flags change; lifecycle hooks cancel what no longer applies. The paging
-dispatcher (incidents/dispatcher.py) calls `deadlines_fire_due` when the next row falls due; it
+dispatcher (incidents/monitoring/dispatcher.py) calls `deadlines_fire_due` when the next row falls due; it
 claims due rows with SELECT ... FOR UPDATE SKIP LOCKED, and each firing inserts an
 EscalationEvent whose unique (incident, rule, step) makes a second firing impossible even if two
 claimers raced. The firing's notifications are rows in the same transaction.
@@ -19,6 +19,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from incidents import business_days, wakeups
+from incidents.escalation.hooks import escalation_hooks
 from incidents.escalation.models import (
     Deadline,
     EscalationEvent,
@@ -28,12 +30,12 @@ from incidents.escalation.models import (
     RegulatoryCategory,
     RegulatoryObligation,
 )
-from incidents.oncall.models import OnCallRotation, RoleContact
-
-from .. import business_days, wakeups
-from ..models import OPEN_STATES, Incident, SeverityLevel, State, TimelineEntry
-from ..roles import HEAD_OF_RISK, INCIDENT_MANAGER
-from .incident import timeline_record
+from incidents.models import OPEN_STATES, Incident, SeverityLevel, State, TimelineEntry
+from incidents.notifications.services import NotificationBatch, notify_webhooks, page_user
+from incidents.oncall.models import RoleContact
+from incidents.oncall.selectors import on_call_at, role_contact
+from incidents.roles import HEAD_OF_RISK, INCIDENT_MANAGER
+from incidents.services.incident import timeline_record
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +288,7 @@ def _arm_ack_chain(incident: Incident, now: datetime) -> None:
         _schedule(incident, wanted)
 
 
-def _status_interval(incident: Incident) -> timedelta | None:
+def status_interval(incident: Incident) -> timedelta | None:
     seconds = _severity_policy(incident).get("status_interval_s")
     return timedelta(seconds=seconds) if seconds else None
 
@@ -296,7 +298,7 @@ def _status_update_wanted(
 ) -> _Wanted | None:
     """The reminder of the current update cycle, due `interval` after the last update (sequence,
     posted at) or detection; none without a cadence at this severity, or for a drill."""
-    interval = _status_interval(incident)
+    interval = status_interval(incident)
     if interval is None or incident.is_drill:
         return None
     sequence, since = (last_update[0] + 1, last_update[1]) if last_update else (1, incident.detected_at)
@@ -486,7 +488,7 @@ def regulatory_submit(
     evidence=None,
     now: datetime | None = None,
 ) -> RegulatoryObligation:
-    from .incident import evidence_validate
+    from incidents.services.incident import evidence_validate
 
     if evidence is not None:
         evidence_validate(evidence)
@@ -543,47 +545,8 @@ def regulatory_sign_off(
 # -- who gets paged -------------------------------------------------------------------------
 
 
-def on_call_at(role_name: str, at: datetime, *, deputy: bool = False):
-    """Who is on call for a role at `at` (an override wins).
-
-    The deputy is the next scheduled member after the current shift's who is not the person on
-    call, so a cover never makes one person both primary and deputy.
-    """
-    rotation = (
-        OnCallRotation.objects.filter(active=True, role__name=role_name)
-        .prefetch_related("members__user")
-        .order_by("pk")
-        .first()
-    )
-    if rotation is None:
-        return None
-    members = [m.user for m in rotation.members.all()]
-    override = (
-        rotation.overrides.filter(starts_at__lte=at, ends_at__gt=at)
-        .select_related("user")
-        .order_by("-created_at")
-        .first()
-    )
-    if not members:
-        return None if deputy else (override.user if override else None)
-    index = rotation.shift_index_at(at)
-    primary = override.user if override else members[index % len(members)]
-    if not deputy:
-        return primary
-    for offset in range(1, len(members) + 1):
-        candidate = members[(index + offset) % len(members)]
-        if candidate != primary:
-            return candidate
-    return None
 
 
-def role_contact(role_name: str, *, deputy: bool = False):
-    contact = (
-        RoleContact.objects.filter(role__name=role_name).select_related("primary", "deputy").first()
-    )
-    if contact is None:
-        return None
-    return contact.deputy if deputy else contact.primary
 
 
 def resolve_target(target: str, role: str, at: datetime):
@@ -661,8 +624,6 @@ class _FiringBatch:
     bench/escalation_latency.py counted."""
 
     def __init__(self, deadlines: list[Deadline]) -> None:
-        from .notifications import NotificationBatch
-
         self.notifications = NotificationBatch()
         self._incident_ids = {deadline.incident_id for deadline in deadlines}
         self._contacts: dict[str, RoleContact | None] = {}
@@ -759,8 +720,6 @@ def _record_event(
     target_label: str = "",
     user=None,
 ) -> EscalationEvent:
-    from .notifications import notify_webhooks
-
     # No savepoint of its own: the firing's (in _fire_one) is rolled back with it.
     try:
         event = EscalationEvent.objects.create(
@@ -795,8 +754,6 @@ def _record_event(
 
 
 def _fire_ack(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
-    from .notifications import page_user
-
     if incident.acknowledged_at is not None:
         return
     chain = incident.escalation_snapshot.get("chain", [])
@@ -831,8 +788,6 @@ def _fire_ack(deadline: Deadline, incident: Incident, now: datetime, batch: _Fir
 
 
 def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
-    from .notifications import page_user
-
     # rule is "role:<trigger key>"; after nobody could be reached, "role:<key>:deputy" and then
     # "role:<key>:manager" (escalation_advance_after_failure).
     _, key, *fallback = deadline.rule.split(":")
@@ -874,8 +829,6 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _Fi
 def _fire_status(
     deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch
 ) -> None:
-    from .notifications import page_user
-
     if deadline.step == 1:
         user = incident.commander or on_call_at("On-Call Engineer", now)
         event = _record_event(
@@ -913,8 +866,6 @@ def _fire_status(
 def _fire_regulatory(
     deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch
 ) -> None:
-    from .notifications import page_user
-
     obligation = RegulatoryObligation.objects.select_related("category").get(
         pk=int(deadline.rule.split(":", 1)[1])
     )
@@ -957,14 +908,17 @@ def _fire_outage(
 def _fire_review(
     deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch
 ) -> None:
-    # Added for reports (issue #5): post-incident review and action-item reminders. The reports
-    # app decides whether the reminder still applies and whom it goes to (one person per step,
-    # so the event's webhook notifications stay unique); the engine records and pages as usual.
-    from reports.selectors import follow_up_reminder
-
-    from .notifications import page_user
-
-    reminder = follow_up_reminder(deadline=deadline, incident=incident, now=now)
+    # Post-incident review and action-item reminders. The reports app decides whether the
+    # reminder still applies and whom it goes to (one person per step, so the event's webhook
+    # notifications stay unique); the engine records and pages as usual.
+    reminder = next(
+        (
+            answer
+            for decide in escalation_hooks.follow_up_reminders
+            if (answer := decide(deadline=deadline, incident=incident, now=now)) is not None
+        ),
+        None,
+    )
     if reminder is None:
         return
     event = _record_event(
@@ -988,7 +942,7 @@ _HANDLERS = {
     Deadline.Kind.STATUS_UPDATE: _fire_status,
     Deadline.Kind.REGULATORY: _fire_regulatory,
     Deadline.Kind.OUTAGE: _fire_outage,
-    Deadline.Kind.REVIEW: _fire_review,  # reports (issue #5)
+    Deadline.Kind.REVIEW: _fire_review,
 }
 # Duties that outlive the incident: a regulator still needs its notification, a resolved
 # incident still needs its review.

@@ -1,6 +1,6 @@
 """The on-call calendar: who is on call, now and each day of the next four weeks.
 
-`services.escalation.on_call_at` answers one instant with two queries; a 28-day grid through it
+`selectors.on_call_at` answers one instant with two queries; a 28-day grid through it
 would cost a query per day and rotation. Here every rotation, its members and its overrides for
 the whole window are fetched up front (a fixed number of queries however many days or rotations
 are shown) and the same rules are applied in memory: an override covering the instant wins (the

@@ -7,13 +7,19 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 from django.utils.html import format_html
 
-from incidents.monitoring.models import EmergencyStop, HealthSample, HealthTarget, MaintenanceWindow
-
-from .admin import ReadOnlyAdmin
-from .poller import url_problem
-from .services import health
+from incidents.admin import ReadOnlyAdmin
+from incidents.monitoring import services as health
+from incidents.monitoring.models import (
+    EmergencyStop,
+    HealthSample,
+    HealthTarget,
+    MaintenanceWindow,
+    WorkerHeartbeat,
+)
+from incidents.monitoring.poller import url_problem
 
 _STATE_COLOURS = {"healthy": "#2e7d32", "degraded": "#ef6c00", "down": "#c62828", "unknown": "#757575"}
 
@@ -138,3 +144,20 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kind", "seen_at", "silent_for"]
+    list_filter = ["kind"]
+    search_fields = ["name"]
+    ordering = ["kind", "name"]
+
+    @admin.display(description="silent for")
+    def silent_for(self, obj: WorkerHeartbeat) -> str:
+        seconds = max(0, int((timezone.now() - obj.seen_at).total_seconds()))
+        return (
+            f"{seconds // 60}m {seconds % 60:02d}s"
+            if seconds < 3600
+            else f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+        )

@@ -17,9 +17,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from incidents.models import OPEN_STATES, Incident
+from incidents.monitoring import emergency
+from incidents.monitoring import services as health
 from incidents.monitoring.models import EmergencyStop, HealthSample, HealthTarget
-
-from .services import emergency, health
 
 SPARKLINE_SAMPLES = 40
 SPARK_WIDTH = 160

@@ -1,4 +1,4 @@
-"""`manage.py run_dispatcher`: the paging dispatcher (incidents/dispatcher.py) as a process."""
+"""`manage.py run_dispatcher`: the paging dispatcher (incidents/monitoring/dispatcher.py) as a process."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from incidents.dispatcher import Dispatcher, run_forever
+from incidents.monitoring.dispatcher import Dispatcher, run_forever
 
 
 class Command(BaseCommand):

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-logger = logging.getLogger("incidents.simulator")
+logger = logging.getLogger("incidents.devtools.simulator")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_AGENT_PORTS: dict[str, int] = {

@@ -1,6 +1,6 @@
 """The health poller's HTTP side: check many ``/health`` endpoints at once in one event loop.
 
-No Django in here: the service (``incidents.services.health``) claims the due targets, hands this
+No Django in here: the service (``incidents.monitoring.services``) claims the due targets, hands this
 module plain ``Probe`` values and applies the ``ProbeResult`` values it gets back, so the network
 part can be benchmarked and tested on its own and never holds a database transaction open.
 

@@ -19,6 +19,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from incidents.api.models import AlertEvent, AlertIntegration
+from incidents.api.services.api_tokens import alert_integration_issue_token
 from incidents.models import (
     OPEN_STATES,
     DetectionMethod,
@@ -27,9 +28,7 @@ from incidents.models import (
     System,
     TimelineEntry,
 )
-
-from .api_tokens import alert_integration_issue_token
-from .incident import incident_open, incident_update, timeline_record
+from incidents.services.incident import incident_open, incident_update, timeline_record
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Notifications: rows first, delivered by the paging dispatcher, every attempt logged.
 
 A Notification row is created inside the firing's transaction; the dispatcher
-(incidents/dispatcher.py) claims due rows straight from the database, so no page waits on the
+(incidents/monitoring/dispatcher.py) claims due rows straight from the database, so no page waits on the
 message broker. A claim marks a row "sending" with SKIP LOCKED, one row per delivery thread, and
 each row's outcome is recorded the moment its send returns: a dispatcher killed mid-delivery
 leaves at most its in-flight rows in "sending", taken over after TMT_NOTIFY_TAKEOVER_SECONDS and
@@ -17,28 +17,28 @@ import os
 import smtplib
 import time
 from collections import Counter
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Case, F, Max, Q, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from incidents.escalation.models import EscalationEvent, StatusUpdate
+from incidents import wakeups
+from incidents.models import Incident, TimelineEntry
+from incidents.notifications.hooks import notification_hooks
 from incidents.notifications.models import (
-    DistributionList,
     Notification,
     NotificationAttempt,
     WebhookEndpoint,
 )
+from incidents.services.incident import timeline_record
 
-from .. import wakeups
-from ..models import Incident, TimelineEntry
-from .incident import timeline_record
+if TYPE_CHECKING:  # pages name the escalation event they were sent for; no import at run time
+    from incidents.escalation.models import EscalationEvent
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ def _unique_key(notification: Notification) -> tuple:
     return (notification.event_id, notification.channel, notification.address)
 
 
-def _add(incident: Incident, *, batch: NotificationBatch | None = None, **fields) -> None:
+def notification_queue(incident: Incident | None, *, batch: NotificationBatch | None = None, **fields) -> None:
+    """Put a message in the outbox (with a batch: written with the batch's other rows)."""
     if batch is not None:
         batch.add(Notification(incident=incident, **fields))
         return
@@ -131,11 +132,11 @@ def page_user(
     """
     incident = event.incident
     if incident.is_drill:
-        # Drills page only their participants (drills issue #6): a page meant for someone who is
-        # not taking part goes to the participants instead (one call each; each is a participant).
-        from drills.services import drill_page_recipients
-
-        recipients = drill_page_recipients(incident=incident, intended=user, reminder=reminder)
+        # Drills page only their participants: a page meant for someone who is not taking part
+        # goes to the participants instead (one call each; each is a participant).
+        recipients = [user]
+        for choose in notification_hooks.drill_recipients:
+            recipients = choose(incident=incident, intended=user, reminder=reminder)
         if [r.pk for r in recipients] != [user.pk]:
             return any(
                 [
@@ -154,7 +155,7 @@ def page_user(
             (Notification.Channel.PHONE, person.phone),
         ):
             if address:
-                _add(
+                notification_queue(
                     incident,
                     batch=batch,
                     event=event,
@@ -169,7 +170,7 @@ def page_user(
     if user.email:
         delay = timedelta(seconds=incident.escalation_snapshot.get("email_follow_up_s", 60))
         follow_up = now + delay if created else now
-        _add(
+        notification_queue(
             incident,
             batch=batch,
             event=event,
@@ -208,7 +209,7 @@ def notify_webhooks(
     for hook in hooks:
         if hook.max_severity_level < incident.severity.level:
             continue
-        _add(
+        notification_queue(
             incident,
             batch=batch,
             event=event,
@@ -245,152 +246,12 @@ def _name(user) -> str:
 # -- status updates -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StatusDraft:
-    subject: str
-    status: str
-    severity_level: int
-    impact: str
-    eta: str
-    next_update_at: datetime | None
-    details: str
-    contact: str
 
 
-def status_update_draft(*, incident: Incident, now: datetime | None = None) -> StatusDraft:
-    """The seed's status update template, pre-filled from the incident."""
-    from .escalation import _status_interval
-
-    now = now or timezone.now()
-    interval = _status_interval(incident)
-    last_notes = list(
-        incident.timeline.filter(
-            kind__in=[TimelineEntry.Kind.NOTE, TimelineEntry.Kind.STATE_CHANGE]
-        )
-        .order_by("-occurred_at")
-        .values_list("action", flat=True)[:3]
-    )
-    contact = incident.commander
-    contact_text = _name(contact)
-    if contact is not None:
-        person = getattr(contact, "person", None)
-        contact_text += " " + " ".join(
-            x for x in [contact.email, person.phone if person else ""] if x
-        )
-    return StatusDraft(
-        subject=f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300],
-        status=incident.status_word,
-        severity_level=incident.severity.level,
-        impact=incident.user_impact or "Being assessed",
-        eta="",
-        next_update_at=now + interval if interval else None,
-        details="\n".join(f"- {line}" for line in reversed(last_notes)),
-        contact=contact_text.strip(),
-    )
 
 
-@transaction.atomic
-def status_update_post(
-    *,
-    incident: Incident,
-    user,
-    subject: str,
-    status: str,
-    impact: str,
-    details: str,
-    contact: str,
-    eta: str = "",
-    next_update_at: datetime | None = None,
-    is_public: bool = False,
-    now: datetime | None = None,
-) -> StatusUpdate:
-    """Post a status update: record it, send it to the distribution list, reset the update clock."""
-    from .escalation import escalation_reevaluate
-
-    now = now or timezone.now()
-    errors = {}
-    for field, value in {
-        "subject": subject,
-        "status": status,
-        "impact": impact,
-        "details": details,
-        "contact": contact,
-    }.items():
-        if not value.strip():
-            errors[field] = "Required."
-    if next_update_at is not None and next_update_at <= now:
-        errors["next_update_at"] = "The next update must be in the future."
-    if errors:
-        raise ValidationError(errors)
-    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
-    sequence = (locked.status_updates.aggregate(n=Max("sequence"))["n"] or 0) + 1
-    update = StatusUpdate.objects.create(
-        incident=locked,
-        sequence=sequence,
-        subject=subject.strip(),
-        status=status.strip(),
-        severity_level=locked.severity.level,
-        impact=impact.strip(),
-        eta=eta.strip(),
-        next_update_at=next_update_at,
-        details=details.strip(),
-        contact=contact.strip(),
-        is_public=is_public,
-        posted_by=user,
-        posted_at=now,
-    )
-    body = status_update_text(update)
-    recipients = set()
-    for dist in DistributionList.objects.filter(
-        max_severity_level__gte=locked.severity.level
-    ).prefetch_related("webhooks"):
-        recipients.update(dist.email_list)
-        for hook in dist.webhooks.filter(active=True):
-            _add(
-                locked,
-                status_update=update,
-                channel=Notification.Channel.WEBHOOK,
-                address=hook.url,
-                subject=update.subject,
-                body=body,
-                next_attempt_at=now,
-            )
-    if locked.commander and locked.commander.email:
-        recipients.add(locked.commander.email)
-    for address in sorted(recipients):
-        _add(
-            locked,
-            status_update=update,
-            channel=Notification.Channel.EMAIL,
-            address=address,
-            subject=update.subject,
-            body=body,
-            next_attempt_at=now,
-        )
-    timeline_record(
-        locked,
-        kind=TimelineEntry.Kind.STATUS_UPDATE,
-        action=f"Status update #{sequence} ({update.status}){' [public]' if is_public else ''}: {update.details[:500]}",
-        owner=user,
-        at=now,
-        data={"status_update": update.pk, "recipients": len(recipients)},
-    )
-    escalation_reevaluate(incident=locked, now=now)
-    return update
 
 
-def status_update_text(update: StatusUpdate) -> str:
-    next_update = (
-        f"{update.next_update_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-        if update.next_update_at
-        else "—"
-    )
-    return (
-        f"Subject: {update.subject}\n\n"
-        f"Status: {update.status}\nSeverity: {update.severity_level}\nImpact: {update.impact}\n"
-        f"ETA: {update.eta or 'unknown'}\nNext Update: {next_update}\n\n"
-        f"Details:\n{update.details}\n\nContact: {update.contact}\n"
-    )
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -621,8 +482,6 @@ def _record_failure(notification: Notification, detail: str, *, permanent: bool)
 
 
 def _write_failure(notification: Notification, detail: str, *, permanent: bool) -> str:
-    from .escalation import escalation_advance_after_failure
-
     now = timezone.now()
     attempts = notification.attempts + 1
     pages_a_person = notification.event_id is not None and notification.channel != (
@@ -631,8 +490,9 @@ def _write_failure(notification: Notification, detail: str, *, permanent: bool) 
     if permanent and pages_a_person:
         # The event's pages fail in parallel threads: without this lock each would see the other
         # still "sending", and neither would move the chain on.
+        event_model = Notification._meta.get_field("event").related_model
         list(
-            EscalationEvent.objects.select_for_update(no_key=True)
+            event_model.objects.select_for_update(no_key=True)
             .filter(pk=notification.event_id)
             .values_list("pk", flat=True)
         )
@@ -664,7 +524,8 @@ def _write_failure(notification: Notification, detail: str, *, permanent: bool) 
     )
     # A chat webhook failing reaches nobody less: only a person's pages move the chain on.
     if pages_a_person and _event_unreachable(notification.event):
-        escalation_advance_after_failure(event=notification.event, now=now)
+        for listener in notification_hooks.page_failed:
+            listener(event=notification.event, now=now)
     return f"failed: {detail}"
 
 

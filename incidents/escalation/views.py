@@ -11,13 +11,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from incidents import selectors
+from incidents.escalation import services as escalation
+from incidents.escalation import status_updates
 from incidents.escalation.models import RegulatoryCategory, RegulatoryObligation
+from incidents.forms import DateTimeLocalInput
 from incidents.models import Incident
-
-from . import selectors
-from .forms import DateTimeLocalInput
-from .models.incident import STATUS_UPDATE_WORDS
-from .services import escalation, notifications
+from incidents.models.incident import STATUS_UPDATE_WORDS
 
 STATUS_CHOICES = [(s, s) for s in STATUS_UPDATE_WORDS]
 
@@ -72,7 +72,7 @@ def status_update_compose(request: HttpRequest, reference: str) -> HttpResponse:
         form = StatusUpdateForm(request.POST)
         if form.is_valid():
             try:
-                notifications.status_update_post(incident=incident, user=request.user, **form.cleaned_data)
+                status_updates.status_update_post(incident=incident, user=request.user, **form.cleaned_data)
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, errors)
@@ -80,7 +80,7 @@ def status_update_compose(request: HttpRequest, reference: str) -> HttpResponse:
                 messages.success(request, "Status update posted and sent to the distribution list.")
                 return redirect(incident.get_absolute_url())
     else:
-        draft = notifications.status_update_draft(incident=incident)
+        draft = status_updates.status_update_draft(incident=incident)
         form = StatusUpdateForm(initial=draft.__dict__)
     return render(
         request,

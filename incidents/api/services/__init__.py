@@ -1,0 +1,1 @@
+"""Writes that belong to the API app: tokens, alert intake, idempotency keys."""

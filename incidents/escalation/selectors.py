@@ -1,0 +1,76 @@
+"""Reads for the incident page's escalation panel: what is pending, whom it pages, what fired."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from incidents.escalation.models import (
+    Deadline,
+    EscalationEvent,
+    RegulatoryCategory,
+    RegulatoryObligation,
+)
+from incidents.escalation.services import resolve_target, response_due_at
+from incidents.models import (
+    Incident,
+)
+from incidents.notifications.selectors import failed_notifications
+from incidents.oncall.selectors import role_contact
+from incidents.roles import HEAD_OF_RISK
+from incidents.selectors import Clock
+
+
+def escalation_panel(incident: Incident) -> dict:
+    """The incident page's live escalation panel: what is pending, who it pages, what fired."""
+
+    now = timezone.now()
+    snapshot = incident.escalation_snapshot
+    chain = snapshot.get("chain", [])
+    triggers = {t["key"]: t for t in snapshot.get("triggers", [])}
+    pending = []
+    for deadline in incident.deadlines.filter(fired_at=None, cancelled_at=None).order_by("due_at"):
+        who, label = None, ""
+        if deadline.kind == Deadline.Kind.ACKNOWLEDGE and deadline.step <= len(chain):
+            step = chain[max(deadline.step, 1) - 1]
+            who, label = resolve_target(step["target"], step["role"], max(deadline.due_at, now))
+            label = f"step {deadline.step}: {label}" if deadline.step else f"first page: {label}"
+        elif deadline.kind == Deadline.Kind.ROLE_ESCALATION:
+            _, key, *rest = deadline.rule.split(":")
+            trigger = triggers.get(key)
+            if trigger:
+                who, label = role_contact(trigger["role"], deputy=bool(rest)), trigger["name"]
+        elif deadline.kind == Deadline.Kind.STATUS_UPDATE:
+            who = incident.commander
+            label = "status update due" + (" (then the incident manager)" if deadline.step == 1 else " — escalated")
+        elif deadline.kind == Deadline.Kind.REGULATORY:
+            who = role_contact(HEAD_OF_RISK)
+            label = "regulatory notification " + ("reminder" if deadline.step == 1 else "due")
+        elif deadline.kind == Deadline.Kind.OUTAGE:
+            label = "open 4 h: 24-hour outage notification"
+        elif deadline.kind == Deadline.Kind.REVIEW:
+            who, label = incident.commander, "post-incident review / action item reminder"
+        pending.append({"deadline": deadline, "who": who, "label": label, "clock": Clock(
+            label=label, started_at=deadline.created_at, due_at=deadline.due_at, done_at=None)})
+    due = response_due_at(incident)
+    raised = set(incident.obligations.values_list("category_id", flat=True))
+    return {
+        "incident": incident,
+        "policy_name": snapshot.get("policy", ""),
+        "ack_clock": Clock(
+            label="Acknowledge", started_at=incident.detected_at, due_at=due,
+            done_at=incident.acknowledged_at or incident.cancelled_at,
+        ),
+        "pending": pending,
+        "fired": list(
+            EscalationEvent.objects.filter(incident=incident).select_related("target_user").order_by("-fired_at")[:20]
+        ),
+        "failed_notifications": failed_notifications(incident),
+        "obligations": list(
+            RegulatoryObligation.objects.filter(incident=incident).select_related("category", "submitted_by", "signed_off_by")
+        ),
+        "raisable_categories": list(
+            RegulatoryCategory.objects.filter(raised_automatically=False).exclude(pk__in=raised)
+        ),
+        "last_status_update": incident.status_updates.order_by("-sequence").first(),
+        "now": now,
+    }

@@ -1,0 +1,166 @@
+"""Status updates in the seed's template: drafted from the incident, posted to its distribution
+lists (through the outbox), and each one resets the update clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from incidents.escalation.models import StatusUpdate
+from incidents.escalation.services import escalation_reevaluate, status_interval
+from incidents.models import Incident, TimelineEntry
+from incidents.notifications.models import (
+    DistributionList,
+    Notification,
+)
+from incidents.notifications.services import notification_queue
+from incidents.services.incident import timeline_record
+
+
+@dataclass(frozen=True)
+class StatusDraft:
+    subject: str
+    status: str
+    severity_level: int
+    impact: str
+    eta: str
+    next_update_at: datetime | None
+    details: str
+    contact: str
+
+
+def status_update_draft(*, incident: Incident, now: datetime | None = None) -> StatusDraft:
+    """The seed's status update template, pre-filled from the incident."""
+    now = now or timezone.now()
+    interval = status_interval(incident)
+    last_notes = list(
+        incident.timeline.filter(
+            kind__in=[TimelineEntry.Kind.NOTE, TimelineEntry.Kind.STATE_CHANGE]
+        )
+        .order_by("-occurred_at")
+        .values_list("action", flat=True)[:3]
+    )
+    contact = incident.commander
+    contact_text = "not assigned" if contact is None else (contact.get_full_name() or contact.get_username())
+    if contact is not None:
+        person = getattr(contact, "person", None)
+        contact_text += " " + " ".join(
+            x for x in [contact.email, person.phone if person else ""] if x
+        )
+    return StatusDraft(
+        subject=f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300],
+        status=incident.status_word,
+        severity_level=incident.severity.level,
+        impact=incident.user_impact or "Being assessed",
+        eta="",
+        next_update_at=now + interval if interval else None,
+        details="\n".join(f"- {line}" for line in reversed(last_notes)),
+        contact=contact_text.strip(),
+    )
+
+
+@transaction.atomic
+def status_update_post(
+    *,
+    incident: Incident,
+    user,
+    subject: str,
+    status: str,
+    impact: str,
+    details: str,
+    contact: str,
+    eta: str = "",
+    next_update_at: datetime | None = None,
+    is_public: bool = False,
+    now: datetime | None = None,
+) -> StatusUpdate:
+    """Post a status update: record it, send it to the distribution list, reset the update clock."""
+    now = now or timezone.now()
+    errors = {}
+    for field, value in {
+        "subject": subject,
+        "status": status,
+        "impact": impact,
+        "details": details,
+        "contact": contact,
+    }.items():
+        if not value.strip():
+            errors[field] = "Required."
+    if next_update_at is not None and next_update_at <= now:
+        errors["next_update_at"] = "The next update must be in the future."
+    if errors:
+        raise ValidationError(errors)
+    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
+    sequence = (locked.status_updates.aggregate(n=Max("sequence"))["n"] or 0) + 1
+    update = StatusUpdate.objects.create(
+        incident=locked,
+        sequence=sequence,
+        subject=subject.strip(),
+        status=status.strip(),
+        severity_level=locked.severity.level,
+        impact=impact.strip(),
+        eta=eta.strip(),
+        next_update_at=next_update_at,
+        details=details.strip(),
+        contact=contact.strip(),
+        is_public=is_public,
+        posted_by=user,
+        posted_at=now,
+    )
+    body = status_update_text(update)
+    recipients = set()
+    for dist in DistributionList.objects.filter(
+        max_severity_level__gte=locked.severity.level
+    ).prefetch_related("webhooks"):
+        recipients.update(dist.email_list)
+        for hook in dist.webhooks.filter(active=True):
+            notification_queue(
+                locked,
+                status_update=update,
+                channel=Notification.Channel.WEBHOOK,
+                address=hook.url,
+                subject=update.subject,
+                body=body,
+                next_attempt_at=now,
+            )
+    if locked.commander and locked.commander.email:
+        recipients.add(locked.commander.email)
+    for address in sorted(recipients):
+        notification_queue(
+            locked,
+            status_update=update,
+            channel=Notification.Channel.EMAIL,
+            address=address,
+            subject=update.subject,
+            body=body,
+            next_attempt_at=now,
+        )
+    timeline_record(
+        locked,
+        kind=TimelineEntry.Kind.STATUS_UPDATE,
+        action=f"Status update #{sequence} ({update.status}){' [public]' if is_public else ''}: {update.details[:500]}",
+        owner=user,
+        at=now,
+        data={"status_update": update.pk, "recipients": len(recipients)},
+    )
+    escalation_reevaluate(incident=locked, now=now)
+    return update
+
+
+def status_update_text(update: StatusUpdate) -> str:
+    next_update = (
+        f"{update.next_update_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        if update.next_update_at
+        else "—"
+    )
+    return (
+        f"Subject: {update.subject}\n\n"
+        f"Status: {update.status}\nSeverity: {update.severity_level}\nImpact: {update.impact}\n"
+        f"ETA: {update.eta or 'unknown'}\nNext Update: {next_update}\n\n"
+        f"Details:\n{update.details}\n\nContact: {update.contact}\n"
+    )
