@@ -25,10 +25,13 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
+from incidents import services as incident_services
 from incidents.exceptions import ChangedError as BaseChangedError
 from incidents.exceptions import CommanderRefused
 from incidents.models import DetectionMethod, Incident, SeverityLevel, TimelineEntry
+from incidents.services import evidence_validate, timeline_record
 from reports.models import ActionItem
+from reports.services import action_item_create
 
 from . import selectors
 from .models import (
@@ -440,7 +443,6 @@ def drill_start(*, drill: Drill, user, now: datetime | None = None, open_inciden
     real portal; is_drill keeps it out of metrics and regulatory obligations, and the paging hook
     (drill_page_recipients) sends its pages to the participants only.
     """
-    from incidents import services as incident_services
 
     now = now or timezone.now()
     locked = _lock(drill)
@@ -592,7 +594,6 @@ def drill_emergency_stop(*, drill: Drill, user, now: datetime | None = None) -> 
             locked.targets.filter(measure=Measure.EMERGENCY_STOP).update(actual=locked.time_to_stop)
             measured = f" Time from drill start to verified stop: {_seconds(locked.time_to_stop)}."
         if locked.incident_id:
-            from incidents.services import timeline_record
 
             timeline_record(
                 locked.incident,
@@ -656,7 +657,6 @@ def _action_item_create(*, finding: FindingInput, drill: Drill, user) -> ActionI
 
     Linked to the exercise incident when the drill opened one, so it shows there too.
     """
-    from reports.services import action_item_create
 
     description = (
         f"Finding from drill {drill.reference} ({drill.kind.name}, "
@@ -683,7 +683,6 @@ def _finding_record(*, drill: Drill, finding: FindingInput, user) -> DrillFindin
         created_by=user,
     )
     if drill.incident_id:
-        from incidents.services import timeline_record
 
         timeline_record(
             drill.incident,
@@ -810,7 +809,6 @@ def _exercise_incident_close(drill: Drill, *, user, reason: str) -> None:
     incident.refresh_from_db()
     if not incident.is_open:
         return
-    from incidents import services as incident_services
 
     if user.has_perm("incidents.transition_incident"):
         incident_services.incident_transition(incident=incident, name="cancel", user=user, reason=reason)
@@ -834,7 +832,6 @@ def drill_page_recipients(*, incident: Incident, intended, reminder: bool = Fals
     pages only whoever logged it. Reminders of follow-up work (a review, an action item from a
     finding) are not pages of the exercise: they go to whoever owns the work.
     """
-    from incidents.services import timeline_record
 
     if reminder:
         return [intended]
@@ -1024,7 +1021,6 @@ def certification_record(
             f"The expiry date ({expires_on:%d %b %Y}) must be after the issue date ({issued_on:%d %b %Y}).",
         )
     if evidence is not None:
-        from incidents.services import evidence_validate
 
         try:
             evidence_validate(evidence)

@@ -40,8 +40,11 @@ from incidents.models import (
     TimelineEntry,
     format_duration,
 )
+from incidents.oncall.selectors import role_contact
+from incidents.roles import INCIDENT_MANAGER
+from incidents.selectors import phase_clocks, phase_targets, response_clock
 
-from .models import ActionItem, PostIncidentReview, ReportRender
+from .models import REPORT_TEXT_FIELDS, ActionItem, PostIncidentReview, ReportRender
 
 REPORT_TEMPLATE = "reports/report.html"
 REPORT_CSS = Path(settings.BASE_DIR) / "static" / "css" / "report.css"
@@ -254,8 +257,6 @@ def timeline_rows(incident: Incident, kinds: list[str]) -> list[TimelineRow]:
 
 def report_text(incident: Incident, review: PostIncidentReview | None) -> dict[str, str]:
     """The report template's text: the revision's, falling back to what responders recorded."""
-    from .models import REPORT_TEXT_FIELDS
-
     return {
         name: ((getattr(review, name) if review is not None else "") or getattr(incident, name) or "").strip()
         for name in REPORT_TEXT_FIELDS
@@ -281,8 +282,6 @@ def report_context(
     content_sha256: str = "",
 ) -> dict:
     """Everything templates/reports/report.html shows (the page preview and the PDF alike)."""
-    from incidents.selectors import phase_clocks, phase_targets, response_clock
-
     recovery = measured_recovery(incident)
     systems = [SystemRecovery(system=s, recovery=recovery) for s in incident.affected_systems.all()]
     state_label = "Approved" if review is not None and review.state == PostIncidentReview.State.APPROVED else "Draft"
@@ -334,9 +333,6 @@ def _name(user) -> str:
 
 
 def _incident_manager():
-    from incidents.oncall.selectors import role_contact
-    from incidents.roles import INCIDENT_MANAGER
-
     return role_contact(INCIDENT_MANAGER) or role_contact(INCIDENT_MANAGER, deputy=True)
 
 

@@ -29,7 +29,7 @@ from incidents.models import Incident, State, TimelineEntry
 from incidents.models.incident import TRANSITION_PERMISSION
 from incidents.services.incident import incident_transition, timeline_record
 
-from . import selectors
+from . import selectors, tasks
 from .models import (
     AGENDA_FIELDS,
     APPROVE_PERMISSION,
@@ -170,10 +170,8 @@ def report_render_ensure_queued(*, render: ReportRender) -> None:
 
 
 def _send_render(render_id: int) -> None:
-    from .tasks import render_report
-
     try:
-        render_report.delay(render_id)
+        tasks.render_report.delay(render_id)
     except Exception:  # noqa: BLE001 - the row stays pending; the next look at it re-sends
         log.warning("could not queue report render %s", render_id, exc_info=True)
 
@@ -439,10 +437,8 @@ def review_content_verifies(review: PostIncidentReview) -> bool:
 
 
 def _send_frozen_render(review_id: int) -> None:
-    from .tasks import render_approved_review
-
     try:
-        render_approved_review.delay(review_id)
+        tasks.render_approved_review.delay(review_id)
     except Exception:  # noqa: BLE001 - the page re-sends it while the PDF is missing
         log.warning("could not queue the approved report render of review %s", review_id, exc_info=True)
 

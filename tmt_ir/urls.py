@@ -9,13 +9,13 @@ import incidents.oncall.urls
 import incidents.urls
 from drills.api import CertificationViewSet, DrillViewSet
 from incidents.api import token_views as api_token_views
-from incidents.api.urls import router as api_router
+from incidents.api import urls as api_urls
 from reports.api import ActionItemViewSet
 
 # The other apps' endpoints join the API app's router (the API app imports none of them).
-api_router.register("drills", DrillViewSet, basename="drill")
-api_router.register("certifications", CertificationViewSet, basename="certification")
-api_router.register("action-items", ActionItemViewSet, basename="action-item")
+api_urls.router.register("drills", DrillViewSet, basename="drill")
+api_urls.router.register("certifications", CertificationViewSet, basename="certification")
+api_urls.router.register("action-items", ActionItemViewSet, basename="action-item")
 
 incident_pages = [
     *incidents.urls.urlpatterns,
@@ -37,7 +37,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("incidents.status.urls")),
     # REST API, OpenAPI schema and Swagger UI; DRF views answer 401/403 themselves.
-    path("api/", include(("incidents.api.urls", "api"))),
+    path("api/", include(([*api_urls.urlpatterns, path("v1/", include(api_urls.router.urls))], "api"))),
     path("account/api-tokens/", api_token_views.api_tokens, name="api_tokens"),
     path("account/api-tokens/<int:token_id>/revoke/", api_token_views.api_token_revoke_view, name="api_token_revoke"),
     path("reports/", include("reports.urls")),

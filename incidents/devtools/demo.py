@@ -38,6 +38,7 @@ from incidents.models import (
     System,
     TimelineEntry,
 )
+from incidents.oncall.models import OnCallRotation, Person, RoleContact, RotationMember
 from reports import services as report_services
 from reports.models import PostIncidentReview
 
@@ -130,7 +131,6 @@ def ensure_demo_roster(*, people: dict[str, list], now: datetime) -> None:
     """Contact details, a weekly on-call rotation and the escalation role contacts, so the
     demo's escalations page named people. Roster rows are configuration (edited in the admin),
     so they are written like the admin writes them."""
-    from incidents.oncall.models import OnCallRotation, Person, RoleContact, RotationMember
 
     for number, user in enumerate(u for users in people.values() for u in users):
         Person.objects.get_or_create(

@@ -11,6 +11,7 @@ from incidents.escalation.models import (
     RegulatoryObligation,
 )
 from incidents.escalation.services import resolve_target, response_due_at
+from incidents.escalation.snapshot import snapshot_of
 from incidents.models import (
     Incident,
 )
@@ -22,23 +23,21 @@ from incidents.selectors import Clock
 
 def escalation_panel(incident: Incident) -> dict:
     """The incident page's live escalation panel: what is pending, who it pages, what fired."""
-
     now = timezone.now()
-    snapshot = incident.escalation_snapshot
-    chain = snapshot.get("chain", [])
-    triggers = {t["key"]: t for t in snapshot.get("triggers", [])}
+    snapshot = snapshot_of(incident)
+    chain = snapshot.chain
     pending = []
     for deadline in incident.deadlines.filter(fired_at=None, cancelled_at=None).order_by("due_at"):
         who, label = None, ""
         if deadline.kind == Deadline.Kind.ACKNOWLEDGE and deadline.step <= len(chain):
             step = chain[max(deadline.step, 1) - 1]
-            who, label = resolve_target(step["target"], step["role"], max(deadline.due_at, now))
+            who, label = resolve_target(step.target, step.role, max(deadline.due_at, now))
             label = f"step {deadline.step}: {label}" if deadline.step else f"first page: {label}"
         elif deadline.kind == Deadline.Kind.ROLE_ESCALATION:
             _, key, *rest = deadline.rule.split(":")
-            trigger = triggers.get(key)
+            trigger = snapshot.trigger(key)
             if trigger:
-                who, label = role_contact(trigger["role"], deputy=bool(rest)), trigger["name"]
+                who, label = role_contact(trigger.role, deputy=bool(rest)), trigger.name
         elif deadline.kind == Deadline.Kind.STATUS_UPDATE:
             who = incident.commander
             label = "status update due" + (" (then the incident manager)" if deadline.step == 1 else " — escalated")
@@ -55,7 +54,7 @@ def escalation_panel(incident: Incident) -> dict:
     raised = set(incident.obligations.values_list("category_id", flat=True))
     return {
         "incident": incident,
-        "policy_name": snapshot.get("policy", ""),
+        "policy_name": snapshot.policy,
         "ack_clock": Clock(
             label="Acknowledge", started_at=incident.detected_at, due_at=due,
             done_at=incident.acknowledged_at or incident.cancelled_at,

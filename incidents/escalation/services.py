@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
@@ -30,12 +29,19 @@ from incidents.escalation.models import (
     RegulatoryCategory,
     RegulatoryObligation,
 )
+from incidents.escalation.snapshot import (
+    ChainStep,
+    EscalationSnapshot,
+    SeverityPolicy,
+    Trigger,
+    snapshot_of,
+)
 from incidents.models import OPEN_STATES, Incident, SeverityLevel, State, TimelineEntry
 from incidents.notifications.services import NotificationBatch, notify_webhooks, page_user
 from incidents.oncall.models import RoleContact
 from incidents.oncall.selectors import on_call_at, role_contact
 from incidents.roles import HEAD_OF_RISK, INCIDENT_MANAGER
-from incidents.services.incident import timeline_record
+from incidents.services.incident import evidence_validate, timeline_record
 
 log = logging.getLogger(__name__)
 
@@ -52,54 +58,46 @@ FIRING_RETRY = timedelta(seconds=30)
 def escalation_snapshot_build() -> dict:
     """Everything escalation needs, copied at open so admin edits don't rewrite it in flight."""
     default = policy = EscalationPolicy.objects.filter(is_default=True).first()
-    chain: list[dict] = []
+    chain: list[ChainStep] = []
     seen: set[int] = set()
     while policy is not None and policy.pk not in seen:
         seen.add(policy.pk)
         for step in policy.steps.select_related("role").order_by("order"):
-            chain.append(
-                {
-                    "delay_s": step.delay.total_seconds(),
-                    "target": step.target,
-                    "role": step.role.name,
-                }
-            )
+            chain.append(ChainStep(delay_s=step.delay.total_seconds(), target=step.target, role=step.role.name))
         policy = policy.continue_with
-    return {
-        "policy": default.name if default else "",
-        "chain": chain,
-        "status_escalate_after_s": (
-            default.status_update_escalate_after.total_seconds() if default else 900
+    defaults = EscalationSnapshot()
+    return EscalationSnapshot(
+        policy=default.name if default else defaults.policy,
+        chain=tuple(chain),
+        status_escalate_after_s=(
+            default.status_update_escalate_after.total_seconds() if default else defaults.status_escalate_after_s
         ),
-        "email_follow_up_s": default.email_follow_up_after.total_seconds() if default else 60,
-        "outage_after_s": _outage_after_seconds(),
-        "severities": {
-            str(level.level): {
-                "label": level.label,
-                "major": level.major,
-                "response_s": level.response_time.total_seconds() if level.response_time else None,
-                "next_business_day": level.response_next_business_day,
-                "status_interval_s": (
-                    level.status_update_interval.total_seconds()
-                    if level.status_update_interval
-                    else None
-                ),
-            }
-            for level in SeverityLevel.objects.all()
-        },
-        "triggers": [
-            {
-                "key": t.key,
-                "name": t.name,
-                "role": t.role.name,
-                "condition": t.condition,
-                "severity_level": t.severity_level,
-                "open_for_s": t.open_for.total_seconds() if t.open_for else None,
-                "amount_usd": str(t.amount_usd) if t.amount_usd is not None else None,
-            }
+        email_follow_up_s=default.email_follow_up_after.total_seconds() if default else defaults.email_follow_up_s,
+        outage_after_s=_outage_after_seconds(),
+        severities={str(level.level): _severity_policy_of(level) for level in SeverityLevel.objects.all()},
+        triggers=tuple(
+            Trigger(
+                key=t.key,
+                name=t.name,
+                role=t.role.name,
+                condition=t.condition,
+                severity_level=t.severity_level,
+                open_for_s=t.open_for.total_seconds() if t.open_for else None,
+                amount_usd=str(t.amount_usd) if t.amount_usd is not None else None,
+            )
             for t in EscalationTrigger.objects.filter(active=True).select_related("role")
-        ],
-    }
+        ),
+    ).to_json()
+
+
+def _severity_policy_of(level: SeverityLevel) -> SeverityPolicy:
+    return SeverityPolicy(
+        label=level.label,
+        major=level.major,
+        response_s=level.response_time.total_seconds() if level.response_time else None,
+        next_business_day=level.response_next_business_day,
+        status_interval_s=level.status_update_interval.total_seconds() if level.status_update_interval else None,
+    )
 
 
 def _outage_after_seconds() -> float | None:
@@ -111,20 +109,10 @@ def _outage_after_seconds() -> float | None:
     )
 
 
-def _severity_policy(incident: Incident) -> dict:
+def _severity_policy(incident: Incident) -> SeverityPolicy:
     """The frozen policy's row for the incident's current severity (live, if none was frozen)."""
-    frozen = incident.escalation_snapshot.get("severities", {}).get(str(incident.severity.level))
-    if frozen is not None:
-        return frozen
-    level = incident.severity
-    return {
-        "major": level.major,
-        "response_s": level.response_time.total_seconds() if level.response_time else None,
-        "next_business_day": level.response_next_business_day,
-        "status_interval_s": level.status_update_interval.total_seconds()
-        if level.status_update_interval
-        else None,
-    }
+    frozen = snapshot_of(incident).severities.get(str(incident.severity.level))
+    return frozen if frozen is not None else _severity_policy_of(incident.severity)
 
 
 def response_due_at(incident: Incident, *, holidays: set | None = None) -> datetime | None:
@@ -133,11 +121,11 @@ def response_due_at(incident: Incident, *, holidays: set | None = None) -> datet
     `holidays` (business_days.holidays_between) spares a page of incidents a query per row.
     """
     policy = _severity_policy(incident)
-    if policy.get("next_business_day"):
+    if policy.next_business_day:
         return business_days.next_business_day_start(incident.detected_at, holidays=holidays)
-    if policy.get("response_s") is None:
+    if policy.response_s is None:
         return None
-    return incident.detected_at + timedelta(seconds=policy["response_s"])
+    return incident.detected_at + timedelta(seconds=policy.response_s)
 
 
 # -- arming and re-evaluation ---------------------------------------------------------------
@@ -188,32 +176,28 @@ class _Wanted:
     due_at: datetime
 
 
-def _trigger_applies(trigger: dict, incident: Incident, *, compliance: bool) -> bool:
-    condition = trigger["condition"]
+def _trigger_applies(trigger: Trigger, incident: Incident, *, compliance: bool) -> bool:
+    condition = trigger.condition
     level = incident.severity.level
     if condition == EscalationTrigger.Condition.SEVERITY:
-        return level <= trigger["severity_level"]
+        return level <= trigger.severity_level
     if condition == EscalationTrigger.Condition.OPEN_FOR:
-        return level == trigger["severity_level"]
+        return level == trigger.severity_level
     if condition == EscalationTrigger.Condition.FINANCIAL_IMPACT:
         amount = incident.financial_impact_usd
-        return amount is not None and amount > Decimal(trigger["amount_usd"])
+        return amount is not None and amount > trigger.amount
     if condition == EscalationTrigger.Condition.COMPLIANCE:
         return compliance
     return False
 
 
-def _trigger_rule(trigger: dict) -> str:
-    return f"role:{trigger['key']}"
-
-
-def _trigger_wanted(trigger: dict, incident: Incident, now: datetime, *, compliance: bool) -> _Wanted | None:
+def _trigger_wanted(trigger: Trigger, incident: Incident, now: datetime, *, compliance: bool) -> _Wanted | None:
     if not _trigger_applies(trigger, incident, compliance=compliance):
         return None
     due = now
-    if trigger["condition"] == EscalationTrigger.Condition.OPEN_FOR:
-        due = incident.detected_at + timedelta(seconds=trigger["open_for_s"])
-    return _Wanted(Deadline.Kind.ROLE_ESCALATION, _trigger_rule(trigger), 0, max(due, now))
+    if trigger.condition == EscalationTrigger.Condition.OPEN_FOR:
+        due = incident.detected_at + timedelta(seconds=trigger.open_for_s)
+    return _Wanted(Deadline.Kind.ROLE_ESCALATION, trigger.rule, 0, max(due, now))
 
 
 def _is_compliance_category(incident: Incident) -> bool:
@@ -229,12 +213,12 @@ def _has_compliance_flag(incident: Incident) -> bool:
 
 def _arm_triggers(incident: Incident, now: datetime) -> None:
     compliance = _has_compliance_flag(incident)
-    for trigger in incident.escalation_snapshot.get("triggers", []):
+    for trigger in snapshot_of(incident).triggers:
         wanted = _trigger_wanted(trigger, incident, now, compliance=compliance)
         if wanted is not None:
             _schedule(incident, wanted)
         else:
-            _cancel(incident, reason="no longer applies", rules=[_trigger_rule(trigger)])
+            _cancel(incident, reason="no longer applies", rules=[trigger.rule])
 
 
 def _schedule(incident: Incident, wanted: _Wanted) -> Deadline | None:
@@ -248,19 +232,19 @@ def _ack_step_due(
 ) -> datetime | None:
     """Step 0 pages the first target at open; step 1 when the response time runs out; step k+1
     the configured delay after step k."""
-    chain = incident.escalation_snapshot.get("chain", [])
+    chain = snapshot_of(incident).chain
     if step == 0:
         return incident.detected_at
     if step == 1:
         response_due = response_due_at(incident)
         return (
-            None if response_due is None else response_due + timedelta(seconds=chain[0]["delay_s"])
+            None if response_due is None else response_due + timedelta(seconds=chain[0].delay_s)
         )
-    return previous_at + timedelta(seconds=chain[step - 1]["delay_s"])
+    return previous_at + timedelta(seconds=chain[step - 1].delay_s)
 
 
 def _ack_chain_pending(incident: Incident) -> bool:
-    return incident.acknowledged_at is None and bool(incident.escalation_snapshot.get("chain"))
+    return incident.acknowledged_at is None and bool(snapshot_of(incident).chain)
 
 
 def _ack_chain_wanted(
@@ -268,7 +252,7 @@ def _ack_chain_wanted(
 ) -> _Wanted | None:
     """The chain's next step after the last one fired (step, fired at), if any is left."""
     step, previous_at = (0, None) if last_fired is None else (last_fired[0] + 1, last_fired[1])
-    if step > len(incident.escalation_snapshot.get("chain", [])):
+    if step > len(snapshot_of(incident).chain):
         return None
     due = _ack_step_due(incident, step, previous_at=previous_at)
     return None if due is None else _Wanted(Deadline.Kind.ACKNOWLEDGE, ACK_RULE, step, max(due, now))
@@ -289,8 +273,7 @@ def _arm_ack_chain(incident: Incident, now: datetime) -> None:
 
 
 def status_interval(incident: Incident) -> timedelta | None:
-    seconds = _severity_policy(incident).get("status_interval_s")
-    return timedelta(seconds=seconds) if seconds else None
+    return _severity_policy(incident).status_interval
 
 
 def _status_update_wanted(
@@ -329,8 +312,8 @@ def _arm_status_update(incident: Incident, now: datetime) -> None:
 
 
 def _outage_wanted(incident: Incident, now: datetime) -> _Wanted | None:
-    after = incident.escalation_snapshot.get("outage_after_s")
-    if not (_severity_policy(incident).get("major") and after and not incident.is_drill):
+    after = snapshot_of(incident).outage_after_s
+    if not (_severity_policy(incident).major and after and not incident.is_drill):
         return None
     return _Wanted(
         Deadline.Kind.OUTAGE, OUTAGE_RULE, 0, max(incident.started_at + timedelta(seconds=after), now)
@@ -362,7 +345,7 @@ def escalation_arm(*, incident: Incident, now: datetime | None = None) -> None:
         compliance = _is_compliance_category(incident)
         wanted.extend(
             _trigger_wanted(trigger, incident, now, compliance=compliance)
-            for trigger in incident.escalation_snapshot.get("triggers", [])
+            for trigger in snapshot_of(incident).triggers
         )
     wanted.append(_outage_wanted(incident, now))
     wanted.append(_status_update_wanted(incident, now, last_update=None))
@@ -488,7 +471,6 @@ def regulatory_submit(
     evidence=None,
     now: datetime | None = None,
 ) -> RegulatoryObligation:
-    from incidents.services.incident import evidence_validate
 
     if evidence is not None:
         evidence_validate(evidence)
@@ -756,9 +738,9 @@ def _record_event(
 def _fire_ack(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
     if incident.acknowledged_at is not None:
         return
-    chain = incident.escalation_snapshot.get("chain", [])
+    chain = snapshot_of(incident).chain
     target = chain[max(deadline.step, 1) - 1]
-    user, label = resolve_target(target["target"], target["role"], now)
+    user, label = resolve_target(target.target, target.role, now)
     who = _name(user) if user else f"nobody (no {label} configured)"
     if deadline.step == 0:
         summary = f"New {incident.severity.label} incident: paging {label}: {who}"
@@ -771,7 +753,7 @@ def _fire_ack(deadline: Deadline, incident: Incident, now: datetime, batch: _Fir
         deadline, incident, now, batch, summary=summary, target_label=label, user=user
     )
     reached = (
-        page_user(event=event, user=user, now=now, batch=batch.notifications) if user else False
+        page_user(event=event, user=user, now=now, email_follow_up=snapshot_of(incident).email_follow_up, batch=batch.notifications) if user else False
     )
     next_step = deadline.step + 1
     if next_step <= len(chain):
@@ -792,9 +774,7 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _Fi
     # "role:<key>:manager" (escalation_advance_after_failure).
     _, key, *fallback = deadline.rule.split(":")
     deputy = fallback == ["deputy"]
-    trigger = next(
-        (t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None
-    )
+    trigger = snapshot_of(incident).trigger(key)
     if trigger is None or not _trigger_applies(
         trigger, incident, compliance=batch.has_compliance_flag(incident)
     ):
@@ -803,9 +783,9 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _Fi
     if fallback == ["manager"]:
         role = INCIDENT_MANAGER
         user = batch.contact(role) or batch.contact(role, deputy=True)
-        whom = f"the incident manager, as the {trigger['role']} could not be reached:"
+        whom = f"the incident manager, as the {trigger.role} could not be reached:"
     else:
-        role = trigger["role"]
+        role = trigger.role
         user = batch.contact(role, deputy=deputy) or (
             None if deputy else batch.contact(role, deputy=True)
         )
@@ -816,11 +796,11 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _Fi
         incident,
         now,
         batch,
-        summary=f"{trigger['name']}: paging {whom} {who}",
+        summary=f"{trigger.name}: paging {whom} {who}",
         target_label=whom,
         user=user,
     )
-    reached = bool(user) and page_user(event=event, user=user, now=now, batch=batch.notifications)
+    reached = bool(user) and page_user(event=event, user=user, now=now, email_follow_up=snapshot_of(incident).email_follow_up, batch=batch.notifications)
     if not reached:
         # Nobody to page, or no way to reach them: go on to whoever comes next now.
         _role_fallback(incident, trigger, key, fallback, now)
@@ -840,8 +820,8 @@ def _fire_status(
             user=user,
         )
         if user:
-            page_user(event=event, user=user, now=now, reminder=True, batch=batch.notifications)
-        after = timedelta(seconds=incident.escalation_snapshot.get("status_escalate_after_s", 900))
+            page_user(event=event, user=user, now=now, email_follow_up=snapshot_of(incident).email_follow_up, reminder=True, batch=batch.notifications)
+        after = snapshot_of(incident).status_escalate_after
         deadline_schedule(
             incident,
             kind=Deadline.Kind.STATUS_UPDATE,
@@ -860,7 +840,7 @@ def _fire_status(
             user=user,
         )
         if user:
-            page_user(event=event, user=user, now=now, reminder=True, batch=batch.notifications)
+            page_user(event=event, user=user, now=now, email_follow_up=snapshot_of(incident).email_follow_up, reminder=True, batch=batch.notifications)
 
 
 def _fire_regulatory(
@@ -886,6 +866,7 @@ def _fire_regulatory(
             event=event,
             user=person,
             now=now,
+            email_follow_up=snapshot_of(incident).email_follow_up,
             reminder=deadline.step == 1,
             batch=batch.notifications,
         )
@@ -932,7 +913,12 @@ def _fire_review(
     )
     if reminder.user is not None:
         page_user(
-            event=event, user=reminder.user, now=now, reminder=True, batch=batch.notifications
+            event=event,
+            user=reminder.user,
+            now=now,
+            email_follow_up=snapshot_of(incident).email_follow_up,
+            reminder=True,
+            batch=batch.notifications,
         )
 
 
@@ -963,19 +949,17 @@ def escalation_advance_after_failure(
             wakeups.wake(wakeups.DEADLINES)
     elif event.rule.startswith("role:"):
         _, key, *fallback = event.rule.split(":")
-        trigger = next(
-            (t for t in incident.escalation_snapshot.get("triggers", []) if t["key"] == key), None
-        )
+        trigger = snapshot_of(incident).trigger(key)
         if trigger is not None:
             _role_fallback(incident, trigger, key, fallback, now)
 
 
 def _role_fallback(
-    incident: Incident, trigger: dict, key: str, fallback: list[str], now: datetime
+    incident: Incident, trigger: Trigger, key: str, fallback: list[str], now: datetime
 ) -> None:
     """A role page nobody received: the role's deputy, then the incident manager, so that
     someone who can act is always told."""
-    if not fallback and role_contact(trigger["role"], deputy=True):
+    if not fallback and role_contact(trigger.role, deputy=True):
         _schedule_fallback(incident, f"role:{key}:deputy", now)
     elif fallback != ["manager"]:
         _schedule_fallback(incident, f"role:{key}:manager", now)

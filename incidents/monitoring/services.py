@@ -35,6 +35,8 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Value
 from django.utils import timezone
 
 from incidents.escalation.models import Deadline, EscalationEvent
+from incidents.escalation.services import deadlines_fire_due
+from incidents.escalation.snapshot import snapshot_of
 from incidents.models import (
     OPEN_STATES,
     DetectionMethod,
@@ -46,6 +48,9 @@ from incidents.models import (
 from incidents.monitoring import poller
 from incidents.monitoring.models import DutyHeartbeat, HealthSample, HealthTarget, WorkerHeartbeat
 from incidents.notifications.models import Notification
+from incidents.notifications.services import notification_send, notifications_claim_due, page_user
+from incidents.oncall.selectors import on_call_at
+from incidents.roles import ON_CALL_ENGINEER
 from incidents.services.incident import incident_open, incident_update, timeline_record
 
 log = logging.getLogger(__name__)
@@ -599,9 +604,6 @@ def _record_recovery(*, system: System, action: str, data: dict) -> Incident | N
 def _prompt_commander(incident: Incident, *, rule: str, summary: str, now: datetime, urgent: bool = False) -> None:
     """Page the commander (else whoever is on call): an email for a recovery, a page by the
     incident's severity (SMS and phone for Sev1/2) for a new failure."""
-    from incidents.notifications.services import page_user
-    from incidents.oncall.selectors import on_call_at
-    from incidents.roles import ON_CALL_ENGINEER
 
     user = incident.commander or on_call_at(ON_CALL_ENGINEER, now)
     # The incident row is locked (FOR NO KEY UPDATE above), so the count cannot race.
@@ -619,7 +621,13 @@ def _prompt_commander(incident: Incident, *, rule: str, summary: str, now: datet
     )
     if user is not None:
         # reminder=True: an email (and the webhooks), not an SMS or phone page.
-        page_user(event=event, user=user, now=now, reminder=not urgent)
+        page_user(
+            event=event,
+            user=user,
+            now=now,
+            email_follow_up=snapshot_of(incident).email_follow_up,
+            reminder=not urgent,
+        )
 
 
 # -- admin actions ---------------------------------------------------------------------------
@@ -976,8 +984,6 @@ def _page_without_dispatcher(*, fire: bool, deliver: bool) -> str:
     """The last path for pages: fire due deadlines, or deliver due pages one at a time, from
     this process, for whichever of the two no dispatcher is doing. Claims make it safe beside
     a dispatcher that comes back meanwhile."""
-    from incidents.escalation.services import deadlines_fire_due
-    from incidents.notifications.services import notification_send, notifications_claim_due
 
     if not (fire or deliver):
         return ""

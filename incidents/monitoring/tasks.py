@@ -10,6 +10,9 @@ import socket
 from celery import shared_task
 from celery.signals import beat_init, worker_ready
 
+from incidents.monitoring import services as health
+from incidents.monitoring.models import DutyHeartbeat
+
 # -- health polling and heartbeats -------------------------------------------------------------
 
 
@@ -20,9 +23,6 @@ def _process() -> str:
 
 @shared_task(ignore_result=True)
 def poll_health_targets() -> str:
-    from incidents.monitoring import services as health
-    from incidents.monitoring.models import DutyHeartbeat
-
     summary = health.health_poll_due()
     health.duty_record(duty=DutyHeartbeat.Duty.HEALTH_POLLING, process=_process())
     return str(summary)
@@ -31,9 +31,6 @@ def poll_health_targets() -> str:
 @shared_task(ignore_result=True)
 def record_report_rendering_heartbeat() -> str:
     # Routed to the reports queue: its arrival proves a worker would render a report now.
-    from incidents.monitoring import services as health
-    from incidents.monitoring.models import DutyHeartbeat
-
     health.duty_record(duty=DutyHeartbeat.Duty.REPORT_RENDERING, process=_process())
     return "report rendering heartbeat"
 
@@ -41,16 +38,12 @@ def record_report_rendering_heartbeat() -> str:
 @shared_task(ignore_result=True)
 def record_beat_heartbeat(name: str) -> str:
     # Sent by beat every TMT_HEARTBEAT_SECONDS: its arrival proves beat -> broker -> worker -> DB.
-    from incidents.monitoring import services as health
-
     health.heartbeat_record(name=name, kind="beat")
     return f"beat heartbeat from {name}"
 
 
 @shared_task(ignore_result=True)
 def prune_health_samples() -> str:
-    from incidents.monitoring import services as health
-
     return f"pruned {health.health_samples_prune()} health samples"
 
 
@@ -58,8 +51,6 @@ def _start_worker_heartbeat(sender=None, **kwargs) -> None:
     # worker_ready is sent by the `celery worker` command only (not by the test suite's
     # in-process worker), so only real workers write heartbeats and judge beat and the broker.
     from django.conf import settings
-
-    from incidents.monitoring import services as health
 
     # Only a worker that consumes the beat heartbeat's queue can tell whether beat is silent.
     consumer = getattr(sender, "task_consumer", None)
@@ -75,8 +66,6 @@ def _start_worker_heartbeat(sender=None, **kwargs) -> None:
 def _start_beat_watch(sender=None, **kwargs) -> None:
     # In the beat process: check every duty, as workers and dispatchers do.
     import socket
-
-    from incidents.monitoring import services as health
 
     health.heartbeat_thread_start(role="beat", name=f"beat@{socket.gethostname()}")
 

@@ -121,6 +121,7 @@ def page_user(
     event: EscalationEvent,
     user,
     now: datetime,
+    email_follow_up: timedelta,
     reminder: bool = False,
     batch: NotificationBatch | None = None,
 ) -> bool:
@@ -140,7 +141,14 @@ def page_user(
         if [r.pk for r in recipients] != [user.pk]:
             return any(
                 [
-                    page_user(event=event, user=r, now=now, reminder=reminder, batch=batch)
+                    page_user(
+                        event=event,
+                        user=r,
+                        now=now,
+                        email_follow_up=email_follow_up,
+                        reminder=reminder,
+                        batch=batch,
+                    )
                     for r in recipients
                 ]
             )
@@ -168,8 +176,7 @@ def page_user(
                 )
                 created += 1
     if user.email:
-        delay = timedelta(seconds=incident.escalation_snapshot.get("email_follow_up_s", 60))
-        follow_up = now + delay if created else now
+        follow_up = now + email_follow_up if created else now
         notification_queue(
             incident,
             batch=batch,
