@@ -19,7 +19,6 @@ import httpx
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -29,6 +28,8 @@ from incidents import services as incident_services
 from incidents.exceptions import ChangedError as BaseChangedError
 from incidents.exceptions import CommanderRefused
 from incidents.models import DetectionMethod, Incident, SeverityLevel, TimelineEntry
+from incidents.notifications.models import Notification
+from incidents.notifications.services import notification_queue
 from incidents.services import evidence_validate, timeline_record
 from reports.models import ActionItem
 from reports.services import action_item_create
@@ -68,7 +69,6 @@ MIN_DRILL_DURATION = timedelta(minutes=5)
 MAX_SCHEDULE_AHEAD = timedelta(days=3 * 366)
 MAX_OVERRIDE = timedelta(days=31)
 REMINDER_STALE_CLAIM = timedelta(minutes=5)
-REMINDER_BACKOFF = timedelta(minutes=5)
 SIMULATOR_SIGNATURE = "tmt-agent-simulator"
 
 
@@ -1176,20 +1176,10 @@ def _reminder_text(reminder: Reminder) -> tuple[str, str, str]:
     return subject[:300], body, subject
 
 
-def _send_sms(address: str, text: str, reference: str) -> None:
-    headers = {"Authorization": f"Bearer {settings.TMT_SMS_PROVIDER_TOKEN}"} if settings.TMT_SMS_PROVIDER_TOKEN else {}
-    response = httpx.post(
-        settings.TMT_SMS_PROVIDER_URL,
-        json={"to": address, "channel": "sms", "body": text, "reference": reference},
-        headers=headers,
-        timeout=settings.TMT_NOTIFY_HTTP_TIMEOUT,
-    )
-    if response.status_code >= 400:
-        raise RuntimeError(f"SMS provider answered HTTP {response.status_code}")
-
-
 def _deliver(reminder: Reminder, *, now: datetime) -> str:
-    """Email always, and SMS for drill reminders when a provider and a number are on file."""
+    """Queue the reminder in the outbox: email always, and SMS for drill reminders when a
+    provider and a number are on file. The paging dispatcher delivers them with its retries and
+    idempotency keys, as it does every page."""
     if not reminder.recipient.is_active:
         Reminder.objects.filter(pk=reminder.pk).update(cancelled_at=now, claimed_at=None, last_error="account disabled")
         return "recipient disabled"
@@ -1206,36 +1196,24 @@ def _deliver(reminder: Reminder, *, now: datetime) -> str:
             return "renewed"
     subject, body, short = _reminder_text(reminder)
     user = reminder.recipient
-    sent, errors = [], []
-    if user.email:
-        try:
-            EmailMessage(subject=subject, body=body, to=[user.email]).send(fail_silently=False)
-            sent.append("email")
-        except Exception as exc:  # noqa: BLE001 - any mail failure is retried
-            errors.append(f"email: {exc}")
     person = getattr(user, "person", None)
+    messages = []
+    if user.email:
+        messages.append((Notification.Channel.EMAIL, user.email, body))
     if reminder.kind == Reminder.Kind.DRILL and person is not None and person.sms_address and settings.TMT_SMS_PROVIDER_URL:
-        try:
-            _send_sms(person.sms_address, short, f"drill-reminder/{reminder.pk}")
-            sent.append("sms")
-        except Exception as exc:  # noqa: BLE001
-            errors.append(f"sms: {exc}")
-    if sent or not errors:
+        messages.append((Notification.Channel.SMS, person.sms_address, short))
+    with transaction.atomic():
+        for channel, address, text in messages:
+            notification_queue(
+                None, channel=channel, recipient=user, address=address, subject=subject, body=text, next_attempt_at=now
+            )
         Reminder.objects.filter(pk=reminder.pk).update(
-            sent_at=timezone.now(), attempts=reminder.attempts + 1, channels=",".join(sent),
-            last_error=("; ".join(errors) or ("" if sent else "no email or SMS number on file"))[:300],
+            sent_at=now,
+            attempts=reminder.attempts + 1,
+            channels=",".join(channel for channel, _, _ in messages),
+            last_error="" if messages else "no email or SMS number on file",
         )
-        return "sent via " + (",".join(sent) or "nothing")
-    attempts = reminder.attempts + 1
-    if attempts >= settings.TMT_NOTIFY_MAX_ATTEMPTS:
-        Reminder.objects.filter(pk=reminder.pk).update(
-            cancelled_at=now, attempts=attempts, last_error="; ".join(errors)[:300], claimed_at=None
-        )
-        return "failed"
-    Reminder.objects.filter(pk=reminder.pk).update(
-        claimed_at=None, attempts=attempts, last_error="; ".join(errors)[:300], due_at=now + REMINDER_BACKOFF * attempts
-    )
-    return "retry"
+    return "sent via " + (",".join(channel for channel, _, _ in messages) or "nothing")
 
 
 def reminders_send_due(*, now: datetime | None = None, batch: int = 200) -> int:

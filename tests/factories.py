@@ -147,3 +147,13 @@ def certify(user, *, issued_on=None, mentoring_done: bool = True):
             defaults={"mentoring_waived_at": timezone.now(), "mentoring_waiver_reason": "Experienced responder"},
         )
     return user
+
+
+def deliver_outbox(*, now=None) -> list[str]:
+    """Send what the outbox holds due at `now`, as the paging dispatcher would (one pass)."""
+    from incidents.notifications import services as notifications
+
+    return [
+        notifications.notification_send(notification=notification)
+        for notification in notifications.notifications_claim_due(limit=100, now=now)
+    ]

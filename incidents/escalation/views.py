@@ -11,9 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from incidents import selectors
+from incidents.escalation import selectors, status_updates
 from incidents.escalation import services as escalation
-from incidents.escalation import status_updates
 from incidents.escalation.models import RegulatoryCategory, RegulatoryObligation
 from incidents.forms import DateTimeLocalInput
 from incidents.models import Incident

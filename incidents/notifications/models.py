@@ -75,7 +75,10 @@ class Notification(models.Model):
         FAILED = "failed", "Failed permanently"
         SKIPPED = "skipped", "Not needed any more"
 
-    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="notifications")
+    # None for a message about no incident (a drill or certification reminder).
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, null=True, blank=True, related_name="notifications"
+    )
     event = models.ForeignKey("escalation.EscalationEvent", on_delete=models.PROTECT, null=True, blank=True, related_name="notifications")
     status_update = models.ForeignKey("escalation.StatusUpdate", on_delete=models.PROTECT, null=True, blank=True, related_name="notifications")
     channel = models.CharField(max_length=10, choices=Channel.choices)

@@ -477,7 +477,7 @@ def _no_longer_needed(notification: Notification) -> bool:
     if event is None or not event.rule.startswith("ack"):
         return False
     incident = notification.incident
-    return incident.acknowledged_at is not None or not incident.is_open
+    return incident is not None and (incident.acknowledged_at is not None or not incident.is_open)
 
 
 def _record_failure(notification: Notification, detail: str, *, permanent: bool) -> str:
@@ -521,14 +521,15 @@ def _write_failure(notification: Notification, detail: str, *, permanent: bool) 
     ):
         return _superseded(notification)
     _log_attempt(notification, now, detail, permanent=True)
-    timeline_record(
-        notification.incident,
-        kind=TimelineEntry.Kind.NOTIFICATION,
-        action=f"{notification.get_channel_display()} to {notification.address} FAILED after {attempts} attempt(s): {detail[:200]}",
-        owner_team="Escalation engine",
-        at=now,
-        data={"notification": notification.pk, "failed": True},
-    )
+    if notification.incident_id is not None:
+        timeline_record(
+            notification.incident,
+            kind=TimelineEntry.Kind.NOTIFICATION,
+            action=f"{notification.get_channel_display()} to {notification.address} FAILED after {attempts} attempt(s): {detail[:200]}",
+            owner_team="Escalation engine",
+            at=now,
+            data={"notification": notification.pk, "failed": True},
+        )
     # A chat webhook failing reaches nobody less: only a person's pages move the chain on.
     if pages_a_person and _event_unreachable(notification.event):
         for listener in notification_hooks.page_failed:
@@ -563,16 +564,18 @@ def _event_unreachable(event: EscalationEvent) -> bool:
 
 
 def _send_email(notification: Notification) -> None:
+    headers = {
+        # The same id on a re-send after a crash, so mail systems can drop the second copy.
+        "Message-ID": f"<tmt-notification-{notification.pk}@{_mail_domain()}>",
+        IDEMPOTENCY_HEADER: idempotency_key(notification),
+    }
+    if notification.incident_id is not None:
+        headers["X-TMT-Incident"] = notification.incident.reference
     message = EmailMessage(
         subject=notification.subject,
         body=notification.body,
         to=[notification.address],
-        headers={
-            "X-TMT-Incident": notification.incident.reference,
-            # The same id on a re-send after a crash, so mail systems can drop the second copy.
-            "Message-ID": f"<tmt-notification-{notification.pk}@{_mail_domain()}>",
-            IDEMPOTENCY_HEADER: idempotency_key(notification),
-        },
+        headers=headers,
     )
     try:
         message.send(fail_silently=False)
@@ -640,6 +643,13 @@ def _send_webhook(notification: Notification) -> None:
     )
 
 
+def _reference(notification: Notification) -> str:
+    """How the provider's records name this message: the incident and the outbox row."""
+    if notification.incident_id is None:
+        return f"notification/{notification.pk}"
+    return f"{notification.incident.reference}/{notification.pk}"
+
+
 def _send_via_provider(notification: Notification) -> None:
     if not settings.TMT_SMS_PROVIDER_URL:
         raise PermanentFailure("no SMS/voice provider configured (TMT_SMS_PROVIDER_URL)")
@@ -652,7 +662,7 @@ def _send_via_provider(notification: Notification) -> None:
             "to": notification.address,
             "channel": "voice" if notification.channel == Notification.Channel.PHONE else "sms",
             "body": notification.body,
-            "reference": f"{notification.incident.reference}/{notification.pk}",
+            "reference": _reference(notification),
         },
         headers,
     )

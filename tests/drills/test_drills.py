@@ -23,6 +23,7 @@ from incidents.escalation import services as escalation
 from incidents.escalation.models import Deadline, EscalationEvent, RegulatoryObligation
 from incidents.notifications.models import Notification, WebhookEndpoint
 from reports.models import ActionItem
+from tests.factories import deliver_outbox
 
 from .conftest import kind, schedule
 
@@ -255,8 +256,14 @@ def test_due_drill_reminders_go_out_once_by_email_and_sms(trainer_user, team, sm
     at = drill.scheduled_start - timedelta(hours=23)
     assert services.reminders_send_due(now=at) == 2  # the 24-hour reminder: facilitator and participant
     assert services.reminders_send_due(now=at) == 0
+    assert not mail.outbox and not sms_provider.received  # queued in the outbox, not sent inline
+    assert all(result.startswith("sent") for result in deliver_outbox(now=at))
+    assert deliver_outbox(now=at) == []
     subjects = [m.subject for m in mail.outbox]
     assert len(subjects) == 2 and all(s.startswith(f"[DRILL] {drill.title}") for s in subjects)
     assert [p["to"] for p in sms_provider.received] == [team["oncall2"].person.sms_address]
     sent = Reminder.objects.get(drill=drill, recipient=team["oncall2"], sent_at__isnull=False)
     assert sent.channels == "email,sms"
+    # Delivered like any page: an idempotency key, and no incident to name.
+    assert sms_provider.received[0]["reference"].startswith("notification/")
+    assert Notification.objects.filter(incident=None, recipient=team["oncall2"]).count() == 2

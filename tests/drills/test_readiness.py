@@ -25,7 +25,13 @@ from drills.models import (
 )
 from incidents import services as incident_services
 from incidents.oncall.models import OnCallOverride, OnCallRotation, RotationMember
-from tests.factories import UserFactory, certify, open_incident, tick_initial_assessment
+from tests.factories import (
+    UserFactory,
+    certify,
+    deliver_outbox,
+    open_incident,
+    tick_initial_assessment,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -134,9 +140,11 @@ def test_certification_expiry_reminders_go_out_30_and_7_days_before(trainer_user
     assert services.reminders_send_due(now=thirty.due_at - timedelta(minutes=1)) == 0
     assert services.reminders_send_due(now=thirty.due_at) == 1
     assert services.reminders_send_due(now=thirty.due_at + timedelta(days=1)) == 0
+    deliver_outbox(now=thirty.due_at + timedelta(days=1))
     assert mail.outbox[-1].to == [newbie.email] and "expires on" in mail.outbox[-1].subject
     seven = Reminder.objects.get(certification=record, lead=timedelta(days=7))
     assert services.reminders_send_due(now=seven.due_at) == 1
+    deliver_outbox(now=seven.due_at)
     assert len(mail.outbox) == 2
 
 
