@@ -47,6 +47,7 @@ run: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/supervisord -c deploy/supervisord.conf
 
 test: install test-e2e-deps
+	$(VENV)/bin/lint-imports
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	TMT_REQUIRE_SERVICES=1 \
@@ -67,8 +68,10 @@ bench: install
 		$(PY) $$script || exit 1; \
 	done
 
+# ruff, and the import contract: the apps depend one way (pyproject.toml, [tool.importlinter]).
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 check: install
 	$(PY) manage.py check
