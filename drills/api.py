@@ -1,4 +1,4 @@
-"""API for drills and certifications (issue #7): the drills services behind role permissions."""
+"""API for drills and certifications: the drills services behind role permissions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API for action items (issue #7): the reports services behind role permissions."""
+"""API for action items: the reports services behind role permissions."""
 
 from __future__ import annotations
 

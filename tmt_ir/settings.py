@@ -7,7 +7,7 @@ django-environ raises ImproperlyConfigured on a value it cannot parse (a bad boo
 so a typo in the environment stops start-up instead of silently falling back.
 """
 
-import socket  # issue #4: the beat heartbeat names its host
+import socket
 from datetime import time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,6 +36,8 @@ else:
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# -- apps, middleware, URLs, templates ------------------------------------------------------------
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -103,6 +105,8 @@ TEMPLATES = [
     },
 ]
 
+# -- database and cache ---------------------------------------------------------------------------
+
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
@@ -134,6 +138,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
+# -- accounts, login throttling and HTTP security -------------------------------------------------
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -158,6 +164,22 @@ AXES_CLIENT_IP_CALLABLE = "incidents.api.throttling.client_address"
 LOGIN_REDIRECT_URL = "incidents:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
+SESSION_COOKIE_HTTPONLY = True
+# htmx sends the token from the page (hx-headers on <body>), so the cookie can stay out of JS.
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+# -- time and the business calendar ---------------------------------------------------------------
+
 LANGUAGE_CODE = "en-gb"
 USE_I18N = True
 # Incident IDs and the report template are in UTC; TIME_ZONE is only how times are shown.
@@ -172,6 +194,8 @@ try:
     ZoneInfo(TMT_BUSINESS_TIME_ZONE)
 except (ValueError, ZoneInfoNotFoundError) as exc:
     raise ImproperlyConfigured(f"Bad business-day setting: {exc}") from exc
+
+# -- static files, media, uploads -----------------------------------------------------------------
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -198,7 +222,86 @@ EVIDENCE_MAX_BYTES = env.int("TMT_EVIDENCE_MAX_BYTES", default=25 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
-# Celery
+# -- email ----------------------------------------------------------------------------------------
+
+# Email (escalations and status updates); EMAIL_URL e.g. smtp+tls://user:pass@host:587
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_FILE_PATH"):
+    if _email.get(_key):
+        globals()[_key] = _email[_key]
+# A mail configuration that cannot deliver must stop start-up, not fail every page at 3 a.m.:
+# filemail:// without a folder passes django-environ and then raises inside each send.
+if EMAIL_BACKEND.endswith("filebased.EmailBackend") and not _email.get("EMAIL_FILE_PATH"):
+    raise ImproperlyConfigured("EMAIL_URL filemail:// needs a folder, e.g. filemail:///var/mail/tmt")
+if EMAIL_BACKEND.endswith("smtp.EmailBackend") and not _email.get("EMAIL_HOST"):
+    raise ImproperlyConfigured("EMAIL_URL smtp:// needs a host, e.g. smtp://mail.example:25")
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+# A hung mail server must fail the attempt (and retry) rather than hold a worker indefinitely.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="tmt-incidents@localhost")
+
+# -- paging: the notifications outbox and the dispatcher ------------------------------------------
+
+# Where links in pages and emails point.
+TMT_SITE_URL = env.str("TMT_SITE_URL", default="http://127.0.0.1:8000")
+# SMS and voice pages go to an HTTP provider: POST JSON {to, channel: sms|voice, body, reference}.
+TMT_SMS_PROVIDER_URL = env.str("TMT_SMS_PROVIDER_URL", default="")
+TMT_SMS_PROVIDER_TOKEN = env.str("TMT_SMS_PROVIDER_TOKEN", default="")
+TMT_NOTIFY_MAX_ATTEMPTS = env.int("TMT_NOTIFY_MAX_ATTEMPTS", default=5)
+TMT_NOTIFY_BACKOFF_SECONDS = env.int("TMT_NOTIFY_BACKOFF_SECONDS", default=10)
+TMT_NOTIFY_HTTP_TIMEOUT = env.float("TMT_NOTIFY_HTTP_TIMEOUT", default=5.0)
+if TMT_SMS_PROVIDER_URL and not TMT_SMS_PROVIDER_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("TMT_SMS_PROVIDER_URL must be an http:// or https:// URL")
+# A row left "sending" this long is taken over by another dispatcher (its own was killed). It
+# must outlast the longest send (the HTTP and mail timeouts), or a slow send would be doubled.
+TMT_NOTIFY_TAKEOVER_SECONDS = env.float("TMT_NOTIFY_TAKEOVER_SECONDS", default=20.0)
+if max(TMT_NOTIFY_HTTP_TIMEOUT, EMAIL_TIMEOUT) + 2 >= TMT_NOTIFY_TAKEOVER_SECONDS:
+    raise ImproperlyConfigured(
+        "TMT_NOTIFY_TAKEOVER_SECONDS must exceed TMT_NOTIFY_HTTP_TIMEOUT and EMAIL_TIMEOUT by 2 s"
+    )
+# The paging dispatcher: threads sending pages at once (each has at most one row in flight).
+TMT_DISPATCHER_THREADS = env.int("TMT_DISPATCHER_THREADS", default=8)
+# A duty (escalation firing, delivery, health polling, report rendering) silent this long opens
+# an infrastructure incident; every process that does one records it at least every few seconds.
+TMT_DUTY_STALE_SECONDS = env.float("TMT_DUTY_STALE_SECONDS", default=30.0)
+if TMT_DISPATCHER_THREADS < 1 or TMT_DUTY_STALE_SECONDS < 5:
+    raise ImproperlyConfigured("TMT_DISPATCHER_THREADS must be ≥ 1 and TMT_DUTY_STALE_SECONDS ≥ 5")
+
+# -- monitoring: health polling, heartbeats, the emergency stop -----------------------------------
+
+TMT_HEALTH_POLL_SECONDS = env.float("TMT_HEALTH_POLL_SECONDS", default=1.0)
+# At most this many checks in flight per sweep (aiohttp; see incidents/monitoring/poller.py for the numbers).
+TMT_HEALTH_POLL_CONCURRENCY = env.int("TMT_HEALTH_POLL_CONCURRENCY", default=200)
+TMT_HEALTH_MAX_TARGETS_PER_SWEEP = env.int("TMT_HEALTH_MAX_TARGETS_PER_SWEEP", default=5000)
+# Samples older than this are pruned; the health page's uptime looks back 7 days.
+TMT_HEALTH_SAMPLE_RETENTION_DAYS = env.int("TMT_HEALTH_SAMPLE_RETENTION_DAYS", default=8)
+# Workers write a heartbeat this often and beat sends one through the broker; silent for longer
+# than TMT_HEARTBEAT_STALE_SECONDS counts as dead (and opens an automated incident).
+TMT_HEARTBEAT_SECONDS = env.float("TMT_HEARTBEAT_SECONDS", default=10.0)
+TMT_HEARTBEAT_STALE_SECONDS = env.float("TMT_HEARTBEAT_STALE_SECONDS", default=60.0)
+# The seed's "Trading Emergency Stop": POST {url}/api/v1/emergency-stop, GET .../emergency-status.
+TMT_CIRCUIT_BREAKER_URL = env.str("TMT_CIRCUIT_BREAKER_URL", default="http://localhost:8001").rstrip("/")
+TMT_CIRCUIT_BREAKER_TIMEOUT = env.float("TMT_CIRCUIT_BREAKER_TIMEOUT", default=5.0)
+if not TMT_CIRCUIT_BREAKER_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("TMT_CIRCUIT_BREAKER_URL must be an http:// or https:// URL")
+if TMT_HEALTH_POLL_CONCURRENCY < 1 or TMT_HEALTH_SAMPLE_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("TMT_HEALTH_POLL_CONCURRENCY and TMT_HEALTH_SAMPLE_RETENTION_DAYS must be at least 1")
+if not 0 < TMT_HEARTBEAT_SECONDS < TMT_HEARTBEAT_STALE_SECONDS:
+    raise ImproperlyConfigured("TMT_HEARTBEAT_SECONDS must be positive and below TMT_HEARTBEAT_STALE_SECONDS")
+
+# -- drills and training --------------------------------------------------------------------------
+
+# The readiness gate: on-call and incident command need valid
+# certifications and finished mentoring (a manager may override with a recorded justification).
+TMT_ENFORCE_READINESS = env.bool("TMT_ENFORCE_READINESS", default=True)
+# Emergency-stop drills send their stop here; it must answer /health as the agent simulator
+# (checked before every stop), so a drill can never halt real trading.
+TMT_DRILL_AGENT_URL = env.str("TMT_DRILL_AGENT_URL", default="http://127.0.0.1:8001")
+
+# -- Celery: broker, queues, beat -----------------------------------------------------------------
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
@@ -231,6 +334,11 @@ CELERY_TASK_ROUTES = {
     # Drills and training: reminders are claimed rows, sent by the general worker.
     "drills.tasks.send_due_reminders": {"queue": "default"},
     "drills.tasks.record_mentored_responses": {"queue": "default"},
+    # Monitoring: health sweeps and sample pruning on the health queue.
+    "incidents.monitoring.tasks.poll_health_targets": {"queue": "health"},
+    # On the default queue: its arrival proves beat -> broker -> the general worker.
+    "incidents.monitoring.tasks.record_beat_heartbeat": {"queue": "default"},
+    "incidents.monitoring.tasks.prune_health_samples": {"queue": "health"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Proves that the reports queue is consumed (a report asked for now would be rendered).
@@ -239,7 +347,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 10.0,
         "options": {"expires": 10},
     },
-    # Drills and training (issue #6): reminders are rows claimed once; mentored responses are
+    # Drills and training: reminders are rows claimed once; mentored responses are
     # found on resolved incidents' timelines (both idempotent, so a missed or doubled run is harmless).
     "drills-send-due-reminders": {
         "task": "drills.tasks.send_due_reminders",
@@ -251,116 +359,35 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 1800},
     },
+    # Due targets are claimed in the database, so an overlapping or doubled sweep polls
+    # nothing twice; a sweep message older than a few seconds is useless, hence expires.
+    "poll-health-targets": {
+        "task": "incidents.monitoring.tasks.poll_health_targets",
+        "schedule": TMT_HEALTH_POLL_SECONDS,
+        "options": {"expires": 5},
+    },
+    # Proves beat -> broker -> worker -> database; if these stop arriving, beat is silent.
+    "beat-heartbeat": {
+        "task": "incidents.monitoring.tasks.record_beat_heartbeat",
+        "schedule": TMT_HEARTBEAT_SECONDS,
+        "args": [f"beat@{socket.gethostname()}"],
+        "options": {"expires": TMT_HEARTBEAT_SECONDS},
+    },
+    "prune-health-samples": {
+        "task": "incidents.monitoring.tasks.prune_health_samples",
+        "schedule": 3600.0,
+        "options": {"expires": 1800},
+    },
+    # The API's Idempotency-Keys are kept 24 hours (incidents/api/services/idempotency.py).
+    "purge-idempotency-keys": {
+        "task": "incidents.api.tasks.purge_idempotency_keys",
+        "schedule": 3600.0,
+        "options": {"expires": 1800},
+    },
 }
-# Drills and training (issue #6). The readiness gate: on-call and incident command need valid
-# certifications and finished mentoring (a manager may override with a recorded justification).
-TMT_ENFORCE_READINESS = env.bool("TMT_ENFORCE_READINESS", default=True)
-# Emergency-stop drills send their stop here; it must answer /health as the agent simulator
-# (checked before every stop), so a drill can never halt real trading.
-TMT_DRILL_AGENT_URL = env.str("TMT_DRILL_AGENT_URL", default="http://127.0.0.1:8001")
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
-# Health polling, heartbeats and the emergency stop (issue #4). Routes and beat entries are added
-# here rather than in the dicts above, so this block stays self-contained.
-TMT_HEALTH_POLL_SECONDS = env.float("TMT_HEALTH_POLL_SECONDS", default=1.0)
-# At most this many checks in flight per sweep (aiohttp; see incidents/monitoring/poller.py for the numbers).
-TMT_HEALTH_POLL_CONCURRENCY = env.int("TMT_HEALTH_POLL_CONCURRENCY", default=200)
-TMT_HEALTH_MAX_TARGETS_PER_SWEEP = env.int("TMT_HEALTH_MAX_TARGETS_PER_SWEEP", default=5000)
-# Samples older than this are pruned; the health page's uptime looks back 7 days.
-TMT_HEALTH_SAMPLE_RETENTION_DAYS = env.int("TMT_HEALTH_SAMPLE_RETENTION_DAYS", default=8)
-# Workers write a heartbeat this often and beat sends one through the broker; silent for longer
-# than TMT_HEARTBEAT_STALE_SECONDS counts as dead (and opens an automated incident).
-TMT_HEARTBEAT_SECONDS = env.float("TMT_HEARTBEAT_SECONDS", default=10.0)
-TMT_HEARTBEAT_STALE_SECONDS = env.float("TMT_HEARTBEAT_STALE_SECONDS", default=60.0)
-# The seed's "Trading Emergency Stop": POST {url}/api/v1/emergency-stop, GET .../emergency-status.
-TMT_CIRCUIT_BREAKER_URL = env.str("TMT_CIRCUIT_BREAKER_URL", default="http://localhost:8001").rstrip("/")
-TMT_CIRCUIT_BREAKER_TIMEOUT = env.float("TMT_CIRCUIT_BREAKER_TIMEOUT", default=5.0)
-if not TMT_CIRCUIT_BREAKER_URL.startswith(("http://", "https://")):
-    raise ImproperlyConfigured("TMT_CIRCUIT_BREAKER_URL must be an http:// or https:// URL")
-if TMT_HEALTH_POLL_CONCURRENCY < 1 or TMT_HEALTH_SAMPLE_RETENTION_DAYS < 1:
-    raise ImproperlyConfigured("TMT_HEALTH_POLL_CONCURRENCY and TMT_HEALTH_SAMPLE_RETENTION_DAYS must be at least 1")
-if not 0 < TMT_HEARTBEAT_SECONDS < TMT_HEARTBEAT_STALE_SECONDS:
-    raise ImproperlyConfigured("TMT_HEARTBEAT_SECONDS must be positive and below TMT_HEARTBEAT_STALE_SECONDS")
-CELERY_TASK_ROUTES.update(
-    {
-        "incidents.monitoring.tasks.poll_health_targets": {"queue": "health"},
-        # On the default queue: its arrival proves beat -> broker -> the general worker.
-        "incidents.monitoring.tasks.record_beat_heartbeat": {"queue": "default"},
-        "incidents.monitoring.tasks.prune_health_samples": {"queue": "health"},
-    }
-)
-CELERY_BEAT_SCHEDULE.update(
-    {
-        # Due targets are claimed in the database, so an overlapping or doubled sweep polls
-        # nothing twice; a sweep message older than a few seconds is useless, hence expires.
-        "poll-health-targets": {
-            "task": "incidents.monitoring.tasks.poll_health_targets",
-            "schedule": TMT_HEALTH_POLL_SECONDS,
-            "options": {"expires": 5},
-        },
-        # Proves beat -> broker -> worker -> database; if these stop arriving, beat is silent.
-        "beat-heartbeat": {
-            "task": "incidents.monitoring.tasks.record_beat_heartbeat",
-            "schedule": TMT_HEARTBEAT_SECONDS,
-            "args": [f"beat@{socket.gethostname()}"],
-            "options": {"expires": TMT_HEARTBEAT_SECONDS},
-        },
-        "prune-health-samples": {
-            "task": "incidents.monitoring.tasks.prune_health_samples",
-            "schedule": 3600.0,
-            "options": {"expires": 1800},
-        },
-        # The API's Idempotency-Keys are kept 24 hours (incidents/services/idempotency.py).
-        "purge-idempotency-keys": {
-            "task": "incidents.api.tasks.purge_idempotency_keys",
-            "schedule": 3600.0,
-            "options": {"expires": 1800},
-        },
-    }
-)
-
-# Email (escalations and status updates); EMAIL_URL e.g. smtp+tls://user:pass@host:587
-_email = env.email_url("EMAIL_URL", default="consolemail://")
-EMAIL_BACKEND = _email["EMAIL_BACKEND"]
-for _key in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_FILE_PATH"):
-    if _email.get(_key):
-        globals()[_key] = _email[_key]
-# A mail configuration that cannot deliver must stop start-up, not fail every page at 3 a.m.:
-# filemail:// without a folder passes django-environ and then raises inside each send.
-if EMAIL_BACKEND.endswith("filebased.EmailBackend") and not _email.get("EMAIL_FILE_PATH"):
-    raise ImproperlyConfigured("EMAIL_URL filemail:// needs a folder, e.g. filemail:///var/mail/tmt")
-if EMAIL_BACKEND.endswith("smtp.EmailBackend") and not _email.get("EMAIL_HOST"):
-    raise ImproperlyConfigured("EMAIL_URL smtp:// needs a host, e.g. smtp://mail.example:25")
-EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
-EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
-# A hung mail server must fail the attempt (and retry) rather than hold a worker indefinitely.
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="tmt-incidents@localhost")
-
-# Where links in pages and emails point.
-TMT_SITE_URL = env.str("TMT_SITE_URL", default="http://127.0.0.1:8000")
-# SMS and voice pages go to an HTTP provider: POST JSON {to, channel: sms|voice, body, reference}.
-TMT_SMS_PROVIDER_URL = env.str("TMT_SMS_PROVIDER_URL", default="")
-TMT_SMS_PROVIDER_TOKEN = env.str("TMT_SMS_PROVIDER_TOKEN", default="")
-TMT_NOTIFY_MAX_ATTEMPTS = env.int("TMT_NOTIFY_MAX_ATTEMPTS", default=5)
-TMT_NOTIFY_BACKOFF_SECONDS = env.int("TMT_NOTIFY_BACKOFF_SECONDS", default=10)
-TMT_NOTIFY_HTTP_TIMEOUT = env.float("TMT_NOTIFY_HTTP_TIMEOUT", default=5.0)
-if TMT_SMS_PROVIDER_URL and not TMT_SMS_PROVIDER_URL.startswith(("http://", "https://")):
-    raise ImproperlyConfigured("TMT_SMS_PROVIDER_URL must be an http:// or https:// URL")
-# A row left "sending" this long is taken over by another dispatcher (its own was killed). It
-# must outlast the longest send (the HTTP and mail timeouts), or a slow send would be doubled.
-TMT_NOTIFY_TAKEOVER_SECONDS = env.float("TMT_NOTIFY_TAKEOVER_SECONDS", default=20.0)
-if max(TMT_NOTIFY_HTTP_TIMEOUT, EMAIL_TIMEOUT) + 2 >= TMT_NOTIFY_TAKEOVER_SECONDS:
-    raise ImproperlyConfigured(
-        "TMT_NOTIFY_TAKEOVER_SECONDS must exceed TMT_NOTIFY_HTTP_TIMEOUT and EMAIL_TIMEOUT by 2 s"
-    )
-# The paging dispatcher: threads sending pages at once (each has at most one row in flight).
-TMT_DISPATCHER_THREADS = env.int("TMT_DISPATCHER_THREADS", default=8)
-# A duty (escalation firing, delivery, health polling, report rendering) silent this long opens
-# an infrastructure incident; every process that does one records it at least every few seconds.
-TMT_DUTY_STALE_SECONDS = env.float("TMT_DUTY_STALE_SECONDS", default=30.0)
-if TMT_DISPATCHER_THREADS < 1 or TMT_DUTY_STALE_SECONDS < 5:
-    raise ImproperlyConfigured("TMT_DISPATCHER_THREADS must be ≥ 1 and TMT_DUTY_STALE_SECONDS ≥ 5")
+# -- the REST API ---------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
     # Token first: DRF takes the first class's WWW-Authenticate, so a request without
@@ -429,6 +456,8 @@ SPECTACULAR_SETTINGS = {
     ),
 }
 
+# -- logging --------------------------------------------------------------------------------------
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -436,17 +465,3 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
-
-SESSION_COOKIE_HTTPONLY = True
-# htmx sends the token from the page (hx-headers on <body>), so the cookie can stay out of JS.
-CSRF_COOKIE_HTTPONLY = True
-X_FRAME_OPTIONS = "DENY"
-SECURE_CONTENT_TYPE_NOSNIFF = True
-if PRODUCTION:
-    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31_536_000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True

@@ -1,1 +1,1 @@
-"""The REST API under /api/v1/ (issue #7): the same services and role permissions as the web UI."""
+"""The REST API under /api/v1/: the same services and role permissions as the web UI."""

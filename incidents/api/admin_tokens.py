@@ -1,4 +1,4 @@
-"""Personal API tokens in the admin (issue #7): issued with the raw token shown once, revoked, never edited."""
+"""Personal API tokens in the admin: issued with the raw token shown once, revoked, never edited."""
 
 from __future__ import annotations
 

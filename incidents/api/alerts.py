@@ -1,4 +1,4 @@
-"""POST /api/v1/alerts/: monitoring's alerts open or join automated incidents (issue #7).
+"""POST /api/v1/alerts/: monitoring's alerts open or join automated incidents.
 
 Authenticated by an alert integration's token only (a person's API token or session is refused
 with 401): the integration says which format the body is in and how its labels map to systems

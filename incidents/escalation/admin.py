@@ -16,8 +16,6 @@ from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 from django.utils.html import format_html
 
-# Readiness gate (drills issue #6): on-call assignments are checked against certifications and
-# mentoring; a manager may override with a justification, which is recorded.
 from incidents.admin import (
     ReadOnlyAdmin,
     _without_delete_selected,

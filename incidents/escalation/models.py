@@ -198,7 +198,7 @@ class Deadline(models.Model):
         STATUS_UPDATE = "status_update", "Status update due"
         REGULATORY = "regulatory", "Regulatory notification"
         OUTAGE = "outage", "Outage duration check"
-        # Added for reports (issue #5): post-incident review and action-item reminders.
+        # Post-incident review and action-item reminders (the reports app decides whom they reach).
         REVIEW = "review", "Post-incident review / action item reminder"
 
     incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="deadlines")

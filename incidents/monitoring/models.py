@@ -34,7 +34,7 @@ class HealthTarget(models.Model):
         default=500, help_text="Slower answers count as degraded (the seed's 'execution latency >500ms')."
     )
     enabled = models.BooleanField(default=True)
-    # Added for health polling (issue #4): the severity of the automated incident a slow target
+    # The severity of the automated incident a slow target
     # opens (the seed's Sev2 example, "Execution latency >500ms"); never more severe than the
     # system's outage severity. Blank on a new target means Severity 2.
     degraded_severity = models.ForeignKey(
@@ -47,7 +47,7 @@ class HealthTarget(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     consecutive_slow = models.PositiveIntegerField(default=0, editable=False)
     consecutive_ok = models.PositiveIntegerField(default=0, editable=False)
-    # Added for health polling (issue #4): fast answers in a row, so a degraded target recovers
+    # Fast answers in a row, so a degraded target recovers
     # only after N fast answers (hysteresis both ways); consecutive_ok counts any healthy answer.
     consecutive_fast = models.PositiveIntegerField(default=0, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -89,7 +89,7 @@ class HealthSample(models.Model):
         ordering = ["target", "-checked_at"]
         indexes = [
             models.Index(fields=["target", "-checked_at"], name="health_sample_recent"),
-            # Added for issue #4: the retention prune deletes by age across all targets.
+            # The retention prune deletes by age across all targets.
             models.Index(fields=["checked_at"], name="health_sample_by_age"),
         ]
 

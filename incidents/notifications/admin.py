@@ -7,8 +7,6 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-# Readiness gate (drills issue #6): on-call assignments are checked against certifications and
-# mentoring; a manager may override with a justification, which is recorded.
 from incidents.admin import (
     ReadOnlyAdmin,
     ReadOnlyInline,

@@ -206,7 +206,7 @@ def notify_webhooks(
     """Post an escalation to the chat hooks once per event (not once per person paged)."""
     incident = event.incident
     if incident.is_drill:
-        return  # drill pages stay off the team's chat webhooks (drills issue #6)
+        return  # drill pages stay off the team's chat webhooks
     subject = f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300]
     hooks = (
         batch.webhooks()

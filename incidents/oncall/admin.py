@@ -13,8 +13,6 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
 
-# Readiness gate (drills issue #6): on-call assignments are checked against certifications and
-# mentoring; a manager may override with a justification, which is recorded.
 from incidents.admin import (
     UserChoiceMixin,
     save_allowing_swaps,

@@ -1,4 +1,4 @@
-"""Issuing and revoking machine credentials (issue #7). The raw token is returned once, never stored."""
+"""Issuing and revoking machine credentials. The raw token is returned once, never stored."""
 
 from __future__ import annotations
 
