@@ -47,6 +47,8 @@ run: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/supervisord -c deploy/supervisord.conf
 
 test: install test-e2e-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
@@ -68,9 +70,11 @@ bench: install
 		$(PY) $$script || exit 1; \
 	done
 
-# ruff, and the import contract: the apps depend one way (pyproject.toml, [tool.importlinter]).
+# ruff (rules and formatting at 120 columns), and the import contract: the apps depend one way
+# (pyproject.toml, [tool.importlinter]). make test runs the same checks first.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
 check: install

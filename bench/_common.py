@@ -249,9 +249,7 @@ class Timing:
     size_bytes: int
 
 
-def time_pages(
-    client, pages: Sequence[tuple[str, str]], *, warmup: int = 5, runs: int = 30
-) -> list[Timing]:
+def time_pages(client, pages: Sequence[tuple[str, str]], *, warmup: int = 5, runs: int = 30) -> list[Timing]:
     """Time GETs of `pages` ((name, url) pairs); count each page's queries on one request.
 
     Every page is requested `warmup` times untimed, then `runs` timed rounds go through the
@@ -360,9 +358,7 @@ def use_bench_broker(default_db: int) -> str:
         sys.exit(f"this benchmark needs Redis; CELERY_BROKER_URL is {source.scheme}://...")
     db = int(os.environ.get("BENCH_REDIS_DB") or default_db)
     if source.path.strip("/") == str(db):
-        sys.exit(
-            f"refusing to flush Redis database {db}: CELERY_BROKER_URL uses it; set BENCH_REDIS_DB"
-        )
+        sys.exit(f"refusing to flush Redis database {db}: CELERY_BROKER_URL uses it; set BENCH_REDIS_DB")
     url = urlunsplit(source._replace(path=f"/{db}"))
     os.environ["CELERY_BROKER_URL"] = url
     return url
@@ -428,12 +424,8 @@ class CpuMeter:
             backends = [pid for (pid,) in cursor.fetchall()]
         try:
             stats = _proc_stats()
-            now = {
-                name: _cpu(stats, p.pid, with_children=True) for name, p in self.processes.items()
-            }
-            now |= {
-                pid: _cpu(stats, pid) for pid in backends if pid in stats
-            }  # PostgreSQL on this host
+            now = {name: _cpu(stats, p.pid, with_children=True) for name, p in self.processes.items()}
+            now |= {pid: _cpu(stats, pid) for pid in backends if pid in stats}  # PostgreSQL on this host
         except (OSError, ValueError, IndexError):
             self.working = False
             return

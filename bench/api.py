@@ -72,11 +72,11 @@ PHASES = ["create", "list", "alerts, new", "alerts, re-sent", "alerts, mixed"]
 # Workers for 2 cores. A re-sent alert is ~3 ms of Python CPU around six PostgreSQL round trips
 # (authentication, BEGIN, lookup, two INSERTs, COMMIT with its WAL flush), so a worker spends
 # much of a request waiting. Measured here before opening an incident got cheaper (alerts
-# phases, 1,000 requests each, 8 in flight, re-sent / mixed req/s): sync -w 3: 136 / 87 (three requests at a time leave the CPU
-# idle during the waits); sync -w 8: 361 / 169 (eight processes, eight connections); gthread
-# -w 2 --threads 4: 376 / 186; gthread -w 3 --threads 4: 387 / 197. Threads overlap the waits
-# as well as processes do with less memory, and a third process keeps both cores busy when the
-# GIL is held by one.
+# phases, 1,000 requests each, 8 in flight, re-sent / mixed req/s): sync -w 3: 136 / 87 (three
+# requests at a time leave the CPU idle during the waits); sync -w 8: 361 / 169 (eight processes,
+# eight connections); gthread -w 2 --threads 4: 376 / 186; gthread -w 3 --threads 4: 387 / 197.
+# Threads overlap the waits as well as processes do with less memory, and a third process keeps
+# both cores busy when the GIL is held by one.
 DEFAULT_WORKERS = 3
 DEFAULT_THREADS = 4  # 1: gunicorn's sync worker; more: gthread
 
@@ -111,7 +111,11 @@ def seed() -> Credentials:
         kind=AlertIntegration.Kind.ALERTMANAGER,
         reporter=monitoring,
         system_label="service",
-        system_map={"circuit-breaker": "circuit_breaker", "market-analysis": "market_analysis", "risk-management": "risk_management"},
+        system_map={
+            "circuit-breaker": "circuit_breaker",
+            "market-analysis": "market_analysis",
+            "risk-management": "risk_management",
+        },
         severity_label="severity",
         severity_map={"critical": 1, "high": 2, "warning": 3, "info": 4},
     )
@@ -249,7 +253,9 @@ class PhaseResult:
         ]
 
 
-async def _drive(base: str, requests: list[tuple[str, str, bytes | None, str]], concurrency: int) -> tuple[float, list[float], Counter, list[str]]:
+async def _drive(
+    base: str, requests: list[tuple[str, str, bytes | None, str]], concurrency: int
+) -> tuple[float, list[float], Counter, list[str]]:
     import aiohttp
 
     latencies: list[float] = []
@@ -303,11 +309,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="requests per phase (default 2000)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help=f"gunicorn workers (default {DEFAULT_WORKERS})")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=f"threads per worker; 1 is the sync worker, more gthread (default {DEFAULT_THREADS})")
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help=f"gunicorn workers (default {DEFAULT_WORKERS})"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"threads per worker; 1 is the sync worker, more gthread (default {DEFAULT_THREADS})",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--phases", default="create,list,alerts", help="which phases to run, e.g. `alerts` while profiling (default all)"
+        "--phases",
+        default="create,list,alerts",
+        help="which phases to run, e.g. `alerts` while profiling (default all)",
     )
     args = parser.parse_args()
     phases = set(args.phases.split(","))
@@ -342,7 +357,12 @@ def main() -> None:
         # Warm every worker (imports, connections, caches) outside the timings; the warm-up's
         # alerts open the incidents the re-sent phases repeat.
         pool = [next(fingerprints) for _ in range(RESENT_POOL)]
-        run_phase("warm-up", base, [("POST", "/api/v1/alerts/", alertmanager_body(fp, i), alert) for i, fp in enumerate(pool)], args.concurrency)
+        run_phase(
+            "warm-up",
+            base,
+            [("POST", "/api/v1/alerts/", alertmanager_body(fp, i), alert) for i, fp in enumerate(pool)],
+            args.concurrency,
+        )
         run_phase("warm-up", base, [("GET", "/api/v1/incidents/", None, user)] * 50, args.concurrency)
 
         def measured(name: str, requests: list) -> None:
@@ -362,10 +382,21 @@ def main() -> None:
         # The pages that exist: the warm-up's incidents, plus the create phase's if it ran.
         pages = max(1, min(LIST_PAGES, (RESENT_POOL + (n if "create" in phases else 0)) // 50))
         measured("list", [("GET", f"/api/v1/incidents/?page={i % pages + 1}", None, user) for i in range(n)])
-        measured("alerts, new", [("POST", "/api/v1/alerts/", alertmanager_body(next(fingerprints), i), alert) for i in range(n)])
-        measured("alerts, re-sent", [("POST", "/api/v1/alerts/", alertmanager_body(rng.choice(pool), i), alert) for i in range(n)])
+        measured(
+            "alerts, new",
+            [("POST", "/api/v1/alerts/", alertmanager_body(next(fingerprints), i), alert) for i in range(n)],
+        )
+        measured(
+            "alerts, re-sent",
+            [("POST", "/api/v1/alerts/", alertmanager_body(rng.choice(pool), i), alert) for i in range(n)],
+        )
         mixed = [
-            ("POST", "/api/v1/alerts/", alertmanager_body(next(fingerprints) if rng.random() < NEW_SHARE else rng.choice(pool), i), alert)
+            (
+                "POST",
+                "/api/v1/alerts/",
+                alertmanager_body(next(fingerprints) if rng.random() < NEW_SHARE else rng.choice(pool), i),
+                alert,
+            )
             for i in range(n)
         ]
         measured("alerts, mixed", mixed)
@@ -423,10 +454,17 @@ def verify(results: list[PhaseResult]) -> None:
     alerts_sent = sum(r.requests for r in results if r.name.startswith("alerts")) + RESENT_POOL
     events = AlertEvent.objects.count()
     duplicates = (
-        Incident.objects.exclude(alert_fingerprint="").values("alert_fingerprint").annotate(n=Count("id")).filter(n__gt=1).count()
+        Incident.objects.exclude(alert_fingerprint="")
+        .values("alert_fingerprint")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .count()
     )
     automated = Incident.objects.exclude(alert_fingerprint="").count()
-    print(f"\nchecked: {events:,} alert events for {alerts_sent:,} alerts sent; {automated:,} automated incidents; {duplicates} fingerprints with two incidents")
+    print(
+        f"\nchecked: {events:,} alert events for {alerts_sent:,} alerts sent; "
+        f"{automated:,} automated incidents; {duplicates} fingerprints with two incidents"
+    )
     if events != alerts_sent or duplicates:
         raise SystemExit("alert ingestion lost alerts or opened duplicate incidents")
 

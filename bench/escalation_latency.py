@@ -146,13 +146,9 @@ def schedule(incidents: list, window_start: datetime, window_s: float, rng: rand
                 due[start : start + PER_TRANSACTION],
                 strict=True,
             ):
-                made = deadline_schedule(
-                    incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=RULE, step=0, due_at=due_at
-                )
+                made = deadline_schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=RULE, step=0, due_at=due_at)
                 if made is None:
-                    raise RuntimeError(
-                        f"deadline_schedule refused a deadline for {incident.reference}"
-                    )
+                    raise RuntimeError(f"deadline_schedule refused a deadline for {incident.reference}")
     return time.perf_counter() - started
 
 
@@ -232,13 +228,11 @@ def wait_ready(processes: dict[str, subprocess.Popen], var_dir: Path, timeout: f
     while True:
         for name, process in processes.items():
             if process.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with {process.returncode}:\n{tail(var_dir / f'{name}.log')}"
-                )
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail(var_dir / f'{name}.log')}")
         seen = Counter(
-            DutyHeartbeat.objects.filter(
-                process__in=list(processes), duty__in=["escalation", "delivery"]
-            ).values_list("process", flat=True)
+            DutyHeartbeat.objects.filter(process__in=list(processes), duty__in=["escalation", "delivery"]).values_list(
+                "process", flat=True
+            )
         )
         if all(seen[name] == 2 for name in processes):
             return
@@ -286,9 +280,7 @@ def wait_for_paging(
     from incidents.escalation.models import Deadline
     from incidents.notifications.models import Notification
 
-    pages_pending = Notification.objects.filter(
-        event__rule=RULE, channel__in=URGENT, state__in=["pending", "sending"]
-    )
+    pages_pending = Notification.objects.filter(event__rule=RULE, channel__in=URGENT, state__in=["pending", "sending"])
     while timezone.now() < deadline:
         for name, process in processes.items():
             if process.poll() is not None:
@@ -318,9 +310,7 @@ def dispatcher_log_summary(var_dir: Path, names: list[str]) -> dict[str, dict]:
             "runs": len(fired),
             "fired": sum(fired),
             "largest_run": max(fired, default=0),
-            "deliveries": Counter(
-                f"{channel} {outcome}" for channel, outcome in _SENT.findall(text)
-            ),
+            "deliveries": Counter(f"{channel} {outcome}" for channel, outcome in _SENT.findall(text)),
             "errors": text.count("Traceback"),
         }
     return summary
@@ -425,9 +415,7 @@ def measure(window_start: datetime, window_s: float, sink: ProviderSink) -> dict
         "duplicate_entries": int(duplicate_entries),
         "timeline_entries": int(entries),
         "notifications": Counter((channel, state) for _, channel, state, _, _ in notifications),
-        "pages_recorded_sent": stats(
-            [float(late) for _, channel, state, _, late in urgent if state == "sent"]
-        ),
+        "pages_recorded_sent": stats([float(late) for _, channel, state, _, late in urgent if state == "sent"]),
         "pages_received": stats(received),
         "pages_lost": lost,
         "provider_keys": len(accepted),
@@ -438,10 +426,7 @@ def measure(window_start: datetime, window_s: float, sink: ProviderSink) -> dict
 
 def report(result: dict, logs: dict, *, created_s: float, margin_s: float, cpu: dict) -> None:
     s = result["stats"]
-    print(
-        f"\ncreated {result['deadlines']} deadlines in {created_s:.1f} s; "
-        f"the window opened {margin_s:.1f} s after"
-    )
+    print(f"\ncreated {result['deadlines']} deadlines in {created_s:.1f} s; the window opened {margin_s:.1f} s after")
     print(
         f"fired {result['fired']}, missed {result['missed']}, early {result['early']}, "
         f"duplicate events {result['duplicate_events']}, "
@@ -452,21 +437,16 @@ def report(result: dict, logs: dict, *, created_s: float, margin_s: float, cpu: 
     rows = [("all", s)] + result["slices"]
     print_table(
         ["due in window", "n", "min", "p50", "p90", "p99", "max"],
-        [
-            (name, st["n"], *(f"{st[k]:.3f}" for k in ("min", "p50", "p90", "p99", "max")))
-            for name, st in rows
-        ],
+        [(name, st["n"], *(f"{st[k]:.3f}" for k in ("min", "p50", "p90", "p99", "max"))) for name, st in rows],
     )
     buckets = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0]
     counts = Counter(
-        next((f"<= {b:g} s" for b in buckets if late <= b), f"> {buckets[-1]:g} s")
-        for late in result["lateness"]
+        next((f"<= {b:g} s" for b in buckets if late <= b), f"> {buckets[-1]:g} s") for late in result["lateness"]
     )
     print(
         "\n"
         + ", ".join(
-            f"{label}: {counts[label]}"
-            for label in [*(f"<= {b:g} s" for b in buckets), f"> {buckets[-1]:g} s"]
+            f"{label}: {counts[label]}" for label in [*(f"<= {b:g} s" for b in buckets), f"> {buckets[-1]:g} s"]
         )
     )
     print("\nper dispatcher (from its log):")
@@ -484,9 +464,7 @@ def report(result: dict, logs: dict, *, created_s: float, margin_s: float, cpu: 
             for name, log in logs.items()
         ],
     )
-    by_state = ", ".join(
-        f"{ch} {st}: {n}" for (ch, st), n in sorted(result["notifications"].items())
-    )
+    by_state = ", ".join(f"{ch} {st}: {n}" for (ch, st), n in sorted(result["notifications"].items()))
     print(f"\nnotifications: {by_state}")
     print(
         f"provider: {result['provider_requests']} requests, {result['provider_keys']} distinct "
@@ -508,10 +486,7 @@ def report(result: dict, logs: dict, *, created_s: float, margin_s: float, cpu: 
         print("\nCPU used from creation to the end (s), and per deadline fired (ms):")
         print_table(
             ["process", "CPU s", "ms per firing"],
-            [
-                (name, f"{sec:.1f}", f"{sec / result['fired'] * 1000:.1f}")
-                for name, sec in cpu.items()
-            ],
+            [(name, f"{sec:.1f}", f"{sec / result['fired'] * 1000:.1f}") for name, sec in cpu.items()],
         )
     print(f"load average: {load_average()} (other processes on the machine share these CPUs)")
 
@@ -522,28 +497,18 @@ def report(result: dict, logs: dict, *, created_s: float, margin_s: float, cpu: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deadlines", type=int, default=5000)
-    parser.add_argument(
-        "--window", type=float, default=60.0, help="seconds over which they fall due"
-    )
-    parser.add_argument(
-        "--lead", type=float, default=15.0, help="seconds between creation and the window"
-    )
-    parser.add_argument(
-        "--grace", type=float, default=30.0, help="seconds after the window before giving up"
-    )
+    parser.add_argument("--window", type=float, default=60.0, help="seconds over which they fall due")
+    parser.add_argument("--lead", type=float, default=15.0, help="seconds between creation and the window")
+    parser.add_argument("--grace", type=float, default=30.0, help="seconds after the window before giving up")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--dispatchers", type=int, default=1, help="`run_dispatcher` processes side by side"
-    )
+    parser.add_argument("--dispatchers", type=int, default=1, help="`run_dispatcher` processes side by side")
     parser.add_argument(
         "--threads",
         type=int,
         default=None,
         help="each dispatcher's sending threads (default: its own, TMT_DISPATCHER_THREADS)",
     )
-    parser.add_argument(
-        "--keep-logs", action="store_true", help="keep the processes' logs and print where"
-    )
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs and print where")
     args = parser.parse_args()
     if args.dispatchers < 1:
         parser.error("--dispatchers must be at least 1")
@@ -585,8 +550,7 @@ def main() -> None:
         if margin_s < 0:
             print(f"WARNING: creation overran the window's start by {-margin_s:.1f} s")
         print(
-            f"created in {created_s:.1f} s; waiting {margin_s:.0f} s for the window, "
-            f"then {args.window:.0f} s",
+            f"created in {created_s:.1f} s; waiting {margin_s:.0f} s for the window, then {args.window:.0f} s",
             flush=True,
         )
         wait_for_paging(window_end, window_end + timedelta(seconds=args.grace), processes, meter)
@@ -610,29 +574,15 @@ def main() -> None:
     pages = result["pages_received"]
     duplicates = result["duplicate_events"] + result["duplicate_entries"] + result["replays"]
     pages_sent = sum(
-        n
-        for (channel, state), n in result["notifications"].items()
-        if channel in URGENT and state == "sent"
+        n for (channel, state), n in result["notifications"].items() if channel in URGENT and state == "sent"
     )
     pages_unsent = sum(
-        n
-        for (channel, state), n in result["notifications"].items()
-        if channel in URGENT and state != "sent"
+        n for (channel, state), n in result["notifications"].items() if channel in URGENT and state != "sent"
     )
     # Firing on time is not enough: every fired deadline's SMS and call must have reached the
     # provider (the provider's own record of keys, not the rows' state).
-    delivered = (
-        pages_unsent == 0
-        and result["pages_lost"] == 0
-        and pages["n"] == pages_sent == 2 * result["fired"]
-    )
-    met = (
-        s["p99"] <= GOAL_P99_S
-        and duplicates == 0
-        and result["missed"] == 0
-        and result["early"] == 0
-        and delivered
-    )
+    delivered = pages_unsent == 0 and result["pages_lost"] == 0 and pages["n"] == pages_sent == 2 * result["fired"]
+    met = s["p99"] <= GOAL_P99_S and duplicates == 0 and result["missed"] == 0 and result["early"] == 0 and delivered
     print(
         f"pages: {pages_sent} sent ({2 * result['fired']} expected: SMS and call per firing), "
         f"{pages_unsent} not sent, {pages['n']} received by the provider, "

@@ -227,9 +227,7 @@ def prepare(step_s: float) -> dict:
 
     team = make_roster()
     # As tests/incidents/test_paging_faults.py's chain_every: pages at open, +step, +2 steps.
-    SeverityLevel.objects.update(
-        response_time=timedelta(seconds=step_s), response_next_business_day=False
-    )
+    SeverityLevel.objects.update(response_time=timedelta(seconds=step_s), response_next_business_day=False)
     EscalationStep.objects.filter(order__gte=CHAIN_PAGES).delete()
     EscalationStep.objects.filter(order__gt=1).update(delay=timedelta(seconds=step_s))
     # The seeded targets point at the agent simulator's ports, which this bench does not run
@@ -452,9 +450,7 @@ class Bench:
         cutoff = time.time()
         if wait_caught_up(self.sink, cutoff, SETTLE_TIMEOUT_S) is None:
             unfired, unreceived = backlog(self.sink, cutoff)
-            drill.notes["not settled"] = (
-                f"{unfired} deadlines unfired, {unreceived} pages unreceived"
-            )
+            drill.notes["not settled"] = f"{unfired} deadlines unfired, {unreceived} pages unreceived"
             say(f"drill {drill.key}: NOT settled after {SETTLE_TIMEOUT_S:.0f} s")
         drill.ended = cutoff
         drill.load = load_average_all()
@@ -474,9 +470,7 @@ class Bench:
     # b
     def kill_dispatcher(self, victim: str) -> None:
         program = self.programs[victim]
-        drill = self.begin(
-            f"b-{victim}", f"SIGKILL {victim} while {self.args.incidents} Sev1 incidents open"
-        )
+        drill = self.begin(f"b-{victim}", f"SIGKILL {victim} while {self.args.incidents} Sev1 incidents open")
         before = len(self.sink.snapshot()[0])
         opening = self.opener.open_in_background(self.args.incidents, 10.0, f"b-{victim}")
         from incidents.notifications.models import Notification
@@ -539,15 +533,9 @@ class Bench:
         killed_at, old_pid = worker.kill()
         say(f"SIGKILLed the worker (pid {old_pid})")
         restarted = worker.wait_restarted(old_pid, RESTART_TIMEOUT_S)
-        polling = wait_heartbeat(
-            "health_polling", self.worker_process_name, killed_at, RESTART_TIMEOUT_S
-        )
-        drill.notes["worker_restarted_after_s"] = (
-            round(restarted[0] - killed_at, 1) if restarted else None
-        )
-        drill.notes["worker_polling_again_after_s"] = (
-            round(polling - killed_at, 1) if polling else None
-        )
+        polling = wait_heartbeat("health_polling", self.worker_process_name, killed_at, RESTART_TIMEOUT_S)
+        drill.notes["worker_restarted_after_s"] = round(restarted[0] - killed_at, 1) if restarted else None
+        drill.notes["worker_polling_again_after_s"] = round(polling - killed_at, 1) if polling else None
         killed_at, old_pid = beat.kill()
         say(f"SIGKILLed beat (pid {old_pid})")
         restarted = beat.wait_restarted(old_pid, RESTART_TIMEOUT_S)
@@ -559,12 +547,8 @@ class Bench:
             restarted[0] if restarted else killed_at,
             RESTART_TIMEOUT_S,
         )
-        drill.notes["beat_restarted_after_s"] = (
-            round(restarted[0] - killed_at, 1) if restarted else None
-        )
-        drill.notes["beat_scheduling_again_after_s"] = (
-            round(rendering - killed_at, 1) if rendering else None
-        )
+        drill.notes["beat_restarted_after_s"] = round(restarted[0] - killed_at, 1) if restarted else None
+        drill.notes["beat_scheduling_again_after_s"] = round(rendering - killed_at, 1) if rendering else None
         say(f"celery drill: {drill.notes}")
         opening.join(60)
         self.settle(drill, after=time.time())
@@ -591,16 +575,10 @@ class Bench:
         drill.notes["redis_down"] = (down_at, up_at)
         drill.notes["opened"] = n
         say(f"redis-server back on port {self.redis.port} after {up_at - down_at:.0f} s")
-        polling = wait_heartbeat(
-            "health_polling", self.worker_process_name, up_at, RESTART_TIMEOUT_S
-        )
-        rendering = wait_heartbeat(
-            "report_rendering", self.worker_process_name, up_at, RESTART_TIMEOUT_S
-        )
+        polling = wait_heartbeat("health_polling", self.worker_process_name, up_at, RESTART_TIMEOUT_S)
+        rendering = wait_heartbeat("report_rendering", self.worker_process_name, up_at, RESTART_TIMEOUT_S)
         drill.notes["worker_polling_after_redis_s"] = round(polling - up_at, 1) if polling else None
-        drill.notes["beat_scheduling_after_redis_s"] = (
-            round(rendering - up_at, 1) if rendering else None
-        )
+        drill.notes["beat_scheduling_after_redis_s"] = round(rendering - up_at, 1) if rendering else None
         say(
             f"after Redis returned: health polling heartbeat after "
             f"{drill.notes['worker_polling_after_redis_s']} s, report rendering (beat) after "
@@ -611,9 +589,7 @@ class Bench:
     # e
     def provider_down(self) -> None:
         down_s = self.args.provider_down_s
-        drill = self.begin(
-            "e", f"provider answering 503 for {down_s:.0f} s, an incident opened every 5 s"
-        )
+        drill = self.begin("e", f"provider answering 503 for {down_s:.0f} s, an incident opened every 5 s")
         refused_before = self.sink.refused
         self.sink.down = True
         down_at = time.time()
@@ -662,9 +638,7 @@ def analyse(bench: Bench, rows: list[PageRow]) -> dict:
         replays = dict(bench.sink.replays)
     # A person paged twice: two accepted keys for one rule step, channel and number (the
     # provider itself never accepts one key twice; a key sent again is a replay).
-    per_page = Counter(
-        (r.incident, r.rule, r.step, r.channel, r.address) for r in rows if key_of(r.pk) in accepted
-    )
+    per_page = Counter((r.incident, r.rule, r.step, r.channel, r.address) for r in rows if key_of(r.pk) in accepted)
     double_pages = sum(n - 1 for n in per_page.values() if n > 1)
     unknown_keys = set(accepted) - {key_of(r.pk) for r in rows}
 
@@ -748,9 +722,7 @@ def report(bench: Bench, result: dict, processes: list[tuple], started: float) -
             f"lost {between['lost']}, p99 {fmt(between['late']['p99'])} s"
         )
     print("\nprocesses (each under the bench's restart loop), before the bench stopped them:")
-    print_table(
-        ["process", "starts", "killed by bench", "other exits", "exit codes", "pid"], processes
-    )
+    print_table(["process", "starts", "killed by bench", "other exits", "exit codes", "pid"], processes)
     print(f"\nran {time.time() - started:.0f} s; load average {load_average_all()}")
 
 
@@ -767,19 +739,13 @@ def check_alive(bench: Bench) -> list[str]:
             continue
         if name.startswith("d"):
             duties = {"escalation", "delivery"}
-            seen = set(
-                DutyHeartbeat.objects.filter(process=name, seen_at__gt=fresh).values_list(
-                    "duty", flat=True
-                )
-            )
+            seen = set(DutyHeartbeat.objects.filter(process=name, seen_at__gt=fresh).values_list("duty", flat=True))
             if not duties <= seen:
                 dead.append(f"{name} (running, no fresh {sorted(duties - seen)} heartbeat)")
         elif name == "worker":
             if not heartbeat_since("health_polling", bench.worker_process_name() or "", now - 15):
                 dead.append("worker (running, no health polling heartbeat in 15 s)")
-        elif name == "beat" and not heartbeat_since(
-            "report_rendering", bench.worker_process_name() or "", now - 25
-        ):
+        elif name == "beat" and not heartbeat_since("report_rendering", bench.worker_process_name() or "", now - 25):
             # Beat's report rendering heartbeat is scheduled every 10 s.
             dead.append("beat (running, no report rendering heartbeat in 25 s)")
     return dead
@@ -798,12 +764,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: Redis 20 s, provider 15 s")
     parser.add_argument("--redis-down-s", type=float, default=None, help="default 300 (quick 20)")
-    parser.add_argument(
-        "--provider-down-s", type=float, default=None, help="default 120 (quick 15)"
-    )
-    parser.add_argument(
-        "--incidents", type=int, default=None, help="Sev1 incidents per burst (60; quick 30)"
-    )
+    parser.add_argument("--provider-down-s", type=float, default=None, help="default 120 (quick 15)")
+    parser.add_argument("--incidents", type=int, default=None, help="Sev1 incidents per burst (60; quick 30)")
     parser.add_argument("--step-s", type=float, default=3.0, help="chain step, seconds")
     parser.add_argument(
         "--provider-latency-s",
@@ -899,9 +861,7 @@ def main() -> None:
         dead = check_alive(bench)
         processes = process_table(bench)
         unexpected = {
-            name: [rc for _, _, rc in p.unexpected_exits()]
-            for name, p in programs.items()
-            if p.unexpected_exits()
+            name: [rc for _, _, rc in p.unexpected_exits()] for name, p in programs.items() if p.unexpected_exits()
         }
         queues = queue_lengths(redis.url)
         rows = page_rows()
@@ -918,9 +878,7 @@ def main() -> None:
     per = result["per_drill"]
     quiet = [x for k in ("a", "c", "d") for x in per[k]["late_values"]]
     redis_down, redis_up = next(d for d in bench.drills if d.key == "d").notes["redis_down"]
-    down_values = [
-        accepted_late for r, accepted_late in zip_late(rows, sink) if redis_down <= r.due < redis_up
-    ]
+    down_values = [accepted_late for r, accepted_late in zip_late(rows, sink) if redis_down <= r.due < redis_up]
     catchups = {d.key: d.notes.get("catchup_s") for d in bench.drills if d.key.startswith("b-")}
     provider = next(d for d in bench.drills if d.key == "e")
     _, provider_up = provider.notes["provider_down"]
@@ -937,9 +895,7 @@ def main() -> None:
     duplicates = result["double_pages"] + events_twice + entries_twice
     late_p99 = stats(quiet)["p99"]
     redis_p99 = stats(down_values)["p99"]
-    catchup = (
-        None if any(v is None for v in catchups.values()) else max(catchups.values(), default=0)
-    )
+    catchup = None if any(v is None for v in catchups.values()) else max(catchups.values(), default=0)
     met = (
         lost == 0
         and duplicates == 0
@@ -965,10 +921,7 @@ def main() -> None:
         f"{catchups}; last page after the provider returned: {fmt(last_after)} s"
     )
     print(f"unconsumed Redis lists at the end: {queues or 'none'}")
-    print(
-        f"processes dead at the end: {dead or 'none'}; exits not caused by the bench: "
-        f"{unexpected or 'none'}"
-    )
+    print(f"processes dead at the end: {dead or 'none'}; exits not caused by the bench: {unexpected or 'none'}")
     print(f"logs in {log_dir}")
     print(
         f"goal (lost 0, duplicates 0, late_p99_s <= 2, redis_down_late_p99_s <= 2, "

@@ -61,7 +61,9 @@ def serve_fleet(conn, size: int) -> None:
     """The simulator's fleet in a process of its own (no Django needed)."""
     from incidents.devtools.simulator import FleetConfig, SimulatorServer
 
-    fleet = FleetConfig.with_slow_fraction(size, SLOW_FRACTION, base_latency_ms=BASE_LATENCY_MS, slow_latency_ms=HANG_MS)
+    fleet = FleetConfig.with_slow_fraction(
+        size, SLOW_FRACTION, base_latency_ms=BASE_LATENCY_MS, slow_latency_ms=HANG_MS
+    )
     server = SimulatorServer(agent_ports={}, control_port=None, fleet=fleet, fleet_port=0)
     server.serve_forever(on_ready=lambda endpoints: conn.send(endpoints.fleet_health_urls()))
 
@@ -160,7 +162,9 @@ def main() -> None:
         urls = parent.recv()
         create_targets(urls)
         hanging = sum(1 for n in range(args.targets) if (n + 1) * SLOW_FRACTION // 1 > n * SLOW_FRACTION // 1)
-        print(f"{len(urls)} targets: {BASE_LATENCY_MS} ms each, {hanging} hanging {HANG_MS} ms; timeout {TIMEOUT_S:g} s")
+        print(
+            f"{len(urls)} targets: {BASE_LATENCY_MS} ms each, {hanging} hanging {HANG_MS} ms; timeout {TIMEOUT_S:g} s"
+        )
 
         rows = []
         sweeps = []
@@ -169,21 +173,49 @@ def main() -> None:
             sweeps.append(wall)
             label = "sweep 1 (cold: no history)" if n == 0 else f"sweep {n + 1} (steady)"
             rows.append(
-                [label, f"{wall:.3f}", f"{summary.polled / wall:,.0f}", summary.healthy, summary.failed,
-                 f"{summary.claim_s:.3f}", f"{summary.check_s:.3f}", f"{summary.apply_s:.3f}"]
+                [
+                    label,
+                    f"{wall:.3f}",
+                    f"{summary.polled / wall:,.0f}",
+                    summary.healthy,
+                    summary.failed,
+                    f"{summary.claim_s:.3f}",
+                    f"{summary.check_s:.3f}",
+                    f"{summary.apply_s:.3f}",
+                ]
             )
             time.sleep(0.5)  # let the simulator drop the hung requests nobody waits for any more
         httpx_s = None
         if not args.skip_httpx:
             httpx_s, healthy = httpx_sweep(urls)
-            rows.append(["httpx AsyncClient (checks only)", f"{httpx_s:.3f}", f"{len(urls) / httpx_s:,.0f}", healthy,
-                         len(urls) - healthy, "", f"{httpx_s:.3f}", ""])
+            rows.append(
+                [
+                    "httpx AsyncClient (checks only)",
+                    f"{httpx_s:.3f}",
+                    f"{len(urls) / httpx_s:,.0f}",
+                    healthy,
+                    len(urls) - healthy,
+                    "",
+                    f"{httpx_s:.3f}",
+                    "",
+                ]
+            )
         sequential_s = None
         if not args.skip_sequential:
             time.sleep(2)
             sequential_s, healthy = sequential_sweep(urls)
-            rows.append(["sequential httpx.Client loop", f"{sequential_s:.3f}", f"{len(urls) / sequential_s:,.0f}",
-                         healthy, len(urls) - healthy, "", f"{sequential_s:.3f}", ""])
+            rows.append(
+                [
+                    "sequential httpx.Client loop",
+                    f"{sequential_s:.3f}",
+                    f"{len(urls) / sequential_s:,.0f}",
+                    healthy,
+                    len(urls) - healthy,
+                    "",
+                    f"{sequential_s:.3f}",
+                    "",
+                ]
+            )
     finally:
         fleet.terminate()
         fleet.join(5)
@@ -193,8 +225,10 @@ def main() -> None:
     steady = sweeps[1:] or sweeps
     cycle_s = statistics.median(steady)
     print()
-    print(f"one sweep (median of {len(steady)} steady): {cycle_s:.3f} s; goal <= {GOAL_S} s: "
-          f"{'met' if cycle_s <= GOAL_S else 'NOT met'}; cold sweep {sweeps[0]:.3f} s")
+    print(
+        f"one sweep (median of {len(steady)} steady): {cycle_s:.3f} s; goal <= {GOAL_S} s: "
+        f"{'met' if cycle_s <= GOAL_S else 'NOT met'}; cold sweep {sweeps[0]:.3f} s"
+    )
     if sequential_s:
         print(f"sequential loop: {sequential_s:.1f} s ({sequential_s / cycle_s:.0f}x the sweep)")
     print_result_json(

@@ -61,18 +61,26 @@ OPEN_MIX = {"detected": 15, "acknowledged": 20, "investigating": 35, "contained"
 RECENT_CLOSED_MIX = {"closed": 55, "resolved": 15, "in_review": 15, "cancelled": 15}
 OLD_CLOSED_MIX = {"closed": 88, "cancelled": 8, "resolved": 2, "in_review": 2}
 EXTRA_KIND_MIX = {
-    "note": 35, "checklist": 18, "notification": 15, "health": 12,
-    "status_update": 10, "escalation": 5, "update": 5,
+    "note": 35,
+    "checklist": 18,
+    "notification": 15,
+    "health": 12,
+    "status_update": 10,
+    "escalation": 5,
+    "update": 5,
 }
 # Mean time to acknowledge and to resolve by severity level.
 MTTA_MEAN = {1: 3 * 60, 2: 10 * 60, 3: 45 * 60, 4: 10 * 3600}
 MTTR_MEAN = {1: 3 * 3600, 2: 6 * 3600, 3: 14 * 3600, 4: 48 * 3600}
-LIFECYCLE = ["detected", "acknowledged", "investigating", "contained", "recovering",
-             "resolved", "in_review", "closed"]
+LIFECYCLE = ["detected", "acknowledged", "investigating", "contained", "recovering", "resolved", "in_review", "closed"]
 TRANSITION_LABEL = {
-    "acknowledged": "Acknowledge", "investigating": "Start investigation",
-    "contained": "Mark contained", "recovering": "Start recovery", "resolved": "Resolve",
-    "in_review": "Start post-incident review", "closed": "Close",
+    "acknowledged": "Acknowledge",
+    "investigating": "Start investigation",
+    "contained": "Mark contained",
+    "recovering": "Start recovery",
+    "resolved": "Resolve",
+    "in_review": "Start post-incident review",
+    "closed": "Close",
     "cancelled": "Cancel (false alarm)",
 }
 STATE_LABEL = {s: s.replace("_", " ").capitalize() for s in [*LIFECYCLE, "cancelled"]}
@@ -145,16 +153,30 @@ def pick(rng: random.Random, mix: dict[str, int]):
 
 def fill(rng: random.Random, text: str) -> str:
     return text.format(
-        symbol=rng.choice(SYMBOLS), venue=rng.choice(VENUES), provider=rng.choice(PROVIDERS),
-        desk=rng.choice(DESKS), host=rng.choice(HOSTS),
+        symbol=rng.choice(SYMBOLS),
+        venue=rng.choice(VENUES),
+        provider=rng.choice(PROVIDERS),
+        desk=rng.choice(DESKS),
+        host=rng.choice(HOSTS),
     )
 
 
 class Inc:
     """What the timeline and checklist generators need to know about one generated incident."""
 
-    __slots__ = ("id", "severity", "category", "detected_at", "path", "times", "commander_id",
-                 "reported_by_id", "title", "end", "heavy")
+    __slots__ = (
+        "id",
+        "severity",
+        "category",
+        "detected_at",
+        "path",
+        "times",
+        "commander_id",
+        "reported_by_id",
+        "title",
+        "end",
+        "heavy",
+    )
 
     def __init__(self, **kwargs) -> None:
         for key, value in kwargs.items():
@@ -191,13 +213,26 @@ def load(n_incidents: int, *, seed: int, now: datetime, clock: Stopwatch) -> dic
     system_ids = list(systems.values())
 
     def make_users():
-        people = [("Alex", "Morgan"), ("Sam", "Okafor"), ("Priya", "Shah"), ("Jon", "Berg"),
-                  ("Mei", "Tanaka"), ("Luis", "Ortega"), ("Nina", "Kowalski"), ("Omar", "Haddad"),
-                  ("Ruth", "Adeyemi"), ("Tom", "Fischer")]
+        people = [
+            ("Alex", "Morgan"),
+            ("Sam", "Okafor"),
+            ("Priya", "Shah"),
+            ("Jon", "Berg"),
+            ("Mei", "Tanaka"),
+            ("Luis", "Ortega"),
+            ("Nina", "Kowalski"),
+            ("Omar", "Haddad"),
+            ("Ruth", "Adeyemi"),
+            ("Tom", "Fischer"),
+        ]
         users = [
-            User(username=f"responder{i:02d}", first_name=people[i % 10][0],
-                 last_name=people[i % 10][1] + ("" if i < 10 else "-Lee"), password="!",
-                 email=f"responder{i:02d}@example.com")
+            User(
+                username=f"responder{i:02d}",
+                first_name=people[i % 10][0],
+                last_name=people[i % 10][1] + ("" if i < 10 else "-Lee"),
+                password="!",
+                email=f"responder{i:02d}@example.com",
+            )
             for i in range(N_RESPONDERS)
         ]
         users.append(User(username="bench", first_name="Bench", last_name="User", password="!"))
@@ -247,29 +282,79 @@ def load(n_incidents: int, *, seed: int, now: datetime, clock: Stopwatch) -> dic
     clock.step(
         "VACUUM ANALYZE",
         lambda: vacuum_analyze(
-            Incident, Incident.affected_systems.through, IncidentDaySequence, TimelineEntry,
-            IncidentChecklistItem, User,
+            Incident,
+            Incident.affected_systems.through,
+            IncidentDaySequence,
+            TimelineEntry,
+            IncidentChecklistItem,
+            User,
         ),
     )
     return {"timeline_entries": n_entries, "checklist_items": n_items}
 
 
 INCIDENT_COLUMNS = [
-    "id", "reference", "reference_day", "reference_number", "title", "description", "severity_id",
-    "category", "detection_method", "financial_impact_usd", "user_impact", "is_drill", "state",
-    "reported_by_id", "commander_id", "started_at", "ended_at", "detected_at", "acknowledged_at",
-    "acknowledged_by_id", "investigating_at", "contained_at", "recovering_at", "resolved_at",
-    "review_started_at", "closed_at", "cancelled_at", "cancel_reason", "primary_cause",
-    "contributing_factors", "resolution_actions", "verification_steps", "went_well",
-    "could_improve", "prevention_immediate", "prevention_long_term", "monitoring_improvements",
-    "created_at", "updated_at",
+    "id",
+    "reference",
+    "reference_day",
+    "reference_number",
+    "title",
+    "description",
+    "severity_id",
+    "category",
+    "detection_method",
+    "financial_impact_usd",
+    "user_impact",
+    "is_drill",
+    "state",
+    "reported_by_id",
+    "commander_id",
+    "started_at",
+    "ended_at",
+    "detected_at",
+    "acknowledged_at",
+    "acknowledged_by_id",
+    "investigating_at",
+    "contained_at",
+    "recovering_at",
+    "resolved_at",
+    "review_started_at",
+    "closed_at",
+    "cancelled_at",
+    "cancel_reason",
+    "primary_cause",
+    "contributing_factors",
+    "resolution_actions",
+    "verification_steps",
+    "went_well",
+    "could_improve",
+    "prevention_immediate",
+    "prevention_long_term",
+    "monitoring_improvements",
+    "created_at",
+    "updated_at",
 ]
 TIMELINE_COLUMNS = [
-    "id", "incident_id", "kind", "action", "owner_id", "owner_team", "occurred_at", "recorded_at",
-    "from_state", "to_state", "data",
+    "id",
+    "incident_id",
+    "kind",
+    "action",
+    "owner_id",
+    "owner_team",
+    "occurred_at",
+    "recorded_at",
+    "from_state",
+    "to_state",
+    "data",
 ]
 CHECKLIST_COLUMNS = [
-    "incident_id", "template_id", "section", "text", "order", "gates_containment", "done_at",
+    "incident_id",
+    "template_id",
+    "section",
+    "text",
+    "order",
+    "gates_containment",
+    "done_at",
     "done_by_id",
 ]
 
@@ -357,42 +442,74 @@ def _generate_incidents(rng, n, now, severities, systems, system_ids, user_ids):
             impact = round(rng.uniform(1_000, 10_000), 2)
         elif level == 3 and rng.random() < 0.3:
             impact = round(rng.uniform(0, 1_000), 2)
-        rows.append((
-            pk, f"TMT-INC-{day:%Y-%m-%d}-{number:03d}", day, number, title,
-            fill(rng, rng.choice(DESCRIPTIONS)) + title + ".", severities[level].pk, category,
-            pick(rng, DETECTION_MIX), impact,
-            fill(rng, "Orders on {venue} delayed for some clients.") if level <= 2 else "",
-            rng.random() < 0.02, final, reported_by, commander,
-            detected_at - timedelta(seconds=rng.uniform(0, 1200)),
-            times.get("resolved"), detected_at, times.get("acknowledged"),
-            commander if "acknowledged" in times else None,
-            times.get("investigating"), times.get("contained"), times.get("recovering"),
-            times.get("resolved"), times.get("in_review"), times.get("closed"), times.get("cancelled"),
-            "False alarm: monitoring threshold misconfigured." if final == "cancelled" else "",
-            rng.choice(CAUSES) if resolved else "",
-            "Alert fired late because the threshold was too loose." if resolved else "",
-            fill(rng, "Restarted the gateway on {host} and replayed missed orders.") if resolved else "",
-            "Compared positions with the venue drop copy." if resolved else "",
-            "Fast acknowledgement; clear ownership." if final == "closed" else "",
-            "Runbook step for failover was out of date." if final == "closed" else "",
-            "Raised the pool size." if final == "closed" else "",
-            "Load-test the gateway at twice the open's peak." if final == "closed" else "",
-            "Alert on pool saturation at 80%." if final == "closed" else "",
-            detected_at, last,
-        ))
+        rows.append(
+            (
+                pk,
+                f"TMT-INC-{day:%Y-%m-%d}-{number:03d}",
+                day,
+                number,
+                title,
+                fill(rng, rng.choice(DESCRIPTIONS)) + title + ".",
+                severities[level].pk,
+                category,
+                pick(rng, DETECTION_MIX),
+                impact,
+                fill(rng, "Orders on {venue} delayed for some clients.") if level <= 2 else "",
+                rng.random() < 0.02,
+                final,
+                reported_by,
+                commander,
+                detected_at - timedelta(seconds=rng.uniform(0, 1200)),
+                times.get("resolved"),
+                detected_at,
+                times.get("acknowledged"),
+                commander if "acknowledged" in times else None,
+                times.get("investigating"),
+                times.get("contained"),
+                times.get("recovering"),
+                times.get("resolved"),
+                times.get("in_review"),
+                times.get("closed"),
+                times.get("cancelled"),
+                "False alarm: monitoring threshold misconfigured." if final == "cancelled" else "",
+                rng.choice(CAUSES) if resolved else "",
+                "Alert fired late because the threshold was too loose." if resolved else "",
+                fill(rng, "Restarted the gateway on {host} and replayed missed orders.") if resolved else "",
+                "Compared positions with the venue drop copy." if resolved else "",
+                "Fast acknowledgement; clear ownership." if final == "closed" else "",
+                "Runbook step for failover was out of date." if final == "closed" else "",
+                "Raised the pool size." if final == "closed" else "",
+                "Load-test the gateway at twice the open's peak." if final == "closed" else "",
+                "Alert on pool saturation at 80%." if final == "closed" else "",
+                detected_at,
+                last,
+            )
+        )
         wanted = [systems[k] for k in keys if k in systems]
         if rng.random() < 0.3:
             wanted.append(rng.choice(system_ids))
         for system_id in dict.fromkeys(wanted[:2] or [rng.choice(system_ids)]):
             m2m.append((pk, system_id))
-        end = times.get("closed") or times.get("cancelled") or (
-            times.get("resolved") + timedelta(hours=2) if resolved else now
+        end = (
+            times.get("closed")
+            or times.get("cancelled")
+            or (times.get("resolved") + timedelta(hours=2) if resolved else now)
         )
-        incidents.append(Inc(
-            id=pk, severity=level, category=category, detected_at=detected_at, path=path,
-            times=times, commander_id=commander, reported_by_id=reported_by, title=title,
-            end=min(end, now), heavy=False,
-        ))
+        incidents.append(
+            Inc(
+                id=pk,
+                severity=level,
+                category=category,
+                detected_at=detected_at,
+                path=path,
+                times=times,
+                commander_id=commander,
+                reported_by_id=reported_by,
+                title=title,
+                end=min(end, now),
+                heavy=False,
+            )
+        )
     return incidents, rows, m2m, day_counts
 
 
@@ -405,29 +522,42 @@ def _generate_timeline(rng, incidents, target, now, names, severities):
     for inc in incidents:
         entries = []
         automated = rng.random() < 0.6
-        entries.append((
-            inc.detected_at, "state_change",
-            f"Incident opened as {severities[inc.severity].label}: {inc.title}",
-            None if automated else inc.reported_by_id, "Monitoring" if automated else "", "", "detected",
-        ))
+        entries.append(
+            (
+                inc.detected_at,
+                "state_change",
+                f"Incident opened as {severities[inc.severity].label}: {inc.title}",
+                None if automated else inc.reported_by_id,
+                "Monitoring" if automated else "",
+                "",
+                "detected",
+            )
+        )
         if inc.commander_id:
-            entries.append((inc.detected_at + timedelta(seconds=20), "update",
-                            f"Incident commander: {names[inc.commander_id]}",
-                            inc.reported_by_id, "", "", ""))
+            entries.append(
+                (
+                    inc.detected_at + timedelta(seconds=20),
+                    "update",
+                    f"Incident commander: {names[inc.commander_id]}",
+                    inc.reported_by_id,
+                    "",
+                    "",
+                    "",
+                )
+            )
         for source, state in zip(inc.path, inc.path[1:], strict=False):
             action = f"{TRANSITION_LABEL[state]}: {STATE_LABEL[source]} → {STATE_LABEL[state]}"
             if state == "cancelled":
                 action += ". Reason: false alarm, monitoring threshold misconfigured"
-            entries.append((inc.times[state], "state_change", action,
-                            inc.commander_id or rng.choice(user_ids), "", source, state))
+            entries.append(
+                (inc.times[state], "state_change", action, inc.commander_id or rng.choice(user_ids), "", source, state)
+            )
         mandatory.append(entries)
 
     heavy_size = min(HEAVY_SIZE, max(target // 5, 1))
     n_heavy = max(1, min(5, len(incidents) // 10_000))
-    old_sev1 = [i for i in incidents if i.severity == 1 and "closed" in i.times
-                and (now - i.detected_at).days > 30]
-    open_sev1 = [i for i in incidents if i.severity == 1 and i.path[-1] in OPEN_MIX
-                 and (now - i.detected_at).days < 30]
+    old_sev1 = [i for i in incidents if i.severity == 1 and "closed" in i.times and (now - i.detected_at).days > 30]
+    open_sev1 = [i for i in incidents if i.severity == 1 and i.path[-1] in OPEN_MIX and (now - i.detected_at).days < 30]
     # One heavy incident is open and newer than the others, so the benchmark's "heaviest"
     # (most entries, then newest) is an open incident, the costlier page.
     heavies = rng.sample(old_sev1, min(len(old_sev1), n_heavy - (1 if open_sev1 else 0)))
@@ -455,8 +585,7 @@ def _generate_timeline(rng, incidents, target, now, names, severities):
         incident_id = inc.id
         for occurred, kind, action, owner, team, source, state in entries:
             recorded = occurred + timedelta(seconds=rng.uniform(0, 3))
-            rows.append((min(recorded, now), incident_id, kind, action, owner, team, occurred,
-                         source, state, "{}"))
+            rows.append((min(recorded, now), incident_id, kind, action, owner, team, occurred, source, state, "{}"))
         start = inc.detected_at
         span = max((inc.end - start).total_seconds(), 60.0)
         for _ in range(extras[incident_id]):
@@ -486,8 +615,7 @@ def _generate_timeline(rng, incidents, target, now, names, severities):
                 action = "No acknowledgement within the response time: escalated to the incident manager"
             else:
                 action = "Updated financial impact, user impact"
-            rows.append((min(recorded, now), incident_id, kind, action, owner, team, occurred,
-                         "", "", data))
+            rows.append((min(recorded, now), incident_id, kind, action, owner, team, occurred, "", "", data))
     # Physical order follows recorded_at, as it would after months of live inserts: one
     # incident's entries are spread over many pages, not packed together.
     rows.sort(key=itemgetter(0))
@@ -503,16 +631,26 @@ def _generate_checklists(rng, incidents, templates, now, user_ids):
             attached_at = inc.times.get(template.attach_on_state)
             if attached_at is None or (template.category and template.category != inc.category):
                 continue
-            if template.gates_containment:
+            if template.gates_containment:  # noqa: SIM108 - two ternaries nested would hide the rule
                 p_done = 1.0 if past_containment else 0.5
             else:
                 p_done = 0.9 if finished else 0.4
             for item in template.items.all():
                 done = rng.random() < p_done
                 done_at = min(attached_at + timedelta(seconds=rng.uniform(60, 1800)), now) if done else None
-                rows.append((attached_at, inc.id, template.pk, template.name, item.text, item.order,
-                             template.gates_containment, done_at,
-                             (inc.commander_id or rng.choice(user_ids)) if done else None))
+                rows.append(
+                    (
+                        attached_at,
+                        inc.id,
+                        template.pk,
+                        template.name,
+                        item.text,
+                        item.order,
+                        template.gates_containment,
+                        done_at,
+                        (inc.commander_id or rng.choice(user_ids)) if done else None,
+                    )
+                )
     rows.sort(key=itemgetter(0))  # created when the state was entered, as live
     return [row[1:] for row in rows]
 
@@ -625,16 +763,20 @@ def main() -> int:
         clock.step("migrate", migrate)
         counts = load(args.incidents, seed=args.seed, now=timezone.now().astimezone(UTC), clock=clock)
         load_s = round(clock.elapsed, 1)
-        print(f"  {'total load':<44} {load_s:6.1f} s  "
-              f"({counts['timeline_entries']:,} timeline entries, "
-              f"{counts['checklist_items']:,} checklist items)")
+        print(
+            f"  {'total load':<44} {load_s:6.1f} s  "
+            f"({counts['timeline_entries']:,} timeline entries, "
+            f"{counts['checklist_items']:,} checklist items)"
+        )
 
     n_incidents = Incident.objects.count()
     n_entries = TimelineEntry.objects.count()
     n_open = Incident.objects.filter(state__in=list(OPEN_MIX)).count()
-    print(f"\n{n_incidents:,} incidents ({n_open:,} open), {n_entries:,} timeline entries; "
-          f"{args.runs} timed rounds over the pages after {args.warmup} warm-up requests each; "
-          f"load average before timing: {load_average()}")
+    print(
+        f"\n{n_incidents:,} incidents ({n_open:,} open), {n_entries:,} timeline entries; "
+        f"{args.runs} timed rounds over the pages after {args.warmup} warm-up requests each; "
+        f"load average before timing: {load_average()}"
+    )
 
     timings, refs = measure(warmup=args.warmup, runs=args.runs)
     load_after = load_average()
@@ -645,11 +787,23 @@ def main() -> int:
         ok = t.median_ms < GOAL_MS and t.queries < GOAL_QUERIES
         if not ok:
             missed.append(t.name)
-        rows.append((label, t.url if len(t.url) <= 46 else t.url[:43] + "...", f"{t.median_ms:.1f}",
-                     f"{t.min_ms:.1f}", f"{t.p95_ms:.1f}", t.queries, f"{t.size_bytes // 1024} KiB", "ok" if ok else "MISS"))
+        rows.append(
+            (
+                label,
+                t.url if len(t.url) <= 46 else t.url[:43] + "...",
+                f"{t.median_ms:.1f}",
+                f"{t.min_ms:.1f}",
+                f"{t.p95_ms:.1f}",
+                t.queries,
+                f"{t.size_bytes // 1024} KiB",
+                "ok" if ok else "MISS",
+            )
+        )
     print_table(["page", "url", "median ms", "min ms", "p95 ms", "queries", "html", "goal"], rows)
-    print(f"\nGoal: median under {GOAL_MS:.0f} ms and under {GOAL_QUERIES} queries per page. "
-          + (f"Missed: {', '.join(missed)}." if missed else "All pages meet it."))
+    print(
+        f"\nGoal: median under {GOAL_MS:.0f} ms and under {GOAL_QUERIES} queries per page. "
+        + (f"Missed: {', '.join(missed)}." if missed else "All pages meet it.")
+    )
 
     by_name = {t.name: t for _, t in timings}
     result = {
@@ -666,9 +820,14 @@ def main() -> int:
             result[f"{name}_queries"] = t.queries
     for name, t in by_name.items():
         result[f"{name}_p95_ms"] = t.p95_ms
-    result.update(incidents=n_incidents, timeline_entries=n_entries, load_s=load_s,
-                  detail_incident=refs["typical"], detail_heavy_incident=refs["heavy"],
-                  load_average=load_after)
+    result.update(
+        incidents=n_incidents,
+        timeline_entries=n_entries,
+        load_s=load_s,
+        detail_incident=refs["typical"],
+        detail_heavy_incident=refs["heavy"],
+        load_average=load_after,
+    )
     print_result_json(result)
     return 1 if args.check and missed else 0
 

@@ -78,7 +78,14 @@ def build(seed: int = 7) -> dict:
     people = [team[k] for k in ("oncall1", "oncall2", "oncall3", "im", "cto", "head_of_risk")]
     manager = UserFactory(username="bench_manager", first_name="Morgan", last_name="Manager")
     manager.groups.add(Group.objects.get(name="Incident Manager"))
-    systems = ["circuit_breaker", "risk_management", "execution_engine", "market_analysis", "database", "message_broker"]
+    systems = [
+        "circuit_breaker",
+        "risk_management",
+        "execution_engine",
+        "market_analysis",
+        "database",
+        "message_broker",
+    ]
     category = RegulatoryCategory.objects.filter(raised_automatically=False).first()
     incidents = {}
     for size in SIZES:
@@ -99,8 +106,12 @@ def build(seed: int = 7) -> dict:
             deadlines_fire_due()  # the first page and the Sev1 → CTO escalation
             if category is not None:
                 regulatory_raise(incident=incident, category_key=category.key, user=lead)
-        services.incident_transition(incident=incident, name="acknowledge", user=lead, at=started + timedelta(minutes=3))
-        services.incident_transition(incident=incident, name="start_investigation", user=lead, at=started + timedelta(minutes=4))
+        services.incident_transition(
+            incident=incident, name="acknowledge", user=lead, at=started + timedelta(minutes=3)
+        )
+        services.incident_transition(
+            incident=incident, name="start_investigation", user=lead, at=started + timedelta(minutes=4)
+        )
         # The bench ticks the assessment in one statement: five more entries would not fit in ten.
         IncidentChecklistItem.objects.filter(incident=incident, gates_containment=True).update(
             done_at=started + timedelta(minutes=10), done_by=lead
@@ -114,7 +125,9 @@ def build(seed: int = 7) -> dict:
             resolution_actions="Rolled back the configuration; restarted the gateway in order.",
             verification_steps="Orders filled normally for two hours; reconciliation clean.",
         )
-        services.incident_transition(incident=incident, name="resolve", user=lead, at=started + timedelta(hours=5, minutes=30))
+        services.incident_transition(
+            incident=incident, name="resolve", user=lead, at=started + timedelta(hours=5, minutes=30)
+        )
         if rich:
             for k in range(4):
                 report_services.action_item_create(
@@ -253,10 +266,18 @@ def main() -> None:
         runs = max(args.runs if size < 2000 else min(args.runs, 3), 1)
         samples, cpu, pages, nbytes = time_renders(data["incidents"][size], runs)
         medians[size] = median(samples)
-        rows.append([
-            f"{size:,}", runs, f"{medians[size]:.2f}", f"{min(samples):.2f}", f"{max(samples):.2f}",
-            f"{median(cpu):.2f}", pages, f"{nbytes / 1024:.0f}",
-        ])
+        rows.append(
+            [
+                f"{size:,}",
+                runs,
+                f"{medians[size]:.2f}",
+                f"{min(samples):.2f}",
+                f"{max(samples):.2f}",
+                f"{median(cpu):.2f}",
+                pages,
+                f"{nbytes / 1024:.0f}",
+            ]
+        )
     print()
     print("Render (report_render_run: data + template + WeasyPrint + store), seconds of wall clock;")
     print("cpu = this process's CPU time, which other load on the machine does not inflate")
@@ -277,9 +298,11 @@ def main() -> None:
     ok_render = medians[300] <= GOAL_RENDER_300_S
     ok_serve = serve_ms <= GOAL_SERVE_MS
     print()
-    print(f"goal: 300 entries <= {GOAL_RENDER_300_S} s: {'met' if ok_render else 'MISSED'} ({medians[300]:.2f} s); "
-          f"stored PDF <= {GOAL_SERVE_MS:.0f} ms: {'met' if ok_serve else 'MISSED'} ({serve_ms:.2f} ms); "
-          f"load average {load_average()}")
+    print(
+        f"goal: 300 entries <= {GOAL_RENDER_300_S} s: {'met' if ok_render else 'MISSED'} ({medians[300]:.2f} s); "
+        f"stored PDF <= {GOAL_SERVE_MS:.0f} ms: {'met' if ok_serve else 'MISSED'} ({serve_ms:.2f} ms); "
+        f"load average {load_average()}"
+    )
     print_result_json(
         {
             "render_10_s": round(medians[10], 3),

@@ -91,9 +91,20 @@ class DrillKindForm(forms.ModelForm):
     class Meta:
         model = DrillKind
         fields = [
-            "key", "name", "cadence", "description", "default_scenario", "default_objectives", "default_duration",
-            "opens_incident", "incident_severity", "incident_category", "incident_systems", "measures_emergency_stop",
-            "order", "active",
+            "key",
+            "name",
+            "cadence",
+            "description",
+            "default_scenario",
+            "default_objectives",
+            "default_duration",
+            "opens_incident",
+            "incident_severity",
+            "incident_category",
+            "incident_systems",
+            "measures_emergency_stop",
+            "order",
+            "active",
         ]
         widgets = {"incident_systems": forms.CheckboxSelectMultiple}
 
@@ -148,8 +159,13 @@ class CertificationKindAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingPolicy)
 class TrainingPolicyAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "mentored_responses_required", "expiring_within_days",
-                    "certification_reminder_days", "drill_reminder_hours"]
+    list_display = [
+        "__str__",
+        "mentored_responses_required",
+        "expiring_within_days",
+        "certification_reminder_days",
+        "drill_reminder_hours",
+    ]
 
     def has_add_permission(self, request) -> bool:
         return not TrainingPolicy.objects.exists()
@@ -160,11 +176,23 @@ class TrainingPolicyAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingProfile)
 class TrainingProfileAdmin(admin.ModelAdmin):
-    list_display = ["user", "joined_team_on", "mentored_responses_required", "mentoring_waived_at", "mentoring_waived_by"]
+    list_display = [
+        "user",
+        "joined_team_on",
+        "mentored_responses_required",
+        "mentoring_waived_at",
+        "mentoring_waived_by",
+    ]
     list_select_related = ["user", "mentoring_waived_by"]
     search_fields = ["user__username", "user__first_name", "user__last_name"]
-    fields = ["user", "joined_team_on", "mentored_responses_required", "mentoring_waived_at",
-              "mentoring_waived_by", "mentoring_waiver_reason"]
+    fields = [
+        "user",
+        "joined_team_on",
+        "mentored_responses_required",
+        "mentoring_waived_at",
+        "mentoring_waived_by",
+        "mentoring_waiver_reason",
+    ]
     readonly_fields = ["user", "mentoring_waived_at", "mentoring_waived_by", "mentoring_waiver_reason"]
 
     def has_add_permission(self, request) -> bool:
@@ -211,10 +239,30 @@ class DrillAdmin(ReadOnlyAdmin):
     ordering = ["-scheduled_start"]
     inlines = [ParticipantInline, TargetInline, FindingInline, StopAttemptInline]
     fields = [
-        "kind", "title", "scenario", "objectives", "scheduled_start", "duration", "facilitator", "state",
-        "started_at", "started_by", "incident", "completed_at", "completed_by", "result", "outcome_summary",
-        "went_well", "could_improve", "cancelled_at", "cancelled_by", "cancel_reason",
-        "emergency_stop_verified_at", "time_to_stop", "created_by", "created_at",
+        "kind",
+        "title",
+        "scenario",
+        "objectives",
+        "scheduled_start",
+        "duration",
+        "facilitator",
+        "state",
+        "started_at",
+        "started_by",
+        "incident",
+        "completed_at",
+        "completed_by",
+        "result",
+        "outcome_summary",
+        "went_well",
+        "could_improve",
+        "cancelled_at",
+        "cancelled_by",
+        "cancel_reason",
+        "emergency_stop_verified_at",
+        "time_to_stop",
+        "created_by",
+        "created_at",
     ]
     readonly_fields = fields
 
@@ -230,16 +278,28 @@ class CertificationAdmin(ReadOnlyAdmin):
     search_fields = ["person__username", "person__first_name", "person__last_name", "evidence_note"]
     date_hierarchy = "issued_on"
     ordering = ["-issued_on"]
-    fields = ["person", "kind", "issued_on", "expires_on", "issued_by", "evidence_name", "evidence_note",
-              "recorded_by", "recorded_at"]
+    fields = [
+        "person",
+        "kind",
+        "issued_on",
+        "expires_on",
+        "issued_by",
+        "evidence_name",
+        "evidence_note",
+        "recorded_by",
+        "recorded_at",
+    ]
     readonly_fields = fields
 
     @admin.display(description="evidence")
     def evidence_name(self, obj: Certification) -> str:
         if not obj.evidence:
             return "—"
-        return format_html('<a href="{}">{}</a>', reverse("drills:certification_evidence", args=[obj.pk]),
-                           obj.evidence.name.rsplit("/", 1)[-1])
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("drills:certification_evidence", args=[obj.pk]),
+            obj.evidence.name.rsplit("/", 1)[-1],
+        )
 
 
 @admin.register(MentoredResponse)
@@ -270,7 +330,16 @@ class AcknowledgementInline(ReadOnlyInline):
 class ProcedureDocumentAdmin(ReadOnlyAdmin):
     list_display = ["version", "title", "published_at", "published_by", "created_at"]
     ordering = ["-version"]
-    fields = ["version", "title", "summary_of_changes", "published_at", "published_by", "created_by", "created_at", "body"]
+    fields = [
+        "version",
+        "title",
+        "summary_of_changes",
+        "published_at",
+        "published_by",
+        "created_by",
+        "created_at",
+        "body",
+    ]
     readonly_fields = fields
     inlines = [AcknowledgementInline]
 
@@ -280,7 +349,17 @@ class ProcedureDocumentAdmin(ReadOnlyAdmin):
 
 @admin.register(Reminder)
 class ReminderAdmin(ReadOnlyAdmin):
-    list_display = ["due_at", "kind", "recipient", "drill", "certification", "sent_at", "cancelled_at", "channels", "last_error"]
+    list_display = [
+        "due_at",
+        "kind",
+        "recipient",
+        "drill",
+        "certification",
+        "sent_at",
+        "cancelled_at",
+        "channels",
+        "last_error",
+    ]
     list_filter = ["kind"]
     list_select_related = ["recipient", "drill", "certification__kind", "certification__person"]
     ordering = ["-due_at"]

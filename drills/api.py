@@ -111,7 +111,9 @@ class DrillViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         drill = services.drill_start(drill=self.get_object(), user=request.user)
         return Response(DrillSerializer(self.get_queryset().get(pk=drill.pk)).data)
 
-    @extend_schema(summary="Cancel the drill", request=DrillCancelSerializer, responses={200: DrillSerializer, **_ERRORS})
+    @extend_schema(
+        summary="Cancel the drill", request=DrillCancelSerializer, responses={200: DrillSerializer, **_ERRORS}
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         body = DrillCancelSerializer(data=request.data)
@@ -129,7 +131,18 @@ class CertificationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Certification
-        fields = ["id", "person", "kind", "kind_name", "issued_on", "expires_on", "issued_by", "evidence_note", "recorded_by", "recorded_at"]
+        fields = [
+            "id",
+            "person",
+            "kind",
+            "kind_name",
+            "issued_on",
+            "expires_on",
+            "issued_by",
+            "evidence_note",
+            "recorded_by",
+            "recorded_at",
+        ]
         read_only_fields = fields
 
 
@@ -137,7 +150,9 @@ class CertificationRecordSerializer(StrictFieldsMixin, serializers.Serializer):
     person = UsernameField()
     kind = serializers.SlugRelatedField(slug_field="key", queryset=CertificationKind.objects.filter(active=True))
     issued_on = serializers.DateField()
-    expires_on = serializers.DateField(required=False, allow_null=True, default=None, help_text="Blank: the kind's validity.")
+    expires_on = serializers.DateField(
+        required=False, allow_null=True, default=None, help_text="Blank: the kind's validity."
+    )
     issued_by = UsernameField()
     evidence_note = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 

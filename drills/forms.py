@@ -70,15 +70,22 @@ class DrillScheduleForm(forms.Form):
     title = forms.CharField(max_length=200, required=False, help_text="Blank: the kind and month.")
     scheduled_start = forms.DateTimeField(label="Starts", widget=DateTimeLocalInput())
     duration_minutes = forms.IntegerField(
-        label="Duration (minutes)", min_value=5, max_value=3 * 24 * 60, required=False,
+        label="Duration (minutes)",
+        min_value=5,
+        max_value=3 * 24 * 60,
+        required=False,
         help_text="Blank: the kind's default.",
     )
     facilitator = PersonChoiceField(queryset=active_people(), empty_label="Choose…")
     participants = PeopleChoiceField(
-        queryset=active_people(), required=False, widget=forms.SelectMultiple(attrs={"size": 6}),
+        queryset=active_people(),
+        required=False,
+        widget=forms.SelectMultiple(attrs={"size": 6}),
         help_text="You can add people (with their roles) on the drill's page too.",
     )
-    scenario = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="Blank: the kind's default scenario.")
+    scenario = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="Blank: the kind's default scenario."
+    )
     objectives = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="One per line. Blank: the kind's defaults."
     )
@@ -88,7 +95,10 @@ class DrillScheduleForm(forms.Form):
         raw = self.data.getlist(self.add_prefix("participants")) if hasattr(self.data, "getlist") else []
         twice = {value for value in raw if raw.count(value) > 1}
         if twice:
-            names = [str(u.get_full_name() or u.get_username()) for u in User.objects.filter(pk__in=[v for v in twice if str(v).isdigit()])]
+            names = [
+                str(u.get_full_name() or u.get_username())
+                for u in User.objects.filter(pk__in=[v for v in twice if str(v).isdigit()])
+            ]
             raise forms.ValidationError(
                 f"{', '.join(sorted(names)) or 'Someone'} is listed twice; each person takes part once."
             )
@@ -109,8 +119,12 @@ class DrillEditForm(forms.Form):
 
 
 class ParticipantAddForm(forms.Form):
-    user = PersonChoiceField(label="Person", queryset=active_people(), empty_label="Choose…",
-                             error_messages={"invalid_choice": "Choose a person from the list."})
+    user = PersonChoiceField(
+        label="Person",
+        queryset=active_people(),
+        empty_label="Choose…",
+        error_messages={"invalid_choice": "Choose a person from the list."},
+    )
     role = forms.ChoiceField(choices=ParticipantRole.choices, initial=ParticipantRole.ON_CALL)
 
 
@@ -119,11 +133,16 @@ class DrillCancelForm(forms.Form):
 
 
 class DrillOutcomeForm(forms.Form):
-    result = forms.ChoiceField(choices=DrillResult.choices, widget=forms.RadioSelect,
-                               error_messages={"required": "Say whether the objectives were met."})
+    result = forms.ChoiceField(
+        choices=DrillResult.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Say whether the objectives were met."},
+    )
     outcome_summary = forms.CharField(label="Outcome", widget=forms.Textarea(attrs={"rows": 3}), required=False)
     went_well = forms.CharField(label="What went well", widget=forms.Textarea(attrs={"rows": 3}), required=False)
-    could_improve = forms.CharField(label="What could improve", widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    could_improve = forms.CharField(
+        label="What could improve", widget=forms.Textarea(attrs={"rows": 3}), required=False
+    )
 
 
 class AttendanceForm(forms.Form):
@@ -163,14 +182,24 @@ class CertificationKindChoiceField(forms.ModelChoiceField):
 
 class CertificationForm(forms.Form):
     person = PersonChoiceField(queryset=active_people(), empty_label="Choose…")
-    kind = CertificationKindChoiceField(label="Certification", queryset=CertificationKind.objects.filter(active=True), empty_label="Choose…")
+    kind = CertificationKindChoiceField(
+        label="Certification", queryset=CertificationKind.objects.filter(active=True), empty_label="Choose…"
+    )
     issued_on = forms.DateField(label="Issued", widget=DateInput())
-    expires_on = forms.DateField(label="Expires", widget=DateInput(), required=False,
-                                 help_text="Blank: from the certification's validity (the annual one: 12 months).")
+    expires_on = forms.DateField(
+        label="Expires",
+        widget=DateInput(),
+        required=False,
+        help_text="Blank: from the certification's validity (the annual one: 12 months).",
+    )
     issued_by = PersonChoiceField(queryset=active_people(), help_text="The trainer or assessor.")
     evidence = forms.FileField(required=False, help_text="Certificate or assessment (PDF, image, text).")
-    evidence_note = forms.CharField(max_length=300, required=False, label="Evidence note",
-                                    help_text="Course, certificate number, assessment result.")
+    evidence_note = forms.CharField(
+        max_length=300,
+        required=False,
+        label="Evidence note",
+        help_text="Course, certificate number, assessment result.",
+    )
 
 
 class MentoredResponseForm(forms.Form):
@@ -194,7 +223,10 @@ class MentoringWaiverForm(forms.Form):
 class TrainingProfileForm(forms.Form):
     joined_team_on = forms.DateField(label="Joined the response team", widget=DateInput(), required=False)
     mentored_responses_required = forms.IntegerField(
-        label="Mentored responses required", min_value=0, max_value=50, required=False,
+        label="Mentored responses required",
+        min_value=0,
+        max_value=50,
+        required=False,
         help_text="Blank: the policy's number.",
     )
 
@@ -208,8 +240,12 @@ class ProcedureDraftForm(forms.Form):
 class ReadinessOverrideForm(forms.Form):
     person = PersonChoiceField(queryset=active_people(), empty_label="Choose…")
     duty = forms.ChoiceField(choices=Duty.choices)
-    incident = forms.CharField(label="Incident ID", max_length=32, required=False,
-                               help_text="For command of one incident. Blank: any, within the window.")
+    incident = forms.CharField(
+        label="Incident ID",
+        max_length=32,
+        required=False,
+        help_text="For command of one incident. Blank: any, within the window.",
+    )
     valid_until = forms.DateTimeField(widget=DateTimeLocalInput(), label="Valid until")
     justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
 

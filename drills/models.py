@@ -30,7 +30,7 @@ OVERRIDE_PERMISSION = "drills.override_readiness"
 
 
 def parse_day_list(value: str) -> list[int]:
-    """"30,7" → [30, 7]; raises ValidationError on anything else (used by the policy's fields)."""
+    """ "30,7" → [30, 7]; raises ValidationError on anything else (used by the policy's fields)."""
     days = []
     for part in value.split(","):
         part = part.strip()
@@ -192,7 +192,9 @@ class Drill(ConcurrentTransitionMixin, models.Model):
     objectives = models.TextField(help_text="One objective per line.")
     scheduled_start = models.DateTimeField()
     duration = models.DurationField()
-    facilitator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="facilitated_drills")
+    facilitator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="facilitated_drills"
+    )
     state = FSMField(default=DrillState.PLANNED, choices=DrillState.choices, protected=True, db_index=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -228,7 +230,10 @@ class Drill(ConcurrentTransitionMixin, models.Model):
     cancel_reason = models.TextField(blank=True, editable=False)
     emergency_stop_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
     time_to_stop = models.DurationField(
-        "time to verified stop", null=True, blank=True, editable=False,
+        "time to verified stop",
+        null=True,
+        blank=True,
+        editable=False,
         help_text="From the drill's start to the agent confirming trading halted.",
     )
 
@@ -298,7 +303,9 @@ class ParticipantRole(models.TextChoices):
 class DrillParticipant(models.Model):
     drill = models.ForeignKey(Drill, on_delete=models.CASCADE, related_name="participants")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="drill_participations")
-    role = models.CharField("planned role", max_length=30, choices=ParticipantRole.choices, default=ParticipantRole.ON_CALL)
+    role = models.CharField(
+        "planned role", max_length=30, choices=ParticipantRole.choices, default=ParticipantRole.ON_CALL
+    )
     attended = models.BooleanField(null=True, blank=True, help_text="Recorded when the drill is completed.")
     attended_role = models.CharField("role played", max_length=30, choices=ParticipantRole.choices, blank=True)
     added_at = models.DateTimeField(auto_now_add=True)
@@ -338,9 +345,7 @@ class DrillFinding(models.Model):
     drill = models.ForeignKey(Drill, on_delete=models.PROTECT, related_name="findings")
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    action_item = models.OneToOneField(
-        "reports.ActionItem", on_delete=models.PROTECT, related_name="drill_finding"
-    )
+    action_item = models.OneToOneField("reports.ActionItem", on_delete=models.PROTECT, related_name="drill_finding")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -467,7 +472,9 @@ class TrainingProfile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="training_profile")
     joined_team_on = models.DateField(null=True, blank=True)
     mentored_responses_required = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=[MaxValueValidator(50)],
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(50)],
         help_text="Blank: the training policy's number.",
     )
     mentoring_waived_at = models.DateTimeField(null=True, blank=True)
@@ -496,12 +503,16 @@ class MentoredResponse(AppendOnlyModel):
 
     mentee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="mentored_responses")
     mentor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     drill = models.ForeignKey(Drill, on_delete=models.PROTECT, null=True, blank=True, related_name="mentored_responses")
     occurred_at = models.DateTimeField()
     source = models.CharField(max_length=10, choices=Source.choices)
     notes = models.CharField(max_length=300, blank=True)
-    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     recorded_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -538,7 +549,11 @@ class ReadinessOverride(AppendOnlyModel):
     person = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="readiness_overrides")
     duty = models.CharField(max_length=20, choices=Duty.choices)
     incident = models.ForeignKey(
-        "incidents.Incident", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        "incidents.Incident",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
         help_text="For command of one incident only. Blank: any, within the validity window.",
     )
     valid_from = models.DateTimeField()
@@ -596,7 +611,9 @@ class ProcedureDocument(models.Model):
 
 class ProcedureAcknowledgement(AppendOnlyModel):
     document = models.ForeignKey(ProcedureDocument, on_delete=models.PROTECT, related_name="acknowledgements")
-    person = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="procedure_acknowledgements")
+    person = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="procedure_acknowledgements"
+    )
     acknowledged_at = models.DateTimeField()
 
     class Meta:

@@ -102,12 +102,10 @@ def required_kinds() -> list[CertificationKind]:
     )
 
 
-def kinds_required_of(*, group_ids: set[int], group_names: set[str], kinds: list[CertificationKind]) -> list[CertificationKind]:
-    return [
-        kind
-        for kind in kinds
-        if any(g.pk in group_ids or g.name in group_names for g in kind.required_for.all())
-    ]
+def kinds_required_of(
+    *, group_ids: set[int], group_names: set[str], kinds: list[CertificationKind]
+) -> list[CertificationKind]:
+    return [kind for kind in kinds if any(g.pk in group_ids or g.name in group_names for g in kind.required_for.all())]
 
 
 def response_team_group_ids(kinds: list[CertificationKind] | None = None) -> set[int]:
@@ -287,9 +285,7 @@ class MatrixRow:
 
     @property
     def ready(self) -> bool:
-        return self.mentoring.complete and all(
-            c.status in (CertStatus.VALID, CertStatus.EXPIRING) for c in self.cells
-        )
+        return self.mentoring.complete and all(c.status in (CertStatus.VALID, CertStatus.EXPIRING) for c in self.cells)
 
 
 @dataclass

@@ -290,8 +290,12 @@ def drill_schedule(
     duration = duration if duration is not None else (kind.default_duration if kind else None)
     participants = list(participants)
     errors = _clean_schedule(
-        kind=kind, scheduled_start=scheduled_start, duration=duration, facilitator=facilitator,
-        participants=participants, now=now,
+        kind=kind,
+        scheduled_start=scheduled_start,
+        duration=duration,
+        facilitator=facilitator,
+        participants=participants,
+        now=now,
     )
     if errors:
         raise ValidationError(errors)
@@ -367,8 +371,9 @@ def drill_update(*, drill: Drill, user, now: datetime | None = None, **fields) -
 
 
 @transaction.atomic
-def drill_participant_add(*, drill: Drill, user, participant, role: str = ParticipantRole.ON_CALL,
-                          now: datetime | None = None) -> DrillParticipant:
+def drill_participant_add(
+    *, drill: Drill, user, participant, role: str = ParticipantRole.ON_CALL, now: datetime | None = None
+) -> DrillParticipant:
     now = now or timezone.now()
     locked = Drill.objects.select_for_update().get(pk=drill.pk)
     if not _can_run(locked, user):
@@ -463,8 +468,7 @@ def drill_start(*, drill: Drill, user, now: datetime | None = None, open_inciden
             detection_method=DetectionMethod.USER_REPORT,
             description=(
                 f"Exercise {locked.reference} ({locked.kind.name}), not a real incident.\n\n"
-                f"Scenario: {locked.scenario}\n\nObjectives:\n"
-                + "\n".join(f"- {o}" for o in locked.objective_list)
+                f"Scenario: {locked.scenario}\n\nObjectives:\n" + "\n".join(f"- {o}" for o in locked.objective_list)
             ),
             category=locked.kind.incident_category,
             affected_systems=locked.kind.incident_systems.all(),
@@ -522,7 +526,9 @@ def _simulator_stop(base: str, *, reason: str, triggered_by: str) -> StopResult:
         body = _json(health)
         if not str(body.get("version", "")).startswith(SIMULATOR_SIGNATURE):
             return StopResult(
-                Outcome.NOT_SIMULATOR, {}, body,
+                Outcome.NOT_SIMULATOR,
+                {},
+                body,
                 f"{base} did not identify as the agent simulator (HTTP {health.status_code}); no stop was sent.",
                 None,
             )
@@ -547,7 +553,11 @@ def _simulator_stop(base: str, *, reason: str, triggered_by: str) -> StopResult:
         detail = "Trading halted (verified)."
         try:
             resumed = client.post(f"{base}/api/v1/resume-trading", json={"triggered_by": triggered_by[:200]})
-            detail += " Simulator resumed trading." if resumed.status_code < 400 else f" Resume answered HTTP {resumed.status_code}."
+            detail += (
+                " Simulator resumed trading."
+                if resumed.status_code < 400
+                else f" Resume answered HTTP {resumed.status_code}."
+            )
         except httpx.HTTPError as exc:
             detail += f" Could not resume the simulator: {type(exc).__name__}."
         return StopResult(Outcome.VERIFIED, stop_body, status_body, detail, verified_at)
@@ -594,7 +604,6 @@ def drill_emergency_stop(*, drill: Drill, user, now: datetime | None = None) -> 
             locked.targets.filter(measure=Measure.EMERGENCY_STOP).update(actual=locked.time_to_stop)
             measured = f" Time from drill start to verified stop: {_seconds(locked.time_to_stop)}."
         if locked.incident_id:
-
             timeline_record(
                 locked.incident,
                 kind=TimelineEntry.Kind.EMERGENCY_STOP,
@@ -683,11 +692,12 @@ def _finding_record(*, drill: Drill, finding: FindingInput, user) -> DrillFindin
         created_by=user,
     )
     if drill.incident_id:
-
         timeline_record(
             drill.incident,
             kind=TimelineEntry.Kind.NOTE,
-            action=f"DRILL finding → action item for {_name(finding.owner)}, due {finding.due_date:%d %b %Y}: {row.title}",
+            action=(
+                f"DRILL finding → action item for {_name(finding.owner)}, due {finding.due_date:%d %b %Y}: {row.title}"
+            ),
             owner=user,
         )
     return row
@@ -857,13 +867,21 @@ def drill_page_recipients(*, incident: Incident, intended, reminder: bool = Fals
 # -- mentoring --------------------------------------------------------------------------------
 
 
-def _mentored_create(*, mentee, mentor, incident=None, drill=None, occurred_at, source, recorded_by=None, notes="") -> MentoredResponse | None:
+def _mentored_create(
+    *, mentee, mentor, incident=None, drill=None, occurred_at, source, recorded_by=None, notes=""
+) -> MentoredResponse | None:
     """Insert unless this incident or drill already counts for the mentee (None then)."""
     try:
         with transaction.atomic():
             return MentoredResponse.objects.create(
-                mentee=mentee, mentor=mentor, incident=incident, drill=drill, occurred_at=occurred_at,
-                source=source, recorded_by=recorded_by, notes=notes[:300],
+                mentee=mentee,
+                mentor=mentor,
+                incident=incident,
+                drill=drill,
+                occurred_at=occurred_at,
+                source=source,
+                recorded_by=recorded_by,
+                notes=notes[:300],
             )
     except IntegrityError:
         return None
@@ -881,14 +899,18 @@ def _drill_mentoring_record(drill: Drill, *, user, now: datetime) -> int:
         mentee = participant.user
         if not selectors.needs_mentoring(mentee, policy=policy):
             continue
-        mentor = next(
-            (m for m in mentor_users if m.pk != mentee.pk and selectors.is_certified_mentor(m, at=now)), None
-        )
+        mentor = next((m for m in mentor_users if m.pk != mentee.pk and selectors.is_certified_mentor(m, at=now)), None)
         if mentor is None:
             continue
         created = _mentored_create(
-            mentee=mentee, mentor=mentor, drill=drill, incident=drill.incident, occurred_at=drill.started_at or now,
-            source=MentoredResponse.Source.DRILL, recorded_by=user, notes=f"Drill {drill.reference}",
+            mentee=mentee,
+            mentor=mentor,
+            drill=drill,
+            incident=drill.incident,
+            occurred_at=drill.started_at or now,
+            source=MentoredResponse.Source.DRILL,
+            recorded_by=user,
+            notes=f"Drill {drill.reference}",
         )
         count += created is not None
     return count
@@ -914,20 +936,33 @@ def mentored_response_record(
         _merge(errors, "mentor", "The mentor must be someone other than the new member.")
     at = incident.resolved_at or now
     if not selectors.is_certified_mentor(mentor, at=at):
-        _merge(errors, "mentor", f"{_name(mentor)} was not a certified mentor then (valid certifications and mentoring complete).")
+        _merge(
+            errors,
+            "mentor",
+            f"{_name(mentor)} was not a certified mentor then (valid certifications and mentoring complete).",
+        )
     if incident.state == "cancelled":
         _merge(errors, "incident", "A cancelled incident (false alarm) does not count.")
     present = {p.pk for p in selectors.incident_participants(incident)}
     for who, field in ((mentee, "mentee"), (mentor, "mentor")):
         if who.pk not in present:
-            _merge(errors, field, f"{_name(who)} does not appear on {incident.reference} (commander, acknowledgement or timeline).")
+            _merge(
+                errors,
+                field,
+                f"{_name(who)} does not appear on {incident.reference} (commander, acknowledgement or timeline).",
+            )
     if MentoredResponse.objects.filter(mentee=mentee, incident=incident).exists():
         _merge(errors, "incident", f"{incident.reference} already counts for {_name(mentee)}.")
     if errors:
         raise ValidationError(errors)
     created = _mentored_create(
-        mentee=mentee, mentor=mentor, incident=incident, occurred_at=incident.detected_at,
-        source=MentoredResponse.Source.MANUAL, recorded_by=recorded_by, notes=notes.strip(),
+        mentee=mentee,
+        mentor=mentor,
+        incident=incident,
+        occurred_at=incident.detected_at,
+        source=MentoredResponse.Source.MANUAL,
+        recorded_by=recorded_by,
+        notes=notes.strip(),
     )
     if created is None:
         raise ValidationError({"incident": f"{incident.reference} already counts for {_name(mentee)}."})
@@ -944,8 +979,12 @@ def mentored_responses_scan(*, since: datetime | None = None, now: datetime | No
     count = 0
     for incident, mentee, mentor in selectors.mentoring_candidates(since=since):
         created = _mentored_create(
-            mentee=mentee, mentor=mentor, incident=incident, occurred_at=incident.detected_at,
-            source=MentoredResponse.Source.INCIDENT, notes=f"{incident.reference} ({'drill' if incident.is_drill else 'real'})",
+            mentee=mentee,
+            mentor=mentor,
+            incident=incident,
+            occurred_at=incident.detected_at,
+            source=MentoredResponse.Source.INCIDENT,
+            notes=f"{incident.reference} ({'drill' if incident.is_drill else 'real'})",
         )
         count += created is not None
     return count
@@ -967,7 +1006,9 @@ def mentoring_waive(*, person, user, reason: str, now: datetime | None = None) -
 
 
 @transaction.atomic
-def training_profile_update(*, person, user, mentored_responses_required: int | None, joined_team_on: date | None) -> TrainingProfile:
+def training_profile_update(
+    *, person, user, mentored_responses_required: int | None, joined_team_on: date | None
+) -> TrainingProfile:
     _require(user, MANAGE_PERMISSION, "Only a trainer may change training profiles.")
     if mentored_responses_required is not None and not 0 <= mentored_responses_required <= 50:
         raise ValidationError({"mentored_responses_required": "Between 0 and 50."})
@@ -1021,7 +1062,6 @@ def certification_record(
             f"The expiry date ({expires_on:%d %b %Y}) must be after the issue date ({issued_on:%d %b %Y}).",
         )
     if evidence is not None:
-
         try:
             evidence_validate(evidence)
         except ValidationError as exc:
@@ -1047,7 +1087,11 @@ def certification_record(
     others = Certification.objects.filter(person=person, kind=kind).exclude(pk=record.pk)
     outlasted = others if expires_on is None else others.filter(expires_on__lt=expires_on)
     Reminder.objects.filter(certification__in=outlasted, sent_at=None, cancelled_at=None).update(cancelled_at=now)
-    lasts_longer = others.filter(Q(expires_on=None) | Q(expires_on__gte=expires_on)) if expires_on else others.filter(expires_on=None)
+    lasts_longer = (
+        others.filter(Q(expires_on=None) | Q(expires_on__gte=expires_on))
+        if expires_on
+        else others.filter(expires_on=None)
+    )
     if not lasts_longer.exists():
         _certification_reminders_schedule(record, now=now)
     return record
@@ -1093,7 +1137,9 @@ def procedure_publish(*, document: ProcedureDocument, user, now: datetime | None
     return locked
 
 
-def procedure_acknowledge(*, document: ProcedureDocument, user, now: datetime | None = None) -> ProcedureAcknowledgement:
+def procedure_acknowledge(
+    *, document: ProcedureDocument, user, now: datetime | None = None
+) -> ProcedureAcknowledgement:
     """Idempotent: acknowledging twice keeps the first time."""
     if document.published_at is None:
         raise ValidationError("A draft cannot be acknowledged.")
@@ -1137,13 +1183,18 @@ def _certification_reminders_schedule(record: Certification, *, now: datetime) -
     zone = ZoneInfo(settings.TMT_BUSINESS_TIME_ZONE)
     rows = []
     for days in selectors.training_policy().certification_reminder_list:
-        due = datetime.combine(record.expires_on - timedelta(days=days), settings.TMT_BUSINESS_DAY_OPENS or time(9), tzinfo=zone)
+        due = datetime.combine(
+            record.expires_on - timedelta(days=days), settings.TMT_BUSINESS_DAY_OPENS or time(9), tzinfo=zone
+        )
         if due <= now:
             continue
         rows.append(
             Reminder(
-                kind=Reminder.Kind.CERTIFICATION, recipient=record.person, certification=record,
-                lead=timedelta(days=days), due_at=due,
+                kind=Reminder.Kind.CERTIFICATION,
+                recipient=record.person,
+                certification=record,
+                lead=timedelta(days=days),
+                due_at=due,
             )
         )
     Reminder.objects.bulk_create(rows, ignore_conflicts=True)
@@ -1156,7 +1207,10 @@ def _reminder_text(reminder: Reminder) -> tuple[str, str, str]:
     if reminder.kind == Reminder.Kind.DRILL:
         drill = reminder.drill
         when = timezone.localtime(drill.scheduled_start)
-        role = next((p.get_role_display() for p in drill.participants.all() if p.user_id == reminder.recipient_id), "Facilitator")
+        role = next(
+            (p.get_role_display() for p in drill.participants.all() if p.user_id == reminder.recipient_id),
+            "Facilitator",
+        )
         subject = f"[DRILL] {drill.title} — {when:%a %d %b %H:%M %Z}"
         body = (
             f"Reminder: you take part in {drill.kind.name} drill {drill.reference} as {role}.\n\n"
@@ -1188,9 +1242,11 @@ def _deliver(reminder: Reminder, *, now: datetime) -> str:
         return "drill no longer planned"
     if reminder.kind == Reminder.Kind.CERTIFICATION:
         expires = reminder.certification.expires_on
-        renewed = Certification.objects.filter(
-            person_id=reminder.recipient_id, kind_id=reminder.certification.kind_id
-        ).filter(Q(expires_on=None) | Q(expires_on__gt=expires)).exists()
+        renewed = (
+            Certification.objects.filter(person_id=reminder.recipient_id, kind_id=reminder.certification.kind_id)
+            .filter(Q(expires_on=None) | Q(expires_on__gt=expires))
+            .exists()
+        )
         if renewed:
             Reminder.objects.filter(pk=reminder.pk).update(cancelled_at=now, claimed_at=None)
             return "renewed"
@@ -1200,7 +1256,12 @@ def _deliver(reminder: Reminder, *, now: datetime) -> str:
     messages = []
     if user.email:
         messages.append((Notification.Channel.EMAIL, user.email, body))
-    if reminder.kind == Reminder.Kind.DRILL and person is not None and person.sms_address and settings.TMT_SMS_PROVIDER_URL:
+    if (
+        reminder.kind == Reminder.Kind.DRILL
+        and person is not None
+        and person.sms_address
+        and settings.TMT_SMS_PROVIDER_URL
+    ):
         messages.append((Notification.Channel.SMS, person.sms_address, short))
     with transaction.atomic():
         for channel, address, text in messages:

@@ -204,11 +204,15 @@ def _render_detail(request: HttpRequest, drill: Drill, *, status: int = 200, **f
         "stop_attempts": list(drill.stop_attempts.all()),
         "can_run": can_run,
         "is_participant": is_participant,
-        "participant_form": forms.get("participant_form") or (ParticipantAddForm() if can_run and not drill.is_finished else None),
+        "participant_form": forms.get("participant_form")
+        or (ParticipantAddForm() if can_run and not drill.is_finished else None),
         "cancel_form": forms.get("cancel_form") or (DrillCancelForm() if can_run and not drill.is_finished else None),
         "finding_form": forms.get("finding_form")
-        or (FindingForm(initial={"due_date": timezone.localdate() + timedelta(days=14)})
-            if can_run and drill.state in (DrillState.IN_PROGRESS, DrillState.COMPLETED) else None),
+        or (
+            FindingForm(initial={"due_date": timezone.localdate() + timedelta(days=14)})
+            if can_run and drill.state in (DrillState.IN_PROGRESS, DrillState.COMPLETED)
+            else None
+        ),
         "states": DrillState,
     }
     return render(request, "drills/detail.html", context, status=status)
@@ -231,7 +235,9 @@ def drill_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = DrillEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        changed = {name: data[name] for name in ("title", "scenario", "objectives", "facilitator") if name in form.changed_data}
+        changed = {
+            name: data[name] for name in ("title", "scenario", "objectives", "facilitator") if name in form.changed_data
+        }
         if "scheduled_start" in form.changed_data:
             changed["scheduled_start"] = data["scheduled_start"]
         if "duration_minutes" in form.changed_data:
@@ -258,7 +264,10 @@ def participant_add(request: HttpRequest, pk: int) -> HttpResponse:
         except ValidationError as exc:
             _apply_errors(exc, form)
         else:
-            messages.success(request, f"{row.user.get_full_name() or row.user.get_username()} added as {row.get_role_display().lower()}.")
+            messages.success(
+                request,
+                f"{row.user.get_full_name() or row.user.get_username()} added as {row.get_role_display().lower()}.",
+            )
             return redirect(drill.get_absolute_url() + "#participants")
     return _render_detail(request, _drill_or_404(pk), status=400, participant_form=form)
 
@@ -285,7 +294,10 @@ def drill_start(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
     else:
         if drill.incident_id:
-            messages.success(request, f"{drill.reference} started. Exercise incident {drill.incident.reference} is open (marked DRILL).")
+            messages.success(
+                request,
+                f"{drill.reference} started. Exercise incident {drill.incident.reference} is open (marked DRILL).",
+            )
         else:
             messages.success(request, f"{drill.reference} started.")
     return redirect(drill.get_absolute_url())
@@ -303,7 +315,9 @@ def drill_emergency_stop(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         drill.refresh_from_db()
         if attempt.outcome == attempt.Outcome.VERIFIED and drill.time_to_stop is not None:
-            messages.success(request, f"Emergency stop verified: {services._seconds(drill.time_to_stop)} from the drill's start.")
+            messages.success(
+                request, f"Emergency stop verified: {services._seconds(drill.time_to_stop)} from the drill's start."
+            )
         else:
             messages.warning(request, f"Emergency stop: {attempt.get_outcome_display()}. {attempt.detail}")
     return redirect(drill.get_absolute_url() + "#emergency-stop")
@@ -335,7 +349,8 @@ def drill_complete(request: HttpRequest, pk: int) -> HttpResponse:
     if drill.state != DrillState.IN_PROGRESS:
         messages.error(
             request,
-            "Start the drill before recording its outcome." if drill.state == DrillState.PLANNED
+            "Start the drill before recording its outcome."
+            if drill.state == DrillState.PLANNED
             else f"This drill is already {drill.get_state_display().lower()}.",
         )
         return redirect(drill.get_absolute_url())
@@ -346,13 +361,18 @@ def drill_complete(request: HttpRequest, pk: int) -> HttpResponse:
     data = request.POST if request.method == "POST" else None
     outcome = DrillOutcomeForm(data)
     attendance = AttendanceFormSet(
-        data, prefix="attendance",
+        data,
+        prefix="attendance",
         initial=[{"participant": p.pk, "attended": True, "role": p.role} for p in participants],
     )
     target_forms = TargetFormSet(
-        data, prefix="targets",
+        data,
+        prefix="targets",
         initial=[
-            {"target": t.pk, "actual_minutes": round(Decimal(t.actual.total_seconds()) / 60, 1) if t.actual is not None else None}
+            {
+                "target": t.pk,
+                "actual_minutes": round(Decimal(t.actual.total_seconds()) / 60, 1) if t.actual is not None else None,
+            }
             for t in targets
         ],
     )
@@ -412,7 +432,9 @@ def drill_complete(request: HttpRequest, pk: int) -> HttpResponse:
                 return redirect(drill.get_absolute_url())
     rows = list(zip(attendance.forms, participants, strict=False))
     target_rows = list(zip(target_forms.forms, targets, strict=False))
-    errors = any([outcome.errors, attendance.total_error_count(), target_forms.total_error_count(), findings.total_error_count()])
+    errors = any(
+        [outcome.errors, attendance.total_error_count(), target_forms.total_error_count(), findings.total_error_count()]
+    )
     return render(
         request,
         "drills/complete.html",
@@ -458,8 +480,11 @@ def finding_add(request: HttpRequest, pk: int) -> HttpResponse:
                 drill=drill,
                 user=request.user,
                 finding=services.FindingInput(
-                    title=data["title"], description=data["description"], owner=data["owner"],
-                    due_date=data["due_date"], kind=data["kind"],
+                    title=data["title"],
+                    description=data["description"],
+                    owner=data["owner"],
+                    due_date=data["due_date"],
+                    kind=data["kind"],
                 ),
             )
         except ValidationError as exc:
@@ -477,15 +502,18 @@ def _person_context(person, *, now) -> dict:
     kinds = selectors.required_kinds()
     policy = selectors.training_policy()
     day = selectors.business_day(now)
-    records = list(Certification.objects.filter(person=person).select_related("kind", "issued_by").order_by("kind__order", "-issued_on"))
+    records = list(
+        Certification.objects.filter(person=person)
+        .select_related("kind", "issued_by")
+        .order_by("kind__order", "-issued_on")
+    )
     cells = []
     for kind in kinds:
         mine = [r for r in records if r.kind_id == kind.pk]
         cells.append((kind, selectors.cert_cell(mine, day=day, expiring_within_days=policy.expiring_within_days)))
     procedure = selectors.current_procedure()
     acknowledged = (
-        procedure is not None
-        and ProcedureAcknowledgement.objects.filter(document=procedure, person=person).exists()
+        procedure is not None and ProcedureAcknowledgement.objects.filter(document=procedure, person=person).exists()
     )
     return {
         "person": person,
@@ -493,7 +521,9 @@ def _person_context(person, *, now) -> dict:
         "cells": cells,
         "mentoring": selectors.mentoring_status(person, policy=policy),
         "mentored": list(
-            MentoredResponse.objects.filter(mentee=person).select_related("mentor", "incident", "drill").order_by("-occurred_at")
+            MentoredResponse.objects.filter(mentee=person)
+            .select_related("mentor", "incident", "drill")
+            .order_by("-occurred_at")
         ),
         "problems": selectors.readiness_findings(user=person, at=now),
         "drills": list(selectors.drills_of(person)[:50]),
@@ -501,7 +531,9 @@ def _person_context(person, *, now) -> dict:
         "acknowledged": acknowledged,
         "profile": TrainingProfile.objects.filter(user=person).select_related("mentoring_waived_by").first(),
         "overrides": list(
-            ReadinessOverride.objects.filter(person=person).select_related("granted_by", "incident").order_by("-granted_at")[:10]
+            ReadinessOverride.objects.filter(person=person)
+            .select_related("granted_by", "incident")
+            .order_by("-granted_at")[:10]
         ),
     }
 
@@ -515,10 +547,13 @@ def my_training(request: HttpRequest) -> HttpResponse:
         {
             "is_self": True,
             "token": token,
-            "feed_mine": request.build_absolute_uri(reverse("drills:ical_feed_mine", args=[token.token])) if token else "",
+            "feed_mine": request.build_absolute_uri(reverse("drills:ical_feed_mine", args=[token.token]))
+            if token
+            else "",
             "feed_programme": (
                 request.build_absolute_uri(reverse("drills:ical_feed_programme", args=[token.token]))
-                if token and request.user.has_perm(VIEW_PERMISSION) else ""
+                if token and request.user.has_perm(VIEW_PERMISSION)
+                else ""
             ),
         }
     )
@@ -572,7 +607,8 @@ def profile_update(request: HttpRequest, user_id: int) -> HttpResponse:
     if form.is_valid():
         try:
             services.training_profile_update(
-                person=person, user=request.user,
+                person=person,
+                user=request.user,
                 mentored_responses_required=form.cleaned_data["mentored_responses_required"],
                 joined_team_on=form.cleaned_data["joined_team_on"],
             )
@@ -632,7 +668,10 @@ def matrix_csv(request: HttpRequest) -> HttpResponse:
     for row in matrix.rows:
         line = [row.person.get_full_name(), row.person.get_username(), "; ".join(row.roles)]
         for cell in row.cells:
-            line += [cell.label if cell.status != "n/a" else "not required", cell.expires_on.isoformat() if cell.expires_on else ""]
+            line += [
+                cell.label if cell.status != "n/a" else "not required",
+                cell.expires_on.isoformat() if cell.expires_on else "",
+            ]
         line += [row.mentoring.label, "yes" if row.acknowledged else "no", "yes" if row.ready else "no"]
         writer.writerow([_csv_safe(v) for v in line])
     return response
@@ -662,7 +701,11 @@ def certification_new(request: HttpRequest) -> HttpResponse:
             _apply_errors(exc, form)
         else:
             expiry = f", expires {record.expires_on:%d %b %Y}" if record.expires_on else ""
-            messages.success(request, f"{record.kind.name} recorded for {record.person.get_full_name() or record.person.get_username()}{expiry}.")
+            messages.success(
+                request,
+                f"{record.kind.name} recorded for "
+                f"{record.person.get_full_name() or record.person.get_username()}{expiry}.",
+            )
             return redirect("drills:person", user_id=record.person_id)
     return render(request, "drills/certification_form.html", {"form": form}, status=400 if form.errors else 200)
 
@@ -689,8 +732,11 @@ def mentoring_new(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             row = services.mentored_response_record(
-                mentee=data["mentee"], mentor=data["mentor"], incident=data["incident"],
-                recorded_by=request.user, notes=data["notes"],
+                mentee=data["mentee"],
+                mentor=data["mentor"],
+                incident=data["incident"],
+                recorded_by=request.user,
+                notes=data["notes"],
             )
         except ValidationError as exc:
             _apply_errors(exc, form)
@@ -721,13 +767,19 @@ def procedures(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "drills/procedures.html",
-        {"documents": list(documents), "current": current, "acknowledged": acknowledged,
-         "can_manage": request.user.has_perm(MANAGE_PERMISSION)},
+        {
+            "documents": list(documents),
+            "current": current,
+            "acknowledged": acknowledged,
+            "can_manage": request.user.has_perm(MANAGE_PERMISSION),
+        },
     )
 
 
 def _document_or_404(version: int, user) -> ProcedureDocument:
-    document = get_object_or_404(ProcedureDocument.objects.select_related("published_by", "created_by"), version=version)
+    document = get_object_or_404(
+        ProcedureDocument.objects.select_related("published_by", "created_by"), version=version
+    )
     if document.published_at is None and not user.has_perm(MANAGE_PERMISSION):
         raise Http404("No such version")
     return document
@@ -745,8 +797,13 @@ def procedure_detail(request: HttpRequest, version: int) -> HttpResponse:
     return render(
         request,
         "drills/procedure.html",
-        {"document": document, "current": current, "ack": ack, "pending": pending,
-         "can_manage": request.user.has_perm(MANAGE_PERMISSION)},
+        {
+            "document": document,
+            "current": current,
+            "ack": ack,
+            "pending": pending,
+            "can_manage": request.user.has_perm(MANAGE_PERMISSION),
+        },
     )
 
 
@@ -775,7 +832,9 @@ def procedure_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Draft version {document.version} saved. Publish it when ready.")
             return redirect(document.get_absolute_url())
-    return render(request, "drills/procedure_form.html", {"form": form, "current": current}, status=400 if form.errors else 200)
+    return render(
+        request, "drills/procedure_form.html", {"form": form, "current": current}, status=400 if form.errors else 200
+    )
 
 
 @require_POST
@@ -787,7 +846,9 @@ def procedure_publish(request: HttpRequest, version: int) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"Version {document.version} published: every response-team member must acknowledge it.")
+        messages.success(
+            request, f"Version {document.version} published: every response-team member must acknowledge it."
+        )
     return redirect(document.get_absolute_url())
 
 
@@ -796,7 +857,11 @@ def procedure_publish(request: HttpRequest, version: int) -> HttpResponse:
 
 def overrides(request: HttpRequest) -> HttpResponse:
     user = request.user
-    if not (user.has_perm(OVERRIDE_PERMISSION) or user.has_perm(MANAGE_PERMISSION) or user.has_perm("drills.view_readinessoverride")):
+    if not (
+        user.has_perm(OVERRIDE_PERMISSION)
+        or user.has_perm(MANAGE_PERMISSION)
+        or user.has_perm("drills.view_readinessoverride")
+    ):
         raise PermissionDenied
     can_grant = user.has_perm(OVERRIDE_PERMISSION)
     form = None
@@ -812,18 +877,30 @@ def overrides(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             row = services.readiness_override_grant(
-                person=data["person"], duty=data["duty"], justification=data["justification"],
-                granted_by=user, valid_until=data["valid_until"], incident=data["incident"],
+                person=data["person"],
+                duty=data["duty"],
+                justification=data["justification"],
+                granted_by=user,
+                valid_until=data["valid_until"],
+                incident=data["incident"],
                 context=f"granted in the portal by {user.get_username()}",
             )
         except ValidationError as exc:
             _apply_errors(exc, form)
         else:
-            messages.success(request, f"Override recorded for {row.person.get_full_name() or row.person.get_username()} until {timezone.localtime(row.valid_until):%d %b %Y %H:%M}.")
+            messages.success(
+                request,
+                f"Override recorded for {row.person.get_full_name() or row.person.get_username()} "
+                f"until {timezone.localtime(row.valid_until):%d %b %Y %H:%M}.",
+            )
             return redirect("drills:overrides")
-    rows = list(ReadinessOverride.objects.select_related("person", "granted_by", "incident").order_by("-granted_at")[:50])
+    rows = list(
+        ReadinessOverride.objects.select_related("person", "granted_by", "incident").order_by("-granted_at")[:50]
+    )
     return render(
-        request, "drills/overrides.html", {"form": form, "rows": rows, "now": timezone.now()},
+        request,
+        "drills/overrides.html",
+        {"form": form, "rows": rows, "now": timezone.now()},
         status=400 if form is not None and form.errors else 200,
     )
 
@@ -834,9 +911,12 @@ FEED_PAST = timedelta(days=365)
 
 
 def _feed_drills(queryset):
-    return queryset.filter(scheduled_start__gte=timezone.now() - FEED_PAST).select_related(
-        "kind", "facilitator"
-    ).prefetch_related("participants__user").order_by("scheduled_start")[:1000]
+    return (
+        queryset.filter(scheduled_start__gte=timezone.now() - FEED_PAST)
+        .select_related("kind", "facilitator")
+        .prefetch_related("participants__user")
+        .order_by("scheduled_start")[:1000]
+    )
 
 
 def _ical_response(body: bytes, filename: str) -> HttpResponse:

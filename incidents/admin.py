@@ -119,9 +119,7 @@ class IncidentAdminForm(forms.ModelForm):
             self.fields["loaded_state"].initial = self.instance.state
         if "commander" in self.fields:
             self.fields["commander"].queryset = (
-                get_user_model()
-                .objects.filter(is_active=True)
-                .order_by("first_name", "last_name", "username")
+                get_user_model().objects.filter(is_active=True).order_by("first_name", "last_name", "username")
             )
 
     def clean_commander(self):
@@ -423,9 +421,7 @@ class IncidentAdmin(FSMAdminMixin, admin.ModelAdmin):
             **{name: data[name] for name in services.EDITABLE_FIELDS if name in changed},
         )
         if "commander" in changed:
-            services.incident_assign_commander(
-                incident=obj, commander=data["commander"], user=request.user
-            )
+            services.incident_assign_commander(incident=obj, commander=data["commander"], user=request.user)
         obj.refresh_from_db()
 
     def save_related(self, request, form, formsets, change: bool) -> None:
@@ -599,9 +595,7 @@ class IncidentChecklistItemAdmin(ReadOnlyAdmin):
     def has_tick_permission(self, request) -> bool:
         return request.user.has_perm("incidents.change_incidentchecklistitem")
 
-    @admin.action(
-        description="Tick selected items (through the checklist service)", permissions=["tick"]
-    )
+    @admin.action(description="Tick selected items (through the checklist service)", permissions=["tick"])
     def mark_done(self, request, queryset) -> None:
         self._set_done(request, queryset, done=True)
 
@@ -755,11 +749,7 @@ class ChecklistTemplateItemAdmin(admin.ModelAdmin):
 
 
 def active_users():
-    return (
-        get_user_model()
-        .objects.filter(is_active=True)
-        .order_by("first_name", "last_name", "username")
-    )
+    return get_user_model().objects.filter(is_active=True).order_by("first_name", "last_name", "username")
 
 
 class UserChoiceMixin:

@@ -42,5 +42,3 @@ def end_of_next_business_day(after: datetime) -> datetime:
     """'Within a business day': closing time of the next business day after `after`."""
     opening = next_business_day_start(after)
     return datetime.combine(opening.date(), settings.TMT_BUSINESS_DAY_CLOSES, tzinfo=opening.tzinfo)
-
-

@@ -78,9 +78,7 @@ class IncidentCreateForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["title"].error_messages["required"] = "Give the incident a short title."
         self.fields["detection_method"].initial = DetectionMethod.USER_REPORT
-        self.fields["financial_impact_usd"].widget.attrs.update(
-            {"min": "0", "step": "0.01", "placeholder": "0.00"}
-        )
+        self.fields["financial_impact_usd"].widget.attrs.update({"min": "0", "step": "0.01", "placeholder": "0.00"})
         self.suggestion: services.SeveritySuggestion | None = None
 
     def clean_title(self) -> str:
@@ -229,11 +227,15 @@ class IncidentFilter(django_filters.FilterSet):
     )
     category = django_filters.ChoiceFilter(choices=Category.choices, empty_label="Any category")
     detected_after = django_filters.DateFilter(
-        field_name="detected_at", lookup_expr="date__gte", label="From",
+        field_name="detected_at",
+        lookup_expr="date__gte",
+        label="From",
         widget=forms.DateInput(attrs={"type": "date"}),
     )
     detected_before = django_filters.DateFilter(
-        field_name="detected_at", lookup_expr="date__lte", label="To",
+        field_name="detected_at",
+        lookup_expr="date__lte",
+        label="To",
         widget=forms.DateInput(attrs={"type": "date"}),
     )
 
@@ -255,6 +257,4 @@ class IncidentFilter(django_filters.FilterSet):
     def filter_system(self, queryset, name, value):
         # EXISTS instead of a join: no duplicate rows, so no DISTINCT over the whole list.
         through = Incident.affected_systems.through
-        return queryset.filter(
-            Exists(through.objects.filter(incident_id=OuterRef("pk"), system_id=value.pk))
-        )
+        return queryset.filter(Exists(through.objects.filter(incident_id=OuterRef("pk"), system_id=value.pk)))

@@ -86,8 +86,17 @@ _TRAINING_MANAGE = [
     "drills.manage_training",
     *_perms(
         "drills",
-        ("drill", "drillparticipant", "drillfinding", "certification", "mentoredresponse",
-         "trainingprofile", "readinessoverride", "procedureacknowledgement", "reminder"),
+        (
+            "drill",
+            "drillparticipant",
+            "drillfinding",
+            "certification",
+            "mentoredresponse",
+            "trainingprofile",
+            "readinessoverride",
+            "procedureacknowledgement",
+            "reminder",
+        ),
         ("view",),
     ),
     *_perms(
@@ -108,24 +117,41 @@ _ALERTS_EDIT = _perms("api", ("alertintegration",), ("view", "add", "change"))
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     ON_CALL_ENGINEER: _RESPONDER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW,
     RISK_MANAGER: (
-        _RESPONDER + _EMERGENCY_STOP + ["escalation.change_regulatoryobligation"] + _ROSTER_VIEW
-        + _DRILLS_VIEW + _MONITORING_VIEW
+        _RESPONDER
+        + _EMERGENCY_STOP
+        + ["escalation.change_regulatoryobligation"]
+        + _ROSTER_VIEW
+        + _DRILLS_VIEW
+        + _MONITORING_VIEW
     ),
     SYSTEM_ADMINISTRATOR: _RESPONDER + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _HEALTH_EDIT,
     INCIDENT_MANAGER: (
-        _MANAGER + _POLICY_EDIT + _ROSTER_VIEW + _ROSTER_EDIT + _DRILLS_VIEW + _READINESS_OVERRIDE
-        + _MONITORING_VIEW + _HEALTH_EDIT + _ALERTS_EDIT
+        _MANAGER
+        + _POLICY_EDIT
+        + _ROSTER_VIEW
+        + _ROSTER_EDIT
+        + _DRILLS_VIEW
+        + _READINESS_OVERRIDE
+        + _MONITORING_VIEW
+        + _HEALTH_EDIT
+        + _ALERTS_EDIT
     ),
     CTO: _MANAGER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _READINESS_OVERRIDE + _MONITORING_VIEW,
     HEAD_OF_RISK: (
-        _MANAGER + _EMERGENCY_STOP + ["escalation.sign_off_obligation"] + _ROSTER_VIEW + _DRILLS_VIEW
-        + _READINESS_OVERRIDE + _MONITORING_VIEW
+        _MANAGER
+        + _EMERGENCY_STOP
+        + ["escalation.sign_off_obligation"]
+        + _ROSTER_VIEW
+        + _DRILLS_VIEW
+        + _READINESS_OVERRIDE
+        + _MONITORING_VIEW
     ),
     CEO: _EXECUTIVE_VIEW + ["incidents.close_incident"] + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW,
     TRAINER: (
-        ["incidents.view_incident", "incidents.view_timelineentry", "reports.view_actionitem",
-         "reports.add_actionitem"]
-        + _ROSTER_VIEW + _DRILLS_VIEW + _TRAINING_MANAGE
+        ["incidents.view_incident", "incidents.view_timelineentry", "reports.view_actionitem", "reports.add_actionitem"]
+        + _ROSTER_VIEW
+        + _DRILLS_VIEW
+        + _TRAINING_MANAGE
     ),
 }
 

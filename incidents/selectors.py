@@ -180,15 +180,8 @@ def dashboard_summary(*, since: datetime) -> dict:
 
 def open_incidents(limit: int = 50) -> list[Incident]:
     return list(
-        incident_list_queryset()
-        .filter(state__in=OPEN_STATES)
-        .order_by("severity__level", "detected_at")[:limit]
+        incident_list_queryset().filter(state__in=OPEN_STATES).order_by("severity__level", "detected_at")[:limit]
     )
 
 
-
 # -- escalation panel -----------------------------------------------------------------------
-
-
-
-

@@ -132,9 +132,7 @@ def severity_suggestion(request: HttpRequest) -> HttpResponse:
             error = "Enter the estimated loss as a positive amount in USD."
         else:
             suggestion = services.severity_suggest(financial_impact_usd=amount)
-    return render(
-        request, "incidents/_severity_suggestion.html", {"suggestion": suggestion, "error": error}
-    )
+    return render(request, "incidents/_severity_suggestion.html", {"suggestion": suggestion, "error": error})
 
 
 @require_GET
@@ -240,9 +238,7 @@ def incident_add_note(request: HttpRequest, reference: str) -> HttpResponse:
         )
     if status == 400:
         incident = _incident_or_404(reference)
-        return render(
-            request, "incidents/detail.html", _detail_context(request, incident, note_form=form), status=400
-        )
+        return render(request, "incidents/detail.html", _detail_context(request, incident, note_form=form), status=400)
     return redirect(incident.get_absolute_url() + "#timeline")
 
 
@@ -360,4 +356,3 @@ def evidence_download(request: HttpRequest, reference: str, evidence_id: int) ->
     )
     response["X-Content-Type-Options"] = "nosniff"
     return response
-

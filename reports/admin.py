@@ -182,6 +182,7 @@ class ReportPolicyAdmin(admin.ModelAdmin):
 
 # -- the incident's reviews and action items, on the incident's admin page ---------------------
 
+
 class PostIncidentReviewInline(ReadOnlyInline):
     model = PostIncidentReview
     fields = ["revision", "state", "author", "submitted_at", "approved_at", "approved_by"]
@@ -192,7 +193,6 @@ class PostIncidentReviewInline(ReadOnlyInline):
         return super().get_queryset(request).select_related("author", "approved_by")
 
 
-
 class ActionItemInline(ReadOnlyInline):
     model = ActionItem
     fields = ["title", "kind", "state", "owner", "due_date", "completed_at"]
@@ -201,7 +201,6 @@ class ActionItemInline(ReadOnlyInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("owner")
-
 
 
 IncidentAdmin.inlines = [*IncidentAdmin.inlines, PostIncidentReviewInline, ActionItemInline]

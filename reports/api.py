@@ -81,7 +81,12 @@ class ActionItemDeclineSerializer(StrictFieldsMixin, serializers.Serializer):
 class ActionItemViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     permission_classes = [RolePermissions]
     serializer_class = ActionItemSerializer
-    filterset_fields = {"state": ["exact"], "kind": ["exact"], "owner__username": ["exact"], "incident__reference": ["exact"]}
+    filterset_fields = {
+        "state": ["exact"],
+        "kind": ["exact"],
+        "owner__username": ["exact"],
+        "incident__reference": ["exact"],
+    }
     # The owner may move their own item along; the service checks who may change which item.
     action_permissions = {name: ["reports.view_actionitem"] for name in ("start", "complete", "decline", "reschedule")}
 
@@ -102,23 +107,39 @@ class ActionItemViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def start(self, request, pk=None):
         return self._answer(services.action_item_start(item=self.get_object(), user=request.user))
 
-    @extend_schema(summary="Mark it done", request=ActionItemCompleteSerializer, responses={200: ActionItemSerializer, **_ERRORS})
+    @extend_schema(
+        summary="Mark it done", request=ActionItemCompleteSerializer, responses={200: ActionItemSerializer, **_ERRORS}
+    )
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
         body = ActionItemCompleteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        return self._answer(services.action_item_complete(item=self.get_object(), user=request.user, **body.validated_data))
+        return self._answer(
+            services.action_item_complete(item=self.get_object(), user=request.user, **body.validated_data)
+        )
 
-    @extend_schema(summary="Decide it won't be done", request=ActionItemDeclineSerializer, responses={200: ActionItemSerializer, **_ERRORS})
+    @extend_schema(
+        summary="Decide it won't be done",
+        request=ActionItemDeclineSerializer,
+        responses={200: ActionItemSerializer, **_ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def decline(self, request, pk=None):
         body = ActionItemDeclineSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        return self._answer(services.action_item_decline(item=self.get_object(), user=request.user, **body.validated_data))
+        return self._answer(
+            services.action_item_decline(item=self.get_object(), user=request.user, **body.validated_data)
+        )
 
-    @extend_schema(summary="Move the due date or hand it over", request=ActionItemRescheduleSerializer, responses={200: ActionItemSerializer, **_ERRORS})
+    @extend_schema(
+        summary="Move the due date or hand it over",
+        request=ActionItemRescheduleSerializer,
+        responses={200: ActionItemSerializer, **_ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def reschedule(self, request, pk=None):
         body = ActionItemRescheduleSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        return self._answer(services.action_item_reschedule(item=self.get_object(), user=request.user, **body.validated_data))
+        return self._answer(
+            services.action_item_reschedule(item=self.get_object(), user=request.user, **body.validated_data)
+        )

@@ -99,10 +99,18 @@ class MetricsFilterForm(forms.Form):
     """From and to months (inclusive), as <input type="month"> sends them: YYYY-MM."""
 
     MAX_MONTHS = 60
-    start = forms.DateField(label="From month", input_formats=["%Y-%m"], required=False,
-                            widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"))
-    end = forms.DateField(label="To month", input_formats=["%Y-%m"], required=False,
-                          widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"))
+    start = forms.DateField(
+        label="From month",
+        input_formats=["%Y-%m"],
+        required=False,
+        widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"),
+    )
+    end = forms.DateField(
+        label="To month",
+        input_formats=["%Y-%m"],
+        required=False,
+        widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"),
+    )
 
     def clean(self):
         data = super().clean()
@@ -126,4 +134,3 @@ class MetricsFilterForm(forms.Form):
 def period_label(period: Period) -> str:
     last = add_months(period.end, -1)
     return f"{period.start:%b %Y} – {last:%b %Y}" if last != period.start else f"{period.start:%b %Y}"
-

@@ -64,9 +64,7 @@ class PostIncidentReview(ConcurrentTransitionMixin, models.Model):
 
     OPEN_STATES = (State.DRAFT, State.SUBMITTED, State.CHANGES_REQUESTED)
 
-    incident = models.ForeignKey(
-        "incidents.Incident", on_delete=models.PROTECT, related_name="reviews"
-    )
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="reviews")
     revision = models.PositiveSmallIntegerField(default=1)
     state = FSMField(default=State.DRAFT, choices=State.choices, protected=True)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -258,9 +256,7 @@ class ReportRender(models.Model):
         RESOLVED = "resolved", "Incident resolved"
         ON_DEMAND = "on_demand", "Requested"
 
-    incident = models.ForeignKey(
-        "incidents.Incident", on_delete=models.PROTECT, related_name="report_renders"
-    )
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="report_renders")
     timeline_kinds = models.CharField(
         max_length=300, blank=True, help_text="Timeline entry kinds included, comma-separated; empty = all."
     )

@@ -48,7 +48,7 @@ def static_file_for(url: str) -> Path | None:
         path = unquote(parts.path)
         if not path.startswith(prefix):
             return None
-        relative = path[len(prefix):]
+        relative = path[len(prefix) :]
         if not relative or ".." in PurePosixPath(relative).parts or "\\" in relative or "\x00" in relative:
             return None
         try:

@@ -55,9 +55,7 @@ CLASSIFICATION = "Internal – Confidential"
 
 
 def incident_has_approved_review(*, incident: Incident) -> bool:
-    return PostIncidentReview.objects.filter(
-        incident=incident, state=PostIncidentReview.State.APPROVED
-    ).exists()
+    return PostIncidentReview.objects.filter(incident=incident, state=PostIncidentReview.State.APPROVED).exists()
 
 
 # -- which report -------------------------------------------------------------------------------
@@ -107,14 +105,14 @@ def report_source_key(*, incident_id: int, kinds: list[str]) -> str:
     systems = Incident.affected_systems.through.objects.filter(incident=OuterRef("pk")).values("incident")
 
     def per_incident(model, **aggregate):
-        return Subquery(model.objects.filter(incident=OuterRef("pk")).values("incident").annotate(**aggregate).values("v"))
+        return Subquery(
+            model.objects.filter(incident=OuterRef("pk")).values("incident").annotate(**aggregate).values("v")
+        )
 
     row = (
         Incident.objects.filter(pk=incident_id)
         .annotate(
-            last_entry=Subquery(
-                TimelineEntry.objects.filter(incident=OuterRef("pk")).order_by("-id").values("id")[:1]
-            ),
+            last_entry=Subquery(TimelineEntry.objects.filter(incident=OuterRef("pk")).order_by("-id").values("id")[:1]),
             last_review=per_incident(PostIncidentReview, v=Max("updated_at")),
             review_count=per_incident(PostIncidentReview, v=Count("id")),
             last_item=per_incident(ActionItem, v=Max("updated_at")),
@@ -124,8 +122,16 @@ def report_source_key(*, incident_id: int, kinds: list[str]) -> str:
             system_rtos=Subquery(systems.annotate(v=Sum("system__rto")).values("v")),
         )
         .values_list(
-            "updated_at", "severity_id", "last_entry", "last_review", "review_count", "last_item", "item_count",
-            "system_count", "system_ids", "system_rtos",
+            "updated_at",
+            "severity_id",
+            "last_entry",
+            "last_review",
+            "review_count",
+            "last_item",
+            "item_count",
+            "system_count",
+            "system_ids",
+            "system_rtos",
         )
         .get()
     )
@@ -163,7 +169,9 @@ class PdfStatus:
 def pdf_status(*, incident: Incident, kinds: list[str]) -> PdfStatus:
     key = report_source_key(incident_id=incident.pk, kinds=kinds)
     renders = list(
-        ReportRender.objects.filter(incident=incident, timeline_kinds=kinds_key(kinds)).order_by("-requested_at", "-id")[:10]
+        ReportRender.objects.filter(incident=incident, timeline_kinds=kinds_key(kinds)).order_by(
+            "-requested_at", "-id"
+        )[:10]
     )
     done = max(
         (r for r in renders if r.state == ReportRender.State.DONE),
@@ -364,14 +372,19 @@ def _review_reminder(deadline, incident: Incident) -> Reminder | None:
         manager = _incident_manager()
         return Reminder(
             user=manager,
-            summary=f"Post-incident review overdue (was due {due_label}; {where}): escalated to the incident manager {_name(manager)}",
+            summary=(
+                f"Post-incident review overdue (was due {due_label}; {where}): "
+                f"escalated to the incident manager {_name(manager)}"
+            ),
             label="incident manager",
         )
     user = open_review.author if open_review else incident.commander
     if user is None:
         user = _incident_manager()
     verb = "due " + due_label if deadline.step == 1 else f"now due ({due_label})"
-    return Reminder(user=user, summary=f"Post-incident review {verb}, {where}: reminder to {_name(user)}", label="review author")
+    return Reminder(
+        user=user, summary=f"Post-incident review {verb}, {where}: reminder to {_name(user)}", label="review author"
+    )
 
 
 def _action_item_reminder(deadline, incident: Incident, now: datetime) -> Reminder | None:
@@ -385,13 +398,22 @@ def _action_item_reminder(deadline, incident: Incident, now: datetime) -> Remind
         return None
     what = f"“{item.title[:120]}” ({item.get_kind_display().lower()}, owner {_name(item.owner)})"
     if deadline.step == 1:
-        return Reminder(user=item.owner, summary=f"Action item due {item.due_date:%Y-%m-%d}: {what}", label="action item owner")
+        return Reminder(
+            user=item.owner, summary=f"Action item due {item.due_date:%Y-%m-%d}: {what}", label="action item owner"
+        )
     if deadline.step == 2:
-        return Reminder(user=item.owner, summary=f"Action item overdue since {item.due_date:%Y-%m-%d}: {what}", label="action item owner")
+        return Reminder(
+            user=item.owner,
+            summary=f"Action item overdue since {item.due_date:%Y-%m-%d}: {what}",
+            label="action item owner",
+        )
     manager = _incident_manager()
     return Reminder(
         user=manager,
-        summary=f"Action item still open {(now.date() - item.due_date).days} days after its due date: {what}; escalated to {_name(manager)}",
+        summary=(
+            f"Action item still open {(now.date() - item.due_date).days} "
+            f"days after its due date: {what}; escalated to {_name(manager)}"
+        ),
         label="incident manager",
     )
 
@@ -610,9 +632,15 @@ def rto_breaches(period: Period) -> list[dict]:
 
 def by_detection_method(period: Period) -> list[dict]:
     counts = dict(
-        real_incidents(period).values("detection_method").annotate(n=Count("id")).order_by().values_list("detection_method", "n")
+        real_incidents(period)
+        .values("detection_method")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("detection_method", "n")
     )
-    return [{"method": value, "label": label, "incidents": counts.get(value, 0)} for value, label in DetectionMethod.choices]
+    return [
+        {"method": value, "label": label, "incidents": counts.get(value, 0)} for value, label in DetectionMethod.choices
+    ]
 
 
 def metrics(period: Period) -> dict:
@@ -628,8 +656,16 @@ def metrics(period: Period) -> dict:
     sla = sla_compliance(period)
     rto = rto_breaches(period)
     detection = by_detection_method(period)
-    chart["sla"] = {"labels": [f"Sev{r['severity'].level}" for r in sla], "met": [r["met"] for r in sla], "missed": [r["missed"] for r in sla]}
-    chart["rto"] = {"labels": [r["system"].name for r in rto], "breaches": [r["breaches"] for r in rto], "within": [r["incidents"] - r["breaches"] for r in rto]}
+    chart["sla"] = {
+        "labels": [f"Sev{r['severity'].level}" for r in sla],
+        "met": [r["met"] for r in sla],
+        "missed": [r["missed"] for r in sla],
+    }
+    chart["rto"] = {
+        "labels": [r["system"].name for r in rto],
+        "breaches": [r["breaches"] for r in rto],
+        "within": [r["incidents"] - r["breaches"] for r in rto],
+    }
     chart["detection"] = {"labels": [r["label"] for r in detection], "counts": [r["incidents"] for r in detection]}
     return {
         "period": period,

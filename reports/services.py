@@ -113,7 +113,15 @@ def _cancel_review_deadlines(incident: Incident, *, reason: str) -> int:
 # -- rendering the (unapproved) report ----------------------------------------------------------
 
 
-def report_html(*, incident_id: int, review: PostIncidentReview | None, kinds: list[str], generated_at: datetime, pdf: bool, content_sha256: str = "") -> str:
+def report_html(
+    *,
+    incident_id: int,
+    review: PostIncidentReview | None,
+    kinds: list[str],
+    generated_at: datetime,
+    pdf: bool,
+    content_sha256: str = "",
+) -> str:
     incident = selectors.report_incident(incident_id)
     context = selectors.report_context(
         incident=incident, review=review, kinds=kinds, generated_at=generated_at, content_sha256=content_sha256
@@ -134,7 +142,11 @@ def _text_review(incident_id: int) -> PostIncidentReview | None:
 
 
 def report_render_request(
-    *, incident: Incident, kinds: list[str], user: AbstractBaseUser | None = None, reason: str = ReportRender.Reason.ON_DEMAND
+    *,
+    incident: Incident,
+    kinds: list[str],
+    user: AbstractBaseUser | None = None,
+    reason: str = ReportRender.Reason.ON_DEMAND,
 ) -> ReportRender:
     """Queue a PDF render of the report as it is now, unless one is stored or queued already."""
     key = selectors.report_source_key(incident_id=incident.pk, kinds=kinds)
@@ -345,13 +357,17 @@ PREVENTION_FIELDS = ("prevention_immediate", "prevention_long_term", "monitoring
 
 
 @transaction.atomic
-def review_submit(*, review: PostIncidentReview, user: AbstractBaseUser, now: datetime | None = None) -> PostIncidentReview:
+def review_submit(
+    *, review: PostIncidentReview, user: AbstractBaseUser, now: datetime | None = None
+) -> PostIncidentReview:
     if not user.has_perm("reports.change_postincidentreview"):
         raise PermissionDenied("You do not have permission to submit post-incident reviews.")
     now = now or timezone.now()
     locked = _locked_review(review)
     if not can_proceed(locked.submit):
-        raise ValidationError(f"Revision {locked.revision} is {locked.get_state_display().lower()}; only a draft can be submitted.")
+        raise ValidationError(
+            f"Revision {locked.revision} is {locked.get_state_display().lower()}; only a draft can be submitted."
+        )
     text = selectors.report_text(locked.incident, locked)
     have = {**text, **{f: getattr(locked, f).strip() for f in AGENDA_FIELDS}}
     errors = {f: message for f, message in SUBMIT_REQUIRED.items() if not have.get(f)}
@@ -395,7 +411,9 @@ def review_request_changes(
 
 
 @transaction.atomic
-def review_approve(*, review: PostIncidentReview, user: AbstractBaseUser, now: datetime | None = None) -> PostIncidentReview:
+def review_approve(
+    *, review: PostIncidentReview, user: AbstractBaseUser, now: datetime | None = None
+) -> PostIncidentReview:
     """Approve a submitted revision and freeze its report; the PDF is rendered once, after commit."""
     now = now or timezone.now()
     locked = _locked_review(review)
@@ -444,14 +462,20 @@ def _send_frozen_render(review_id: int) -> None:
 
 
 def review_ensure_frozen_pdf_queued(*, review: PostIncidentReview) -> None:
-    if review.is_frozen and not review.pdf_sha256 and review.approved_at and timezone.now() - review.approved_at > RENDER_REQUEUE_AFTER:
+    if (
+        review.is_frozen
+        and not review.pdf_sha256
+        and review.approved_at
+        and timezone.now() - review.approved_at > RENDER_REQUEUE_AFTER
+    ):
         transaction.on_commit(lambda: _send_frozen_render(review.pk))
 
 
 def frozen_document(review: PostIncidentReview) -> str:
     """The approved report as a standalone HTML document (the same template, wrapping the frozen part)."""
     return render_to_string(
-        selectors.REPORT_TEMPLATE, {"pdf": True, "fragment": mark_safe(review.frozen_html), "incident": review.incident}  # noqa: S308 - our own rendered, escaped HTML
+        selectors.REPORT_TEMPLATE,
+        {"pdf": True, "fragment": mark_safe(review.frozen_html), "incident": review.incident},  # noqa: S308 - our own rendered, escaped HTML
     )
 
 
@@ -508,7 +532,9 @@ def _schedule_action_item(item: ActionItem) -> None:
     first = past[-1] if past else 1
     for step, at in steps:
         if step >= first:
-            deadline_schedule(item.incident, kind=Deadline.Kind.REVIEW, rule=_action_rule(item), step=step, due_at=max(at, now))
+            deadline_schedule(
+                item.incident, kind=Deadline.Kind.REVIEW, rule=_action_rule(item), step=step, due_at=max(at, now)
+            )
 
 
 def _cancel_action_item(item: ActionItem, *, reason: str) -> None:
@@ -569,11 +595,18 @@ def action_item_create(
     if errors:
         raise ValidationError(errors)
     item = ActionItem.objects.create(
-        incident=incident, title=title, kind=kind, owner=owner, due_date=due_date, description=description, created_by=user
+        incident=incident,
+        title=title,
+        kind=kind,
+        owner=owner,
+        due_date=due_date,
+        description=description,
+        created_by=user,
     )
     _record_item(
         item,
-        f"Action item added ({item.get_kind_display().lower()}): {title} — owner {_name(owner)}, due {due_date:%Y-%m-%d}",
+        f"Action item added ({item.get_kind_display().lower()}): "
+        f"{title} — owner {_name(owner)}, due {due_date:%Y-%m-%d}",
         user,
     )
     _schedule_action_item(item)
@@ -646,7 +679,9 @@ def action_item_reschedule(
     if not locked.is_active:
         raise ValidationError(f"This action item is {locked.get_state_display().lower()}.")
     owner = owner or locked.owner
-    errors = _validate_item(title=locked.title, kind=locked.kind, owner=owner, due_date=due_date, today=timezone.localdate(now))
+    errors = _validate_item(
+        title=locked.title, kind=locked.kind, owner=owner, due_date=due_date, today=timezone.localdate(now)
+    )
     if errors:
         raise ValidationError(errors)
     if (due_date, owner.pk) == (locked.due_date, locked.owner_id):
@@ -654,7 +689,9 @@ def action_item_reschedule(
     _cancel_action_item(locked, reason="rescheduled")
     locked.due_date, locked.owner = due_date, owner
     locked.save(update_fields=["due_date", "owner", "updated_at"])
-    _record_item(locked, f"Action item rescheduled: {locked.title} — owner {_name(owner)}, due {due_date:%Y-%m-%d}", user)
+    _record_item(
+        locked, f"Action item rescheduled: {locked.title} — owner {_name(owner)}, due {due_date:%Y-%m-%d}", user
+    )
     _schedule_action_item(locked)
     return locked
 

@@ -17,7 +17,11 @@ urlpatterns = [
     path("<str:reference>/review/", views.review_start, name="review_start"),
     path("<str:reference>/review/r<int:revision>/", views.review_edit, name="review_edit"),
     path("<str:reference>/review/r<int:revision>/submit/", views.review_submit, name="review_submit"),
-    path("<str:reference>/review/r<int:revision>/request-changes/", views.review_request_changes, name="review_request_changes"),
+    path(
+        "<str:reference>/review/r<int:revision>/request-changes/",
+        views.review_request_changes,
+        name="review_request_changes",
+    ),
     path("<str:reference>/review/r<int:revision>/approve/", views.review_approve, name="review_approve"),
     path("<str:reference>/review/r<int:revision>/pdf/", views.review_pdf, name="review_pdf"),
 ]

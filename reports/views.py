@@ -70,7 +70,9 @@ def report_page(request: HttpRequest, reference: str) -> HttpResponse:
         services.review_ensure_frozen_pdf_queued(review=frozen)
         fragment = PostIncidentReview.objects.values_list("frozen_html", flat=True).get(pk=frozen.pk)
         preview = mark_safe(fragment)  # noqa: S308 - our template's own escaped output, frozen at approval
-        action_items = list(ActionItem.objects.filter(incident=incident).select_related("owner").order_by("due_date", "id"))
+        action_items = list(
+            ActionItem.objects.filter(incident=incident).select_related("owner").order_by("due_date", "id")
+        )
     else:
         status = selectors.pdf_status(incident=incident, kinds=kinds)
         if status.in_flight is not None:
@@ -103,7 +105,9 @@ def report_page(request: HttpRequest, reference: str) -> HttpResponse:
             "can_start": incident.state in REVIEWABLE_STATES
             and user.has_perm("reports.add_postincidentreview")
             and (latest is None or not latest.is_open),
-            "can_edit": latest is not None and latest.is_editable and user.has_perm("reports.change_postincidentreview"),
+            "can_edit": latest is not None
+            and latest.is_editable
+            and user.has_perm("reports.change_postincidentreview"),
             "can_review": can_review,
             "may_approve": user.has_perm(APPROVE_PERMISSION),
             "review_due_at": selectors.review_due_at(incident),
@@ -186,7 +190,9 @@ def report_pdf(request: HttpRequest, reference: str) -> HttpResponse:
         reference=reference,
     )
     if incident.frozen_revision is not None and incident.frozen_revision == incident.latest_revision:
-        latest = PostIncidentReview.objects.defer("frozen_html").get(incident=incident, revision=incident.frozen_revision)
+        latest = PostIncidentReview.objects.defer("frozen_html").get(
+            incident=incident, revision=incident.frozen_revision
+        )
         return _frozen_pdf(request, incident, latest)
     kinds = selectors.parse_kinds(request.GET.getlist("kind"))
     status = selectors.pdf_status(incident=incident, kinds=kinds)
@@ -203,14 +209,18 @@ def report_pdf(request: HttpRequest, reference: str) -> HttpResponse:
         )
     services.report_render_request(incident=incident, kinds=kinds, user=request.user)
     when = f" The stored one, rendered {done.rendered_at:%Y-%m-%d %H:%M} UTC, is out of date." if done else ""
-    messages.info(request, "Rendering the PDF of the report as it is now; the download link appears when it is ready." + when)
+    messages.info(
+        request, "Rendering the PDF of the report as it is now; the download link appears when it is ready." + when
+    )
     return redirect(_report_url(incident, kinds, "#pdf"))
 
 
 def _frozen_pdf(request: HttpRequest, incident: Incident, review: PostIncidentReview) -> HttpResponse:
     if not review.pdf_sha256:
         services.review_ensure_frozen_pdf_queued(review=review)
-        messages.info(request, f"The approved report r{review.revision} is being stored as PDF; try again in a few seconds.")
+        messages.info(
+            request, f"The approved report r{review.revision} is being stored as PDF; try again in a few seconds."
+        )
         return redirect(_report_url(incident, anchor="#review"))
     return _pdf_response(
         review.pdf,
@@ -226,7 +236,10 @@ def _frozen_pdf(request: HttpRequest, incident: Incident, review: PostIncidentRe
 def review_pdf(request: HttpRequest, reference: str, revision: int) -> HttpResponse:
     incident = get_object_or_404(Incident.objects.only("pk", "reference", "state"), reference=reference)
     review = get_object_or_404(
-        PostIncidentReview.objects.defer("frozen_html"), incident=incident, revision=revision, state=PostIncidentReview.State.APPROVED
+        PostIncidentReview.objects.defer("frozen_html"),
+        incident=incident,
+        revision=revision,
+        state=PostIncidentReview.State.APPROVED,
     )
     if not review.is_frozen:
         raise Http404("This revision was approved without a frozen report.")
@@ -258,7 +271,9 @@ def review_edit(request: HttpRequest, reference: str, revision: int) -> HttpResp
     incident = _incident(reference)
     review = _review_of(incident, revision)
     if not review.is_editable:
-        messages.info(request, f"Revision r{review.revision} is {review.get_state_display().lower()} and can no longer change.")
+        messages.info(
+            request, f"Revision r{review.revision} is {review.get_state_display().lower()} and can no longer change."
+        )
         return redirect(_report_url(incident, anchor="#review"))
     status = 200
     if request.method == "POST":
@@ -266,7 +281,10 @@ def review_edit(request: HttpRequest, reference: str, revision: int) -> HttpResp
         if form.is_valid():
             try:
                 review = services.review_update(
-                    review=review, user=request.user, expected_updated_at=form.cleaned_data["updated_at"] or None, **form.texts()
+                    review=review,
+                    user=request.user,
+                    expected_updated_at=form.cleaned_data["updated_at"] or None,
+                    **form.texts(),
                 )
                 if request.POST.get("submit_for_approval"):
                     review = services.review_submit(review=review, user=request.user)
@@ -287,7 +305,9 @@ def review_edit(request: HttpRequest, reference: str, revision: int) -> HttpResp
         status = 400
     else:
         form = ReviewForm.for_review(review)
-    timeline = selectors.timeline_rows(incident, [TimelineEntry.Kind.STATE_CHANGE, TimelineEntry.Kind.ESCALATION, TimelineEntry.Kind.NOTE])
+    timeline = selectors.timeline_rows(
+        incident, [TimelineEntry.Kind.STATE_CHANGE, TimelineEntry.Kind.ESCALATION, TimelineEntry.Kind.NOTE]
+    )
     return render(
         request,
         "reports/review_form.html",
@@ -346,7 +366,9 @@ def review_approve(request: HttpRequest, reference: str, revision: int) -> HttpR
         messages.error(request, _errors(exc))
     else:
         messages.success(
-            request, f"Review r{review.revision} approved; the report is frozen (content SHA-256 {review.content_sha256[:16]}…)."
+            request,
+            f"Review r{review.revision} approved; the report is "
+            f"frozen (content SHA-256 {review.content_sha256[:16]}…).",
         )
     return redirect(_report_url(incident, anchor="#review"))
 
@@ -467,9 +489,11 @@ def metrics_csv(request: HttpRequest) -> HttpResponse:
     form, period = _metrics_period(request)
     table = request.GET.get("table", "mttx")
     if period is None or table not in CSV_TABLES:
-        errors = {f: [str(e) for e in errs] for f, errs in form.errors.items()} if period is None else {
-            "table": [f"Choose one of: {', '.join(CSV_TABLES)}."]
-        }
+        errors = (
+            {f: [str(e) for e in errs] for f, errs in form.errors.items()}
+            if period is None
+            else {"table": [f"Choose one of: {', '.join(CSV_TABLES)}."]}
+        )
         text = "\n".join(f"{field}: {' '.join(errs)}" for field, errs in errors.items())
         return HttpResponse(text + "\n", status=400, content_type="text/plain; charset=utf-8")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -479,7 +503,17 @@ def metrics_csv(request: HttpRequest) -> HttpResponse:
     if table == "mttx":
         writer.writerow(["month", "severity", "incidents", "acknowledged", "resolved", "mtta_minutes", "mttr_minutes"])
         for r in selectors.mttx_by_month(period):
-            writer.writerow([f"{r['month']:%Y-%m}", r["level"], r["incidents"], r["acknowledged"], r["resolved"], r["mtta_min"], r["mttr_min"]])
+            writer.writerow(
+                [
+                    f"{r['month']:%Y-%m}",
+                    r["level"],
+                    r["incidents"],
+                    r["acknowledged"],
+                    r["resolved"],
+                    r["mtta_min"],
+                    r["mttr_min"],
+                ]
+            )
     elif table == "sla":
         writer.writerow(["severity", "response_time", "met", "missed", "compliance_percent"])
         for r in selectors.sla_compliance(period):
@@ -488,7 +522,15 @@ def metrics_csv(request: HttpRequest) -> HttpResponse:
         writer.writerow(["system", "rto_minutes", "resolved_incidents", "rto_breaches", "worst_recovery_minutes"])
         for r in selectors.rto_breaches(period):
             worst = round(r["worst"].total_seconds() / 60, 1) if r["worst"] is not None else None
-            writer.writerow([_csv_cell(r["system"].name), round(r["system"].rto.total_seconds() / 60, 1), r["incidents"], r["breaches"], worst])
+            writer.writerow(
+                [
+                    _csv_cell(r["system"].name),
+                    round(r["system"].rto.total_seconds() / 60, 1),
+                    r["incidents"],
+                    r["breaches"],
+                    worst,
+                ]
+            )
     else:
         writer.writerow(["detection_method", "incidents"])
         for r in selectors.by_detection_method(period):

@@ -127,9 +127,7 @@ def sms_provider(settings):
     server.server_close()
 
 
-def wait_for(
-    condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition"
-) -> object:
+def wait_for(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition") -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

@@ -25,9 +25,7 @@ def process_env(tmp_path: Path, **overrides: str) -> dict:
     """The environment of a portal process on the test's own database."""
     db = connection.settings_dict
     env = dict(os.environ)
-    env["DATABASE_URL"] = (
-        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     env["TMT_VAR_DIR"] = str(tmp_path)
     env["EMAIL_URL"] = "dummymail://"
     env["PYTHONUNBUFFERED"] = "1"
@@ -40,15 +38,11 @@ def process_env(tmp_path: Path, **overrides: str) -> dict:
 
 def start(args: list[str], tmp_path: Path, name: str, **env: str) -> subprocess.Popen:
     log = open(tmp_path / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        args, cwd=ROOT, env=process_env(tmp_path, **env), stdout=log, stderr=subprocess.STDOUT
-    )
+    return subprocess.Popen(args, cwd=ROOT, env=process_env(tmp_path, **env), stdout=log, stderr=subprocess.STDOUT)
 
 
 def start_dispatcher(tmp_path: Path, name: str, **env: str) -> subprocess.Popen:
-    return start(
-        [sys.executable, "manage.py", "run_dispatcher", "--name", name], tmp_path, name, **env
-    )
+    return start([sys.executable, "manage.py", "run_dispatcher", "--name", name], tmp_path, name, **env)
 
 
 def start_celery(args: list[str], tmp_path: Path, name: str, **env: str) -> subprocess.Popen:
@@ -90,9 +84,21 @@ class OwnRedis:
     def start(self) -> None:
         log = open(self.tmp_path / "redis.log", "a")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp_path)],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp_path),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in the terminal must not kill it before its time
         )
         deadline = time.monotonic() + 10

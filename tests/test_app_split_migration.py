@@ -48,17 +48,42 @@ BEFORE_THE_SPLIT = [("incidents", "0014_duty_heartbeats")]
 SUB_APPS = ("oncall", "notifications", "escalation", "monitoring", "api")
 # Every table a moved model lives in: the names they had before the split.
 MOVED_TABLES = [
-    "incidents_person", "incidents_rolecontact", "incidents_oncallrotation", "incidents_rotationmember",
-    "incidents_oncalloverride", "incidents_webhookendpoint", "incidents_distributionlist",
-    "incidents_distributionlist_webhooks", "incidents_notification", "incidents_notificationattempt",
-    "incidents_escalationpolicy", "incidents_escalationstep", "incidents_escalationtrigger",
-    "incidents_regulatorycategory", "incidents_regulatoryobligation", "incidents_deadline",
-    "incidents_escalationevent", "incidents_statusupdate", "incidents_healthtarget", "incidents_healthsample",
-    "incidents_emergencystop", "incidents_maintenancewindow", "incidents_maintenancewindow_systems",
-    "incidents_dutyheartbeat", "incidents_workerheartbeat", "incidents_apitoken", "incidents_alertintegration",
-    "incidents_alertevent", "incidents_idempotencykey",
+    "incidents_person",
+    "incidents_rolecontact",
+    "incidents_oncallrotation",
+    "incidents_rotationmember",
+    "incidents_oncalloverride",
+    "incidents_webhookendpoint",
+    "incidents_distributionlist",
+    "incidents_distributionlist_webhooks",
+    "incidents_notification",
+    "incidents_notificationattempt",
+    "incidents_escalationpolicy",
+    "incidents_escalationstep",
+    "incidents_escalationtrigger",
+    "incidents_regulatorycategory",
+    "incidents_regulatoryobligation",
+    "incidents_deadline",
+    "incidents_escalationevent",
+    "incidents_statusupdate",
+    "incidents_healthtarget",
+    "incidents_healthsample",
+    "incidents_emergencystop",
+    "incidents_maintenancewindow",
+    "incidents_maintenancewindow_systems",
+    "incidents_dutyheartbeat",
+    "incidents_workerheartbeat",
+    "incidents_apitoken",
+    "incidents_alertintegration",
+    "incidents_alertevent",
+    "incidents_idempotencykey",
 ]
-CORE_TABLES = ["incidents_incident", "incidents_timelineentry", "incidents_evidenceattachment", "auth_group_permissions"]
+CORE_TABLES = [
+    "incidents_incident",
+    "incidents_timelineentry",
+    "incidents_evidenceattachment",
+    "auth_group_permissions",
+]
 
 
 def _migrate(targets) -> None:
@@ -103,32 +128,53 @@ def _write_every_kind_of_row() -> None:
     incident = Incident.objects.filter(state__in=OPEN_STATES, is_drill=False).order_by("severity__level").first()
     commander = incident.commander or incident.reported_by
     hook = WebhookEndpoint.objects.create(name="Ops chat", url="http://127.0.0.1:9/hook")
-    DistributionList.objects.create(name="Stakeholders", max_severity_level=4, emails="desk@example.com").webhooks.add(hook)
+    DistributionList.objects.create(name="Stakeholders", max_severity_level=4, emails="desk@example.com").webhooks.add(
+        hook
+    )
     escalation.deadlines_fire_due(now=now + timedelta(days=1))
     status_updates.status_update_post(
-        incident=incident, user=commander, subject="Update", status="Investigating", impact="Orders delayed",
-        details="Looking at the gateway", contact="desk", now=now,
+        incident=incident,
+        user=commander,
+        subject="Update",
+        status="Investigating",
+        impact="Orders delayed",
+        details="Looking at the gateway",
+        contact="desk",
+        now=now,
     )
     escalation.regulatory_raise(
-        incident=incident, category_key=RegulatoryCategory.objects.filter(raised_automatically=False).first().key, now=now
+        incident=incident,
+        category_key=RegulatoryCategory.objects.filter(raised_automatically=False).first().key,
+        now=now,
     )
     for notification in Notification.objects.all()[:5]:
         NotificationAttempt.objects.create(notification=notification, attempted_at=now, outcome="sent")
     rotation = OnCallRotation.objects.first()
     OnCallOverride.objects.create(
-        rotation=rotation, user=commander, starts_at=now, ends_at=now + timedelta(hours=8), reason="cover", created_by=commander
+        rotation=rotation,
+        user=commander,
+        starts_at=now,
+        ends_at=now + timedelta(hours=8),
+        reason="cover",
+        created_by=commander,
     )
     target = HealthTarget.objects.first()
     HealthSample.objects.create(target=target, checked_at=now, ok=True, latency_ms=4.0, status_code=200)
     EmergencyStop.objects.create(
-        incident=incident, requested_by=commander, reason="drill of the stop", requested_at=now, agent_url="http://127.0.0.1:9"
+        incident=incident,
+        requested_by=commander,
+        reason="drill of the stop",
+        requested_at=now,
+        agent_url="http://127.0.0.1:9",
     )
     MaintenanceWindow.objects.create(
         title="Gateway upgrade", starts_at=now, ends_at=now + timedelta(hours=1), created_by=commander
     ).systems.add(target.system)
     api_token_create(user=commander, name="script")
     integration = AlertIntegration.objects.first()
-    AlertEvent.objects.create(integration=integration, fingerprint="fp", status="firing", summary="CPU", incident=incident)
+    AlertEvent.objects.create(
+        integration=integration, fingerprint="fp", status="firing", summary="CPU", incident=incident
+    )
     IdempotencyKey.objects.create(user=commander, key="retry-1", request_hash="0" * 64, incident=incident)
     DutyHeartbeat.objects.create(duty=DutyHeartbeat.Duty.ESCALATION, process="dispatcher@test", seen_at=now)
     WorkerHeartbeat.objects.create(name="worker@test", kind="worker", seen_at=now - timedelta(seconds=5))
@@ -153,11 +199,17 @@ def test_a_database_from_before_the_split_migrates_forward_untouched():
     assert _triggers() == before_triggers
     # The permission rows each role group holds are the same rows, now under the new labels.
     assert _group_permissions() == before_permissions
-    assert set(ContentType.objects.filter(model="notification").values_list("app_label", flat=True)) == {"notifications"}
-    assert not ContentType.objects.filter(app_label="incidents", model__in=["person", "deadline", "healthtarget", "apitoken"]).exists()
+    assert set(ContentType.objects.filter(model="notification").values_list("app_label", flat=True)) == {
+        "notifications"
+    }
+    assert not ContentType.objects.filter(
+        app_label="incidents", model__in=["person", "deadline", "healthtarget", "apitoken"]
+    ).exists()
     for role, permissions in ROLE_PERMISSIONS.items():
         held = {
             f"{app}.{codename}"
-            for app, codename in Permission.objects.filter(group__name=role).values_list("content_type__app_label", "codename")
+            for app, codename in Permission.objects.filter(group__name=role).values_list(
+                "content_type__app_label", "codename"
+            )
         }
         assert set(permissions) <= held, (role, set(permissions) - held)

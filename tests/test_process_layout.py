@@ -17,9 +17,7 @@ CONF = ROOT / "deploy" / "supervisord.conf"
 
 def procfile() -> dict[str, str]:
     lines = (ROOT / "Procfile").read_text().splitlines()
-    return dict(
-        line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#")
-    )
+    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
 def supervised() -> dict[str, str]:
@@ -48,7 +46,10 @@ def test_supervisord_runs_the_procfile_commands_and_restarts_each():
 def _status(env: dict) -> dict[str, tuple[str, int | None]]:
     out = subprocess.run(
         [str(ROOT / ".venv/bin/supervisorctl"), "-c", str(CONF), "status"],
-        env=env, capture_output=True, text=True, timeout=20,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
     ).stdout
     status = {}
     for line in out.splitlines():
@@ -72,30 +73,44 @@ def test_a_killed_dispatcher_and_worker_are_restarted(tmp_path):
     )
     supervisor = subprocess.Popen(
         [str(ROOT / ".venv/bin/supervisord"), "-c", str(CONF)],
-        cwd=ROOT, env=env, stdout=open(tmp_path / "supervisord.out", "w"),  # noqa: SIM115
+        cwd=ROOT,
+        env=env,
+        stdout=open(tmp_path / "supervisord.out", "w"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
     )
     try:
         running = wait_for(
-            lambda: (s := _status(env)) and all(state == "RUNNING" for state, _ in s.values())
-            and len(s) == len(procfile()) and s,
-            timeout=40, what="every program RUNNING",
+            lambda: (
+                (s := _status(env))
+                and all(state == "RUNNING" for state, _ in s.values())
+                and len(s) == len(procfile())
+                and s
+            ),
+            timeout=40,
+            what="every program RUNNING",
         )
-        wait_for(lambda: DutyHeartbeat.objects.filter(duty="delivery").exists(), timeout=30,
-                 what="the dispatcher's first heartbeat")
+        wait_for(
+            lambda: DutyHeartbeat.objects.filter(duty="delivery").exists(),
+            timeout=30,
+            what="the dispatcher's first heartbeat",
+        )
         for name in ("dispatcher", "worker"):
             subprocess.run(["kill", "-KILL", str(running[name][1])], check=True)
         restarted = wait_for(
-            lambda: (s := _status(env))
-            and all(s[n][0] == "RUNNING" and s[n][1] != running[n][1] for n in ("dispatcher", "worker"))
-            and s,
-            timeout=30, what="the killed processes to be restarted",
+            lambda: (
+                (s := _status(env))
+                and all(s[n][0] == "RUNNING" and s[n][1] != running[n][1] for n in ("dispatcher", "worker"))
+                and s
+            ),
+            timeout=30,
+            what="the killed processes to be restarted",
         )
         assert restarted["web"] == running["web"], "only the killed processes restart"
         since = time.time()
         wait_for(
             lambda: DutyHeartbeat.objects.filter(duty="delivery", seen_at__gt=_aware(since)).exists(),
-            timeout=30, what="the restarted dispatcher to deliver again",
+            timeout=30,
+            what="the restarted dispatcher to deliver again",
         )
     finally:
         supervisor.terminate()

@@ -47,19 +47,41 @@ def test_production_mode_serves_pages_and_every_static_file(tmp_path):
     )
     collected = subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert collected.returncode == 0, collected.stderr[-2000:]
     deploy = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert deploy.returncode == 0, deploy.stderr[-2000:]
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "tmt_ir.wsgi", "-k", "gthread", "-w", "2",
-         "--threads", "2", "-b", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=open(tmp_path / "gunicorn.log", "w"),  # noqa: SIM115
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "tmt_ir.wsgi",
+            "-k",
+            "gthread",
+            "-w",
+            "2",
+            "--threads",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(tmp_path / "gunicorn.log", "w"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"

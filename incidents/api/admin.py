@@ -1,9 +1,10 @@
 """Alert integrations (monitoring sources posting to /api/v1/alerts/) and the alerts they sent.
 
-An integration's token is issued when it is added and shown once, on a page of its own (only
-its hash is stored; a flash message would keep it in a cookie or the session); "rotate" replaces a leaked one, "revoke" retires the integration for good. The
-label maps are checked against the systems and severity levels that exist, so a typo is an
-error on the form rather than alerts silently opening incidents with no system.
+An integration's token is issued when it is added and shown once, on a page of its own (only its
+hash is stored; a flash message would keep it in a cookie or the session); "rotate" replaces a
+leaked one, "revoke" retires the integration for good. The label maps are checked against the
+systems and severity levels that exist, so a typo is an error on the form rather than alerts
+silently opening incidents with no system.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class AlertIntegrationForm(forms.ModelForm):
     reporter = forms.ModelChoiceField(
         # Service accounts only (no login): timeline entries written for an integration must not
         # appear signed by a person, say the CEO, who never wrote them.
-        queryset=get_user_model().objects.filter(Q(is_active=False) | Q(password__startswith=UNUSABLE_PASSWORD_PREFIX)).order_by("username"),
+        queryset=get_user_model()
+        .objects.filter(Q(is_active=False) | Q(password__startswith=UNUSABLE_PASSWORD_PREFIX))
+        .order_by("username"),
         help_text="The service account automated incidents are opened as: a user who cannot log in "
         "(inactive, or without a usable password).",
     )
@@ -68,9 +71,7 @@ class AlertIntegrationForm(forms.ModelForm):
         known = set(System.objects.values_list("key", flat=True))
         unknown = sorted({str(v) for v in value.values()} - known)
         if unknown:
-            raise ValidationError(
-                f"No system with key {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}."
-            )
+            raise ValidationError(f"No system with key {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}.")
         return value
 
     def clean_severity_map(self) -> dict:

@@ -50,7 +50,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):
-        return ["user", "name"] if obj is None else ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        return (
+            ["user", "name"] if obj is None else ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        )
 
     def get_readonly_fields(self, request, obj=None):
         # The hash is never shown and nothing of an issued token changes but its revocation.

@@ -112,7 +112,9 @@ class AlertmanagerPayloadSerializer(serializers.Serializer):
     groupKey = _Text(required=False, allow_blank=True)  # noqa: N815
     externalURL = _Text(required=False, allow_blank=True)  # noqa: N815
     alerts = AlertmanagerAlertSerializer(
-        many=True, allow_empty=False, max_length=MAX_ALERTS_PER_REQUEST,
+        many=True,
+        allow_empty=False,
+        max_length=MAX_ALERTS_PER_REQUEST,
         error_messages={"empty": "The payload has no alerts."},
     )
 
@@ -129,7 +131,9 @@ class GrafanaPayloadSerializer(AlertmanagerPayloadSerializer):
     title = _Text(required=False, allow_blank=True)
     message = _Text(required=False, allow_blank=True)
     alerts = GrafanaAlertSerializer(
-        many=True, allow_empty=False, max_length=MAX_ALERTS_PER_REQUEST,
+        many=True,
+        allow_empty=False,
+        max_length=MAX_ALERTS_PER_REQUEST,
         error_messages={"empty": "The payload has no alerts."},
     )
 
@@ -137,7 +141,9 @@ class GrafanaPayloadSerializer(AlertmanagerPayloadSerializer):
 class GenericAlertSerializer(serializers.Serializer):
     """Our own format, for scripts: one alert per request."""
 
-    source = _Text(max_length=100, required=False, allow_blank=True, help_text="What sent it, e.g. a host or script name.")
+    source = _Text(
+        max_length=100, required=False, allow_blank=True, help_text="What sent it, e.g. a host or script name."
+    )
     fingerprint = _fingerprint_field()
     status = serializers.ChoiceField(choices=STATUSES, default=FIRING)
     # Not trimmed here (the schema cannot say which characters Python trims); a summary of
@@ -145,11 +151,15 @@ class GenericAlertSerializer(serializers.Serializer):
     summary = _Text(max_length=MAX_SUMMARY_LENGTH, trim_whitespace=False)
     description = _Text(required=False, allow_blank=True)
     severity = _Text(
-        max_length=60, required=False, allow_blank=True,
+        max_length=60,
+        required=False,
+        allow_blank=True,
         help_text="A value of the integration's severity map, or a severity level (1-4).",
     )
     system = _Text(
-        max_length=60, required=False, allow_blank=True,
+        max_length=60,
+        required=False,
+        allow_blank=True,
         help_text="A value of the integration's system map, or a system key (e.g. circuit_breaker).",
     )
 

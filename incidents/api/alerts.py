@@ -110,7 +110,9 @@ class AlertOutcomeSerializer(serializers.Serializer):
     incident = serializers.CharField(
         source="incident.reference", allow_null=True, help_text="The incident's reference, e.g. TMT-INC-2026-11-27-004."
     )
-    severity = serializers.IntegerField(source="incident.severity", allow_null=True, help_text="The incident's severity level (1-4).")
+    severity = serializers.IntegerField(
+        source="incident.severity", allow_null=True, help_text="The incident's severity level (1-4)."
+    )
 
 
 class AlertIngestResponseSerializer(serializers.Serializer):
@@ -143,7 +145,10 @@ _ALERTMANAGER_EXAMPLE = {
         {
             "status": "firing",
             "labels": {"alertname": "CircuitBreakerDown", "severity": "critical", "system": "cb"},
-            "annotations": {"summary": "Circuit breaker agent not answering", "description": "No /health answer for 2 minutes."},
+            "annotations": {
+                "summary": "Circuit breaker agent not answering",
+                "description": "No /health answer for 2 minutes.",
+            },
             "startsAt": "2026-11-27T09:30:00Z",
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "http://prometheus:9090/graph?g0.expr=up%7Bjob%3D%22cb%22%7D+%3D%3D+0",
@@ -206,4 +211,3 @@ class AlertIngestView(APIView):
             ]
         }
         return Response(body, status=status.HTTP_202_ACCEPTED)
-

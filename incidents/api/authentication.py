@@ -111,4 +111,8 @@ class AlertIntegrationScheme(OpenApiAuthenticationExtension):
     name = "integrationToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "An alert integration's token (Admin → Alert integrations)."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An alert integration's token (Admin → Alert integrations).",
+        }

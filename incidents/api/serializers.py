@@ -31,9 +31,7 @@ class StrictFieldsMixin:
             writable = {name for name, field in self.fields.items() if not field.read_only}
             unknown = sorted(set(data) - writable)
             if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown or read-only field."] for name in unknown}
-                )
+                raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
         return super().to_internal_value(data)
 
 
@@ -136,7 +134,12 @@ class IncidentCreateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     severity = _severity_field()
     affected_systems = _systems_field(required=False)
     financial_impact_usd = serializers.DecimalField(
-        max_digits=14, decimal_places=2, min_value=0, max_value=MAX_FINANCIAL_IMPACT_USD, required=False, allow_null=True
+        max_digits=14,
+        decimal_places=2,
+        min_value=0,
+        max_value=MAX_FINANCIAL_IMPACT_USD,
+        required=False,
+        allow_null=True,
     )
     started_at = serializers.DateTimeField(required=False, allow_null=True, validators=[_not_future])
     take_command = serializers.BooleanField(
@@ -181,7 +184,12 @@ class IncidentUpdateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     severity = _severity_field(required=False)
     affected_systems = _systems_field(required=False)
     financial_impact_usd = serializers.DecimalField(
-        max_digits=14, decimal_places=2, min_value=0, max_value=MAX_FINANCIAL_IMPACT_USD, required=False, allow_null=True
+        max_digits=14,
+        decimal_places=2,
+        min_value=0,
+        max_value=MAX_FINANCIAL_IMPACT_USD,
+        required=False,
+        allow_null=True,
     )
     started_at = serializers.DateTimeField(required=False, validators=[_not_future])
     ended_at = serializers.DateTimeField(required=False, allow_null=True)

@@ -8,4 +8,3 @@ from incidents.api.services.idempotency import idempotency_keys_purge
 @shared_task(ignore_result=True)
 def purge_idempotency_keys() -> str:
     return f"purged {idempotency_keys_purge()} expired idempotency keys"
-

@@ -1,4 +1,4 @@
-""""API tokens" page: each person issues and revokes their own tokens for scripts.
+""" "API tokens" page: each person issues and revokes their own tokens for scripts.
 
 The raw token is on the page once, right after it is issued (kept only in this response, never in
 the session or the database); afterwards the list shows its prefix and when it was last used.

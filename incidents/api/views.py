@@ -102,7 +102,11 @@ def _idempotency_key(request) -> str | None:
         return None
     if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, raw):
         raise ValidationError(
-            {IDEMPOTENCY_KEY_HEADER: ["Send 1 to 255 printable ASCII characters, with no spaces around them (a UUID, say)."]}
+            {
+                IDEMPOTENCY_KEY_HEADER: [
+                    "Send 1 to 255 printable ASCII characters, with no spaces around them (a UUID, say)."
+                ]
+            }
         )
     return raw
 
@@ -193,9 +197,9 @@ class IncidentViewSet(
     def get_queryset(self):
         if self.action == "list":
             return selectors.incident_list_queryset().select_related(None).select_related("severity", "commander")
-        return Incident.objects.select_related("severity", "commander", "reported_by", "acknowledged_by").prefetch_related(
-            "affected_systems"
-        )
+        return Incident.objects.select_related(
+            "severity", "commander", "reported_by", "acknowledged_by"
+        ).prefetch_related("affected_systems")
 
     def get_serializer_class(self):
         return {
@@ -251,7 +255,9 @@ class IncidentViewSet(
         fields = dict(body.validated_data)
         severity = fields.pop("severity", None)
         systems = fields.pop("affected_systems", None)
-        services.incident_update(incident=incident, user=request.user, severity=severity, affected_systems=systems, **fields)
+        services.incident_update(
+            incident=incident, user=request.user, severity=severity, affected_systems=systems, **fields
+        )
         return Response(s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data)
 
     locals().update({name: _transition_action(name) for name in TRANSITION_NAMES})
@@ -266,10 +272,14 @@ class IncidentViewSet(
         incident = self.get_object()
         body = s.CommanderSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        services.incident_assign_commander(incident=incident, commander=body.validated_data["commander"], user=request.user)
+        services.incident_assign_commander(
+            incident=incident, commander=body.validated_data["commander"], user=request.user
+        )
         return Response(s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data)
 
-    @extend_schema(methods=["GET"], summary="The incident's timeline", responses={200: s.TimelineEntrySerializer(many=True)})
+    @extend_schema(
+        methods=["GET"], summary="The incident's timeline", responses={200: s.TimelineEntrySerializer(many=True)}
+    )
     @extend_schema(
         methods=["POST"],
         summary="Add a note to the timeline",
@@ -293,7 +303,9 @@ class IncidentViewSet(
         entries = incident.timeline.select_related("owner").order_by("occurred_at", "id")
         return self._paginated(entries, s.TimelineEntrySerializer)
 
-    @extend_schema(methods=["GET"], summary="Status updates posted", responses={200: s.StatusUpdateSerializer(many=True)})
+    @extend_schema(
+        methods=["GET"], summary="Status updates posted", responses={200: s.StatusUpdateSerializer(many=True)}
+    )
     @extend_schema(
         methods=["POST"],
         summary="Post a status update to the distribution list",
@@ -315,17 +327,25 @@ class IncidentViewSet(
         updates = StatusUpdate.objects.filter(incident=incident).select_related("posted_by").order_by("sequence")
         return self._paginated(updates, s.StatusUpdateSerializer)
 
-    @extend_schema(summary="Escalation clocks (pending, fired, cancelled)", responses={200: s.DeadlineSerializer(many=True)})
+    @extend_schema(
+        summary="Escalation clocks (pending, fired, cancelled)", responses={200: s.DeadlineSerializer(many=True)}
+    )
     @action(detail=True, methods=["get"], filterset_class=None)
     def deadlines(self, request, reference=None):
         incident = self.get_object()
-        return self._paginated(Deadline.objects.filter(incident=incident).order_by("due_at", "id"), s.DeadlineSerializer)
+        return self._paginated(
+            Deadline.objects.filter(incident=incident).order_by("due_at", "id"), s.DeadlineSerializer
+        )
 
-    @extend_schema(summary="Escalations fired and whom they paged", responses={200: s.EscalationEventSerializer(many=True)})
+    @extend_schema(
+        summary="Escalations fired and whom they paged", responses={200: s.EscalationEventSerializer(many=True)}
+    )
     @action(detail=True, methods=["get"], filterset_class=None)
     def escalations(self, request, reference=None):
         incident = self.get_object()
-        events = EscalationEvent.objects.filter(incident=incident).select_related("target_user").order_by("fired_at", "id")
+        events = (
+            EscalationEvent.objects.filter(incident=incident).select_related("target_user").order_by("fired_at", "id")
+        )
         return self._paginated(events, s.EscalationEventSerializer)
 
     def _paginated(self, queryset, serializer_class):
@@ -351,4 +371,3 @@ class HealthTargetViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = HealthTarget.objects.select_related("system").order_by("name")
     serializer_class = s.HealthTargetSerializer
     filterset_class = HealthTargetFilter
-

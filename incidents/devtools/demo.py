@@ -251,12 +251,26 @@ SCENARIOS: tuple[Scenario, ...] = (
         detection=DetectionMethod.AUTOMATED_ALERT,
         user_impact="Automated trading continued past the risk limit; unhedged exposure on {pair}.",
         notes=(
-            ("oncall", "curl -f http://localhost:8001/health returns 200, but /api/v1/emergency-status reports the breaker as not armed."),
+            (
+                "oncall",
+                "curl -f http://localhost:8001/health returns 200, but "
+                "/api/v1/emergency-status reports the breaker as not armed.",
+            ),
             ("risk", "Exposure on {pair} is {impact} beyond the drawdown limit. Requesting an immediate trading halt."),
-            ("sysadmin", "errors.log: 'threshold parse error, falling back to default' since this morning's config deploy."),
+            (
+                "sysadmin",
+                "errors.log: 'threshold parse error, falling back to default' since this morning's config deploy.",
+            ),
         ),
-        containment=("risk", "All trading stopped; open {pair} positions closed with emergency-close-positions.sh. Exposure back to zero."),
-        recovery_note=("sysadmin", "Corrected limit deployed; restarting the Circuit Breaker Agent, then Risk Management, then Execution."),
+        containment=(
+            "risk",
+            "All trading stopped; open {pair} positions closed with "
+            "emergency-close-positions.sh. Exposure back to zero.",
+        ),
+        recovery_note=(
+            "sysadmin",
+            "Corrected limit deployed; restarting the Circuit Breaker Agent, then Risk Management, then Execution.",
+        ),
         cause=(
             "A configuration deploy wrote the drawdown limit as a percentage string ('5%') where "
             "the agent expects a fraction; the agent fell back to a permissive default, so the "
@@ -270,9 +284,13 @@ SCENARIOS: tuple[Scenario, ...] = (
             "Corrected the limit to 0.05, restarted the Circuit Breaker Agent, and changed the "
             "fallback so an unparseable limit halts trading."
         ),
-        verification="Simulated drawdown in dry-run mode: the breaker tripped within 2 s; emergency-status reports armed.",
+        verification=(
+            "Simulated drawdown in dry-run mode: the breaker tripped within 2 s; emergency-status reports armed."
+        ),
         prevention_immediate="Schema validation for risk limits in the deploy pipeline; fail-closed defaults.",
-        prevention_long_term="Automated breaker trip test after every deploy; risk limits in a versioned configuration service.",
+        prevention_long_term=(
+            "Automated breaker trip test after every deploy; risk limits in a versioned configuration service."
+        ),
         monitoring="Alert when the breaker reports not armed or when a limit falls back to a default.",
         recovery=frozenset({CONFIG, RESTART}),
         emergency_stop=True,
@@ -293,16 +311,26 @@ SCENARIOS: tuple[Scenario, ...] = (
             ("risk", "Open positions are within limits but cannot be adjusted; no new risk while orders are blocked."),
         ),
         containment=("sysadmin", "Moved old broker logs off the node; publishers unblocked and the queue is draining."),
-        recovery_note=("sysadmin", "Restarting in the documented order: message broker, risk management, execution engine."),
+        recovery_note=(
+            "sysadmin",
+            "Restarting in the documented order: message broker, risk management, execution engine.",
+        ),
         cause=(
             "The message broker node ran out of disk because log rotation had been disabled "
             "during an upgrade; the broker blocked publishers and the order pipeline stalled."
         ),
-        contributing="Disk alert threshold at 95% fired only minutes before the outage; no publish timeout in the execution engine.",
+        contributing=(
+            "Disk alert threshold at 95% fired only minutes before "
+            "the outage; no publish timeout in the execution engine."
+        ),
         resolution="Freed disk, re-enabled log rotation, restarted services in order and replayed queued cancels.",
-        verification="Order round-trip back to baseline; reconciliation against the broker shows no lost or duplicate orders.",
+        verification=(
+            "Order round-trip back to baseline; reconciliation against the broker shows no lost or duplicate orders."
+        ),
         prevention_immediate="Log rotation back under configuration management; disk alert lowered to 80%.",
-        prevention_long_term="Separate volume for broker logs; publish timeouts with a fallback in the execution engine.",
+        prevention_long_term=(
+            "Separate volume for broker logs; publish timeouts with a fallback in the execution engine."
+        ),
         monitoring="Disk growth-rate alert on broker nodes; a synthetic order every minute in trading hours.",
         recovery=frozenset({RESTART}),
     ),
@@ -317,18 +345,36 @@ SCENARIOS: tuple[Scenario, ...] = (
         detection=DetectionMethod.EXTERNAL_NOTIFICATION,
         user_impact="Potential unauthorised trading on the firm's broker accounts.",
         notes=(
-            ("oncall", "Confirmed: trading.log at DEBUG level prints the Authorization header. The token is valid for 3 accounts."),
+            (
+                "oncall",
+                "Confirmed: trading.log at DEBUG level prints the "
+                "Authorization header. The token is valid for 3 accounts.",
+            ),
             ("sysadmin", "No API calls from unknown IPs in the broker access log for the last 30 days."),
             ("risk", "No unauthorised trades found. Assessing whether regulatory notification is required."),
         ),
-        containment=("sysadmin", "Token revoked and rotated; all services restarted with the new credential; DEBUG logging disabled."),
+        containment=(
+            "sysadmin",
+            "Token revoked and rotated; all services restarted with the new credential; DEBUG logging disabled.",
+        ),
         recovery_note=("sysadmin", "Purging affected log files and confirming the vendor has deleted the bundle."),
-        cause="A debugging change left the HTTP client logging request headers at DEBUG, and DEBUG was on for one production host.",
+        cause=(
+            "A debugging change left the HTTP client logging request "
+            "headers at DEBUG, and DEBUG was on for one production host."
+        ),
         contributing="Log bundles for vendors are not scrubbed; no secret scanning on logs.",
-        resolution="Rotated the broker token, purged the affected logs, redacted Authorization headers in the logger, vendor deletion confirmed in writing.",
-        verification="30 days of broker access logs reviewed: no use of the token outside our IPs. Secret scan of current logs is clean.",
+        resolution=(
+            "Rotated the broker token, purged the affected logs, redacted Authorization "
+            "headers in the logger, vendor deletion confirmed in writing."
+        ),
+        verification=(
+            "30 days of broker access logs reviewed: no use of the token "
+            "outside our IPs. Secret scan of current logs is clean."
+        ),
         prevention_immediate="Header redaction in the logging filter; DEBUG disabled by policy in production.",
-        prevention_long_term="Short-lived broker tokens from a secrets manager; secret scanning on log pipelines and vendor bundles.",
+        prevention_long_term=(
+            "Short-lived broker tokens from a secrets manager; secret scanning on log pipelines and vendor bundles."
+        ),
         monitoring="Alert on broker API use from unknown IPs and on DEBUG logging in production.",
         category=Category.SECURITY,
         recovery=frozenset({CONFIG}),
@@ -349,13 +395,22 @@ SCENARIOS: tuple[Scenario, ...] = (
             ("im", "Compliance informed; preparing the late-submission notice for the regulator."),
         ),
         containment=("sysadmin", "Report regenerated against the primary database and accepted by the gateway."),
-        recovery_note=("sysadmin", "Re-pointing the reporting job at a healthy replica and checking the last 5 days of submissions."),
+        recovery_note=(
+            "sysadmin",
+            "Re-pointing the reporting job at a healthy replica and checking the last 5 days of submissions.",
+        ),
         cause="The reporting job read from a lagging replica, timed out, and exited with success, so nothing alerted.",
         contributing="Replica lag was not monitored; the job's exit code ignored query errors.",
-        resolution="Submitted the missing report, fixed the job's error handling and pinned it to a replica with lag checks.",
-        verification="Gateway receipts present for every trading day of the month; the job now fails loudly on a forced timeout.",
+        resolution=(
+            "Submitted the missing report, fixed the job's error handling and pinned it to a replica with lag checks."
+        ),
+        verification=(
+            "Gateway receipts present for every trading day of the month; the job now fails loudly on a forced timeout."
+        ),
         prevention_immediate="Job fails on any query error; alert when no gateway receipt arrives by 19:00 UTC.",
-        prevention_long_term="Reporting reads from a dedicated replica with lag SLOs; compliance dashboard for submissions.",
+        prevention_long_term=(
+            "Reporting reads from a dedicated replica with lag SLOs; compliance dashboard for submissions."
+        ),
         monitoring="Replica lag alert at 60 s; missing-receipt alert.",
         category=Category.COMPLIANCE,
         recovery=frozenset({DATA}),
@@ -372,14 +427,27 @@ SCENARIOS: tuple[Scenario, ...] = (
         user_impact="Risk limits were not enforced for open positions.",
         notes=(
             ("oncall", "curl -f http://localhost:8003/health fails: connection refused. The process was OOM-killed."),
-            ("risk", "Halting new orders until risk monitoring is back; current exposure {impact} above the intraday limit."),
-            ("sysadmin", "Memory grew from 2 GB to 7.5 GB in 20 minutes after the open; heap dump captured for analysis."),
+            (
+                "risk",
+                "Halting new orders until risk monitoring is back; current exposure {impact} above the intraday limit.",
+            ),
+            (
+                "sysadmin",
+                "Memory grew from 2 GB to 7.5 GB in 20 minutes after the open; heap dump captured for analysis.",
+            ),
         ),
         containment=("risk", "Emergency stop in place; positions reviewed by hand and within limits."),
         recovery_note=("sysadmin", "Restarting the agent with the previous release and a larger memory limit."),
-        cause="A new position-history cache was unbounded and grew with every tick at the open until the process was killed.",
-        contributing="Load test used a quiet-market tick rate; the watchdog restarted the agent into the same crash loop.",
-        resolution="Rolled back to the previous release, bounded the cache, restarted the agent and released the trading halt.",
+        cause=(
+            "A new position-history cache was unbounded and grew with "
+            "every tick at the open until the process was killed."
+        ),
+        contributing=(
+            "Load test used a quiet-market tick rate; the watchdog restarted the agent into the same crash loop."
+        ),
+        resolution=(
+            "Rolled back to the previous release, bounded the cache, restarted the agent and released the trading halt."
+        ),
         verification="Agent memory flat through the next two opens; risk checks observed on every order.",
         prevention_immediate="Cache bounded; memory alert at 70% of the limit.",
         prevention_long_term="Load tests replay a real market open; execution refuses orders when risk is unavailable.",
@@ -400,7 +468,10 @@ SCENARIOS: tuple[Scenario, ...] = (
             ("sysadmin", "Connection pool to the broker API saturated: 64/64 in use, requests queueing."),
         ),
         containment=("oncall", "Throttled {pair} strategies to half size; latency down to 320 ms."),
-        recovery_note=("sysadmin", "Raising the pool size and restarting the execution engine outside the busy window."),
+        recovery_note=(
+            "sysadmin",
+            "Raising the pool size and restarting the execution engine outside the busy window.",
+        ),
         cause="A retry storm from one strategy held broker connections open and exhausted the pool.",
         contributing="No per-strategy connection limit; retries without backoff.",
         resolution="Added exponential backoff to order retries, per-strategy connection limits, and a larger pool.",
@@ -418,14 +489,23 @@ SCENARIOS: tuple[Scenario, ...] = (
         detection=DetectionMethod.AUTOMATED_ALERT,
         user_impact="Intermittent errors saving orders and positions; retries succeeded after a delay.",
         notes=(
-            ("oncall", "psql -h localhost -U tmt_user -d tmt_production -c 'SELECT version();' fails with too many connections."),
+            (
+                "oncall",
+                "psql -h localhost -U tmt_user -d tmt_production -c "
+                "'SELECT version();' fails with too many connections.",
+            ),
             ("sysadmin", "pg_stat_activity: 180 idle-in-transaction sessions from the analytics job."),
         ),
         containment=("sysadmin", "Terminated idle-in-transaction sessions and paused the analytics job."),
-        recovery_note=("sysadmin", "Setting idle_in_transaction_session_timeout and restarting the analytics job with a small pool."),
+        recovery_note=(
+            "sysadmin",
+            "Setting idle_in_transaction_session_timeout and restarting the analytics job with a small pool.",
+        ),
         cause="A new analytics job opened a transaction per worker and never committed while waiting on a slow API.",
         contributing="No idle transaction timeout on the production database; analytics shares the trading database.",
-        resolution="Killed the sessions, set idle_in_transaction_session_timeout=60s, fixed the job to commit per batch.",
+        resolution=(
+            "Killed the sessions, set idle_in_transaction_session_timeout=60s, fixed the job to commit per batch."
+        ),
         verification="Connections steady at 40% of max for 24 h; no connection errors in errors.log.",
         prevention_immediate="Idle transaction timeout; per-role connection limits.",
         prevention_long_term="Move analytics to a read replica.",
@@ -462,11 +542,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         detection=DetectionMethod.EXTERNAL_NOTIFICATION,
         user_impact="Some orders rejected; position snapshots delayed.",
         notes=(
-            ("oncall", "curl -f https://api-fxtrade.oanda.com/v3/accounts fails intermittently from both data centres."),
+            (
+                "oncall",
+                "curl -f https://api-fxtrade.oanda.com/v3/accounts fails intermittently from both data centres.",
+            ),
             ("risk", "Broker status page confirms a degraded gateway in their London region."),
         ),
         containment=("oncall", "Switched order routing to the broker's secondary endpoint; errors stopped."),
-        recovery_note=("oncall", "Broker reports the gateway fixed; moving routing back to the primary endpoint gradually."),
+        recovery_note=(
+            "oncall",
+            "Broker reports the gateway fixed; moving routing back to the primary endpoint gradually.",
+        ),
         cause="A failing gateway in the broker's London region (vendor incident).",
         contributing="Our failover to the secondary endpoint is manual.",
         resolution="Routed to the secondary endpoint during the vendor incident, then back to primary after their fix.",
@@ -511,7 +597,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         containment=("sysadmin", "Ingest worker patched to accept the new field; no further gaps."),
         recovery_note=("sysadmin", "Replaying the provider's feed for the gap window into the historical store."),
-        cause="The data provider added a field to the feed; our ingest rejected the messages instead of ignoring the field.",
+        cause=(
+            "The data provider added a field to the feed; our ingest "
+            "rejected the messages instead of ignoring the field."
+        ),
         contributing="Rejected messages were logged at DEBUG only.",
         resolution="Patched ingest, replayed the provider feed for the window, re-ran end-of-day valuations.",
         verification="Tick counts match the provider's for the whole day; valuations reconciled.",
@@ -525,13 +614,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         level=3,
         title="Dashboard display issue: P&L widget shows stale values",
-        description="The P&L widget on the dashboard stopped updating; other widgets are current. Workaround: reload the page.",
+        description=(
+            "The P&L widget on the dashboard stopped updating; other widgets are current. Workaround: reload the page."
+        ),
         systems=("dashboard",),
         detection=DetectionMethod.USER_REPORT,
         user_impact="Traders see P&L up to {lag} minutes old until they reload.",
-        notes=(
-            ("oncall", "WebSocket for the P&L channel disconnects after 10 minutes and does not reconnect."),
-        ),
+        notes=(("oncall", "WebSocket for the P&L channel disconnects after 10 minutes and does not reconnect."),),
         containment=("oncall", "Posted the reload workaround in the trading channel."),
         recovery_note=("oncall", "Deploying the reconnect fix to the dashboard."),
         cause="The dashboard client did not reconnect after the proxy's idle timeout closed the WebSocket.",
@@ -569,7 +658,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         systems=("reporting",),
         detection=DetectionMethod.HEALTH_CHECK,
         user_impact="Reports arrive later than usual; still on time.",
-        notes=(("sysadmin", "Query plan for the positions report switched to a sequential scan after statistics went stale."),),
+        notes=(
+            (
+                "sysadmin",
+                "Query plan for the positions report switched to a sequential scan after statistics went stale.",
+            ),
+        ),
         containment=("sysadmin", "ANALYZE on the positions table; the plan uses the index again."),
         recovery_note=("sysadmin", "Scheduling regular ANALYZE for the reporting tables."),
         cause="Stale table statistics after a large bulk load changed the query plan.",
@@ -782,9 +876,7 @@ class SeedResult:
     alert_token: str | None = None  # only when the integration was created by this run
 
 
-def plan_month(
-    *, rng: random.Random, now: datetime, count: int, days: int = DEFAULT_DAYS
-) -> list[Plan]:
+def plan_month(*, rng: random.Random, now: datetime, count: int, days: int = DEFAULT_DAYS) -> list[Plan]:
     """Which incidents the month has: state, severity, when detected, what happened."""
     wanted: list[tuple[str, int, tuple[int, int] | None]] = list(FORCED[:count])
     states = list(STATE_WEIGHTS)
@@ -1013,8 +1105,7 @@ class _IncidentBuilder:
         """n sorted times strictly inside (start, end)."""
         span = (end - start).total_seconds()
         return sorted(
-            (start + timedelta(seconds=span * self.rng.uniform(0.05, 0.95))).replace(microsecond=0)
-            for _ in range(n)
+            (start + timedelta(seconds=span * self.rng.uniform(0.05, 0.95))).replace(microsecond=0) for _ in range(n)
         )
 
     def _interval(
@@ -1062,7 +1153,11 @@ class _IncidentBuilder:
                     start + (end - start) * 0.1,
                 )
             if self.level == 1:
-                note("cto", "CTO engaged (Severity 1 escalation). Vendor support line open; extra engineers approved if needed.")
+                note(
+                    "cto",
+                    "CTO engaged (Severity 1 escalation). Vendor support "
+                    "line open; extra engineers approved if needed.",
+                )
             if self.level <= 2:
                 every = "30 minutes" if self.level == 1 else "hour"
                 note(
@@ -1090,7 +1185,11 @@ class _IncidentBuilder:
                 pending = pending[: round(len(pending) * rng.uniform(0.2, 0.6))]
             ticks(pending)
             if self.level == 1:
-                note("lead", f"Status: Recovering\nSeverity: 1\nImpact: {self._text(sc.user_impact)}\nNext update: within 30 minutes.")
+                note(
+                    "lead",
+                    "Status: Recovering\nSeverity: 1\nImpact: "
+                    f"{self._text(sc.user_impact)}\nNext update: within 30 minutes.",
+                )
             if next_step == "resolve":
                 self._record_findings(events, end)
         elif state == State.RESOLVED and next_step == "start_review":
@@ -1106,7 +1205,11 @@ class _IncidentBuilder:
         # Sev1 lasting more than two hours reaches the CEO (the seed's escalation trigger).
         ceo_at = self.plan.detected_at + timedelta(minutes=125)
         if self.level == 1 and state in OPEN_STATES and start <= ceo_at < end:
-            note("ceo", "CEO briefed: Severity 1 open for over 2 hours. Board and regulator communication on standby.", ceo_at)
+            note(
+                "ceo",
+                "CEO briefed: Severity 1 open for over 2 hours. Board and regulator communication on standby.",
+                ceo_at,
+            )
         return events
 
     def _assign_commander(self, when: datetime) -> None:
@@ -1149,9 +1252,7 @@ class _IncidentBuilder:
 
         events.append((when, update))
 
-    def _review_events(
-        self, events: list, start: datetime, end: datetime, *, submit: bool, approve: bool
-    ) -> None:
+    def _review_events(self, events: list, start: datetime, end: datetime, *, submit: bool, approve: bool) -> None:
         """The review (started by review_start at start_review) is written, submitted, approved."""
         author = self.cast["lead"]
         candidates = (

@@ -130,22 +130,16 @@ class Fault:
     @classmethod
     def from_json(cls, data: Any) -> Fault:
         if not isinstance(data, dict):
-            raise FaultError(
-                "body", 'expected a JSON object such as {"mode": "slow", "delay_ms": 800}'
-            )
+            raise FaultError("body", 'expected a JSON object such as {"mode": "slow", "delay_ms": 800}')
         for key in data:
             if key not in _FAULT_FIELDS:
-                raise FaultError(
-                    str(key), f"unknown field; allowed fields are {', '.join(_FAULT_FIELDS)}"
-                )
+                raise FaultError(str(key), f"unknown field; allowed fields are {', '.join(_FAULT_FIELDS)}")
 
         raw_mode = data.get("mode")
         if raw_mode is None:
             raise FaultError("mode", f"required; one of {', '.join(m.value for m in FaultMode)}")
         if not isinstance(raw_mode, str) or raw_mode not in FaultMode.__members__.values():
-            raise FaultError(
-                "mode", f"unknown mode {raw_mode!r}; one of {', '.join(m.value for m in FaultMode)}"
-            )
+            raise FaultError("mode", f"unknown mode {raw_mode!r}; one of {', '.join(m.value for m in FaultMode)}")
         mode = FaultMode(raw_mode)
 
         delay_ms = 0.0
@@ -169,9 +163,7 @@ class Fault:
                 raise FaultError("status", "only applies to mode 'refuse_stop'")
             # Type first: a list or dict is unhashable and would blow up the set lookup.
             if type(raw_status) is not int or raw_status not in REFUSE_STOP_STATUSES:
-                raise FaultError(
-                    "status", f"must be one of {', '.join(map(str, sorted(REFUSE_STOP_STATUSES)))}"
-                )
+                raise FaultError("status", f"must be one of {', '.join(map(str, sorted(REFUSE_STOP_STATUSES)))}")
             status = int(raw_status)
         return cls(mode=mode, delay_ms=delay_ms, status=status)
 
@@ -187,9 +179,7 @@ class Fault:
             try:
                 number = int(argument)
             except ValueError:
-                raise FaultError(
-                    "mode", f"{spec!r}: the part after ':' must be an integer"
-                ) from None
+                raise FaultError("mode", f"{spec!r}: the part after ':' must be an integer") from None
             if mode == FaultMode.REFUSE_STOP:
                 payload["status"] = number
             elif mode in (FaultMode.OK, FaultMode.DOWN):
@@ -262,11 +252,7 @@ class FleetConfig:
         """
         if not 0 <= slow_fraction <= 1:
             raise ValueError("slow_fraction must be between 0 and 1")
-        slow = frozenset(
-            n
-            for n in range(size)
-            if math.floor((n + 1) * slow_fraction) > math.floor(n * slow_fraction)
-        )
+        slow = frozenset(n for n in range(size) if math.floor((n + 1) * slow_fraction) > math.floor(n * slow_fraction))
         return cls(
             size=size,
             base_latency_ms=base_latency_ms,
@@ -467,9 +453,7 @@ def _build_agent_app(agent: AgentState) -> web.Application:
 
     async def emergency_stop(request: web.Request) -> web.Response:
         try:
-            reason, triggered_by, stop_all = _validate_stop_payload(
-                await _read_json_object(request, required=True)
-            )
+            reason, triggered_by, stop_all = _validate_stop_payload(await _read_json_object(request, required=True))
         except FaultError as exc:
             return _error(400, "invalid_payload", exc.detail, exc.field)
         if agent.fault.mode is FaultMode.REFUSE_STOP:
@@ -582,9 +566,7 @@ class SimulatorServer:
         self._fleet_port = fleet_port
         self._fleet_config = fleet
         self._base_latency_ms = base_latency_ms
-        self._initial_faults = {
-            normalize_agent_name(k): v for k, v in (initial_faults or {}).items()
-        }
+        self._initial_faults = {normalize_agent_name(k): v for k, v in (initial_faults or {}).items()}
         unknown = set(self._initial_faults) - set(self._agent_ports)
         if unknown:
             raise ValueError(f"faults given for unknown agents: {', '.join(sorted(unknown))}")
@@ -613,9 +595,7 @@ class SimulatorServer:
         self._loop = asyncio.get_running_loop()
         try:
             for name, port in self._agent_ports.items():
-                agent = AgentState(
-                    name=name, requested_port=port, base_latency_ms=self._base_latency_ms
-                )
+                agent = AgentState(name=name, requested_port=port, base_latency_ms=self._base_latency_ms)
                 self._agents[name] = agent
                 await self._listen(agent)
             if self._control_port is not None:
@@ -653,9 +633,7 @@ class SimulatorServer:
         for agent in self._agents.values():
             agent.runner = None
         self._control_runner = self._fleet_runner = None
-        await asyncio.gather(
-            *(r.cleanup() for r in runners if r is not None), return_exceptions=True
-        )
+        await asyncio.gather(*(r.cleanup() for r in runners if r is not None), return_exceptions=True)
         self._agents.clear()
 
     async def _serve(
@@ -674,9 +652,7 @@ class SimulatorServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise SimulatorStartError(
-                f"cannot listen on {self.host}:{port} for {what}: {exc.strerror or exc}"
-            ) from exc
+            raise SimulatorStartError(f"cannot listen on {self.host}:{port} for {what}: {exc.strerror or exc}") from exc
         return runner, site.port
 
     async def _listen(self, agent: AgentState) -> None:
@@ -802,9 +778,7 @@ class SimulatorServer:
             except SimulatorStartError as exc:
                 # Clearing "down" re-binds the port; if something else took it meanwhile, say so.
                 return _error(409, "port_unavailable", str(exc))
-            return web.json_response(
-                {"agent": agent.name, "fault": fault.to_json(), "listening": agent.listening}
-            )
+            return web.json_response({"agent": agent.name, "fault": fault.to_json(), "listening": agent.listening})
 
         async def clear_fault(request: web.Request) -> web.Response:
             try:
@@ -814,9 +788,7 @@ class SimulatorServer:
                 return unknown_agent(exc)
             except SimulatorStartError as exc:
                 return _error(409, "port_unavailable", str(exc))
-            return web.json_response(
-                {"agent": agent.name, "fault": NO_FAULT.to_json(), "listening": agent.listening}
-            )
+            return web.json_response({"agent": agent.name, "fault": NO_FAULT.to_json(), "listening": agent.listening})
 
         async def reset(request: web.Request) -> web.Response:
             try:
@@ -840,9 +812,7 @@ class SimulatorServer:
             # and recording it) is answered as before and not sent again, as real providers do.
             key = request.headers.get("Idempotency-Key", "")
             if key and key in self._page_keys:
-                return web.json_response(
-                    {"status": "accepted", "id": self._page_keys[key], "replayed": True}
-                )
+                return web.json_response({"status": "accepted", "id": self._page_keys[key], "replayed": True})
             received = {
                 "id": uuid.uuid4().hex,
                 "received_at": _now_iso(),
@@ -975,9 +945,7 @@ class SimulatorServer:
         """Block until SIGINT/SIGTERM, then close every port cleanly (the management command)."""
         asyncio.run(self._serve_until_signalled(on_ready))
 
-    async def _serve_until_signalled(
-        self, on_ready: Callable[[SimulatorEndpoints], None] | None
-    ) -> None:
+    async def _serve_until_signalled(self, on_ready: Callable[[SimulatorEndpoints], None] | None) -> None:
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         handled: list[signal.Signals] = []
@@ -1017,16 +985,12 @@ class SimulatorControlClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
-    def _request(
-        self, method: str, path: str, payload: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
         try:
             response = httpx.request(method, url, json=payload, timeout=self.timeout)
         except httpx.ConnectError as exc:
-            raise SimulatorControlError(
-                f"no simulator control endpoint at {self.base_url} ({exc})"
-            ) from exc
+            raise SimulatorControlError(f"no simulator control endpoint at {self.base_url} ({exc})") from exc
         except httpx.HTTPError as exc:
             raise SimulatorControlError(f"{method} {url} failed: {exc}") from exc
         try:
@@ -1036,9 +1000,7 @@ class SimulatorControlClient:
         if response.is_error:
             detail = body.get("detail", response.text) if isinstance(body, dict) else response.text
             where = f" ({body['field']})" if isinstance(body, dict) and body.get("field") else ""
-            raise SimulatorControlError(
-                f"{response.status_code}{where}: {detail}", response.status_code
-            )
+            raise SimulatorControlError(f"{response.status_code}{where}: {detail}", response.status_code)
         return body
 
     def overview(self) -> dict[str, Any]:
@@ -1058,10 +1020,6 @@ class SimulatorControlClient:
         return self._request("POST", "/reset")
 
 
-def agent_ports_from_base(
-    base_port: int, names: Iterable[str] = DEFAULT_AGENT_PORTS
-) -> dict[str, int]:
+def agent_ports_from_base(base_port: int, names: Iterable[str] = DEFAULT_AGENT_PORTS) -> dict[str, int]:
     """``8001`` → circuit_breaker 8001, market_analysis 8002, ...; ``0`` → every agent ephemeral."""
-    return {
-        name: (0 if base_port == 0 else base_port + offset) for offset, name in enumerate(names)
-    }
+    return {name: (0 if base_port == 0 else base_port + offset) for offset, name in enumerate(names)}

@@ -4,7 +4,6 @@ The policy tables are configuration; deadlines, firings, status updates and regu
 are read-only, like the timeline. Every refusal is a field or formset error on the page.
 """
 
-
 from __future__ import annotations
 
 from django import forms
@@ -89,11 +88,7 @@ class EscalationPolicyForm(forms.ModelForm):
         # New incidents freeze the default policy's chain: without one they would page nobody.
         switch = "use “Make the selected policy the default” on the policy list to switch"
         if cleaned.get("is_default"):
-            other = (
-                EscalationPolicy.objects.filter(is_default=True)
-                .exclude(pk=self.instance.pk)
-                .first()
-            )
+            other = EscalationPolicy.objects.filter(is_default=True).exclude(pk=self.instance.pk).first()
             if other is not None:
                 self.add_error("is_default", f"“{other}” is the default policy; {switch}.")
         elif self.instance.pk and self.instance.is_default:  # still the saved value in clean()
@@ -137,9 +132,7 @@ class EscalationPolicyAdmin(admin.ModelAdmin):
             return
         with transaction.atomic():
             # Unset first: the partial unique index allows one default at a time.
-            EscalationPolicy.objects.filter(is_default=True).exclude(pk=chosen[0].pk).update(
-                is_default=False
-            )
+            EscalationPolicy.objects.filter(is_default=True).exclude(pk=chosen[0].pk).update(is_default=False)
             EscalationPolicy.objects.filter(pk=chosen[0].pk).update(is_default=True)
         self.message_user(
             request,
@@ -238,11 +231,7 @@ class RegulatoryCategoryAdmin(admin.ModelAdmin):
         if obj is None:
             return ["raised_automatically"]
         # The escalation engine raises these by key (outage over 4 h, resolved security incident).
-        return (
-            ["key", "raised_automatically"]
-            if obj.raised_automatically
-            else ["raised_automatically"]
-        )
+        return ["key", "raised_automatically"] if obj.raised_automatically else ["raised_automatically"]
 
     def has_delete_permission(self, request, obj=None) -> bool:
         if obj is not None and obj.raised_automatically:

@@ -98,8 +98,9 @@ class EscalationTrigger(models.Model):
     condition = models.CharField(max_length=20, choices=Condition.choices)
     severity_level = models.PositiveSmallIntegerField(null=True, blank=True)
     open_for = models.DurationField(null=True, blank=True)
-    amount_usd = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True,
-                                     validators=[MinValueValidator(Decimal("0"))])
+    amount_usd = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))]
+    )
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -137,7 +138,8 @@ class RegulatoryCategory(models.Model):
     )
     reminder_before = models.DurationField(help_text="Remind this long before the due time.")
     raise_after_open = models.DurationField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="Raised automatically when a major incident has been open this long (the seed's outage >4 hours).",
     )
     is_compliance = models.BooleanField(default=False, help_text="Raising it pages the Head of Risk Management.")

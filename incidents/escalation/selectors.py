@@ -48,15 +48,23 @@ def escalation_panel(incident: Incident) -> dict:
             label = "open 4 h: 24-hour outage notification"
         elif deadline.kind == Deadline.Kind.REVIEW:
             who, label = incident.commander, "post-incident review / action item reminder"
-        pending.append({"deadline": deadline, "who": who, "label": label, "clock": Clock(
-            label=label, started_at=deadline.created_at, due_at=deadline.due_at, done_at=None)})
+        pending.append(
+            {
+                "deadline": deadline,
+                "who": who,
+                "label": label,
+                "clock": Clock(label=label, started_at=deadline.created_at, due_at=deadline.due_at, done_at=None),
+            }
+        )
     due = response_due_at(incident)
     raised = set(incident.obligations.values_list("category_id", flat=True))
     return {
         "incident": incident,
         "policy_name": snapshot.policy,
         "ack_clock": Clock(
-            label="Acknowledge", started_at=incident.detected_at, due_at=due,
+            label="Acknowledge",
+            started_at=incident.detected_at,
+            due_at=due,
             done_at=incident.acknowledged_at or incident.cancelled_at,
         ),
         "pending": pending,
@@ -65,7 +73,9 @@ def escalation_panel(incident: Incident) -> dict:
         ),
         "failed_notifications": failed_notifications(incident),
         "obligations": list(
-            RegulatoryObligation.objects.filter(incident=incident).select_related("category", "submitted_by", "signed_off_by")
+            RegulatoryObligation.objects.filter(incident=incident).select_related(
+                "category", "submitted_by", "signed_off_by"
+            )
         ),
         "raisable_categories": list(
             RegulatoryCategory.objects.filter(raised_automatically=False).exclude(pk__in=raised)

@@ -102,11 +102,7 @@ def _severity_policy_of(level: SeverityLevel) -> SeverityPolicy:
 
 def _outage_after_seconds() -> float | None:
     category = RegulatoryCategory.objects.filter(key=OUTAGE_CATEGORY).first()
-    return (
-        category.raise_after_open.total_seconds()
-        if category and category.raise_after_open
-        else None
-    )
+    return category.raise_after_open.total_seconds() if category and category.raise_after_open else None
 
 
 def _severity_policy(incident: Incident) -> SeverityPolicy:
@@ -131,22 +127,16 @@ def response_due_at(incident: Incident, *, holidays: set | None = None) -> datet
 # -- arming and re-evaluation ---------------------------------------------------------------
 
 
-def deadline_schedule(
-    incident: Incident, *, kind: str, rule: str, step: int, due_at: datetime
-) -> Deadline | None:
+def deadline_schedule(incident: Incident, *, kind: str, rule: str, step: int, due_at: datetime) -> Deadline | None:
     """Create the pending row for (rule, step) unless one is pending or the step already fired.
 
     A row due at once wakes the dispatcher when the transaction commits (incidents/wakeups.py).
     """
     if EscalationEvent.objects.filter(incident=incident, rule=rule, step=step).exists():
         return None
-    if Deadline.objects.filter(
-        incident=incident, rule=rule, step=step, fired_at=None, cancelled_at=None
-    ).exists():
+    if Deadline.objects.filter(incident=incident, rule=rule, step=step, fired_at=None, cancelled_at=None).exists():
         return None
-    deadline = Deadline.objects.create(
-        incident=incident, kind=kind, rule=rule, step=step, due_at=due_at
-    )
+    deadline = Deadline.objects.create(incident=incident, kind=kind, rule=rule, step=step, due_at=due_at)
     wakeups.wake(wakeups.DEADLINES, due_at=due_at)
     return deadline
 
@@ -205,10 +195,7 @@ def _is_compliance_category(incident: Incident) -> bool:
 
 
 def _has_compliance_flag(incident: Incident) -> bool:
-    return (
-        _is_compliance_category(incident)
-        or incident.obligations.filter(category__is_compliance=True).exists()
-    )
+    return _is_compliance_category(incident) or incident.obligations.filter(category__is_compliance=True).exists()
 
 
 def _arm_triggers(incident: Incident, now: datetime) -> None:
@@ -222,14 +209,10 @@ def _arm_triggers(incident: Incident, now: datetime) -> None:
 
 
 def _schedule(incident: Incident, wanted: _Wanted) -> Deadline | None:
-    return deadline_schedule(
-        incident, kind=wanted.kind, rule=wanted.rule, step=wanted.step, due_at=wanted.due_at
-    )
+    return deadline_schedule(incident, kind=wanted.kind, rule=wanted.rule, step=wanted.step, due_at=wanted.due_at)
 
 
-def _ack_step_due(
-    incident: Incident, step: int, *, previous_at: datetime | None
-) -> datetime | None:
+def _ack_step_due(incident: Incident, step: int, *, previous_at: datetime | None) -> datetime | None:
     """Step 0 pages the first target at open; step 1 when the response time runs out; step k+1
     the configured delay after step k."""
     chain = snapshot_of(incident).chain
@@ -237,9 +220,7 @@ def _ack_step_due(
         return incident.detected_at
     if step == 1:
         response_due = response_due_at(incident)
-        return (
-            None if response_due is None else response_due + timedelta(seconds=chain[0].delay_s)
-        )
+        return None if response_due is None else response_due + timedelta(seconds=chain[0].delay_s)
     return previous_at + timedelta(seconds=chain[step - 1].delay_s)
 
 
@@ -247,9 +228,7 @@ def _ack_chain_pending(incident: Incident) -> bool:
     return incident.acknowledged_at is None and bool(snapshot_of(incident).chain)
 
 
-def _ack_chain_wanted(
-    incident: Incident, now: datetime, *, last_fired: tuple[int, datetime] | None
-) -> _Wanted | None:
+def _ack_chain_wanted(incident: Incident, now: datetime, *, last_fired: tuple[int, datetime] | None) -> _Wanted | None:
     """The chain's next step after the last one fired (step, fired at), if any is left."""
     step, previous_at = (0, None) if last_fired is None else (last_fired[0] + 1, last_fired[1])
     if step > len(snapshot_of(incident).chain):
@@ -292,9 +271,7 @@ def _arm_status_update(incident: Incident, now: datetime) -> None:
     """Keep exactly the current update cycle's reminder pending. A reminder already fired in
     this cycle, and its escalation to the incident manager, are left alone: an unrelated edit
     must not silence them."""
-    last = (
-        incident.status_updates.order_by("-sequence").values_list("sequence", "posted_at").first()
-    )
+    last = incident.status_updates.order_by("-sequence").values_list("sequence", "posted_at").first()
     wanted = _status_update_wanted(incident, now, last_update=last)
     stale = Deadline.objects.filter(
         incident=incident, kind=Deadline.Kind.STATUS_UPDATE, fired_at=None, cancelled_at=None
@@ -305,9 +282,7 @@ def _arm_status_update(incident: Incident, now: datetime) -> None:
     # An earlier cycle's rows, or this cycle's step 1 armed for another cadence, are replaced.
     stale.exclude(rule=wanted.rule).update(cancelled_at=now, cancel_reason="status update clock reset")
     future_reminder = stale.filter(rule=wanted.rule, step=1, due_at__gt=now)
-    future_reminder.exclude(due_at=wanted.due_at).update(
-        cancelled_at=now, cancel_reason="cadence changed"
-    )
+    future_reminder.exclude(due_at=wanted.due_at).update(cancelled_at=now, cancel_reason="cadence changed")
     _schedule(incident, wanted)
 
 
@@ -315,9 +290,7 @@ def _outage_wanted(incident: Incident, now: datetime) -> _Wanted | None:
     after = snapshot_of(incident).outage_after_s
     if not (_severity_policy(incident).major and after and not incident.is_drill):
         return None
-    return _Wanted(
-        Deadline.Kind.OUTAGE, OUTAGE_RULE, 0, max(incident.started_at + timedelta(seconds=after), now)
-    )
+    return _Wanted(Deadline.Kind.OUTAGE, OUTAGE_RULE, 0, max(incident.started_at + timedelta(seconds=after), now))
 
 
 def _arm_outage(incident: Incident, now: datetime) -> None:
@@ -344,8 +317,7 @@ def escalation_arm(*, incident: Incident, now: datetime | None = None) -> None:
     if not incident.is_drill:
         compliance = _is_compliance_category(incident)
         wanted.extend(
-            _trigger_wanted(trigger, incident, now, compliance=compliance)
-            for trigger in snapshot_of(incident).triggers
+            _trigger_wanted(trigger, incident, now, compliance=compliance) for trigger in snapshot_of(incident).triggers
         )
     wanted.append(_outage_wanted(incident, now))
     wanted.append(_status_update_wanted(incident, now, last_update=None))
@@ -418,15 +390,9 @@ def regulatory_raise(
     category = RegulatoryCategory.objects.get(key=category_key)
     # The incident row lock makes a double-click (or a flag raced by the outage clock) find the
     # first obligation instead of failing on the unique constraint.
-    incident = (
-        Incident.objects.select_for_update(no_key=True)
-        .select_related("severity")
-        .get(pk=incident.pk)
-    )
+    incident = Incident.objects.select_for_update(no_key=True).select_related("severity").get(pk=incident.pk)
     if incident.state not in (State.RESOLVED, *OPEN_STATES):
-        raise ValidationError(
-            "A closed or cancelled incident takes no new regulatory notifications."
-        )
+        raise ValidationError("A closed or cancelled incident takes no new regulatory notifications.")
     existing = RegulatoryObligation.objects.filter(incident=incident, category=category).first()
     if existing:
         return existing
@@ -451,12 +417,8 @@ def regulatory_raise(
     rule = f"regulatory:{obligation.pk}"
     reminder_at = obligation.due_at - category.reminder_before
     if reminder_at > now:
-        deadline_schedule(
-            incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=1, due_at=reminder_at
-        )
-    deadline_schedule(
-        incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at
-    )
+        deadline_schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=1, due_at=reminder_at)
+    deadline_schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at)
     if category.is_compliance and incident.is_open:
         _arm_triggers(incident, now)
     return obligation
@@ -486,9 +448,9 @@ def regulatory_submit(
     if evidence is not None:
         locked.submission_evidence.save(evidence.name, evidence, save=False)
     locked.save()
-    Deadline.objects.filter(
-        rule=f"regulatory:{locked.pk}", fired_at=None, cancelled_at=None
-    ).update(cancelled_at=locked.submitted_at, cancel_reason="submitted")
+    Deadline.objects.filter(rule=f"regulatory:{locked.pk}", fired_at=None, cancelled_at=None).update(
+        cancelled_at=locked.submitted_at, cancel_reason="submitted"
+    )
     timeline_record(
         locked.incident,
         kind=TimelineEntry.Kind.NOTIFICATION,
@@ -500,13 +462,9 @@ def regulatory_submit(
 
 
 @transaction.atomic
-def regulatory_sign_off(
-    *, obligation: RegulatoryObligation, user, now: datetime | None = None
-) -> RegulatoryObligation:
+def regulatory_sign_off(*, obligation: RegulatoryObligation, user, now: datetime | None = None) -> RegulatoryObligation:
     if not user.groups.filter(name=HEAD_OF_RISK).exists():
-        raise PermissionDenied(
-            "Only the Head of Risk Management signs off regulatory notifications."
-        )
+        raise PermissionDenied("Only the Head of Risk Management signs off regulatory notifications.")
     locked = RegulatoryObligation.objects.select_for_update().get(pk=obligation.pk)
     if not locked.submitted_at:
         raise ValidationError("Submit the notification before signing it off.")
@@ -525,10 +483,6 @@ def regulatory_sign_off(
 
 
 # -- who gets paged -------------------------------------------------------------------------
-
-
-
-
 
 
 def resolve_target(target: str, role: str, at: datetime):
@@ -582,17 +536,13 @@ def _claim_due(*, cutoff: datetime, limit: int) -> list[Deadline]:
         # rows it locks, so they are still pending and one UPDATE claims them all. Only the
         # deadline rows are locked, not their incidents (see incident_transition's NO KEY lock).
         claimed = list(due.select_for_update(skip_locked=True, of=("self",))[:limit])
-        Deadline.objects.filter(pk__in=[deadline.pk for deadline in claimed]).update(
-            fired_at=claimed_at
-        )
+        Deadline.objects.filter(pk__in=[deadline.pk for deadline in claimed]).update(fired_at=claimed_at)
     else:
         # The conditional UPDATE is the claim: only one caller sees 1 row updated.
         claimed = [
             deadline
             for deadline in due[:limit]
-            if Deadline.objects.filter(pk=deadline.pk, fired_at=None, cancelled_at=None).update(
-                fired_at=claimed_at
-            )
+            if Deadline.objects.filter(pk=deadline.pk, fired_at=None, cancelled_at=None).update(fired_at=claimed_at)
         ]
     for deadline in claimed:
         deadline.fired_at = claimed_at
@@ -746,14 +696,19 @@ def _fire_ack(deadline: Deadline, incident: Incident, now: datetime, batch: _Fir
         summary = f"New {incident.severity.label} incident: paging {label}: {who}"
     else:
         summary = (
-            f"Not acknowledged within the response time: step {deadline.step} of {len(chain)} "
-            f"pages {label}: {who}"
+            f"Not acknowledged within the response time: step {deadline.step} of {len(chain)} pages {label}: {who}"
         )
-    event = _record_event(
-        deadline, incident, now, batch, summary=summary, target_label=label, user=user
-    )
+    event = _record_event(deadline, incident, now, batch, summary=summary, target_label=label, user=user)
     reached = (
-        page_user(event=event, user=user, now=now, email_follow_up=snapshot_of(incident).email_follow_up, batch=batch.notifications) if user else False
+        page_user(
+            event=event,
+            user=user,
+            now=now,
+            email_follow_up=snapshot_of(incident).email_follow_up,
+            batch=batch.notifications,
+        )
+        if user
+        else False
     )
     next_step = deadline.step + 1
     if next_step <= len(chain):
@@ -775,9 +730,7 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _Fi
     _, key, *fallback = deadline.rule.split(":")
     deputy = fallback == ["deputy"]
     trigger = snapshot_of(incident).trigger(key)
-    if trigger is None or not _trigger_applies(
-        trigger, incident, compliance=batch.has_compliance_flag(incident)
-    ):
+    if trigger is None or not _trigger_applies(trigger, incident, compliance=batch.has_compliance_flag(incident)):
         # Severity or impact was lowered while this row waited: it no longer applies.
         return
     if fallback == ["manager"]:
@@ -786,9 +739,7 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _Fi
         whom = f"the incident manager, as the {trigger.role} could not be reached:"
     else:
         role = trigger.role
-        user = batch.contact(role, deputy=deputy) or (
-            None if deputy else batch.contact(role, deputy=True)
-        )
+        user = batch.contact(role, deputy=deputy) or (None if deputy else batch.contact(role, deputy=True))
         whom = f"{role} deputy" if deputy else role
     who = _name(user) if user else f"nobody (no contact for {role} configured)"
     event = _record_event(
@@ -800,15 +751,19 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _Fi
         target_label=whom,
         user=user,
     )
-    reached = bool(user) and page_user(event=event, user=user, now=now, email_follow_up=snapshot_of(incident).email_follow_up, batch=batch.notifications)
+    reached = bool(user) and page_user(
+        event=event,
+        user=user,
+        now=now,
+        email_follow_up=snapshot_of(incident).email_follow_up,
+        batch=batch.notifications,
+    )
     if not reached:
         # Nobody to page, or no way to reach them: go on to whoever comes next now.
         _role_fallback(incident, trigger, key, fallback, now)
 
 
-def _fire_status(
-    deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch
-) -> None:
+def _fire_status(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
     if deadline.step == 1:
         user = incident.commander or on_call_at("On-Call Engineer", now)
         event = _record_event(
@@ -820,7 +775,14 @@ def _fire_status(
             user=user,
         )
         if user:
-            page_user(event=event, user=user, now=now, email_follow_up=snapshot_of(incident).email_follow_up, reminder=True, batch=batch.notifications)
+            page_user(
+                event=event,
+                user=user,
+                now=now,
+                email_follow_up=snapshot_of(incident).email_follow_up,
+                reminder=True,
+                batch=batch.notifications,
+            )
         after = snapshot_of(incident).status_escalate_after
         deadline_schedule(
             incident,
@@ -836,19 +798,24 @@ def _fire_status(
             incident,
             now,
             batch,
-            summary=f"Status update still overdue: escalated to the incident manager {_name(user) if user else 'nobody'}",
+            summary=(
+                f"Status update still overdue: escalated to the incident manager {_name(user) if user else 'nobody'}"
+            ),
             user=user,
         )
         if user:
-            page_user(event=event, user=user, now=now, email_follow_up=snapshot_of(incident).email_follow_up, reminder=True, batch=batch.notifications)
+            page_user(
+                event=event,
+                user=user,
+                now=now,
+                email_follow_up=snapshot_of(incident).email_follow_up,
+                reminder=True,
+                batch=batch.notifications,
+            )
 
 
-def _fire_regulatory(
-    deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch
-) -> None:
-    obligation = RegulatoryObligation.objects.select_related("category").get(
-        pk=int(deadline.rule.split(":", 1)[1])
-    )
+def _fire_regulatory(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
+    obligation = RegulatoryObligation.objects.select_related("category").get(pk=int(deadline.rule.split(":", 1)[1]))
     if obligation.submitted_at:
         return
     user = batch.contact(HEAD_OF_RISK) or batch.contact(HEAD_OF_RISK, deputy=True)
@@ -858,7 +825,10 @@ def _fire_regulatory(
         incident,
         now,
         batch,
-        summary=f"Regulatory notification {verb}: {obligation.category.name} (due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M %Z})",
+        summary=(
+            f"Regulatory notification {verb}: {obligation.category.name} (due "
+            f"{timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M %Z})"
+        ),
         user=user,
     )
     for person in {u for u in (user, incident.commander) if u is not None}:
@@ -872,9 +842,7 @@ def _fire_regulatory(
         )
 
 
-def _fire_outage(
-    deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch
-) -> None:
+def _fire_outage(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
     _record_event(
         deadline,
         incident,
@@ -886,9 +854,7 @@ def _fire_outage(
     batch.forget_obligations()
 
 
-def _fire_review(
-    deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch
-) -> None:
+def _fire_review(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
     # Post-incident review and action-item reminders. The reports app decides whether the
     # reminder still applies and whom it goes to (one person per step, so the event's webhook
     # notifications stay unique); the engine records and pages as usual.
@@ -935,9 +901,7 @@ _HANDLERS = {
 _FIRE_WHEN_CLOSED = {Deadline.Kind.REGULATORY, Deadline.Kind.REVIEW}
 
 
-def escalation_advance_after_failure(
-    *, event: EscalationEvent, now: datetime | None = None
-) -> None:
+def escalation_advance_after_failure(*, event: EscalationEvent, now: datetime | None = None) -> None:
     """Every page of an event failed for good: don't wait, move on to whoever comes next."""
     now = now or timezone.now()
     incident = event.incident
@@ -954,9 +918,7 @@ def escalation_advance_after_failure(
             _role_fallback(incident, trigger, key, fallback, now)
 
 
-def _role_fallback(
-    incident: Incident, trigger: Trigger, key: str, fallback: list[str], now: datetime
-) -> None:
+def _role_fallback(incident: Incident, trigger: Trigger, key: str, fallback: list[str], now: datetime) -> None:
     """A role page nobody received: the role's deputy, then the incident manager, so that
     someone who can act is always told."""
     if not fallback and role_contact(trigger.role, deputy=True):

@@ -39,9 +39,7 @@ def status_update_draft(*, incident: Incident, now: datetime | None = None) -> S
     now = now or timezone.now()
     interval = status_interval(incident)
     last_notes = list(
-        incident.timeline.filter(
-            kind__in=[TimelineEntry.Kind.NOTE, TimelineEntry.Kind.STATE_CHANGE]
-        )
+        incident.timeline.filter(kind__in=[TimelineEntry.Kind.NOTE, TimelineEntry.Kind.STATE_CHANGE])
         .order_by("-occurred_at")
         .values_list("action", flat=True)[:3]
     )
@@ -49,9 +47,7 @@ def status_update_draft(*, incident: Incident, now: datetime | None = None) -> S
     contact_text = "not assigned" if contact is None else (contact.get_full_name() or contact.get_username())
     if contact is not None:
         person = getattr(contact, "person", None)
-        contact_text += " " + " ".join(
-            x for x in [contact.email, person.phone if person else ""] if x
-        )
+        contact_text += " " + " ".join(x for x in [contact.email, person.phone if person else ""] if x)
     return StatusDraft(
         subject=f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300],
         status=incident.status_word,
@@ -114,9 +110,9 @@ def status_update_post(
     )
     body = status_update_text(update)
     recipients = set()
-    for dist in DistributionList.objects.filter(
-        max_severity_level__gte=locked.severity.level
-    ).prefetch_related("webhooks"):
+    for dist in DistributionList.objects.filter(max_severity_level__gte=locked.severity.level).prefetch_related(
+        "webhooks"
+    ):
         recipients.update(dist.email_list)
         for hook in dist.webhooks.filter(active=True):
             notification_queue(
@@ -153,11 +149,7 @@ def status_update_post(
 
 
 def status_update_text(update: StatusUpdate) -> str:
-    next_update = (
-        f"{update.next_update_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-        if update.next_update_at
-        else "—"
-    )
+    next_update = f"{update.next_update_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if update.next_update_at else "—"
     return (
         f"Subject: {update.subject}\n\n"
         f"Status: {update.status}\nSeverity: {update.severity_level}\nImpact: {update.impact}\n"

@@ -116,13 +116,17 @@ def obligation_raise(request: HttpRequest, reference: str) -> HttpResponse:
 @permission_required("escalation.change_regulatoryobligation", raise_exception=True)
 def obligation_submit(request: HttpRequest, reference: str, obligation_id: int) -> HttpResponse:
     obligation = get_object_or_404(
-        RegulatoryObligation.objects.select_related("incident", "category"), pk=obligation_id, incident__reference=reference
+        RegulatoryObligation.objects.select_related("incident", "category"),
+        pk=obligation_id,
+        incident__reference=reference,
     )
     form = ObligationSubmitForm(request.POST, request.FILES)
     if form.is_valid():
         try:
             escalation.regulatory_submit(
-                obligation=obligation, user=request.user, reference=form.cleaned_data["reference"],
+                obligation=obligation,
+                user=request.user,
+                reference=form.cleaned_data["reference"],
                 evidence=form.cleaned_data["evidence"],
             )
             messages.success(request, f"{obligation.category.name} recorded as submitted.")
@@ -138,7 +142,9 @@ def obligation_submit(request: HttpRequest, reference: str, obligation_id: int) 
 @permission_required("escalation.sign_off_obligation", raise_exception=True)
 def obligation_sign_off(request: HttpRequest, reference: str, obligation_id: int) -> HttpResponse:
     obligation = get_object_or_404(
-        RegulatoryObligation.objects.select_related("incident", "category"), pk=obligation_id, incident__reference=reference
+        RegulatoryObligation.objects.select_related("incident", "category"),
+        pk=obligation_id,
+        incident__reference=reference,
     )
     try:
         escalation.regulatory_sign_off(obligation=obligation, user=request.user)

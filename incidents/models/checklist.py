@@ -54,9 +54,7 @@ class ChecklistTemplateItem(models.Model):
 class IncidentChecklistItem(models.Model):
     """A copy of a template item on one incident; the template may change later, this does not."""
 
-    incident = models.ForeignKey(
-        "incidents.Incident", on_delete=models.PROTECT, related_name="checklist_items"
-    )
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="checklist_items")
     template = models.ForeignKey(ChecklistTemplate, on_delete=models.PROTECT, related_name="+")
     section = models.CharField(max_length=120)
     text = models.CharField(max_length=300)

@@ -19,15 +19,14 @@ def evidence_path(instance: "EvidenceAttachment", filename: str) -> str:
     # byte-identical file is uploaded twice, so nothing is ever overwritten.
     return f"evidence/{instance.incident.reference}/{instance.sha256[:16]}-{short_filename(filename)}"
 
+
 def obligation_evidence_path(instance, filename: str) -> str:
     # A regulatory obligation's submitted evidence (the escalation app's RegulatoryObligation).
     return f"regulatory/{instance.incident.reference}/{instance.category.key}-{short_filename(filename)}"
 
 
 class EvidenceAttachment(AppendOnlyModel):
-    incident = models.ForeignKey(
-        "incidents.Incident", on_delete=models.PROTECT, related_name="evidence"
-    )
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="evidence")
     file = models.FileField(upload_to=evidence_path, max_length=300)
     original_name = models.CharField(max_length=200)
     content_type = models.CharField(max_length=100)

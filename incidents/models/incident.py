@@ -179,9 +179,7 @@ class Incident(ConcurrentTransitionMixin, models.Model):
     class Meta:
         ordering = ["-detected_at"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["reference_day", "reference_number"], name="incident_reference_per_day"
-            ),
+            models.UniqueConstraint(fields=["reference_day", "reference_number"], name="incident_reference_per_day"),
             models.CheckConstraint(
                 condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),
                 name="incident_end_not_before_start",
@@ -245,9 +243,7 @@ class Incident(ConcurrentTransitionMixin, models.Model):
     def initial_assessment_done(self) -> bool:
         # Iterates .all() rather than filtering so a page that prefetched the checklist (the
         # detail page) answers every guard from that one query.
-        return not any(
-            item.gates_containment and item.done_at is None for item in self.checklist_items.all()
-        )
+        return not any(item.gates_containment and item.done_at is None for item in self.checklist_items.all())
 
     def has_resolution_actions(self) -> bool:
         return bool(self.resolution_actions.strip())

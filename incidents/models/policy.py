@@ -8,9 +8,7 @@ from django.db import models
 
 
 class SeverityLevel(models.Model):
-    level = models.PositiveSmallIntegerField(
-        unique=True, validators=[MinValueValidator(1), MaxValueValidator(4)]
-    )
+    level = models.PositiveSmallIntegerField(unique=True, validators=[MinValueValidator(1), MaxValueValidator(4)])
     name = models.CharField(max_length=40)
     definition = models.TextField()
     financial_threshold_usd = models.DecimalField(
@@ -95,9 +93,7 @@ class System(models.Model):
     name = models.CharField(max_length=100)
     tier = models.CharField(max_length=20, choices=Tier.choices)
     rto = models.DurationField("recovery time objective")
-    rpo_class = models.ForeignKey(
-        RecoveryPointObjective, on_delete=models.PROTECT, null=True, blank=True
-    )
+    rpo_class = models.ForeignKey(RecoveryPointObjective, on_delete=models.PROTECT, null=True, blank=True)
     outage_severity = models.ForeignKey(
         SeverityLevel,
         on_delete=models.PROTECT,

@@ -50,9 +50,7 @@ class TimelineEntry(AppendOnlyModel):
         UPDATE = "update", "Details changed"
         ALERT = "alert", "Monitoring alert"
 
-    incident = models.ForeignKey(
-        "incidents.Incident", on_delete=models.PROTECT, related_name="timeline"
-    )
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="timeline")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     action = models.TextField()
     owner = models.ForeignKey(

@@ -137,7 +137,9 @@ def _record_request(
     if incident is not None:
         incident = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
     if incident is None or not incident.is_open:
-        related = f" Related to {incident.reference}, which is {incident.get_state_display().lower()}." if incident else ""
+        related = (
+            f" Related to {incident.reference}, which is {incident.get_state_display().lower()}." if incident else ""
+        )
         incident = incident_open(
             title=f"Trading emergency stop: {reason}"[:200],
             description=f"Emergency stop triggered by {_person(user)} from the portal. Reason: {reason}.{related}",
@@ -222,8 +224,10 @@ def emergency_stop_trigger(
     if incident is not None and incident.is_drill:
         # A drill's stop goes to the drill agent (the drills app); this one halts real trading.
         raise ValidationError(
-            {"incident": f"{incident.reference} is a drill: a real emergency stop is not recorded on it. "
-                         "Clear it to open a real Sev1 incident."}
+            {
+                "incident": f"{incident.reference} is a drill: a real emergency stop is not recorded on it. "
+                "Clear it to open a real Sev1 incident."
+            }
         )
     base = settings.TMT_CIRCUIT_BREAKER_URL.rstrip("/")
     stop = _record_request(

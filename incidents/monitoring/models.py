@@ -27,7 +27,8 @@ class HealthTarget(models.Model):
     interval = models.DurationField(default=timedelta(seconds=15))
     timeout = models.DurationField(default=timedelta(seconds=2))
     failures_before_down = models.PositiveSmallIntegerField(
-        default=3, validators=[MinValueValidator(1), MaxValueValidator(20)],
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
         help_text="Consecutive failed checks before the target counts as down (no flapping pages).",
     )
     latency_threshold_ms = models.PositiveIntegerField(
@@ -38,7 +39,11 @@ class HealthTarget(models.Model):
     # opens (the seed's Sev2 example, "Execution latency >500ms"); never more severe than the
     # system's outage severity. Blank on a new target means Severity 2.
     degraded_severity = models.ForeignKey(
-        "incidents.SeverityLevel", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        "incidents.SeverityLevel",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
         help_text="Severity of the automated incident when answers are slower than the threshold.",
     )
 

@@ -132,8 +132,15 @@ def classify(status_code: int, body: bytes) -> tuple[bool, str]:
     return False, error[:MAX_ERROR_LENGTH]
 
 
-def _result(probe: Probe, started_at: datetime, started: float | None, *, healthy: bool = False,
-            status_code: int | None = None, error: str = "") -> ProbeResult:
+def _result(
+    probe: Probe,
+    started_at: datetime,
+    started: float | None,
+    *,
+    healthy: bool = False,
+    status_code: int | None = None,
+    error: str = "",
+) -> ProbeResult:
     latency = None if started is None else round((time.perf_counter() - started) * 1000, 3)
     return ProbeResult(
         target_id=probe.target_id,
@@ -237,7 +244,10 @@ async def _poll_httpx(probes: Sequence[Probe], concurrency: int, on_result: OnRe
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
         # Each check has its own asyncio.timeout; the client adds none of its own.
-        limits=limits, timeout=None, follow_redirects=False, trust_env=False,  # noqa: S113
+        limits=limits,
+        timeout=None,  # noqa: S113
+        follow_redirects=False,
+        trust_env=False,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
     ) as client:
         return list(await asyncio.gather(*(_reported(_check_httpx(client, gate, p), on_result) for p in probes)))
@@ -285,9 +295,7 @@ def poll(
     # Called from a thread that already runs a loop (an async caller, or Playwright's sync API in
     # the browser tests): asyncio.run would refuse, so the sweep gets a thread of its own.
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="health-poll") as pool:
-        return pool.submit(
-            asyncio.run, poll_async(probes, concurrency=concurrency, backend=backend)
-        ).result()
+        return pool.submit(asyncio.run, poll_async(probes, concurrency=concurrency, backend=backend)).result()
 
 
 _DONE = object()
@@ -313,9 +321,7 @@ def poll_stream(
 
     def run() -> None:
         try:
-            asyncio.run(
-                poll_async(probes, concurrency=concurrency, backend=backend, on_result=results.put)
-            )
+            asyncio.run(poll_async(probes, concurrency=concurrency, backend=backend, on_result=results.put))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
             results.put(exc)
         finally:

@@ -210,9 +210,7 @@ def health_poll_due(
     if not targets:
         return summary
     threshold_ms = {t.pk: t.latency_threshold_ms for t in targets}
-    probes = [
-        poller.Probe(target_id=t.pk, url=t.url, timeout_s=t.timeout.total_seconds()) for t in targets
-    ]
+    probes = [poller.Probe(target_id=t.pk, url=t.url, timeout_s=t.timeout.total_seconds()) for t in targets]
     started = time.perf_counter()
     for batch in poller.poll_stream(
         probes, concurrency=concurrency or settings.TMT_HEALTH_POLL_CONCURRENCY, backend=backend
@@ -307,8 +305,15 @@ def health_results_apply(results: Sequence[poller.ProbeResult]) -> list[StateCha
             if last_checked_at is not None and result.checked_at <= last_checked_at:
                 continue  # stale: an older sweep finishing after a newer one
             evaluation = health_evaluate(
-                state=state, failures=failures, ok=ok, slow=slow, fast=fast, healthy=result.healthy,
-                latency_ms=result.latency_ms, threshold_ms=threshold, n=n,
+                state=state,
+                failures=failures,
+                ok=ok,
+                slow=slow,
+                fast=fast,
+                healthy=result.healthy,
+                latency_ms=result.latency_ms,
+                threshold_ms=threshold,
+                n=n,
             )
             if evaluation.state != state:
                 if not _is_quiet(state, evaluation.state):
@@ -1002,9 +1007,7 @@ def _page_without_dispatcher(*, fire: bool, deliver: bool) -> str:
 class HeartbeatThread(threading.Thread):
     """Runs in every `celery worker` and in `celery beat` (started from incidents/monitoring/tasks.py)."""
 
-    def __init__(
-        self, *, role: Literal["worker", "beat", "dispatcher"], name: str, judges_beat: bool = True
-    ) -> None:
+    def __init__(self, *, role: Literal["worker", "beat", "dispatcher"], name: str, judges_beat: bool = True) -> None:
         super().__init__(name=f"tmt-heartbeat-{role}", daemon=True)
         self.role = role
         self.judges_beat = judges_beat

@@ -143,7 +143,8 @@ def _panel_context() -> dict:
         alerts.append("No heartbeat from Celery beat yet: health checks and reminders are not scheduled.")
     elif not beat.alive:
         alerts.append(
-            f"Celery beat is silent (last heartbeat {beat.age_s:.0f} s ago): health checks and reminders are not scheduled."
+            f"Celery beat is silent (last heartbeat {beat.age_s:.0f} "
+            "s ago): health checks and reminders are not scheduled."
         )
     if heartbeats.live_workers == 0:
         alerts.append("No live Celery worker: health checks and reports are not processed.")

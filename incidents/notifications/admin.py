@@ -1,6 +1,5 @@
 """Admin for webhook endpoints and distribution lists, and the read-only outbox and its attempts."""
 
-
 from __future__ import annotations
 
 from django import forms

@@ -79,10 +79,16 @@ class Notification(models.Model):
     incident = models.ForeignKey(
         "incidents.Incident", on_delete=models.PROTECT, null=True, blank=True, related_name="notifications"
     )
-    event = models.ForeignKey("escalation.EscalationEvent", on_delete=models.PROTECT, null=True, blank=True, related_name="notifications")
-    status_update = models.ForeignKey("escalation.StatusUpdate", on_delete=models.PROTECT, null=True, blank=True, related_name="notifications")
+    event = models.ForeignKey(
+        "escalation.EscalationEvent", on_delete=models.PROTECT, null=True, blank=True, related_name="notifications"
+    )
+    status_update = models.ForeignKey(
+        "escalation.StatusUpdate", on_delete=models.PROTECT, null=True, blank=True, related_name="notifications"
+    )
     channel = models.CharField(max_length=10, choices=Channel.choices)
-    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     address = models.CharField(max_length=500)
     subject = models.CharField(max_length=300)
     body = models.TextField()

@@ -200,19 +200,13 @@ def page_user(
     return created > 0
 
 
-def notify_webhooks(
-    *, event: EscalationEvent, now: datetime, batch: NotificationBatch | None = None
-) -> None:
+def notify_webhooks(*, event: EscalationEvent, now: datetime, batch: NotificationBatch | None = None) -> None:
     """Post an escalation to the chat hooks once per event (not once per person paged)."""
     incident = event.incident
     if incident.is_drill:
         return  # drill pages stay off the team's chat webhooks
     subject = f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300]
-    hooks = (
-        batch.webhooks()
-        if batch is not None
-        else WebhookEndpoint.objects.filter(active=True).order_by("pk")
-    )
+    hooks = batch.webhooks() if batch is not None else WebhookEndpoint.objects.filter(active=True).order_by("pk")
     for hook in hooks:
         if hook.max_severity_level < incident.severity.level:
             continue
@@ -251,14 +245,6 @@ def _name(user) -> str:
 
 
 # -- status updates -------------------------------------------------------------------------
-
-
-
-
-
-
-
-
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -352,9 +338,7 @@ def notifications_deliver(*, notification_ids: list[int], now: datetime | None =
     ids = list(dict.fromkeys(notification_ids))
     claimed = [
         row
-        for row in Notification.objects.filter(pk__in=ids)
-        .select_related("incident__severity", "event")
-        .order_by("pk")
+        for row in Notification.objects.filter(pk__in=ids).select_related("incident__severity", "event").order_by("pk")
         if Notification.objects.filter(_claimable(now), pk=row.pk).update(
             state=Notification.State.SENDING, claimed_at=now
         )
@@ -491,9 +475,7 @@ def _record_failure(notification: Notification, detail: str, *, permanent: bool)
 def _write_failure(notification: Notification, detail: str, *, permanent: bool) -> str:
     now = timezone.now()
     attempts = notification.attempts + 1
-    pages_a_person = notification.event_id is not None and notification.channel != (
-        Notification.Channel.WEBHOOK
-    )
+    pages_a_person = notification.event_id is not None and notification.channel != (Notification.Channel.WEBHOOK)
     if permanent and pages_a_person:
         # The event's pages fail in parallel threads: without this lock each would see the other
         # still "sending", and neither would move the chain on.
@@ -516,16 +498,17 @@ def _write_failure(notification: Notification, detail: str, *, permanent: bool) 
         _log_attempt(notification, now, detail, permanent=False)
         _wake_dispatcher(retry_at)
         return f"retry in {backoff}s: {detail}"
-    if not _ours(notification).update(
-        state=Notification.State.FAILED, attempts=attempts, last_error=detail[:500]
-    ):
+    if not _ours(notification).update(state=Notification.State.FAILED, attempts=attempts, last_error=detail[:500]):
         return _superseded(notification)
     _log_attempt(notification, now, detail, permanent=True)
     if notification.incident_id is not None:
         timeline_record(
             notification.incident,
             kind=TimelineEntry.Kind.NOTIFICATION,
-            action=f"{notification.get_channel_display()} to {notification.address} FAILED after {attempts} attempt(s): {detail[:200]}",
+            action=(
+                f"{notification.get_channel_display()} to {notification.address} "
+                f"FAILED after {attempts} attempt(s): {detail[:200]}"
+            ),
             owner_team="Escalation engine",
             at=now,
             data={"notification": notification.pk, "failed": True},
@@ -541,9 +524,7 @@ def _log_attempt(notification: Notification, at: datetime, detail: str, *, perma
     NotificationAttempt.objects.create(
         notification=notification,
         attempted_at=at,
-        outcome=NotificationAttempt.Outcome.PERMANENT
-        if permanent
-        else NotificationAttempt.Outcome.TRANSIENT,
+        outcome=NotificationAttempt.Outcome.PERMANENT if permanent else NotificationAttempt.Outcome.TRANSIENT,
         detail=detail[:500],
     )
 
@@ -612,9 +593,7 @@ def _mail_domain() -> str:
 
 def _post_json(url: str, payload: dict, headers: dict | None = None) -> None:
     try:
-        response = _http().post(
-            url, json=payload, headers=headers or {}, timeout=settings.TMT_NOTIFY_HTTP_TIMEOUT
-        )
+        response = _http().post(url, json=payload, headers=headers or {}, timeout=settings.TMT_NOTIFY_HTTP_TIMEOUT)
     except httpx.HTTPError as exc:
         raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
     if response.status_code in (408, 429) or response.status_code >= 500:
@@ -638,9 +617,7 @@ def _send_webhook(notification: Notification) -> None:
         },
         "event": notification.event.summary if notification.event_id else None,
     }
-    _post_json(
-        notification.address, payload, {IDEMPOTENCY_HEADER: idempotency_key(notification)}
-    )
+    _post_json(notification.address, payload, {IDEMPOTENCY_HEADER: idempotency_key(notification)})
 
 
 def _reference(notification: Notification) -> str:

@@ -5,7 +5,6 @@ page: nothing half-saved, no 500. The drills app adds its readiness gate to the 
 forms (drills/admin.py).
 """
 
-
 from __future__ import annotations
 
 from django import forms
@@ -58,9 +57,7 @@ class PersonAdmin(UserChoiceMixin, admin.ModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         if "timezone" in form.base_fields:
-            form.base_fields[
-                "timezone"
-            ].help_text = "IANA name, e.g. Europe/London or America/New_York."
+            form.base_fields["timezone"].help_text = "IANA name, e.g. Europe/London or America/New_York."
         return form
 
 
@@ -101,16 +98,13 @@ class OnCallOverrideInline(UserChoiceMixin, admin.TabularInline):
     fields = ["user", "starts_at", "ends_at", "reason", "created_by"]
     readonly_fields = ["created_by"]
     extra = 0
-    verbose_name_plural = "overrides: holiday covers and swaps (current and upcoming; past ones under On-call overrides)"
+    verbose_name_plural = (
+        "overrides: holiday covers and swaps (current and upcoming; past ones under On-call overrides)"
+    )
 
     def get_queryset(self, request):
         # Past covers pile up; they stay visible on the overrides' own list.
-        return (
-            super()
-            .get_queryset(request)
-            .filter(ends_at__gt=timezone.now())
-            .select_related("user", "created_by")
-        )
+        return super().get_queryset(request).filter(ends_at__gt=timezone.now()).select_related("user", "created_by")
 
 
 class OnCallRotationForm(forms.ModelForm):

@@ -42,9 +42,7 @@ def on_call_at(role_name: str, at: datetime, *, deputy: bool = False):
 
 
 def role_contact(role_name: str, *, deputy: bool = False):
-    contact = (
-        RoleContact.objects.filter(role__name=role_name).select_related("primary", "deputy").first()
-    )
+    contact = RoleContact.objects.filter(role__name=role_name).select_related("primary", "deputy").first()
     if contact is None:
         return None
     return contact.deputy if deputy else contact.primary

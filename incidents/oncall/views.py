@@ -36,9 +36,7 @@ class DayCell:
     at: datetime  # the hand-over instant that day, in the rotation's time zone
     user: object | None
     override: OnCallOverride | None  # the cover in effect at the hand-over
-    partial: list[OnCallOverride] = field(
-        default_factory=list
-    )  # covers for part of that day's shift
+    partial: list[OnCallOverride] = field(default_factory=list)  # covers for part of that day's shift
     is_today: bool = False
     shift_starts: bool = False
 
@@ -58,9 +56,7 @@ def _covering(overrides: list[OnCallOverride], at: datetime) -> OnCallOverride |
     """The override in effect at `at`: the latest created wins, as in on_call_at."""
     best = None
     for override in overrides:
-        if override.starts_at <= at < override.ends_at and (
-            best is None or override.created_at > best.created_at
-        ):
+        if override.starts_at <= at < override.ends_at and (best is None or override.created_at > best.created_at):
             best = override
     return best
 
@@ -84,9 +80,7 @@ def rotation_calendar(rotation: OnCallRotation, *, start: date, now: datetime) -
         shift_end = datetime.combine(day + timedelta(days=1), rotation.handover_time, tzinfo=tz)
         index = rotation.shift_index_at(at)
         override = _covering(window, at)
-        partial = [
-            o for o in window if o is not override and o.starts_at < shift_end and o.ends_at > at
-        ]
+        partial = [o for o in window if o is not override and o.starts_at < shift_end and o.ends_at > at]
         days.append(
             DayCell(
                 day=day,
@@ -111,9 +105,7 @@ def rotation_calendar(rotation: OnCallRotation, *, start: date, now: datetime) -
     else:
         calendar.now_user = _scheduled(rotation, members, index)
         # A cover starting before the hand-over ends this person's watch early.
-        next_cover = min(
-            (o.starts_at for o in current if now < o.starts_at < shift_end), default=None
-        )
+        next_cover = min((o.starts_at for o in current if now < o.starts_at < shift_end), default=None)
         calendar.now_until = next_cover or shift_end
     if len(members) > 1:
         calendar.deputy = _scheduled(rotation, members, index + 1)
@@ -128,9 +120,7 @@ def _start_date(request: HttpRequest, today: date) -> date:
     try:
         start = date.fromisoformat(raw)
     except ValueError:
-        messages.warning(
-            request, f"“{raw[:40]}” is not a date (use YYYY-MM-DD); showing from today."
-        )
+        messages.warning(request, f"“{raw[:40]}” is not a date (use YYYY-MM-DD); showing from today.")
         return today
     if abs((start - today).days) > MAX_DAYS_AWAY:
         messages.warning(request, "That date is too far away; showing from today.")
@@ -174,9 +164,7 @@ def roster_calendar(request: HttpRequest) -> HttpResponse:
         .order_by("name")
     )
     calendars = [rotation_calendar(r, start=start, now=now) for r in rotations]
-    contacts = RoleContact.objects.select_related(
-        "role", "primary__person", "deputy__person"
-    ).order_by("role__name")
+    contacts = RoleContact.objects.select_related("role", "primary__person", "deputy__person").order_by("role__name")
     return render(
         request,
         "incidents/roster.html",

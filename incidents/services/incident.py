@@ -144,7 +144,11 @@ def incident_open(
     with IntegrityError (after waiting for a concurrent opener's commit): callers open in a
     savepoint and join the other incident."""
     # Required here: full_clean below does not look the passed-in objects up again.
-    missing = {name: "This field is required." for name, value in [("severity", severity), ("reported_by", reported_by)] if value is None}
+    missing = {
+        name: "This field is required."
+        for name, value in [("severity", severity), ("reported_by", reported_by)]
+        if value is None
+    }
     if missing:
         raise ValidationError(missing)
     if commander is not None and commander != reported_by and not reported_by.has_perm("incidents.assign_commander"):
@@ -369,7 +373,9 @@ def incident_update(
         raise ValidationError(f"Not editable: {', '.join(sorted(unknown))}")
     locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
     if locked.state in (State.CLOSED, State.CANCELLED):
-        raise ValidationError(f"A {locked.get_state_display().lower()} incident cannot be changed; add a timeline note instead.")
+        raise ValidationError(
+            f"A {locked.get_state_display().lower()} incident cannot be changed; add a timeline note instead."
+        )
     changes = []
     for name, value in fields.items():
         old = getattr(locked, name)
@@ -519,8 +525,25 @@ def checklist_item_set_done(
 # -- evidence -------------------------------------------------------------------------------
 
 EVIDENCE_EXTENSIONS = {
-    ".log", ".txt", ".json", ".csv", ".xml", ".yaml", ".yml", ".sql", ".har",
-    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".pdf", ".gz", ".zip", ".tar", ".tgz",
+    ".log",
+    ".txt",
+    ".json",
+    ".csv",
+    ".xml",
+    ".yaml",
+    ".yml",
+    ".sql",
+    ".har",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".webp",
+    ".pdf",
+    ".gz",
+    ".zip",
+    ".tar",
+    ".tgz",
 }
 # Magic numbers for the binary types, so a renamed executable is not stored as a "screenshot".
 _MAGIC = {
@@ -540,11 +563,21 @@ def evidence_validate(uploaded: UploadedFile) -> None:
     ext = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
     if ext not in EVIDENCE_EXTENSIONS:
         raise ValidationError(
-            {"file": f"Files of type “{ext or 'none'}” are not accepted. Accepted: {', '.join(sorted(EVIDENCE_EXTENSIONS))}."}
+            {
+                "file": (
+                    f"Files of type “{ext or 'none'}” are not accepted. "
+                    f"Accepted: {', '.join(sorted(EVIDENCE_EXTENSIONS))}."
+                )
+            }
         )
     if uploaded.size > settings.EVIDENCE_MAX_BYTES:
         raise ValidationError(
-            {"file": f"The file is {uploaded.size / 1048576:.1f} MB; the limit is {settings.EVIDENCE_MAX_BYTES / 1048576:.0f} MB."}
+            {
+                "file": (
+                    f"The file is {uploaded.size / 1048576:.1f} MB; the limit "
+                    f"is {settings.EVIDENCE_MAX_BYTES / 1048576:.0f} MB."
+                )
+            }
         )
     if uploaded.size == 0:
         raise ValidationError({"file": "The file is empty."})
@@ -620,4 +653,3 @@ def timeline_record(
         recorded_at=now,
         data=data or {},
     )
-

@@ -134,7 +134,13 @@ def public_status(*, now: datetime | None = None) -> PublicStatus:
         )
 
     rows = [
-        {"key": s.key, "name": s.name, "tier": s.get_tier_display(), "status": state[s.pk], "status_label": LABEL[state[s.pk]]}
+        {
+            "key": s.key,
+            "name": s.name,
+            "tier": s.get_tier_display(),
+            "status": state[s.pk],
+            "status_label": LABEL[state[s.pk]],
+        }
         for s in systems
     ]
     overall = OPERATIONAL

@@ -44,7 +44,9 @@ def reporter(db):
     return UserFactory(username="monitoring", first_name="Monitoring", last_name="bot", is_active=False)
 
 
-def _integration(reporter, *, kind=AlertIntegration.Kind.ALERTMANAGER, name="Prometheus") -> tuple[AlertIntegration, str]:
+def _integration(
+    reporter, *, kind=AlertIntegration.Kind.ALERTMANAGER, name="Prometheus"
+) -> tuple[AlertIntegration, str]:
     integration = AlertIntegration(
         name=name, kind=kind, reporter=reporter, system_map=SYSTEM_MAP, severity_map=SEVERITY_MAP, default_severity=3
     )
@@ -65,7 +67,15 @@ def _post(token: str | None, body, *, content_type: str = "application/json"):
     return client.post(ALERTS, data=data, content_type=content_type)
 
 
-def _am_alert(fingerprint: str, *, status="firing", summary="Circuit breaker agent not answering", severity="critical", system="cb", **extra):
+def _am_alert(
+    fingerprint: str,
+    *,
+    status="firing",
+    summary="Circuit breaker agent not answering",
+    severity="critical",
+    system="cb",
+    **extra,
+):
     labels = {"alertname": "AgentDown", "severity": severity, "system": system, "instance": "cb-1:8001"}
     labels.update(extra.pop("labels", {}))
     return {
@@ -228,7 +238,12 @@ def test_grafana_payload_opens_an_incident(reporter):
         "alerts": [
             {
                 "status": "firing",
-                "labels": {"alertname": "Risk agent latency", "severity": "major", "system": "risk", "grafana_folder": "TMT"},
+                "labels": {
+                    "alertname": "Risk agent latency",
+                    "severity": "major",
+                    "system": "risk",
+                    "grafana_folder": "TMT",
+                },
                 "annotations": {},
                 "startsAt": "2026-11-27T09:51:03.157076+02:00",
                 "endsAt": "0001-01-01T00:00:00Z",
@@ -268,7 +283,13 @@ def test_generic_payload_takes_a_severity_level_and_a_system_key(reporter):
     _, token = _integration(reporter, kind=AlertIntegration.Kind.GENERIC, name="Nightly checks")
     answer = _post(
         token,
-        {"source": "recon-job", "fingerprint": "recon-2026-11-27", "severity": "2", "summary": "Position reconciliation mismatch", "system": "execution_engine"},
+        {
+            "source": "recon-job",
+            "fingerprint": "recon-2026-11-27",
+            "severity": "2",
+            "summary": "Position reconciliation mismatch",
+            "system": "execution_engine",
+        },
     )
 
     assert answer.status_code == 202, answer.content
@@ -345,9 +366,7 @@ def test_text_postgresql_cannot_store_is_replaced_not_a_reason_to_lose_the_alert
 def test_generic_payload_with_an_unknown_field_is_refused(reporter):
     _, token = _integration(reporter, kind=AlertIntegration.Kind.GENERIC, name="Scripts")
     before = _counts()
-    body = _assert_refused(
-        _post(token, {"fingerprint": "f1", "summary": "Disk full", "severty": "critical"}), before
-    )
+    body = _assert_refused(_post(token, {"fingerprint": "f1", "summary": "Disk full", "severty": "critical"}), before)
     assert body == {"severty": [body["severty"][0]]}
     assert body["severty"][0].startswith("Unknown field")
     body = _assert_refused(_post(token, {"severty": "critical"}), before)
@@ -431,7 +450,9 @@ def test_schema_describes_the_three_formats_and_the_answer(manager):
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     options = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["oneOf"]
     assert {o["$ref"].rsplit("/", 1)[1] for o in options} == {
-        "AlertmanagerPayloadRequest", "GrafanaPayloadRequest", "GenericAlertRequest",
+        "AlertmanagerPayloadRequest",
+        "GrafanaPayloadRequest",
+        "GenericAlertRequest",
     }
     assert schema["components"]["schemas"]["GenericAlertRequest"]["additionalProperties"] is False
     assert set(operation["responses"]) >= {"202", "400", "401", "415", "429"}
@@ -575,7 +596,9 @@ def test_rotate_and_revoke_actions(manager_admin, alertmanager):
 
     manager_admin.post(changelist, {"action": "revoke", "_selected_action": [integration.pk]})
     assert _post(new, _am_payload(_am_alert("a"))).status_code == 401
-    answer = manager_admin.post(changelist, {"action": "rotate_token", "_selected_action": [integration.pk]}, follow=True)
+    answer = manager_admin.post(
+        changelist, {"action": "rotate_token", "_selected_action": [integration.pk]}, follow=True
+    )
     assert any("is revoked" in str(m) for m in answer.context["messages"])
     assert _post(new, _am_payload(_am_alert("a"))).status_code == 401
 
@@ -596,7 +619,9 @@ def test_demo_integration_maps_the_agents_labels(db):
     from incidents.devtools.demo import ensure_demo_alert_integration
 
     integration, token = ensure_demo_alert_integration()
-    answer = _post(token, _am_payload(_am_alert("demo-1", system=None, severity="high", labels={"service": "market-analysis"})))
+    answer = _post(
+        token, _am_payload(_am_alert("demo-1", system=None, severity="high", labels={"service": "market-analysis"}))
+    )
     incident = Incident.objects.get(reference=answer.json()["alerts"][0]["incident"])
     assert [s.key for s in incident.affected_systems.all()] == ["market_analysis"]
     assert incident.severity.level == 2
@@ -666,9 +691,7 @@ def test_a_re_sent_alert_never_lowers_an_incident_raised_by_hand(alertmanager, m
     assert incident.severity.level == 1
 
 
-def test_guessed_tokens_from_an_address_never_stop_a_valid_integration_there(
-    alertmanager, monkeypatch
-):
+def test_guessed_tokens_from_an_address_never_stop_a_valid_integration_there(alertmanager, monkeypatch):
     from incidents.api.throttling import FailedAuthenticationThrottle
 
     monkeypatch.setattr(FailedAuthenticationThrottle, "THROTTLE_RATES", {"auth_failures": "3/min"})

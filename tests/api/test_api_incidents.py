@@ -157,13 +157,33 @@ def test_engineer_logs_an_incident_and_commands_it(certified_engineer):
         ({"severity": 3, "detection_method": "automated_alert"}, "title", "required"),
         ({"title": "  ", "severity": 3, "detection_method": "automated_alert"}, "title", ""),
         ({"title": "x", "severity": 9, "detection_method": "automated_alert"}, "severity", "1-4"),
-        ({"title": "x", "severity": 4, "detection_method": "automated_alert", "financial_impact_usd": "6000"}, "severity", "or higher"),
+        (
+            {"title": "x", "severity": 4, "detection_method": "automated_alert", "financial_impact_usd": "6000"},
+            "severity",
+            "or higher",
+        ),
         ({"title": "x", "severity": 3, "detection_method": "telepathy"}, "detection_method", "valid choice"),
-        ({"title": "x", "severity": 3, "detection_method": "automated_alert", "affected_systems": ["moon_base"]}, "affected_systems", "does not exist"),
-        ({"title": "x", "severity": 3, "detection_method": "automated_alert", "financial_impact_usd": "-5"}, "financial_impact_usd", ""),
-        ({"title": "x", "severity": 3, "detection_method": "automated_alert", "started_at": "2999-01-01T00:00:00Z"}, "started_at", "future"),
+        (
+            {"title": "x", "severity": 3, "detection_method": "automated_alert", "affected_systems": ["moon_base"]},
+            "affected_systems",
+            "does not exist",
+        ),
+        (
+            {"title": "x", "severity": 3, "detection_method": "automated_alert", "financial_impact_usd": "-5"},
+            "financial_impact_usd",
+            "",
+        ),
+        (
+            {"title": "x", "severity": 3, "detection_method": "automated_alert", "started_at": "2999-01-01T00:00:00Z"},
+            "started_at",
+            "future",
+        ),
         ({"title": "x", "severity": 3, "detection_method": "automated_alert", "severty": 1}, "severty", "Unknown"),
-        ({"title": "x", "severity": 3, "detection_method": "automated_alert", "reference": "TMT-INC-X"}, "reference", "read-only"),
+        (
+            {"title": "x", "severity": 3, "detection_method": "automated_alert", "reference": "TMT-INC-X"},
+            "reference",
+            "read-only",
+        ),
     ],
 )
 def test_bad_incident_input_names_the_field_and_writes_nothing(certified_engineer, payload, field, message):
@@ -272,7 +292,9 @@ def test_expired_idempotency_keys_are_purged():
     user = UserFactory()
     IdempotencyKey.objects.create(user=user, key="old", request_hash="0" * 64)
     IdempotencyKey.objects.create(user=user, key="new", request_hash="0" * 64)
-    IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - IDEMPOTENCY_KEY_LIFETIME - timedelta(seconds=1))
+    IdempotencyKey.objects.filter(key="old").update(
+        created_at=timezone.now() - IDEMPOTENCY_KEY_LIFETIME - timedelta(seconds=1)
+    )
     assert idempotency_keys_purge() == 1
     assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
 

@@ -69,11 +69,15 @@ def test_only_trainers_schedule_and_bad_drills_write_nothing(trainer, team):
 
 
 def test_cancelling_a_drill_needs_a_reason(trainer, team):
-    created = _client(trainer).post(
-        "/api/v1/drills/",
-        {"kind": "communication-test", "scheduled_start": _in_a_week(), "facilitator": trainer.username},
-        format="json",
-    ).json()
+    created = (
+        _client(trainer)
+        .post(
+            "/api/v1/drills/",
+            {"kind": "communication-test", "scheduled_start": _in_a_week(), "facilitator": trainer.username},
+            format="json",
+        )
+        .json()
+    )
     url = f"/api/v1/drills/{created['id']}/cancel/"
     assert _client(trainer).post(url, {}, format="json").status_code == 400
     assert _client(team["oncall1"]).post(url, {"reason": "clash"}, format="json").status_code == 403

@@ -30,9 +30,7 @@ def fuzz_token(db, manager, monkeypatch) -> str:
     cache.clear()  # throttle counts from other tests
     # Schemathesis probes every case with a made-up token and expects 401; one operation's
     # coverage cases pass the refused-token limit, whose 429 is tested on its own.
-    monkeypatch.setattr(
-        FailedAuthenticationThrottle, "THROTTLE_RATES", {"auth_failures": "1000000/min"}
-    )
+    monkeypatch.setattr(FailedAuthenticationThrottle, "THROTTLE_RATES", {"auth_failures": "1000000/min"})
     _, raw = api_token_create(user=manager, name="contract fuzz")
     return raw
 

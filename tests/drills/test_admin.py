@@ -34,16 +34,24 @@ def test_every_drills_admin_page_loads(su_client, trainer_user, team, newbie, rf
     drill = schedule(trainer_user, participants=[team["oncall2"], newbie])
     services.drill_start(drill=drill, user=trainer_user)
     services.drill_complete(
-        drill=drill, user=trainer_user, result="met",
+        drill=drill,
+        user=trainer_user,
+        result="met",
         attendance=[services.AttendanceInput(participant_id=p.pk, attended=True) for p in drill.participants.all()],
         findings=[services.FindingInput(title="Fix it", owner=team["oncall2"], due_date=timezone.localdate())],
     )
     services.certification_record(
-        person=newbie, kind=CertificationKind.objects.get(key="annual-certification"),
-        issued_on=timezone.localdate(), issued_by=trainer_user, recorded_by=trainer_user,
+        person=newbie,
+        kind=CertificationKind.objects.get(key="annual-certification"),
+        issued_on=timezone.localdate(),
+        issued_by=trainer_user,
+        recorded_by=trainer_user,
     )
     services.readiness_override_grant(
-        person=newbie, duty="on_call", justification="Cover", granted_by=team["im"],
+        person=newbie,
+        duty="on_call",
+        justification="Cover",
+        granted_by=team["im"],
         valid_until=timezone.now() + timedelta(hours=2),
     )
     services.procedure_acknowledge(document=selectors.current_procedure(), user=newbie)
@@ -60,7 +68,9 @@ def test_every_drills_admin_page_loads(su_client, trainer_user, team, newbie, rf
             assert su_client.get(_url(model, "add")).status_code == 200, model
     # The rotation's page shows the gate's fields on each member row.
     html = su_client.get(_url(OnCallRotation, "change", team["rotation"].pk)).content.decode()
-    assert 'name="members-0-readiness_override"' in html and 'name="overrides-__prefix__-readiness_justification"' in html
+    assert (
+        'name="members-0-readiness_override"' in html and 'name="overrides-__prefix__-readiness_justification"' in html
+    )
 
 
 def test_records_are_read_only_and_policy_is_editable(su_client, trainer_user):
@@ -70,15 +80,25 @@ def test_records_are_read_only_and_policy_is_editable(su_client, trainer_user):
     assert Drill.objects.get(pk=drill.pk).title != "Hacked"
     bad = su_client.post(
         _url(TrainingPolicy, "change", 1),
-        {"mentored_responses_required": "2", "expiring_within_days": "30",
-         "certification_reminder_days": "30, soon", "drill_reminder_hours": "24"},
+        {
+            "mentored_responses_required": "2",
+            "expiring_within_days": "30",
+            "certification_reminder_days": "30, soon",
+            "drill_reminder_hours": "24",
+        },
     )
     assert bad.status_code == 200
-    assert "“soon” is not a number of days" in " ".join(bad.context["adminform"].form.errors["certification_reminder_days"])
+    assert "“soon” is not a number of days" in " ".join(
+        bad.context["adminform"].form.errors["certification_reminder_days"]
+    )
     ok = su_client.post(
         _url(TrainingPolicy, "change", 1),
-        {"mentored_responses_required": "2", "expiring_within_days": "45",
-         "certification_reminder_days": "60,30,7", "drill_reminder_hours": "48,2"},
+        {
+            "mentored_responses_required": "2",
+            "expiring_within_days": "45",
+            "certification_reminder_days": "60,30,7",
+            "drill_reminder_hours": "48,2",
+        },
     )
     assert ok.status_code == 302
     policy = TrainingPolicy.objects.get()
@@ -91,8 +111,15 @@ def test_a_new_certification_kind_added_in_the_admin_is_required_of_its_roles(su
     role = Group.objects.get(name="On-Call Engineer")
     response = su_client.post(
         _url(CertificationKind, "add"),
-        {"key": "cloud-failover", "name": "Cloud failover", "description": "", "validity_months": "24",
-         "required_for": [role.pk], "active": "on", "order": "5"},
+        {
+            "key": "cloud-failover",
+            "name": "Cloud failover",
+            "description": "",
+            "validity_months": "24",
+            "required_for": [role.pk],
+            "active": "on",
+            "order": "5",
+        },
     )
     assert response.status_code == 302
     problems = services.readiness_problems(user=team["oncall1"], at=timezone.now())

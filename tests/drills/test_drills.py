@@ -103,7 +103,10 @@ def test_a_drill_incident_stays_out_of_metrics_and_regulatory_obligations(traine
     # ... but it counts in no figure and owes no regulator anything.
     after = incident_selectors.dashboard_summary(since=since)
     assert (after["opened"], after["resolved"], after["mtta"], after["mttr"]) == (
-        before["opened"], before["resolved"], before["mtta"], before["mttr"],
+        before["opened"],
+        before["resolved"],
+        before["mtta"],
+        before["mttr"],
     )
     assert not RegulatoryObligation.objects.filter(incident=incident).exists()
     assert escalation.regulatory_raise(incident=incident, category_key="major-security-breach") is None
@@ -178,21 +181,33 @@ def test_completing_records_attendance_targets_and_findings_as_action_items(trai
         went_well="Backups were intact",
         could_improve="Runbook for the restore is out of date",
         attendance=[
-            services.AttendanceInput(participant_id=rows["oncall2"].pk, attended=True, role=ParticipantRole.INCIDENT_COMMANDER),
-            services.AttendanceInput(participant_id=rows["newbie"].pk, attended=True, role=ParticipantRole.SYSTEM_ADMINISTRATOR),
+            services.AttendanceInput(
+                participant_id=rows["oncall2"].pk, attended=True, role=ParticipantRole.INCIDENT_COMMANDER
+            ),
+            services.AttendanceInput(
+                participant_id=rows["newbie"].pk, attended=True, role=ParticipantRole.SYSTEM_ADMINISTRATOR
+            ),
             services.AttendanceInput(participant_id=rows["oncall3"].pk, attended=False),
         ],
         target_actuals={target.pk: timedelta(minutes=42)},
         findings=[
-            services.FindingInput(title="Update the database restore runbook", owner=team["oncall2"], due_date=due,
-                                  description="Step 4 refers to the old backup host"),
+            services.FindingInput(
+                title="Update the database restore runbook",
+                owner=team["oncall2"],
+                due_date=due,
+                description="Step 4 refers to the old backup host",
+            ),
         ],
     )
     drill.refresh_from_db()
     assert drill.state == "completed" and drill.result == "partial"
     assert drill.went_well == "Backups were intact"
     attended = {p.user.username: (p.attended, p.attended_role) for p in drill.participants.all()}
-    assert attended == {"oncall2": (True, "incident_commander"), "newbie": (True, "system_administrator"), "oncall3": (False, "")}
+    assert attended == {
+        "oncall2": (True, "incident_commander"),
+        "newbie": (True, "system_administrator"),
+        "oncall3": (False, ""),
+    }
     target.refresh_from_db()
     assert target.actual == timedelta(minutes=42) and target.met is False
 
@@ -200,7 +215,10 @@ def test_completing_records_attendance_targets_and_findings_as_action_items(trai
     item = finding.action_item
     assert isinstance(item, ActionItem)
     assert (item.title, item.owner, item.due_date, item.state) == (
-        "Update the database restore runbook", team["oncall2"], due, "open",
+        "Update the database restore runbook",
+        team["oncall2"],
+        due,
+        "open",
     )
     assert item.incident == drill.incident and "Finding from drill DRILL-" in item.description
     # The new member attended with a certified mentor: one mentored response.
@@ -214,7 +232,9 @@ def test_a_bad_finding_refuses_the_whole_completion(trainer_user, team):
     drill = _started(trainer_user, [team["oncall2"]])
     with pytest.raises(ValidationError) as caught:
         services.drill_complete(
-            drill=drill, user=trainer_user, result="met",
+            drill=drill,
+            user=trainer_user,
+            result="met",
             findings=[
                 services.FindingInput(title="Fine", owner=team["oncall2"], due_date=timezone.localdate()),
                 services.FindingInput(title="", owner=None, due_date=timezone.localdate() - timedelta(days=1)),

@@ -102,7 +102,8 @@ def test_a_drill_never_sends_a_stop_to_something_that_is_not_the_simulator(setti
     settings.TMT_DRILL_AGENT_URL = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         drill = services.drill_start(
-            drill=schedule(trainer_user, key="trading-emergency-stop", participants=[team["oncall2"]]), user=trainer_user
+            drill=schedule(trainer_user, key="trading-emergency-stop", participants=[team["oncall2"]]),
+            user=trainer_user,
         )
         attempt = services.drill_emergency_stop(drill=drill, user=trainer_user)
     finally:

@@ -39,10 +39,20 @@ def _local(value) -> str:
 def test_every_page_needs_a_login(client, trainer_user, team):
     drill = schedule(trainer_user)
     for url in [
-        "/drills/", "/drills/new/", f"/drills/{drill.pk}/", f"/drills/{drill.pk}/complete/", "/drills/me/",
-        "/drills/training/", "/drills/training/compliance.csv", f"/drills/training/people/{team['oncall1'].pk}/",
-        "/drills/training/certifications/new/", "/drills/training/mentoring/new/", "/drills/procedures/",
-        "/drills/procedures/1/", "/drills/readiness/overrides/", "/drills/calendar/programme.ics",
+        "/drills/",
+        "/drills/new/",
+        f"/drills/{drill.pk}/",
+        f"/drills/{drill.pk}/complete/",
+        "/drills/me/",
+        "/drills/training/",
+        "/drills/training/compliance.csv",
+        f"/drills/training/people/{team['oncall1'].pk}/",
+        "/drills/training/certifications/new/",
+        "/drills/training/mentoring/new/",
+        "/drills/procedures/",
+        "/drills/procedures/1/",
+        "/drills/readiness/overrides/",
+        "/drills/calendar/programme.ics",
     ]:
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/"), url
@@ -52,9 +62,15 @@ def test_trainers_manage_and_everyone_sees_their_own(client, trainer_user, team)
     drill = schedule(trainer_user, participants=[team["oncall2"]])
     engineer = team["oncall1"]
     client.force_login(engineer)
-    for url in ["/drills/new/", "/drills/training/", "/drills/training/compliance.csv",
-                f"/drills/training/people/{team['oncall2'].pk}/", "/drills/training/certifications/new/",
-                f"/drills/{drill.pk}/complete/", "/drills/procedures/new/"]:
+    for url in [
+        "/drills/new/",
+        "/drills/training/",
+        "/drills/training/compliance.csv",
+        f"/drills/training/people/{team['oncall2'].pk}/",
+        "/drills/training/certifications/new/",
+        f"/drills/{drill.pk}/complete/",
+        "/drills/procedures/new/",
+    ]:
         assert client.get(url).status_code == 403, url
     assert client.post(f"/drills/{drill.pk}/start/").status_code == 403
     assert client.post(f"/drills/{drill.pk}/participants/", {"user": engineer.pk, "role": "on_call"}).status_code == 403
@@ -90,9 +106,17 @@ def test_nav_shows_drills_and_training(client, trainer_user, team):
 
 def test_schedule_form_bad_input_is_a_field_error_never_a_500(trainer_client, trainer_user, team):
     dr = DrillKind.objects.get(key="disaster-recovery")
-    base = {"kind": dr.pk, "facilitator": trainer_user.pk, "scheduled_start": _local(timezone.now() + timedelta(days=3))}
+    base = {
+        "kind": dr.pk,
+        "facilitator": trainer_user.pk,
+        "scheduled_start": _local(timezone.now() + timedelta(days=3)),
+    }
     cases = [
-        ({"scheduled_start": _local(timezone.now() - timedelta(days=1))}, "scheduled_start", "must start in the future"),
+        (
+            {"scheduled_start": _local(timezone.now() - timedelta(days=1))},
+            "scheduled_start",
+            "must start in the future",
+        ),
         ({"participants": [team["oncall1"].pk, team["oncall1"].pk]}, "participants", "is listed twice"),
         ({"kind": "999999"}, "kind", "Choose one of the drill kinds."),
         ({"kind": "x' OR 1=1"}, "kind", "Choose one of the drill kinds."),
@@ -118,11 +142,18 @@ def test_adding_a_participant_twice_on_the_page_is_a_field_error(trainer_client,
     drill = schedule(trainer_user, participants=[team["oncall2"]])
     response = trainer_client.post(f"/drills/{drill.pk}/participants/", {"user": team["oncall2"].pk, "role": "mentor"})
     assert response.status_code == 400
-    assert response.context["participant_form"].errors["user"] == [f"{team['oncall2'].get_full_name()} is already a participant."]
+    assert response.context["participant_form"].errors["user"] == [
+        f"{team['oncall2'].get_full_name()} is already a participant."
+    ]
     assert drill.participants.count() == 1
     for data in ({"user": "abc", "role": "on_call"}, {"user": team["oncall3"].pk, "role": "king"}, {}):
         assert trainer_client.post(f"/drills/{drill.pk}/participants/", data).status_code == 400
-    assert trainer_client.post(f"/drills/{drill.pk}/participants/", {"user": team["oncall3"].pk, "role": "scribe"}).status_code == 302
+    assert (
+        trainer_client.post(
+            f"/drills/{drill.pk}/participants/", {"user": team["oncall3"].pk, "role": "scribe"}
+        ).status_code
+        == 302
+    )
     assert drill.participants.count() == 2
 
 
@@ -131,13 +162,23 @@ def test_certification_form_refuses_an_expiry_before_the_issue_date(trainer_clie
     before = Certification.objects.count()
     response = trainer_client.post(
         "/drills/training/certifications/new/",
-        {"person": team["oncall2"].pk, "kind": kind.pk, "issued_on": "2026-03-10", "expires_on": "2026-03-01",
-         "issued_by": team["im"].pk},
+        {
+            "person": team["oncall2"].pk,
+            "kind": kind.pk,
+            "issued_on": "2026-03-10",
+            "expires_on": "2026-03-01",
+            "issued_by": team["im"].pk,
+        },
     )
     assert response.status_code == 400
     assert "must be after the issue date" in " ".join(response.context["form"].errors["expires_on"])
     for bad in ({"issued_on": "31/02/2026"}, {"issued_on": "2999-01-01"}, {"kind": "0"}, {"person": ""}):
-        data = {"person": team["oncall2"].pk, "kind": kind.pk, "issued_on": "2026-01-10", "issued_by": team["im"].pk} | bad
+        data = {
+            "person": team["oncall2"].pk,
+            "kind": kind.pk,
+            "issued_on": "2026-01-10",
+            "issued_by": team["im"].pk,
+        } | bad
         assert trainer_client.post("/drills/training/certifications/new/", data).status_code == 400, bad
     assert Certification.objects.count() == before
 
@@ -148,14 +189,25 @@ def test_completing_on_the_page_turns_a_finding_into_an_action_item(trainer_clie
     targets = list(drill.targets.all())
     due = (timezone.localdate() + timedelta(days=10)).isoformat()
     data = {
-        "result": "met", "outcome_summary": "", "went_well": "Fast restore", "could_improve": "",
-        "attendance-TOTAL_FORMS": "1", "attendance-INITIAL_FORMS": "1",
-        "attendance-0-participant": participant.pk, "attendance-0-attended": "on", "attendance-0-role": "incident_commander",
-        "targets-TOTAL_FORMS": str(len(targets)), "targets-INITIAL_FORMS": str(len(targets)),
-        "findings-TOTAL_FORMS": "2", "findings-INITIAL_FORMS": "0",
-        "findings-0-title": "Backup host credentials expired", "findings-0-owner": team["oncall2"].pk,
-        "findings-0-due_date": "2001-01-01", "findings-0-kind": "immediate",
-        "findings-1-title": "", "findings-1-kind": "immediate",
+        "result": "met",
+        "outcome_summary": "",
+        "went_well": "Fast restore",
+        "could_improve": "",
+        "attendance-TOTAL_FORMS": "1",
+        "attendance-INITIAL_FORMS": "1",
+        "attendance-0-participant": participant.pk,
+        "attendance-0-attended": "on",
+        "attendance-0-role": "incident_commander",
+        "targets-TOTAL_FORMS": str(len(targets)),
+        "targets-INITIAL_FORMS": str(len(targets)),
+        "findings-TOTAL_FORMS": "2",
+        "findings-INITIAL_FORMS": "0",
+        "findings-0-title": "Backup host credentials expired",
+        "findings-0-owner": team["oncall2"].pk,
+        "findings-0-due_date": "2001-01-01",
+        "findings-0-kind": "immediate",
+        "findings-1-title": "",
+        "findings-1-kind": "immediate",
     }
     for i, t in enumerate(targets):
         data |= {f"targets-{i}-target": t.pk, f"targets-{i}-actual_minutes": "12.5"}
@@ -164,7 +216,9 @@ def test_completing_on_the_page_turns_a_finding_into_an_action_item(trainer_clie
     assert response.context["findings"].forms[0].errors["due_date"] == ["The due date cannot be in the past."]
     assert Drill.objects.get(pk=drill.pk).state == "in_progress" and not ActionItem.objects.exists()
 
-    garbage = trainer_client.post(f"/drills/{drill.pk}/complete/", data | {"targets-0-actual_minutes": "lots", "result": "great"})
+    garbage = trainer_client.post(
+        f"/drills/{drill.pk}/complete/", data | {"targets-0-actual_minutes": "lots", "result": "great"}
+    )
     assert garbage.status_code == 400
 
     response = trainer_client.post(f"/drills/{drill.pk}/complete/", data | {"findings-0-due_date": due})
@@ -185,7 +239,11 @@ def _team_of_statuses(team):
     kind = CertificationKind.objects.get(key="annual-certification")
     today = timezone.localdate()
     people = {}
-    for name, issued in [("expiring", today - timedelta(days=350)), ("expired", today - timedelta(days=400)), ("missing", None)]:
+    for name, issued in [
+        ("expiring", today - timedelta(days=350)),
+        ("expired", today - timedelta(days=400)),
+        ("missing", None),
+    ]:
         user = UserFactory(username=name, first_name=name.title(), last_name="Tester")
         user.groups.add(engineers)
         if issued:
@@ -226,7 +284,7 @@ def test_the_compliance_csv_export(trainer_client, team):
 
 
 def test_csv_cells_cannot_smuggle_a_formula(trainer_client, team):
-    user = UserFactory(username="formula", first_name="=HYPERLINK(\"http://evil\")", last_name="x")
+    user = UserFactory(username="formula", first_name='=HYPERLINK("http://evil")', last_name="x")
     user.groups.add(Group.objects.get(name="On-Call Engineer"))
     text = trainer_client.get("/drills/training/compliance.csv").content.decode()
     assert "'=HYPERLINK" in text
@@ -267,8 +325,11 @@ def test_a_new_procedure_version_must_be_acknowledged_by_the_team(trainer_client
     assert v1.is_published and "## Training and Drills" in v1.body
     response = trainer_client.post(
         "/drills/procedures/new/",
-        {"title": v1.title, "summary_of_changes": "Emergency stop now verified by two people",
-         "body": v1.body + "\n## Two-person verification\n- A second engineer confirms the stop\n"},
+        {
+            "title": v1.title,
+            "summary_of_changes": "Emergency stop now verified by two people",
+            "body": v1.body + "\n## Two-person verification\n- A second engineer confirms the stop\n",
+        },
     )
     assert response.status_code == 302
     v2 = ProcedureDocument.objects.get(version=2)
@@ -306,14 +367,30 @@ def test_the_override_page_records_a_managers_justification(client, team):
     lapsed.groups.add(Group.objects.get(name="On-Call Engineer"))
     client.force_login(team["im"])
     until = timezone.localtime() + timedelta(hours=6)
-    bad = client.post("/drills/readiness/overrides/", {"person": lapsed.pk, "duty": "on_call", "justification": "",
-                                                        "valid_until": until.strftime("%Y-%m-%dT%H:%M")})
+    bad = client.post(
+        "/drills/readiness/overrides/",
+        {"person": lapsed.pk, "duty": "on_call", "justification": "", "valid_until": until.strftime("%Y-%m-%dT%H:%M")},
+    )
     assert bad.status_code == 400 and "justification" in bad.context["form"].errors
-    too_long = client.post("/drills/readiness/overrides/", {"person": lapsed.pk, "duty": "on_call", "justification": "cover",
-                                                             "valid_until": (until + timedelta(days=60)).strftime("%Y-%m-%dT%H:%M")})
+    too_long = client.post(
+        "/drills/readiness/overrides/",
+        {
+            "person": lapsed.pk,
+            "duty": "on_call",
+            "justification": "cover",
+            "valid_until": (until + timedelta(days=60)).strftime("%Y-%m-%dT%H:%M"),
+        },
+    )
     assert too_long.status_code == 400 and "at most 31 days" in " ".join(too_long.context["form"].errors["valid_until"])
-    ok = client.post("/drills/readiness/overrides/", {"person": lapsed.pk, "duty": "on_call", "justification": "Bank holiday cover",
-                                                       "valid_until": until.strftime("%Y-%m-%dT%H:%M")})
+    ok = client.post(
+        "/drills/readiness/overrides/",
+        {
+            "person": lapsed.pk,
+            "duty": "on_call",
+            "justification": "Bank holiday cover",
+            "valid_until": until.strftime("%Y-%m-%dT%H:%M"),
+        },
+    )
     assert ok.status_code == 302
     assert services.readiness_problems(user=lapsed, at=timezone.now(), duty="on_call") == []
     assert services.readiness_problems(user=lapsed, at=timezone.now(), duty="incident_commander")
@@ -322,11 +399,19 @@ def test_the_override_page_records_a_managers_justification(client, team):
 def test_the_other_forms_answer_bad_input_with_errors_never_a_500(trainer_client, trainer_user, team, newbie):
     drill = schedule(trainer_user, participants=[team["oncall2"], team["oncall3"]])
     # Reschedule: bad, then good.
-    edit = {"title": "", "scheduled_start": "nonsense", "duration_minutes": "0", "facilitator": trainer_user.pk,
-            "scenario": "s", "objectives": "o"}
+    edit = {
+        "title": "",
+        "scheduled_start": "nonsense",
+        "duration_minutes": "0",
+        "facilitator": trainer_user.pk,
+        "scenario": "s",
+        "objectives": "o",
+    }
     assert trainer_client.post(f"/drills/{drill.pk}/edit/", edit).status_code == 400
     later = timezone.localtime(drill.scheduled_start + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
-    response = trainer_client.post(f"/drills/{drill.pk}/edit/", edit | {"title": "Moved", "scheduled_start": later, "duration_minutes": "90"})
+    response = trainer_client.post(
+        f"/drills/{drill.pk}/edit/", edit | {"title": "Moved", "scheduled_start": later, "duration_minutes": "90"}
+    )
     assert response.status_code == 302
     drill.refresh_from_db()
     assert drill.title == "Moved" and drill.duration == timedelta(minutes=90)
@@ -343,27 +428,52 @@ def test_the_other_forms_answer_bad_input_with_errors_never_a_500(trainer_client
     assert trainer_client.post(f"/drills/{other.pk}/start/").status_code == 302  # refused with a message
     assert Drill.objects.get(pk=other.pk).state == "cancelled"
     # A finding on a planned drill is refused; after the start it is an action item.
-    finding = {"title": "Pager app crashed", "owner": team["oncall2"].pk, "kind": "immediate",
-               "due_date": (timezone.localdate() + timedelta(days=3)).isoformat()}
+    finding = {
+        "title": "Pager app crashed",
+        "owner": team["oncall2"].pk,
+        "kind": "immediate",
+        "due_date": (timezone.localdate() + timedelta(days=3)).isoformat(),
+    }
     assert trainer_client.post(f"/drills/{drill.pk}/findings/", finding).status_code == 400
     services.drill_start(drill=drill, user=trainer_user)
     assert trainer_client.post(f"/drills/{drill.pk}/findings/", finding | {"owner": "x"}).status_code == 400
     assert trainer_client.post(f"/drills/{drill.pk}/findings/", finding).status_code == 302
     assert ActionItem.objects.filter(title="Pager app crashed").exists()
     # Mentored responses: unknown incident, the mentee as their own mentor.
-    bad = trainer_client.post("/drills/training/mentoring/new/", {"mentee": newbie.pk, "mentor": newbie.pk, "incident": "TMT-INC-1999-01-01-001"})
+    bad = trainer_client.post(
+        "/drills/training/mentoring/new/",
+        {"mentee": newbie.pk, "mentor": newbie.pk, "incident": "TMT-INC-1999-01-01-001"},
+    )
     assert bad.status_code == 400 and "There is no incident" in " ".join(bad.context["form"].errors["incident"])
     incident = drill.incident
-    bad = trainer_client.post("/drills/training/mentoring/new/", {"mentee": newbie.pk, "mentor": newbie.pk, "incident": incident.reference})
+    bad = trainer_client.post(
+        "/drills/training/mentoring/new/", {"mentee": newbie.pk, "mentor": newbie.pk, "incident": incident.reference}
+    )
     assert bad.status_code == 400 and "someone other" in " ".join(bad.context["form"].errors["mentor"])
     # Waiver and profile.
-    assert trainer_client.post(f"/drills/training/people/{newbie.pk}/waive-mentoring/", {"reason": ""}).status_code == 302
-    assert trainer_client.post(f"/drills/training/people/{newbie.pk}/profile/", {"mentored_responses_required": "-3"}).status_code == 302
-    assert trainer_client.post(f"/drills/training/people/{newbie.pk}/profile/", {"mentored_responses_required": "5"}).status_code == 302
+    assert (
+        trainer_client.post(f"/drills/training/people/{newbie.pk}/waive-mentoring/", {"reason": ""}).status_code == 302
+    )
+    assert (
+        trainer_client.post(
+            f"/drills/training/people/{newbie.pk}/profile/", {"mentored_responses_required": "-3"}
+        ).status_code
+        == 302
+    )
+    assert (
+        trainer_client.post(
+            f"/drills/training/people/{newbie.pk}/profile/", {"mentored_responses_required": "5"}
+        ).status_code
+        == 302
+    )
     assert services.selectors.mentoring_status(newbie).required == 5
     # Unknown things are 404s.
-    for url in ["/drills/999999/", "/drills/training/people/999999/", "/drills/procedures/999/",
-                "/drills/training/certifications/999999/evidence/"]:
+    for url in [
+        "/drills/999999/",
+        "/drills/training/people/999999/",
+        "/drills/procedures/999/",
+        "/drills/training/certifications/999999/evidence/",
+    ]:
         assert trainer_client.get(url).status_code == 404, url
 
 
@@ -371,8 +481,11 @@ def test_certification_evidence_is_for_the_holder_and_trainers(client, trainer_c
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     record = services.certification_record(
-        person=newbie, kind=CertificationKind.objects.get(key="annual-certification"), issued_on=timezone.localdate(),
-        issued_by=trainer_user, recorded_by=trainer_user,
+        person=newbie,
+        kind=CertificationKind.objects.get(key="annual-certification"),
+        issued_on=timezone.localdate(),
+        issued_by=trainer_user,
+        recorded_by=trainer_user,
         evidence=SimpleUploadedFile("cert.pdf", b"%PDF-1.4 ok", "application/pdf"),
     )
     url = f"/drills/training/certifications/{record.pk}/evidence/"

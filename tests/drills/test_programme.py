@@ -49,8 +49,11 @@ def test_programme_gaps_are_detected(trainer_user):
 
 def test_past_gaps_read_as_missed_and_a_new_kind_is_expected_every_quarter(trainer_user):
     DrillKind.objects.create(
-        key="vendor-outage", name="Vendor outage", cadence="quarterly",
-        default_scenario="The market data vendor is down.", default_objectives="Fail over",
+        key="vendor-outage",
+        name="Vendor outage",
+        cadence="quarterly",
+        default_scenario="The market data vendor is down.",
+        default_objectives="Fail over",
     )
     plan = selectors.programme_year(year=YEAR, today=date(YEAR, 8, 1))
     assert all("vendor-outage" in [k.key for k in q.missing_kinds] for q in plan.quarters)

@@ -90,8 +90,12 @@ def test_an_expiry_before_the_issue_date_is_refused_and_nothing_saved(trainer_us
     for expires in (date(2025, 1, 1), date(2025, 3, 1)):
         with pytest.raises(ValidationError) as caught:
             services.certification_record(
-                person=person, kind=annual(), issued_on=date(2025, 3, 1), expires_on=expires,
-                issued_by=trainer_user, recorded_by=trainer_user,
+                person=person,
+                kind=annual(),
+                issued_on=date(2025, 3, 1),
+                expires_on=expires,
+                issued_by=trainer_user,
+                recorded_by=trainer_user,
             )
         assert "must be after the issue date" in caught.value.message_dict["expires_on"][0]
     assert Certification.objects.count() == count
@@ -100,7 +104,11 @@ def test_an_expiry_before_the_issue_date_is_refused_and_nothing_saved(trainer_us
 def test_the_annual_certification_expires_twelve_months_after_issue_with_reminders(trainer_user, newbie):
     issued = TODAY() - timedelta(days=10)
     record = services.certification_record(
-        person=newbie, kind=annual(), issued_on=issued, issued_by=trainer_user, recorded_by=trainer_user,
+        person=newbie,
+        kind=annual(),
+        issued_on=issued,
+        issued_by=trainer_user,
+        recorded_by=trainer_user,
         evidence=SimpleUploadedFile("certificate.pdf", b"%PDF-1.4 certificate", "application/pdf"),
         evidence_note="Course IR-201, score 92%",
     )
@@ -110,15 +118,22 @@ def test_the_annual_certification_expires_twelve_months_after_issue_with_reminde
     # The older record's reminders are withdrawn by the renewal.
     old = Certification.objects.filter(person=newbie, kind=annual()).exclude(pk=record.pk).get()
     assert not Reminder.objects.filter(certification=old, cancelled_at=None).exists()
-    assert services.certification_record(
-        person=newbie, kind=training(), issued_on=TODAY(), issued_by=trainer_user, recorded_by=trainer_user
-    ).expires_on is None
+    assert (
+        services.certification_record(
+            person=newbie, kind=training(), issued_on=TODAY(), issued_by=trainer_user, recorded_by=trainer_user
+        ).expires_on
+        is None
+    )
 
 
 def test_a_renamed_executable_is_not_accepted_as_evidence(trainer_user, newbie):
     with pytest.raises(ValidationError) as caught:
         services.certification_record(
-            person=newbie, kind=annual(), issued_on=TODAY(), issued_by=trainer_user, recorded_by=trainer_user,
+            person=newbie,
+            kind=annual(),
+            issued_on=TODAY(),
+            issued_by=trainer_user,
+            recorded_by=trainer_user,
             evidence=SimpleUploadedFile("certificate.pdf", b"MZ\x90\x00 not a pdf", "application/pdf"),
         )
     assert "evidence" in caught.value.message_dict
@@ -128,11 +143,19 @@ def test_a_renamed_executable_is_not_accepted_as_evidence(trainer_user, newbie):
 def test_certification_expiry_reminders_go_out_30_and_7_days_before(trainer_user, team):
     newbie = UserFactory(username="fresh")
     record = services.certification_record(
-        person=newbie, kind=annual(), issued_on=TODAY() - timedelta(days=300), issued_by=trainer_user, recorded_by=trainer_user,
+        person=newbie,
+        kind=annual(),
+        issued_on=TODAY() - timedelta(days=300),
+        issued_by=trainer_user,
+        recorded_by=trainer_user,
     )
     # A back-dated older record changes nothing.
     services.certification_record(
-        person=newbie, kind=annual(), issued_on=TODAY() - timedelta(days=700), issued_by=trainer_user, recorded_by=trainer_user,
+        person=newbie,
+        kind=annual(),
+        issued_on=TODAY() - timedelta(days=700),
+        issued_by=trainer_user,
+        recorded_by=trainer_user,
     )
     assert Reminder.objects.filter(cancelled_at=None, certification__person=newbie).count() == 2
 
@@ -191,12 +214,19 @@ def test_only_a_manager_may_override_the_gate(team, lapsed, su_client):
     client = Client()
     client.force_login(engineer)
     start = timezone.now().replace(microsecond=0) + timedelta(days=1)
-    data = {"rotation": team["rotation"].pk, "user": lapsed.pk, "reason": "swap",
-            "readiness_override": "on", "readiness_justification": "I say so"}
+    data = {
+        "rotation": team["rotation"].pk,
+        "user": lapsed.pk,
+        "reason": "swap",
+        "readiness_override": "on",
+        "readiness_justification": "I say so",
+    }
     data |= _split("starts_at", start) | _split("ends_at", start + timedelta(hours=8))
     response = client.post(_url(OnCallOverride, "add"), data)
     assert response.status_code == 200
-    assert response.context["adminform"].form.errors["readiness_override"] == ["Only a manager may override the readiness gate."]
+    assert response.context["adminform"].form.errors["readiness_override"] == [
+        "Only a manager may override the readiness gate."
+    ]
     assert not OnCallOverride.objects.exists() and not ReadinessOverride.objects.exists()
 
 
@@ -204,17 +234,29 @@ def _rotation_data(rotation: OnCallRotation, *, extra_user=None) -> dict:
     members = list(rotation.members.order_by("position"))
     total = len(members) + (1 if extra_user else 0)
     data = {
-        "name": rotation.name, "role": rotation.role_id, "shift": rotation.shift,
-        "handover_time": rotation.handover_time.strftime("%H:%M"), "timezone": rotation.timezone,
-        "starts_on": rotation.starts_on.isoformat(), "active": "on",
-        "members-TOTAL_FORMS": str(total), "members-INITIAL_FORMS": str(len(members)),
-        "members-MIN_NUM_FORMS": "0", "members-MAX_NUM_FORMS": "1000",
-        "overrides-TOTAL_FORMS": "0", "overrides-INITIAL_FORMS": "0",
-        "overrides-MIN_NUM_FORMS": "0", "overrides-MAX_NUM_FORMS": "1000",
+        "name": rotation.name,
+        "role": rotation.role_id,
+        "shift": rotation.shift,
+        "handover_time": rotation.handover_time.strftime("%H:%M"),
+        "timezone": rotation.timezone,
+        "starts_on": rotation.starts_on.isoformat(),
+        "active": "on",
+        "members-TOTAL_FORMS": str(total),
+        "members-INITIAL_FORMS": str(len(members)),
+        "members-MIN_NUM_FORMS": "0",
+        "members-MAX_NUM_FORMS": "1000",
+        "overrides-TOTAL_FORMS": "0",
+        "overrides-INITIAL_FORMS": "0",
+        "overrides-MIN_NUM_FORMS": "0",
+        "overrides-MAX_NUM_FORMS": "1000",
     }
     for i, member in enumerate(members):
-        data |= {f"members-{i}-id": member.pk, f"members-{i}-rotation": rotation.pk,
-                 f"members-{i}-position": member.position, f"members-{i}-user": member.user_id}
+        data |= {
+            f"members-{i}-id": member.pk,
+            f"members-{i}-rotation": rotation.pk,
+            f"members-{i}-position": member.position,
+            f"members-{i}-user": member.user_id,
+        }
     if extra_user:
         i = len(members)
         data |= {f"members-{i}-rotation": rotation.pk, f"members-{i}-position": i, f"members-{i}-user": extra_user.pk}
@@ -241,13 +283,17 @@ def test_mentored_responses_unlock_solo_on_call(su_client, team, newbie):
         drill = services.drill_start(
             drill=services.drill_schedule(
                 kind=DrillKind.objects.get(key="role-playing"),
-                scheduled_start=timezone.now() + timedelta(days=1), facilitator=team["im"], created_by=su_client_user(),
+                scheduled_start=timezone.now() + timedelta(days=1),
+                facilitator=team["im"],
+                created_by=su_client_user(),
                 participants=[newbie, team["oncall2"]],
             ),
             user=su_client_user(),
         )
         services.drill_complete(
-            drill=drill, user=su_client_user(), result="met",
+            drill=drill,
+            user=su_client_user(),
+            result="met",
             attendance=[services.AttendanceInput(participant_id=p.pk, attended=True) for p in drill.participants.all()],
         )
     assert selectors.mentoring_status(newbie).done == 2
@@ -322,13 +368,21 @@ def test_an_uncertified_commander_is_refused_with_the_reason_and_a_manager_may_o
 
     with pytest.raises(ValidationError) as caught:
         services.readiness_override_grant(
-            person=lapsed, duty="incident_commander", justification=" ", granted_by=team["im"],
-            valid_until=timezone.now() + timedelta(hours=4), incident=incident,
+            person=lapsed,
+            duty="incident_commander",
+            justification=" ",
+            granted_by=team["im"],
+            valid_until=timezone.now() + timedelta(hours=4),
+            incident=incident,
         )
     assert "justification" in caught.value.message_dict
     services.readiness_override_grant(
-        person=lapsed, duty="incident_commander", justification="Only database expert on shift",
-        granted_by=team["im"], valid_until=timezone.now() + timedelta(hours=4), incident=incident,
+        person=lapsed,
+        duty="incident_commander",
+        justification="Only database expert on shift",
+        granted_by=team["im"],
+        valid_until=timezone.now() + timedelta(hours=4),
+        incident=incident,
     )
     incident_services.incident_assign_commander(incident=incident, commander=lapsed, user=team["im"])
     incident.refresh_from_db()
@@ -343,7 +397,9 @@ def test_commanding_a_drill_incident_is_how_a_new_member_practises(trainer_user,
     drill = services.drill_start(
         drill=services.drill_schedule(
             kind=DrillKind.objects.get(key="role-playing"),
-            scheduled_start=timezone.now() + timedelta(days=1), facilitator=trainer_user, created_by=trainer_user,
+            scheduled_start=timezone.now() + timedelta(days=1),
+            facilitator=trainer_user,
+            created_by=trainer_user,
             participants=[newbie],
         ),
         user=trainer_user,

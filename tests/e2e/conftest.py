@@ -66,9 +66,7 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         # A failure, not a skip: the browser tests are part of the suite (DESIGN.md, "The real parts").
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (never `playwright install`)")
-    browser = playwright_instance.chromium.launch(
-        executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-    )
+    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
     try:
         yield browser
     finally:

@@ -113,8 +113,6 @@ def test_bad_form_shows_field_errors_and_creates_nothing(page: Page, live_server
     expect(page.get_by_role("heading", name="Log incident")).to_be_visible()
     expect(page.get_by_text("Give the incident a short title.")).to_be_visible()
     expect(page.get_by_text("Ensure this value is greater than or equal to 0")).to_be_visible()
-    expect(page.get_by_label("Estimated financial impact (USD)")).to_have_attribute(
-        "aria-invalid", "true"
-    )
+    expect(page.get_by_label("Estimated financial impact (USD)")).to_have_attribute("aria-invalid", "true")
     assert Incident.objects.count() == 0
     assert page.js_errors == []  # type: ignore[attr-defined]

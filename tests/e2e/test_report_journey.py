@@ -48,7 +48,9 @@ def text_of(pdf: bytes) -> str:
     return "\n".join(p.extract_text() for p in PdfReader(BytesIO(pdf)).pages)
 
 
-def test_manager_downloads_requests_changes_and_approves(page: Page, browser: Browser, live_server, engineer, manager, tmp_path):
+def test_manager_downloads_requests_changes_and_approves(
+    page: Page, browser: Browser, live_server, engineer, manager, tmp_path
+):
     incident = resolved_incident(engineer, title="Market data feed stalled for 14 minutes")
     submitted_review(incident, engineer, response_effectiveness="Acknowledged quickly.")
 

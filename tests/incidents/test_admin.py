@@ -85,9 +85,7 @@ def _all_kinds_of_rows(user):
         description="Order gateway log",
     )
     author = UserFactory()
-    PostIncidentReview.objects.create(
-        incident=incident, author=author, root_cause_analysis="Feed lag"
-    )
+    PostIncidentReview.objects.create(incident=incident, author=author, root_cause_analysis="Feed lag")
     ActionItem.objects.create(
         incident=incident,
         title="Alert on feed lag",
@@ -101,9 +99,7 @@ def _all_kinds_of_rows(user):
 
 def test_django_fsm_admin_templates_are_installed():
     # FSMAdminMixin's change form and transition form are app templates of django_fsm.
-    assert apps.is_installed("django_fsm"), (
-        "add 'django_fsm' to INSTALLED_APPS in tmt_ir/settings.py"
-    )
+    assert apps.is_installed("django_fsm"), "add 'django_fsm' to INSTALLED_APPS in tmt_ir/settings.py"
 
 
 def test_every_changelist_change_and_add_page_loads(su_client, superuser, rf):
@@ -146,14 +142,10 @@ def test_changelist_search_and_filters_load(su_client, superuser):
     assert response.status_code == 200
     assert incident.reference in response.content.decode()
     for model in (TimelineEntry, EvidenceAttachment, ActionItem, PostIncidentReview):
-        assert (
-            su_client.get(_url(model, "changelist"), {"q": incident.reference}).status_code == 200
-        )
+        assert su_client.get(_url(model, "changelist"), {"q": incident.reference}).status_code == 200
 
 
-def test_incident_changelist_runs_a_constant_number_of_queries(
-    su_client, superuser, django_assert_max_num_queries
-):
+def test_incident_changelist_runs_a_constant_number_of_queries(su_client, superuser, django_assert_max_num_queries):
     def page_queries() -> int:
         with CaptureQueriesContext(connection) as ctx:
             assert su_client.get(_url(Incident, "changelist")).status_code == 200
@@ -187,9 +179,7 @@ def test_fsm_button_moves_the_incident_through_the_service(su_client, superuser)
     data = _form_data(page) | {"_fsm_transition_to": "acknowledge"}
     response = su_client.post(_url(Incident, "change", incident.pk), data)
 
-    assert response.status_code == 302, (
-        response.context["adminform"].form.errors if response.context else ""
-    )
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     incident.refresh_from_db()
     assert incident.state == State.ACKNOWLEDGED
     assert incident.acknowledged_by == superuser
@@ -222,9 +212,7 @@ def test_a_stale_page_cannot_move_an_incident_someone_else_moved(su_client, supe
     for name in ("acknowledge", "start_investigation"):
         services.incident_transition(incident=incident, name=name, user=superuser)
     tick_initial_assessment(incident, superuser)
-    services.incident_update(
-        incident=incident, user=superuser, resolution_actions="Restarted the agent"
-    )
+    services.incident_update(incident=incident, user=superuser, resolution_actions="Restarted the agent")
     for name in ("contain", "resolve"):
         services.incident_transition(incident=incident, name=name, user=superuser)
     page = su_client.get(_url(Incident, "change", incident.pk))
@@ -290,13 +278,8 @@ def test_timeline_entries_cannot_be_changed_or_deleted_through_the_admin(su_clie
     action = entry.action
 
     assert su_client.get(_url(TimelineEntry, "delete", entry.pk)).status_code == 403
-    assert (
-        su_client.post(_url(TimelineEntry, "delete", entry.pk), {"post": "yes"}).status_code == 403
-    )
-    assert (
-        su_client.post(_url(TimelineEntry, "change", entry.pk), {"action": "rewritten"}).status_code
-        == 403
-    )
+    assert su_client.post(_url(TimelineEntry, "delete", entry.pk), {"post": "yes"}).status_code == 403
+    assert su_client.post(_url(TimelineEntry, "change", entry.pk), {"action": "rewritten"}).status_code == 403
     assert su_client.get(_url(TimelineEntry, "add")).status_code == 403
     changelist = su_client.get(_url(TimelineEntry, "changelist"))
     assert "delete_selected" not in changelist.content.decode()
@@ -361,9 +344,7 @@ def test_add_form_with_bad_input_writes_nothing(su_client):
     )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
-    assert {"title", "severity", "category", "detection_method", "financial_impact_usd"} <= set(
-        errors
-    )
+    assert {"title", "severity", "category", "detection_method", "financial_impact_usd"} <= set(errors)
     assert Incident.objects.count() == before
 
 
@@ -446,14 +427,9 @@ def test_reviews_have_no_transition_buttons_and_refuse_bare_transitions(su_clien
     page = su_client.get(_url(PostIncidentReview, "change", review.pk))
     assert page.status_code == 200
     assert "_fsm_transition_to" not in page.content.decode()
-    response = su_client.post(
-        _url(PostIncidentReview, "change", review.pk), {"_fsm_transition_to": "submit"}
-    )
+    response = su_client.post(_url(PostIncidentReview, "change", review.pk), {"_fsm_transition_to": "submit"})
     assert response.status_code == 403
-    assert (
-        su_client.get(_url(PostIncidentReview, "transition", review.pk, "submit")).status_code
-        == 404
-    )
+    assert su_client.get(_url(PostIncidentReview, "transition", review.pk, "submit")).status_code == 404
     review.refresh_from_db()
     assert review.state == PostIncidentReview.State.DRAFT
 
@@ -474,6 +450,4 @@ def test_checklist_action_ticks_through_the_service(su_client, superuser):
     assert response.status_code == 302
     item.refresh_from_db()
     assert item.done_by == superuser
-    assert TimelineEntry.objects.filter(
-        incident=incident, kind=TimelineEntry.Kind.CHECKLIST
-    ).exists()
+    assert TimelineEntry.objects.filter(incident=incident, kind=TimelineEntry.Kind.CHECKLIST).exists()

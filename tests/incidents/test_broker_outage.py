@@ -38,9 +38,7 @@ def _wait(condition, timeout: float, what: str, worker: subprocess.Popen | None 
         if condition():
             return
         if worker is not None and worker.poll() is not None:
-            pytest.fail(
-                f"the worker exited (code {worker.returncode}) waiting for {what}:\n{_tail(log)}"
-            )
+            pytest.fail(f"the worker exited (code {worker.returncode}) waiting for {what}:\n{_tail(log)}")
         time.sleep(0.1)
     pytest.fail(f"timed out after {timeout}s waiting for {what}:\n{_tail(log)}")
 
@@ -67,8 +65,7 @@ def _blocked_on_a_lock() -> bool:
         # Inside a transaction PostgreSQL answers from a snapshot taken at the first look.
         cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         return cursor.fetchone()[0] > 0
 
@@ -84,12 +81,12 @@ def test_threads_worker_holding_a_task_survives_a_redis_outage(tmp_path):
         # A threads pool, as the Procfile's escalation and notifications workers had: tasks run
         # beside the consumer, so a message is nearly always unacknowledged when Redis goes.
         worker = start_celery(
-            ["worker", "-Q", QUEUE, "--pool=threads", "--concurrency=4", "-n", "outage@%h",
-             "--loglevel=INFO"],
-            tmp_path, "worker", CELERY_BROKER_URL=redis.url,
+            ["worker", "-Q", QUEUE, "--pool=threads", "--concurrency=4", "-n", "outage@%h", "--loglevel=INFO"],
+            tmp_path,
+            "worker",
+            CELERY_BROKER_URL=redis.url,
         )
-        _wait(lambda: log.exists() and " ready." in log.read_text(), 30, "the worker to start",
-              worker, log)
+        _wait(lambda: log.exists() and " ready." in log.read_text(), 30, "the worker to start", worker, log)
 
         with transaction.atomic():
             # The task's upsert waits on this row lock: it is running, its message unacknowledged.
@@ -98,14 +95,20 @@ def test_threads_worker_holding_a_task_survives_a_redis_outage(tmp_path):
             _wait(_blocked_on_a_lock, 15, "the task to block on the row lock", worker, log)
             redis.kill()
             killed_at = time.monotonic()
-            _wait(lambda: "Connection to broker lost" in log.read_text(), 15,
-                  "the worker to see the outage", worker, log)
+            _wait(
+                lambda: "Connection to broker lost" in log.read_text(), 15, "the worker to see the outage", worker, log
+            )
             # Without the fix the worker logs "Unrecoverable error" within milliseconds of noticing
             # (measured: 1-3 ms) and exits once its running task ends.
             time.sleep(0.5)
         # The held task finishes now, with the broker still down.
-        _wait(lambda: WorkerHeartbeat.objects.get(pk=held.pk).seen_at > long_ago, 15,
-              "the held task to finish", worker, log)
+        _wait(
+            lambda: WorkerHeartbeat.objects.get(pk=held.pk).seen_at > long_ago,
+            15,
+            "the held task to finish",
+            worker,
+            log,
+        )
         time.sleep(0.3)
         assert not _crashed(log), f"the worker gave up when Redis went:\n{_tail(log)}"
         assert worker.poll() is None, f"the worker died of the broker outage:\n{_tail(log)}"
@@ -113,8 +116,13 @@ def test_threads_worker_holding_a_task_survives_a_redis_outage(tmp_path):
         redis.start()  # on the same port; Redis has lost everything (no persistence)
         print(f"Redis down {time.monotonic() - killed_at:.1f} s")
         _send(redis.url, "outage-probe-after")
-        _wait(lambda: WorkerHeartbeat.objects.filter(name="outage-probe-after").exists(), 40,
-              "the worker to consume a task sent after Redis came back", worker, log)
+        _wait(
+            lambda: WorkerHeartbeat.objects.filter(name="outage-probe-after").exists(),
+            40,
+            "the worker to consume a task sent after Redis came back",
+            worker,
+            log,
+        )
         assert worker.poll() is None, _tail(log)
         assert not _crashed(log), _tail(log)
     finally:

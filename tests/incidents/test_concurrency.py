@@ -53,9 +53,7 @@ def test_two_users_acknowledging_at_once_one_wins(engineer, sysadmin):
         mine = Incident.objects.get(pk=incident.pk)  # each loaded the page in the same state
         barrier.wait()
         try:
-            services.incident_transition(
-                incident=mine, name="acknowledge", user=user, expected_state=State.DETECTED
-            )
+            services.incident_transition(incident=mine, name="acknowledge", user=user, expected_state=State.DETECTED)
             return "won"
         except services.IncidentChangedError as exc:
             return str(exc)

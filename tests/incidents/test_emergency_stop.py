@@ -149,8 +149,11 @@ def test_malformed_answer_is_not_taken_for_a_stop(breaker, engineer):
 def test_trading_already_halted_counts_as_stopped_even_if_the_request_fails(breaker, engineer):
     """What matters is whether trading is halted now: the status endpoint decides."""
     url = breaker.endpoints.agent_url("circuit_breaker")
-    httpx.post(url + "/api/v1/emergency-stop", json={"reason": "circuit breaker activation",
-               "triggered_by": "circuit_breaker", "stop_all_trading": True}, timeout=5)
+    httpx.post(
+        url + "/api/v1/emergency-stop",
+        json={"reason": "circuit breaker activation", "triggered_by": "circuit_breaker", "stop_all_trading": True},
+        timeout=5,
+    )
     breaker.inject_fault("circuit_breaker", "refuse_stop:503")
     stop = emergency.emergency_stop_trigger(user=engineer, reason="belt and braces")
     assert stop.outcome == EmergencyStop.Outcome.STOPPED
@@ -162,16 +165,31 @@ def test_trading_already_halted_counts_as_stopped_even_if_the_request_fails(brea
     ("stop", "status", "outcome"),
     [
         # The POST timed out after the agent acted; the status check shows the halt.
-        (emergency.AgentAnswer(False, None, None, "timed out after 5 s"),
-         emergency.AgentAnswer(True, 200, {"trading_halted": True}, ""), "stopped"),
-        (emergency.AgentAnswer(True, 200, {"status": "stopped"}, ""),
-         emergency.AgentAnswer(False, None, None, "timed out after 5 s"), "unverified"),
-        (emergency.AgentAnswer(True, 200, {"status": "stopped"}, ""),
-         emergency.AgentAnswer(True, 200, {"trading_halted": False}, ""), "unverified"),
-        (emergency.AgentAnswer(True, 500, {"error": "internal_error"}, ""),
-         emergency.AgentAnswer(True, 500, {"error": "internal_error"}, ""), "refused"),
-        (emergency.AgentAnswer(False, None, None, "unreachable: Connection refused"),
-         emergency.AgentAnswer(False, None, None, "unreachable: Connection refused"), "unreachable"),
+        (
+            emergency.AgentAnswer(False, None, None, "timed out after 5 s"),
+            emergency.AgentAnswer(True, 200, {"trading_halted": True}, ""),
+            "stopped",
+        ),
+        (
+            emergency.AgentAnswer(True, 200, {"status": "stopped"}, ""),
+            emergency.AgentAnswer(False, None, None, "timed out after 5 s"),
+            "unverified",
+        ),
+        (
+            emergency.AgentAnswer(True, 200, {"status": "stopped"}, ""),
+            emergency.AgentAnswer(True, 200, {"trading_halted": False}, ""),
+            "unverified",
+        ),
+        (
+            emergency.AgentAnswer(True, 500, {"error": "internal_error"}, ""),
+            emergency.AgentAnswer(True, 500, {"error": "internal_error"}, ""),
+            "refused",
+        ),
+        (
+            emergency.AgentAnswer(False, None, None, "unreachable: Connection refused"),
+            emergency.AgentAnswer(False, None, None, "unreachable: Connection refused"),
+            "unreachable",
+        ),
     ],
 )
 def test_outcome_from_the_two_answers(stop, status, outcome):
@@ -211,7 +229,11 @@ def test_anonymous_users_are_sent_to_log_in(breaker, client):
         ({"reason": "   "}, "reason", "Give the reason for stopping trading."),
         ({"reason": "x" * 501}, "reason", "Ensure this value has at most 500 characters (it has 501)."),
         ({"confirm": ""}, "confirm", "Tick the box to confirm the emergency stop."),
-        ({"incident": "TMT-INC-1999-01-01-001"}, "incident", "No incident TMT-INC-1999-01-01-001; clear it to open a new Sev1 incident."),
+        (
+            {"incident": "TMT-INC-1999-01-01-001"},
+            "incident",
+            "No incident TMT-INC-1999-01-01-001; clear it to open a new Sev1 incident.",
+        ),
     ],
 )
 def test_bad_input_is_a_field_error_and_sends_nothing(breaker, engineer_client, data, field, message):

@@ -36,7 +36,11 @@ def fire_at(at):
 
 
 def events(incident):
-    return list(EscalationEvent.objects.filter(incident=incident).order_by("fired_at", "id").values_list("rule", "step", "target_user__username"))
+    return list(
+        EscalationEvent.objects.filter(incident=incident)
+        .order_by("fired_at", "id")
+        .values_list("rule", "step", "target_user__username")
+    )
 
 
 def test_new_sev1_pages_on_call_and_cto_at_once(team):
@@ -70,7 +74,9 @@ def test_acknowledging_stops_paging_but_keeps_duration_clocks(team):
     incident = open_incident(reported_by=team["oncall1"], level=1)
     fire_at(incident.detected_at)
     services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
-    pending = set(Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).values_list("rule", flat=True))
+    pending = set(
+        Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).values_list("rule", flat=True)
+    )
     assert "ack" not in pending
     assert {"role:ceo-sev1-2h", "outage_4h", "status:1"} <= pending
     fire_at(incident.detected_at + timedelta(hours=2, seconds=1))
@@ -103,7 +109,9 @@ def test_lowered_severity_cancels_what_no_longer_applies(team):
     incident = open_incident(reported_by=team["oncall1"], level=1, financial_impact_usd=None)
     services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
     services.incident_update(incident=incident, user=team["oncall1"], severity=severity(3))
-    pending = set(Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).values_list("rule", flat=True))
+    pending = set(
+        Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).values_list("rule", flat=True)
+    )
     assert "role:ceo-sev1-2h" not in pending and "outage_4h" not in pending
 
 
@@ -137,8 +145,13 @@ def test_posting_status_update_resets_the_clock(team):
     draft = status_updates.status_update_draft(incident=incident)
     assert draft.subject.startswith("[INCIDENT] TMT System - Sev2 - ") and draft.status == "Investigating"
     update = status_updates.status_update_post(
-        incident=incident, user=team["oncall1"], subject=draft.subject, status=draft.status,
-        impact="Orders delayed", details="Failing over", contact=draft.contact,
+        incident=incident,
+        user=team["oncall1"],
+        subject=draft.subject,
+        status=draft.status,
+        impact="Orders delayed",
+        details="Failing over",
+        contact=draft.contact,
     )
     pending = Deadline.objects.get(incident=incident, kind="status_update", fired_at=None, cancelled_at=None)
     assert pending.rule == "status:2"
@@ -158,7 +171,9 @@ def test_policy_is_frozen_at_open(team):
 
 def pending(incident):
     return set(
-        Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).values_list("kind", "rule", "step", "due_at")
+        Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).values_list(
+            "kind", "rule", "step", "due_at"
+        )
     )
 
 
@@ -188,7 +203,10 @@ def test_on_call_override_wins(team):
     # says: two hours after 22:00 would already be the next person's shift.
     now = timezone.now().astimezone(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
     OnCallOverride.objects.create(
-        rotation=team["rotation"], user=team["oncall3"], starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1)
+        rotation=team["rotation"],
+        user=team["oncall3"],
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=1),
     )
     assert on_call_at("On-Call Engineer", now) == team["oncall3"]
     assert on_call_at("On-Call Engineer", now + timedelta(hours=2)) == team["oncall1"]
@@ -215,7 +233,9 @@ def test_drill_raises_no_regulatory_obligation(team):
 
 def test_policy_loop_and_e164_are_refused():
     first = EscalationPolicy.objects.get(is_default=True)
-    second = EscalationPolicy.objects.create(name="Backup", continue_with=first, status_update_escalate_after=timedelta(minutes=5))
+    second = EscalationPolicy.objects.create(
+        name="Backup", continue_with=first, status_update_escalate_after=timedelta(minutes=5)
+    )
     first.continue_with = second
     with pytest.raises(ValidationError, match="loop"):
         first.full_clean()
@@ -230,7 +250,10 @@ def test_deputy_is_never_the_person_on_call(team):
     now = timezone.now()
     # oncall2 (tomorrow's primary, so today's deputy) covers today: the deputy moves on.
     OnCallOverride.objects.create(
-        rotation=team["rotation"], user=team["oncall2"], starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1)
+        rotation=team["rotation"],
+        user=team["oncall2"],
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=1),
     )
     assert on_call_at("On-Call Engineer", now) == team["oncall2"]
     assert on_call_at("On-Call Engineer", now, deputy=True) == team["oncall3"]
@@ -246,7 +269,9 @@ def test_regulatory_reminder_reaches_everyone_with_a_webhook_configured(team):
     event = EscalationEvent.objects.get(incident=incident, rule=f"regulatory:{obligation.pk}", step=1)
     paged = set(Notification.objects.filter(event=event, channel="sms").values_list("recipient__username", flat=True))
     assert paged == set() or paged <= {"head_of_risk", "oncall3"}  # reminders go by email
-    emailed = set(Notification.objects.filter(event=event, channel="email").values_list("recipient__username", flat=True))
+    emailed = set(
+        Notification.objects.filter(event=event, channel="email").values_list("recipient__username", flat=True)
+    )
     assert emailed == {"head_of_risk", "oncall3"}
     assert Notification.objects.filter(event=event, channel="webhook").count() == 1
 
@@ -255,7 +280,9 @@ def test_editing_the_incident_does_not_silence_an_overdue_status_escalation(team
     incident = open_incident(reported_by=team["im"], level=1, commander=team["oncall3"])
     t0 = incident.detected_at
     fire_at(t0 + timedelta(minutes=30, seconds=1))  # reminder to the commander
-    services.incident_update(incident=incident, user=team["oncall3"], description="More detail", financial_impact_usd=None)
+    services.incident_update(
+        incident=incident, user=team["oncall3"], description="More detail", financial_impact_usd=None
+    )
     fire_at(t0 + timedelta(minutes=45, seconds=2))
     assert ("status:1", 2, "im") in events(incident)
 
@@ -275,12 +302,16 @@ def test_follow_up_email_is_not_sent_once_acknowledged(team):
 def test_lowered_severity_stops_the_status_update_cadence(team):
     incident = open_incident(reported_by=team["oncall1"], level=2, financial_impact_usd=None)
     services.incident_update(incident=incident, user=team["oncall1"], severity=severity(3))
-    assert not Deadline.objects.filter(incident=incident, kind="status_update", fired_at=None, cancelled_at=None).exists()
+    assert not Deadline.objects.filter(
+        incident=incident, kind="status_update", fired_at=None, cancelled_at=None
+    ).exists()
 
 
 def test_no_page_for_a_resolved_incident_from_a_row_armed_before(team):
     incident = open_incident(reported_by=team["oncall1"], level=3, financial_impact_usd=None)
-    stale = Deadline.objects.create(incident=incident, kind="status_update", rule="status:9", step=2, due_at=timezone.now())
+    stale = Deadline.objects.create(
+        incident=incident, kind="status_update", rule="status:9", step=2, due_at=timezone.now()
+    )
     services.incident_transition(incident=incident, name="cancel", user=team["oncall1"], reason="false alarm")
     fire_at(timezone.now())
     stale.refresh_from_db()
@@ -319,9 +350,7 @@ def test_sev1_cto_page_failing_by_sms_and_phone_pages_the_deputy(team, sms_provi
     assert {p["to"] for p in sms_provider.received} >= {deputy.person.sms_number, deputy.person.phone}
 
 
-def test_a_role_page_nobody_received_goes_to_the_incident_manager_when_there_is_no_deputy(
-    team, sms_provider, client
-):
+def test_a_role_page_nobody_received_goes_to_the_incident_manager_when_there_is_no_deputy(team, sms_provider, client):
     cto = team["cto"].person
     refused = {cto.sms_number, cto.phone}
     sms_provider.respond_with = lambda payload: 400 if payload["to"] in refused else 200
@@ -405,9 +434,7 @@ def test_a_late_outcome_never_overwrites_a_row_another_delivery_took_over(team, 
     # Just past it, another delivery takes the row over and sends it.
     (taker,) = [
         r
-        for r in notifications.notifications_claim_due(
-            limit=10, now=slow.claimed_at + timedelta(seconds=20.1)
-        )
+        for r in notifications.notifications_claim_due(limit=10, now=slow.claimed_at + timedelta(seconds=20.1))
         if r.pk == slow.pk
     ]
     assert notifications.notification_send(notification=taker) == "sent"

@@ -26,10 +26,7 @@ def team(db):
 
 def sev1_incidents_paging_the_cto(team, n: int) -> list:
     """Sev1 incidents whose only due deadline is the CTO page (a role escalation, as benched)."""
-    incidents = [
-        open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
-        for _ in range(n)
-    ]
+    incidents = [open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None) for _ in range(n)]
     Deadline.objects.filter(fired_at=None, cancelled_at=None).exclude(rule=CTO_RULE).update(
         cancelled_at=timezone.now(), cancel_reason="not under test"
     )
@@ -60,9 +57,7 @@ def test_a_batch_of_firings_takes_a_few_round_trips_each_and_writes_its_pages_at
 def test_delivering_a_batch_claims_each_notification_once_and_logs_each_attempt(team, sms_provider):
     sev1_incidents_paging_the_cto(team, 5)
     escalation.deadlines_fire_due(now=timezone.now())
-    pages = list(
-        Notification.objects.filter(channel__in=["sms", "phone"]).values_list("pk", flat=True)
-    )
+    pages = list(Notification.objects.filter(channel__in=["sms", "phone"]).values_list("pk", flat=True))
     assert len(pages) == 10
 
     assert notifications.notifications_deliver(notification_ids=pages) == "sent 10"
@@ -79,9 +74,7 @@ def test_a_batch_records_each_outcome_when_some_pages_fail(team, sms_provider):
     escalation.deadlines_fire_due(now=timezone.now())
     refused = team["cto"].person.phone
     sms_provider.respond_with = lambda payload: 400 if payload["to"] == refused else 200
-    pages = list(
-        Notification.objects.filter(channel__in=["sms", "phone"]).values_list("pk", flat=True)
-    )
+    pages = list(Notification.objects.filter(channel__in=["sms", "phone"]).values_list("pk", flat=True))
     assert notifications.notifications_deliver(notification_ids=pages) == "sent 3, failed 3"
     calls = Notification.objects.filter(channel="phone", incident__in=incidents)
     assert set(calls.values_list("state", flat=True)) == {"failed"}
@@ -89,9 +82,7 @@ def test_a_batch_records_each_outcome_when_some_pages_fail(team, sms_provider):
     assert NotificationAttempt.objects.filter(outcome="sent").count() == 3
 
 
-def test_a_failing_firing_is_retried_later_without_its_pages_and_the_batch_goes_on(
-    team, monkeypatch
-):
+def test_a_failing_firing_is_retried_later_without_its_pages_and_the_batch_goes_on(team, monkeypatch):
     first, broken, last = sev1_incidents_paging_the_cto(team, 3)
     fire_role = escalation._HANDLERS[Deadline.Kind.ROLE_ESCALATION]
 

@@ -26,7 +26,11 @@ def login(client, user):
 def test_panel_shows_clocks_and_who_is_paged_next(client, team):
     incident = open_incident(reported_by=team["oncall1"], level=1)
     escalation.deadlines_fire_due(now=timezone.now())
-    html = login(client, team["oncall1"]).get(reverse("incidents:escalation_panel", args=[incident.reference])).content.decode()
+    html = (
+        login(client, team["oncall1"])
+        .get(reverse("incidents:escalation_panel", args=[incident.reference]))
+        .content.decode()
+    )
     assert "Time to acknowledge" in html
     assert "Severity 1 incident lasting over 2 hours: CEO" in html  # pending, with who it pages
     assert team["ceo"].get_full_name() in html
@@ -41,8 +45,11 @@ def test_status_update_composer_prefills_the_template_and_posts(client, team):
     assert form.initial["status"] == "Investigating" and team["oncall1"].email in form.initial["contact"]
     response = client.post(
         reverse("incidents:status_update", args=[incident.reference]),
-        {**{k: v for k, v in form.initial.items() if v is not None and k != "next_update_at"},
-         "impact": "Orders delayed", "details": "Failing over to the standby"},
+        {
+            **{k: v for k, v in form.initial.items() if v is not None and k != "next_update_at"},
+            "impact": "Orders delayed",
+            "details": "Failing over to the standby",
+        },
     )
     assert response.status_code == 302
     update = StatusUpdate.objects.get()
@@ -71,15 +78,24 @@ def test_regulatory_flag_submit_and_head_of_risk_sign_off(client, team):
     from incidents.escalation.models import RegulatoryCategory
 
     category = RegulatoryCategory.objects.get(key="data-integrity")
-    login(client, risk).post(reverse("incidents:obligation_raise", args=[incident.reference]), {"category": category.pk})
+    login(client, risk).post(
+        reverse("incidents:obligation_raise", args=[incident.reference]), {"category": category.pk}
+    )
     obligation = RegulatoryObligation.objects.get()
     assert obligation.due_at - obligation.raised_at == timedelta(hours=24)
-    client.post(reverse("incidents:obligation_submit", args=[incident.reference, obligation.pk]), {"reference": "FCA-123"})
+    client.post(
+        reverse("incidents:obligation_submit", args=[incident.reference, obligation.pk]), {"reference": "FCA-123"}
+    )
     obligation.refresh_from_db()
     assert obligation.submission_reference == "FCA-123" and obligation.status == "submitted"
     # A Risk Manager cannot sign off; the Head of Risk can.
-    assert client.post(reverse("incidents:obligation_sign_off", args=[incident.reference, obligation.pk])).status_code == 403
-    login(client, team["head_of_risk"]).post(reverse("incidents:obligation_sign_off", args=[incident.reference, obligation.pk]))
+    assert (
+        client.post(reverse("incidents:obligation_sign_off", args=[incident.reference, obligation.pk])).status_code
+        == 403
+    )
+    login(client, team["head_of_risk"]).post(
+        reverse("incidents:obligation_sign_off", args=[incident.reference, obligation.pk])
+    )
     obligation.refresh_from_db()
     assert obligation.signed_off_by == team["head_of_risk"]
 
@@ -95,6 +111,14 @@ def test_bad_obligation_input_never_500(client, team):
     incident = open_incident(reported_by=team["oncall1"], level=2)
     team["oncall1"].groups.add(Group.objects.get(name="Risk Manager"))
     login(client, team["oncall1"])
-    assert client.post(reverse("incidents:obligation_raise", args=[incident.reference]), {"category": "nope"}).status_code == 302
-    assert client.post(reverse("incidents:obligation_submit", args=[incident.reference, 999]), {"reference": "x"}).status_code == 404
+    assert (
+        client.post(reverse("incidents:obligation_raise", args=[incident.reference]), {"category": "nope"}).status_code
+        == 302
+    )
+    assert (
+        client.post(
+            reverse("incidents:obligation_submit", args=[incident.reference, 999]), {"reference": "x"}
+        ).status_code
+        == 404
+    )
     assert not RegulatoryObligation.objects.exists()

@@ -67,9 +67,13 @@ def test_sev1_pages_the_cto_by_sms_and_phone_then_email(team, sms_provider):
 def test_unacknowledged_sev2_walks_the_chain(team, sms_provider):
     fast_policy(response_s=2, step_delay_s=1)
     incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
-    wait_for(lambda: EscalationEvent.objects.filter(incident=incident, rule="ack").count() == 4, what="all four chain steps")
+    wait_for(
+        lambda: EscalationEvent.objects.filter(incident=incident, rule="ack").count() == 4, what="all four chain steps"
+    )
     steps = list(
-        EscalationEvent.objects.filter(incident=incident, rule="ack").order_by("step").values_list("step", "target_user__username")
+        EscalationEvent.objects.filter(incident=incident, rule="ack")
+        .order_by("step")
+        .values_list("step", "target_user__username")
     )
     assert steps == [(0, "oncall1"), (1, "oncall1"), (2, "oncall2"), (3, "im")]
     wait_for(lambda: sms_provider.to(phone_of(team["im"])), what="SMS to the incident manager")
@@ -91,7 +95,9 @@ def test_raising_impact_to_6000_pages_head_of_risk_once(team, sms_provider):
     services.incident_update(incident=incident, user=team["oncall1"], financial_impact_usd=Decimal("6000"))
     wait_for(lambda: sms_provider.to(phone_of(team["head_of_risk"])), what="Head of Risk page")
     services.incident_update(incident=incident, user=team["oncall1"], financial_impact_usd=Decimal("8000"))
-    wait_for(lambda: EscalationEvent.objects.filter(incident=incident, rule="ack", step=0).exists(), what="on-call page")
+    wait_for(
+        lambda: EscalationEvent.objects.filter(incident=incident, rule="ack", step=0).exists(), what="on-call page"
+    )
     time.sleep(2)  # give a second firing every chance to happen
     assert EscalationEvent.objects.filter(incident=incident, rule="role:head-of-risk-financial").count() == 1
     assert len(sms_provider.to(phone_of(team["head_of_risk"]))) == 1
@@ -133,7 +139,9 @@ def test_transient_failures_retry_then_deliver(team, sms_provider, settings):
     sms_provider.respond_with = flaky
     incident = open_incident(reported_by=team["oncall1"], level=2, financial_impact_usd=None)
     notification = wait_for(
-        lambda: Notification.objects.filter(incident=incident, channel="sms", state="sent").first(), timeout=20, what="delivery"
+        lambda: Notification.objects.filter(incident=incident, channel="sms", state="sent").first(),
+        timeout=20,
+        what="delivery",
     )
     outcomes = list(notification.attempt_log.values_list("outcome", flat=True))
     assert outcomes[-1] == "sent" and "transient" in outcomes

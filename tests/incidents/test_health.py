@@ -112,9 +112,7 @@ def test_flapping_agent_opens_none(agents):
     sweep(12)
     ma = target("market_analysis")
     assert ma.state == HealthTarget.State.HEALTHY
-    outcomes = list(
-        HealthSample.objects.filter(target=ma).order_by("checked_at").values_list("ok", flat=True)
-    )
+    outcomes = list(HealthSample.objects.filter(target=ma).order_by("checked_at").values_list("ok", flat=True))
     assert outcomes[1:] == [False, True] * 6, "the simulator alternated failing and healthy"
     assert not Incident.objects.exists()
     assert not TimelineEntry.objects.exists()
@@ -268,8 +266,18 @@ def test_urls_that_are_not_http_are_recorded_not_fetched(agents):
         (200, b'["healthy"]', False, "unhealthy: malformed response"),
         (200, b"<html>oops</html>", False, "unhealthy: malformed response"),
         (200, b"\xff\xfe", False, "unhealthy: malformed response"),
-        (200, b'{"status": "healthy", "pad": "' + b"x" * 70_000 + b'"}', False, "unhealthy: malformed response (body over 64 KiB)"),
-        (503, b'{"status": "unhealthy", "detail": "injected fault: flapping"}', False, "unhealthy: HTTP 503 (injected fault: flapping)"),
+        (
+            200,
+            b'{"status": "healthy", "pad": "' + b"x" * 70_000 + b'"}',
+            False,
+            "unhealthy: malformed response (body over 64 KiB)",
+        ),
+        (
+            503,
+            b'{"status": "unhealthy", "detail": "injected fault: flapping"}',
+            False,
+            "unhealthy: HTTP 503 (injected fault: flapping)",
+        ),
         (500, b"", False, "unhealthy: HTTP 500"),
         (302, b"", False, "unhealthy: HTTP 302"),
     ],
@@ -463,9 +471,7 @@ def test_a_duty_silent_for_more_than_30_s_opens_an_infrastructure_incident(db, s
         return
     incident = automated("monitoring").get()
     assert outcomes == [f"duty:health_polling: alert on {incident.reference}"]
-    assert incident.title.endswith(
-        "Health polling has stopped: the trading agents' health is not being checked"
-    )
+    assert incident.title.endswith("Health polling has stopped: the trading agents' health is not being checked")
     # No page was sent from beat's own process: firing and delivery are alive.
     assert not any(o.startswith("no dispatcher") for o in outcomes)
 
@@ -494,9 +500,7 @@ def test_with_no_dispatcher_alive_the_checker_pages_by_itself(db, settings, sms_
     settings.TMT_DUTY_STALE_SECONDS = 30
     now = timezone.now()
     every_duty_done(now)
-    DutyHeartbeat.objects.filter(duty__in=["escalation", "delivery"]).update(
-        seen_at=now - timedelta(seconds=31)
-    )
+    DutyHeartbeat.objects.filter(duty__in=["escalation", "delivery"]).update(seen_at=now - timedelta(seconds=31))
     outcomes = health.infrastructure_alerts_evaluate(
         checker="beat", process_started_at=now - timedelta(hours=1), now=now
     )
@@ -526,7 +530,9 @@ def test_heartbeat_thread_records_the_worker_and_stops(settings):
     settings.TMT_HEARTBEAT_SECONDS = 0.05
     thread = health.heartbeat_thread_start(role="worker", name="worker@thread-test")
     try:
-        wait_for(lambda: WorkerHeartbeat.objects.filter(name="worker@thread-test").exists(), timeout=10, what="a heartbeat")
+        wait_for(
+            lambda: WorkerHeartbeat.objects.filter(name="worker@thread-test").exists(), timeout=10, what="a heartbeat"
+        )
     finally:
         thread.stop_event.set()
         thread.join(5)
@@ -640,8 +646,13 @@ def test_health_page_query_count_does_not_grow_with_targets(agents, engineer_cli
     cb = target("circuit_breaker")
     HealthTarget.objects.bulk_create(
         [
-            HealthTarget(name=f"extra {n}", url=cb.url, system=cb.system, interval=timedelta(seconds=1),
-                         timeout=timedelta(milliseconds=500))
+            HealthTarget(
+                name=f"extra {n}",
+                url=cb.url,
+                system=cb.system,
+                interval=timedelta(seconds=1),
+                timeout=timedelta(milliseconds=500),
+            )
             for n in range(12)
         ]
     )
@@ -682,7 +693,9 @@ def test_only_workers_on_the_heartbeat_queue_judge_beat(db, monkeypatch):
     started = []
     monkeypatch.setattr(health, "heartbeat_thread_start", lambda **kwargs: started.append(kwargs))
     for queues, judges in [(["default", "health"], True), (["health", "reports"], False)]:
-        consumer = SimpleNamespace(hostname="w@h", task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=q) for q in queues]))
+        consumer = SimpleNamespace(
+            hostname="w@h", task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=q) for q in queues])
+        )
         tasks._start_worker_heartbeat(sender=consumer)
         assert started[-1] == {"role": "worker", "name": "w@h", "judges_beat": judges}
 
@@ -729,7 +742,11 @@ def test_a_duty_whose_heartbeat_is_fresh_but_whose_work_is_overdue_is_stopped(db
     every_duty_done(now)
     incident = open_incident(reported_by=team["oncall1"], level=3, financial_impact_usd=None)
     page = Notification.objects.create(
-        incident=incident, channel="email", address="a@example.com", subject="s", body="b",
+        incident=incident,
+        channel="email",
+        address="a@example.com",
+        subject="s",
+        body="b",
         next_attempt_at=now - timedelta(seconds=29.9),
     )
     delivery = {d.duty: d for d in health.duty_status(now=now)}["delivery"]
@@ -740,9 +757,7 @@ def test_a_duty_whose_heartbeat_is_fresh_but_whose_work_is_overdue_is_stopped(db
     assert "1 overdue by more than 30 s" in delivery.detail
 
 
-def test_with_only_firing_silent_the_checker_fires_but_leaves_delivery_to_the_dispatcher(
-    db, settings, sms_provider
-):
+def test_with_only_firing_silent_the_checker_fires_but_leaves_delivery_to_the_dispatcher(db, settings, sms_provider):
     from tests.factories import make_roster
 
     make_roster()

@@ -30,9 +30,7 @@ def test_open_attaches_assessment_and_immediate_action_checklists(engineer):
     sections = set(incident.checklist_items.values_list("section", flat=True))
     assert sections == {"Initial assessment", "Immediate actions"}
     security = open_incident(reported_by=engineer, category="security")
-    assert "Security incident: immediate actions" in set(
-        security.checklist_items.values_list("section", flat=True)
-    )
+    assert "Security incident: immediate actions" in set(security.checklist_items.values_list("section", flat=True))
 
 
 def test_severity_is_suggested_from_financial_impact():
@@ -179,9 +177,7 @@ def test_checklist_tick_is_recorded_with_who(engineer):
 def test_database_refuses_end_before_start_and_negative_impact(engineer):
     incident = open_incident(reported_by=engineer)
     with pytest.raises(ValidationError):
-        services.incident_update(
-            incident=incident, user=engineer, ended_at=incident.started_at - timedelta(hours=1)
-        )
+        services.incident_update(incident=incident, user=engineer, ended_at=incident.started_at - timedelta(hours=1))
     with pytest.raises(IntegrityError), transaction.atomic():
         Incident.objects.filter(pk=incident.pk).update(financial_impact_usd=Decimal("-1"))
 

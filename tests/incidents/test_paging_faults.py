@@ -32,18 +32,14 @@ ON_TIME_S = 2.0
 
 def chain_every(seconds: float, *, pages: int = 3) -> None:
     """Every severity's acknowledgement chain: `pages` pages, at open and then every `seconds`."""
-    SeverityLevel.objects.update(
-        response_time=timedelta(seconds=seconds), response_next_business_day=False
-    )
+    SeverityLevel.objects.update(response_time=timedelta(seconds=seconds), response_next_business_day=False)
     EscalationStep.objects.filter(order__gte=pages).delete()
     EscalationStep.objects.filter(order__gt=1).update(delay=timedelta(seconds=seconds))
 
 
 def wait_for_dispatchers(*names: str) -> None:
     wait_for(
-        lambda: set(
-            DutyHeartbeat.objects.filter(duty="delivery").values_list("process", flat=True)
-        ).issuperset(names),
+        lambda: set(DutyHeartbeat.objects.filter(duty="delivery").values_list("process", flat=True)).issuperset(names),
         timeout=30,
         what=f"dispatchers {names} to start",
     )
@@ -57,9 +53,7 @@ def all_urgent_pages_sent(expected_events: int):
     def check() -> bool:
         events = EscalationEvent.objects.count()
         return (
-            events >= expected_events
-            and urgent_pages().exists()
-            and not urgent_pages().exclude(state="sent").exists()
+            events >= expected_events and urgent_pages().exists() and not urgent_pages().exclude(state="sent").exists()
         )
 
     return check
@@ -68,8 +62,7 @@ def all_urgent_pages_sent(expected_events: int):
 def lateness_s(provider) -> list[float]:
     """Seconds from each page's deadline falling due to the provider receiving it."""
     due = {
-        f"tmt-notification-{pk}": due_at.timestamp()
-        for pk, due_at in urgent_pages().values_list("pk", "event__due_at")
+        f"tmt-notification-{pk}": due_at.timestamp() for pk, due_at in urgent_pages().values_list("pk", "event__due_at")
     }
     return sorted(p["_received_at"] - due[p["_key"]] for p in provider.received)
 
@@ -79,9 +72,7 @@ def assert_each_page_received_once(provider) -> None:
     for the same event, channel and number), whatever the provider dropped as replays."""
     sent = {
         f"tmt-notification-{pk}": (event, channel, address)
-        for pk, event, channel, address in urgent_pages().values_list(
-            "pk", "event", "channel", "address"
-        )
+        for pk, event, channel, address in urgent_pages().values_list("pk", "event", "channel", "address")
     }
     keys = [p["_key"] for p in provider.received]
     assert len(keys) == len(set(keys)), "the provider accepted one key twice"
@@ -109,16 +100,27 @@ def test_pages_go_out_once_and_on_time_while_redis_is_down(tmp_path, sms_provide
         dispatcher = start_dispatcher(tmp_path, "dispatcher-a", **broker)
         # The Procfile's Celery worker on the same broker: it must survive the outage too.
         worker = start_celery(
-            ["worker", "-Q", "default,health,reports", "--pool=threads", "-c", "2",
-             "-n", "w@%h", "--without-gossip", "--without-mingle"],
-            tmp_path, "worker", **broker,
+            [
+                "worker",
+                "-Q",
+                "default,health,reports",
+                "--pool=threads",
+                "-c",
+                "2",
+                "-n",
+                "w@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            tmp_path,
+            "worker",
+            **broker,
         )
         try:
             wait_for_dispatchers("dispatcher-a")
             redis.kill()
             incidents = [
-                open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
-                for _ in range(8)
+                open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None) for _ in range(8)
             ]
             # Three steps each (at open, +3 s, +6 s), all falling due with no broker at all.
             wait_for(all_urgent_pages_sent(len(incidents) * 3), timeout=40, what="every page")
@@ -145,10 +147,7 @@ def test_a_sigkilled_dispatcher_loses_and_doubles_no_page(tmp_path, sms_provider
     survivor = start_dispatcher(tmp_path, "dispatcher-survivor", **env)
     try:
         wait_for_dispatchers("dispatcher-doomed", "dispatcher-survivor")
-        incidents = [
-            open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
-            for _ in range(30)
-        ]
+        incidents = [open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None) for _ in range(30)]
         wait_for(lambda: len(sms_provider.received) >= 10, timeout=20, what="the first pages")
         kill(doomed)
         killed_at = time.monotonic()
@@ -182,10 +181,7 @@ def one_dispatcher(tmp_path, sms_provider):
 def test_dropped_database_connections_neither_lose_nor_double_pages(one_dispatcher, sms_provider):
     team = make_roster()
     chain_every(2)
-    incidents = [
-        open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
-        for _ in range(8)
-    ]
+    incidents = [open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None) for _ in range(8)]
     # While the chain's steps fall due (at open, +2 s, +4 s), cut every connection the
     # dispatcher has, its wake-up listener's included, every 700 ms.
     dropped = 0

@@ -43,9 +43,7 @@ ROSTER_URL = "/roster/"
 
 @pytest.fixture
 def su_client(client, db):
-    client.force_login(
-        get_user_model().objects.create_superuser("boss", "boss@tmt.example", "x-pass-123")
-    )
+    client.force_login(get_user_model().objects.create_superuser("boss", "boss@tmt.example", "x-pass-123"))
     return client
 
 
@@ -169,9 +167,7 @@ def test_admin_refuses_a_policy_loop_as_a_field_error(su_client):
         target="role",
         role=Group.objects.get(name="CTO"),
     )
-    response = su_client.post(
-        _url(EscalationPolicy, "change", first.pk), _policy_data(first, continue_with=second.pk)
-    )
+    response = su_client.post(_url(EscalationPolicy, "change", first.pk), _policy_data(first, continue_with=second.pk))
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert "loop" in " ".join(errors["continue_with"])
@@ -194,9 +190,7 @@ def test_admin_refuses_two_steps_with_the_same_order(su_client):
         _policy_data(policy, **{"steps-1-order": steps[0].order}),
     )
     assert response.status_code == 200
-    assert "duplicate data for order" in str(
-        response.context["inline_admin_formsets"][0].formset.non_form_errors()
-    )
+    assert "duplicate data for order" in str(response.context["inline_admin_formsets"][0].formset.non_form_errors())
     assert sorted(policy.steps.values_list("order", flat=True)) == [1, 2, 3]
 
     # Swapping two steps' orders in one save must not hit the database constraint (a 500).
@@ -269,14 +263,10 @@ def test_the_default_policy_is_switched_by_the_action_never_left_unset(su_client
     del data["is_default"]
     response = su_client.post(_url(EscalationPolicy, "change", default.pk), data)
     assert response.status_code == 200
-    assert "There must be a default policy" in " ".join(
-        response.context["adminform"].form.errors["is_default"]
-    )
+    assert "There must be a default policy" in " ".join(response.context["adminform"].form.errors["is_default"])
     assert su_client.get(_url(EscalationPolicy, "delete", default.pk)).status_code == 403
 
-    other = EscalationPolicy.objects.create(
-        name="Night", status_update_escalate_after=timedelta(minutes=5)
-    )
+    other = EscalationPolicy.objects.create(name="Night", status_update_escalate_after=timedelta(minutes=5))
     response = su_client.post(
         _url(EscalationPolicy, "changelist"),
         {"action": "make_default", "_selected_action": [other.pk]},
@@ -322,10 +312,7 @@ def test_admin_refuses_an_override_ending_before_it_starts(su_client, team):
             _url(OnCallOverride, "add"), data | _split("starts_at", start) | _split("ends_at", ends)
         )
         assert response.status_code == 200
-        assert (
-            "The end must be after the start."
-            in response.context["adminform"].form.errors["ends_at"]
-        )
+        assert "The end must be after the start." in response.context["adminform"].form.errors["ends_at"]
     assert not OnCallOverride.objects.exists()
 
     ok = su_client.post(
@@ -373,22 +360,14 @@ def test_rotation_admin_refuses_a_backwards_override_and_a_bad_time_zone(su_clie
     }
     response = su_client.post(_url(OnCallRotation, "change", rotation.pk), data)
     assert response.status_code == 200
-    assert "not a known time zone" in " ".join(
-        response.context["adminform"].form.errors["timezone"]
-    )
-    overrides = [
-        f for f in response.context["inline_admin_formsets"] if f.formset.model is OnCallOverride
-    ][0]
+    assert "not a known time zone" in " ".join(response.context["adminform"].form.errors["timezone"])
+    overrides = [f for f in response.context["inline_admin_formsets"] if f.formset.model is OnCallOverride][0]
     assert "The end must be after the start." in overrides.formset.errors[0]["ends_at"]
     rotation.refresh_from_db()
     assert rotation.timezone == "UTC"
     assert not OnCallOverride.objects.exists()
 
-    fixed = (
-        data
-        | {"timezone": "Europe/London"}
-        | _split("overrides-0-ends_at", start + timedelta(days=1))
-    )
+    fixed = data | {"timezone": "Europe/London"} | _split("overrides-0-ends_at", start + timedelta(days=1))
     response = su_client.post(_url(OnCallRotation, "change", rotation.pk), fixed)
     assert response.status_code == 302
     rotation.refresh_from_db()
@@ -453,9 +432,7 @@ def _engine_rows(team):
         body="Please acknowledge",
         next_attempt_at=timezone.now(),
     )
-    NotificationAttempt.objects.create(
-        notification=notification, attempted_at=timezone.now(), outcome="sent"
-    )
+    NotificationAttempt.objects.create(notification=notification, attempted_at=timezone.now(), outcome="sent")
     StatusUpdate.objects.create(
         incident=incident,
         sequence=1,
@@ -481,9 +458,7 @@ def _engine_rows(team):
         starts_at=timezone.now(),
         ends_at=timezone.now() + timedelta(hours=1),
     )
-    BusinessHoliday.objects.create(
-        date=timezone.localdate() + timedelta(days=40), name="Bank holiday"
-    )
+    BusinessHoliday.objects.create(date=timezone.localdate() + timedelta(days=40), name="Bank holiday")
     hook = WebhookEndpoint.objects.create(name="Chat", url="https://chat.example/hook")
     DistributionList.objects.create(name="Execs", emails="ceo@tmt.example").webhooks.add(hook)
     return incident
@@ -523,9 +498,7 @@ def test_every_roster_and_escalation_admin_page_loads(su_client, team):
     incident = _engine_rows(team)
     for model in ESCALATION_MODELS:
         assert su_client.get(_url(model, "changelist")).status_code == 200, model
-        assert (
-            su_client.get(_url(model, "changelist"), {"q": incident.reference}).status_code == 200
-        ), model
+        assert su_client.get(_url(model, "changelist"), {"q": incident.reference}).status_code == 200, model
         obj = model._default_manager.first()
         assert su_client.get(_url(model, "change", obj.pk)).status_code == 200, model
         expected = 403 if model in READ_ONLY else 200
@@ -566,10 +539,7 @@ def test_notification_changelist_runs_a_constant_number_of_queries(su_client, te
             assert su_client.get(_url(model, "changelist")).status_code == 200
         return len(ctx.captured_queries)
 
-    few = {
-        model: page_queries(model)
-        for model in (Notification, NotificationAttempt, OnCallOverride, RoleContact)
-    }
+    few = {model: page_queries(model) for model in (Notification, NotificationAttempt, OnCallOverride, RoleContact)}
     for i in range(15):
         user = UserFactory()
         n = Notification.objects.create(
@@ -581,9 +551,7 @@ def test_notification_changelist_runs_a_constant_number_of_queries(su_client, te
             body="b",
             next_attempt_at=timezone.now(),
         )
-        NotificationAttempt.objects.create(
-            notification=n, attempted_at=timezone.now(), outcome="transient"
-        )
+        NotificationAttempt.objects.create(notification=n, attempted_at=timezone.now(), outcome="transient")
         OnCallOverride.objects.create(
             rotation=team["rotation"],
             user=user,
@@ -591,9 +559,7 @@ def test_notification_changelist_runs_a_constant_number_of_queries(su_client, te
             starts_at=timezone.now() + timedelta(days=i),
             ends_at=timezone.now() + timedelta(days=i, hours=2),
         )
-    RoleContact.objects.create(
-        role=Group.objects.get(name="Trainer"), primary=team["ceo"], deputy=team["cto"]
-    )
+    RoleContact.objects.create(role=Group.objects.get(name="Trainer"), primary=team["ceo"], deputy=team["cto"])
     for model, count in few.items():
         assert page_queries(model) == count, model
 
@@ -667,18 +633,14 @@ def test_an_override_replaces_the_scheduled_person_and_is_shown_as_a_cover(clien
     assert f"{_name(team['oncall3'])}</span>" in covered
     assert "(cover: holiday)" in covered
     assert _name(team["oncall2"]) not in covered
-    assert re.search(
-        r'class="[^"]*covered[^"]*" data-date="' + (today + timedelta(days=1)).isoformat(), html
-    )
+    assert re.search(r'class="[^"]*covered[^"]*" data-date="' + (today + timedelta(days=1)).isoformat(), html)
     assert "cover" not in _cell(html, today)
     partial = _cell(html, today + timedelta(days=4))
     assert _name(team["oncall2"]) in partial  # 4 days on: oncall2's shift
     assert _name(team["im"]) in partial and "dentist" in partial
 
     # ?start= moves the window: the covered day is now the first cell.
-    moved = client.get(
-        ROSTER_URL, {"start": (today + timedelta(days=1)).isoformat()}
-    ).content.decode()
+    moved = client.get(ROSTER_URL, {"start": (today + timedelta(days=1)).isoformat()}).content.decode()
     assert re.findall(r'data-date="([^"]+)"', moved)[0] == (today + timedelta(days=1)).isoformat()
     assert "(cover: holiday)" in _cell(moved, today + timedelta(days=1))
 
@@ -743,10 +705,7 @@ def test_a_bad_start_date_is_ignored_with_a_message(client, team, start):
     response = client.get(ROSTER_URL, {"start": start})
     assert response.status_code == 200
     shown = [str(m) for m in get_messages(response.wsgi_request)]
-    assert (
-        any("showing from today" in m for m in shown)
-        or "showing from today" in response.content.decode()
-    )
+    assert any("showing from today" in m for m in shown) or "showing from today" in response.content.decode()
     today = timezone.localdate()
     assert re.findall(r'data-date="([^"]+)"', response.content.decode())[0] == today.isoformat()
 

@@ -66,7 +66,6 @@ class TestDefaultMonth:
             assert spec.username in seeded and spec.role in seeded
         assert DEMO_PASSWORD in seeded
 
-
     def test_month_covers_every_state_and_severity(self, month):
         now = timezone.now()
         assert len(month) >= 30
@@ -75,7 +74,6 @@ class TestDefaultMonth:
         assert all(now - timedelta(days=30) <= i.detected_at <= now for i in month)
         live = [i for i in month if i.is_open and i.detected_at >= now - timedelta(hours=1)]
         assert len(live) >= 3, "the dashboard needs running response clocks"
-
 
     def test_closed_sev1_and_sev2_have_an_approved_review_by_someone_else(self, month):
         closed = [i for i in month if i.state == State.CLOSED and i.severity.level <= 2]
@@ -87,7 +85,6 @@ class TestDefaultMonth:
             assert review_content_verifies(review)
             assert review.approved_by.has_perm("reports.approve_review")
             assert incident.resolved_at < review.submitted_at < review.approved_at < incident.closed_at
-
 
     def test_every_incident_has_a_consistent_past_timeline(self, month):
         now = timezone.now()
@@ -103,7 +100,6 @@ class TestDefaultMonth:
         assert all(i.incident.detected_at <= i.done_at <= now for i in ticked)
         assert TimelineEntry.objects.filter(kind=TimelineEntry.Kind.NOTE).values("owner").distinct().count() >= 6
 
-
     def test_financial_impact_is_in_the_severity_band(self, month):
         for incident in month:
             if incident.financial_impact_usd is None:
@@ -111,7 +107,6 @@ class TestDefaultMonth:
             suggestion = services.severity_suggest(financial_impact_usd=incident.financial_impact_usd)
             expected = incident.severity.level if incident.severity.level <= 2 else None
             assert (suggestion.severity.level if suggestion else None) == expected, incident.reference
-
 
     def test_resolved_incidents_carry_root_cause_and_resolution(self, month):
         done = [i for i in month if i.state in (State.RESOLVED, State.IN_REVIEW, State.CLOSED)]

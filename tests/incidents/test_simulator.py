@@ -33,16 +33,12 @@ from incidents.devtools.simulator import (
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STOP_PAYLOAD = {"reason": "system_emergency", "triggered_by": "ops_team", "stop_all_trading": True}
-FLEET = FleetConfig(
-    size=40, base_latency_ms=20, slow_targets=frozenset({7, 19}), slow_latency_ms=300
-)
+FLEET = FleetConfig(size=40, base_latency_ms=20, slow_targets=frozenset({7, 19}), slow_latency_ms=300)
 
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[SimulatorServer]:
-    server = SimulatorServer(
-        agent_ports=agent_ports_from_base(0), control_port=0, fleet=FLEET, fleet_port=0
-    )
+    server = SimulatorServer(agent_ports=agent_ports_from_base(0), control_port=0, fleet=FLEET, fleet_port=0)
     server.start_in_thread()
     yield server
     server.stop()
@@ -73,9 +69,7 @@ def set_fault(endpoints: SimulatorEndpoints, agent: str, payload: object) -> htt
     return httpx.post(f"{endpoints.control_url}/faults/{agent}", json=payload, timeout=5)
 
 
-def test_health_reports_each_agent_in_the_seed_shape(
-    http: httpx.Client, endpoints: SimulatorEndpoints
-) -> None:
+def test_health_reports_each_agent_in_the_seed_shape(http: httpx.Client, endpoints: SimulatorEndpoints) -> None:
     assert set(endpoints.agent_urls) == {"circuit_breaker", "market_analysis", "risk_management"}
     for name, url in endpoints.agent_urls.items():
         response = http.get(f"{url}/health")
@@ -135,9 +129,7 @@ def test_flapping_alternates_failing_and_healthy(
     assert [r.json()["status"] for r in responses] == ["unhealthy", "healthy"] * 2
 
 
-def test_http500_fails_every_endpoint(
-    http: httpx.Client, endpoints: SimulatorEndpoints, cb_url: str
-) -> None:
+def test_http500_fails_every_endpoint(http: httpx.Client, endpoints: SimulatorEndpoints, cb_url: str) -> None:
     set_fault(endpoints, "circuit_breaker", {"mode": "http500"})
     assert http.get(f"{cb_url}/health").status_code == 500
     assert http.post(f"{cb_url}/api/v1/emergency-stop", json=STOP_PAYLOAD).status_code == 500
@@ -253,21 +245,15 @@ def test_refuse_stop_answers_an_error_and_halts_nothing(
         (["down"], "body"),
     ],
 )
-def test_control_rejects_bad_fault_input_with_400(
-    endpoints: SimulatorEndpoints, payload: object, field: str
-) -> None:
+def test_control_rejects_bad_fault_input_with_400(endpoints: SimulatorEndpoints, payload: object, field: str) -> None:
     response = set_fault(endpoints, "circuit_breaker", payload)
     assert response.status_code == 400
     assert response.json()["field"] == field
     assert response.json()["detail"]
-    assert SimulatorControlClient(endpoints.control_url).faults()["circuit_breaker"] == {
-        "mode": "ok"
-    }
+    assert SimulatorControlClient(endpoints.control_url).faults()["circuit_breaker"] == {"mode": "ok"}
 
 
-def test_control_rejects_non_json_and_unknown_agents(
-    http: httpx.Client, endpoints: SimulatorEndpoints
-) -> None:
+def test_control_rejects_non_json_and_unknown_agents(http: httpx.Client, endpoints: SimulatorEndpoints) -> None:
     not_json = http.post(f"{endpoints.control_url}/faults/circuit_breaker", content=b"down")
     assert not_json.status_code == 400
     assert not_json.json()["field"] == "body"
@@ -280,7 +266,12 @@ def test_control_rejects_non_json_and_unknown_agents(
 def test_pager_takes_the_portals_pages_and_lists_the_latest(http: httpx.Client, endpoints: SimulatorEndpoints) -> None:
     # The SMS/voice provider contract of incidents/notifications/services.py, for `make run`.
     pager = f"{endpoints.control_url}/pager"
-    page = {"to": "+447700900123", "channel": "voice", "body": "Sev1 TMT-INC-1: risk agent down", "reference": "TMT-INC-1/7"}
+    page = {
+        "to": "+447700900123",
+        "channel": "voice",
+        "body": "Sev1 TMT-INC-1: risk agent down",
+        "reference": "TMT-INC-1/7",
+    }
     answer = http.post(pager, json=page)
     assert answer.status_code == 200 and answer.json()["status"] == "accepted"
     latest = http.get(pager).json()["pages"][0]
@@ -324,9 +315,7 @@ def test_command_inject_and_clear_steer_a_running_simulator(
     assert "circuit_breaker: down" in out.getvalue()
     with pytest.raises(httpx.ConnectError):
         http.get(f"{cb_url}/health")
-    refused = http.post(
-        f"{endpoints.agent_url('risk_management')}/api/v1/emergency-stop", json=STOP_PAYLOAD
-    )
+    refused = http.post(f"{endpoints.agent_url('risk_management')}/api/v1/emergency-stop", json=STOP_PAYLOAD)
     assert refused.status_code == 409
 
     # Argument-list form, as typed on a shell.
@@ -341,9 +330,7 @@ def test_command_inject_and_clear_steer_a_running_simulator(
     assert http.get(f"{cb_url}/health").status_code == 200
 
     listed = StringIO()
-    call_command(
-        "simulate_agents", "--list-faults", "--control-url", endpoints.control_url, stdout=listed
-    )
+    call_command("simulate_agents", "--list-faults", "--control-url", endpoints.control_url, stdout=listed)
     assert "risk_management: refuse_stop status 409" in listed.getvalue()
 
 
@@ -364,18 +351,14 @@ def test_command_rejects_bad_inject_before_sending_anything(
             inject=["market_analysis=down", inject],
             control_url=endpoints.control_url,
         )
-    assert SimulatorControlClient(endpoints.control_url).faults()["market_analysis"] == {
-        "mode": "ok"
-    }
+    assert SimulatorControlClient(endpoints.control_url).faults()["market_analysis"] == {"mode": "ok"}
 
 
 def test_command_reports_an_unknown_agent_and_a_missing_simulator(
     endpoints: SimulatorEndpoints,
 ) -> None:
     with pytest.raises(CommandError, match="unknown agent"):
-        call_command(
-            "simulate_agents", inject=["order_router=down"], control_url=endpoints.control_url
-        )
+        call_command("simulate_agents", inject=["order_router=down"], control_url=endpoints.control_url)
     # While the circuit breaker is down its port is an address known to refuse connections.
     SimulatorControlClient(endpoints.control_url).inject("circuit_breaker", "down")
     dead_url = endpoints.agent_url("circuit_breaker")

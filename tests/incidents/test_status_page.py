@@ -131,13 +131,18 @@ def test_planned_maintenance_is_announced(client, db):
     author = UserFactory(username="planner")
     now = timezone.now()
     current = MaintenanceWindow.objects.create(
-        title="Database failover test", starts_at=now - timedelta(minutes=5), ends_at=now + timedelta(hours=1),
+        title="Database failover test",
+        starts_at=now - timedelta(minutes=5),
+        ends_at=now + timedelta(hours=1),
         created_by=author,
     )
     current.systems.set(System.objects.filter(key="database"))
     upcoming = MaintenanceWindow.objects.create(
-        title="Broker upgrade", description="Brief reconnects expected.", starts_at=now + timedelta(days=2),
-        ends_at=now + timedelta(days=2, hours=1), created_by=author,
+        title="Broker upgrade",
+        description="Brief reconnects expected.",
+        starts_at=now + timedelta(days=2),
+        ends_at=now + timedelta(days=2, hours=1),
+        created_by=author,
     )
     upcoming.systems.set(System.objects.filter(key="message_broker"))
     MaintenanceWindow.objects.create(

@@ -280,8 +280,11 @@ def _many_incidents(engineer, n):
     for i in range(n):
         # Every severity, Sev4's "next business day" clock included (it needs the holiday table).
         incident = open_incident(
-            reported_by=engineer, title=f"Incident {i}", systems=("database", "dashboard"),
-            level=i % 4 + 1, financial_impact_usd=None,
+            reported_by=engineer,
+            title=f"Incident {i}",
+            systems=("database", "dashboard"),
+            level=i % 4 + 1,
+            financial_impact_usd=None,
         )
         TimelineEntry.objects.bulk_create(
             TimelineEntry(incident=incident, kind="note", action=f"note {j}", owner=engineer) for j in range(3)
@@ -309,5 +312,7 @@ def test_user_without_change_right_cannot_take_command(client, trainer, engineer
 
 
 def test_absurd_amount_in_severity_suggestion_is_refused_quickly(engineer_client):
-    html = engineer_client.get(reverse("incidents:suggest_severity"), {"financial_impact_usd": "1e999999999"}).content.decode()
+    html = engineer_client.get(
+        reverse("incidents:suggest_severity"), {"financial_impact_usd": "1e999999999"}
+    ).content.decode()
     assert "positive amount" in html

@@ -31,7 +31,9 @@ def worked(user, *, level, detected, ack_min=None, resolve_min=None, systems=(),
     )
     if ack_min is None:
         return incident
-    services.incident_transition(incident=incident, name="acknowledge", user=user, at=detected + timedelta(minutes=ack_min))
+    services.incident_transition(
+        incident=incident, name="acknowledge", user=user, at=detected + timedelta(minutes=ack_min)
+    )
     if resolve_min is None:
         return incident
     at = detected + timedelta(minutes=resolve_min)
@@ -46,12 +48,42 @@ def worked(user, *, level, detected, ack_min=None, resolve_min=None, systems=(),
 @pytest.fixture
 def history(engineer):
     m2, m1 = _month(-2), _month(-1)
-    worked(engineer, level=2, detected=m2 + timedelta(days=9, hours=10), ack_min=5, resolve_min=60, systems=("market_analysis",))
-    worked(engineer, level=2, detected=m2 + timedelta(days=11), ack_min=30, resolve_min=25, systems=("market_analysis",), method="user_report")
-    worked(engineer, level=1, detected=m1 + timedelta(days=4), ack_min=3, resolve_min=120, systems=("circuit_breaker",), method="health_check")
+    worked(
+        engineer,
+        level=2,
+        detected=m2 + timedelta(days=9, hours=10),
+        ack_min=5,
+        resolve_min=60,
+        systems=("market_analysis",),
+    )
+    worked(
+        engineer,
+        level=2,
+        detected=m2 + timedelta(days=11),
+        ack_min=30,
+        resolve_min=25,
+        systems=("market_analysis",),
+        method="user_report",
+    )
+    worked(
+        engineer,
+        level=1,
+        detected=m1 + timedelta(days=4),
+        ack_min=3,
+        resolve_min=120,
+        systems=("circuit_breaker",),
+        method="health_check",
+    )
     worked(engineer, level=3, detected=m1 + timedelta(days=6), method="external_notification")  # never acknowledged
     # A drill that would change every figure if it counted.
-    worked(engineer, level=1, detected=m1 + timedelta(days=7), ack_min=90, resolve_min=900, systems=("circuit_breaker", "market_analysis"))
+    worked(
+        engineer,
+        level=1,
+        detected=m1 + timedelta(days=7),
+        ack_min=90,
+        resolve_min=900,
+        systems=("circuit_breaker", "market_analysis"),
+    )
     from incidents.models import Incident
 
     Incident.objects.filter(detected_at=m1 + timedelta(days=7)).update(is_drill=True)
@@ -102,7 +134,7 @@ def test_the_page_shows_the_figures_charts_from_static_files_and_the_drill_count
 
 
 def test_csv_export(manager_client, history):
-    System.objects.filter(key="dashboard").update(name="=HYPERLINK(\"http://x\")")
+    System.objects.filter(key="dashboard").update(name='=HYPERLINK("http://x")')
     base = reverse("reports:metrics_csv") + f"?start={history.start:%Y-%m}&end={_month(-1):%Y-%m}"
     response = manager_client.get(base + "&table=mttx")
     assert response["Content-Type"] == "text/csv; charset=utf-8"
@@ -112,7 +144,7 @@ def test_csv_export(manager_client, history):
     assert [f"{_month(-2):%Y-%m}", "2", "2", "2", "2", "17.5", "42.5"] in rows
     rto = list(csv.reader(io.StringIO(manager_client.get(base + "&table=rto").content.decode())))
     assert ["Market Analysis Agent", "30.0", "2", "1", "60.0"] in rto
-    assert any(row[0] == "'=HYPERLINK(\"http://x\")" for row in rto)  # no formula in a spreadsheet
+    assert any(row[0] == '\'=HYPERLINK("http://x")' for row in rto)  # no formula in a spreadsheet
     sla = list(csv.reader(io.StringIO(manager_client.get(base + "&table=sla").content.decode())))
     assert ["2", "15 min", "1", "1", "50.0"] in sla
     detection = manager_client.get(base + "&table=detection").content.decode()
@@ -150,7 +182,14 @@ def test_the_metrics_page_runs_a_constant_number_of_queries(manager_client, engi
     worked(engineer, level=2, detected=now - timedelta(days=3), ack_min=5, resolve_min=30, systems=("database",))
     few = queries()
     for n in range(8):
-        worked(engineer, level=1 + n % 4, detected=now - timedelta(days=40 + n), ack_min=2, resolve_min=50, systems=("dashboard", "database"))
+        worked(
+            engineer,
+            level=1 + n % 4,
+            detected=now - timedelta(days=40 + n),
+            ack_min=2,
+            resolve_min=50,
+            systems=("dashboard", "database"),
+        )
     assert queries() == few <= 20
 
 

@@ -78,8 +78,12 @@ def test_the_report_page_runs_a_constant_number_of_queries(manager_client, engin
         services.timeline_add_note(incident=big, author=UserFactory() if n % 50 == 0 else engineer, text=f"note {n}")
     for n in range(5):
         report_services.action_item_create(
-            incident=big, user=engineer, title=f"item {n}", kind=ActionItem.Kind.IMMEDIATE,
-            owner=UserFactory(), due_date=timezone.localdate() + timedelta(days=n + 1),
+            incident=big,
+            user=engineer,
+            title=f"item {n}",
+            kind=ActionItem.Kind.IMMEDIATE,
+            owner=UserFactory(),
+            due_date=timezone.localdate() + timedelta(days=n + 1),
         )
     assert queries(big) == queries(small)
     with django_assert_max_num_queries(25):
@@ -117,11 +121,23 @@ def test_adding_an_action_item_with_bad_input_gives_field_errors(engineer_client
     for data, field_error in [
         ({"title": "", "kind": "immediate", "owner": engineer.pk, "due_date": "2030-01-01"}, "This field is required."),
         ({"title": "x", "kind": "soon", "owner": engineer.pk, "due_date": "2030-01-01"}, "Select a valid choice."),
-        ({"title": "x", "kind": "immediate", "owner": 999999, "due_date": "2030-01-01"}, "Choose one of the listed people."),
-        ({"title": "x", "kind": "immediate", "owner": "1; DROP", "due_date": "2030-01-01"}, "Choose one of the listed people."),
+        (
+            {"title": "x", "kind": "immediate", "owner": 999999, "due_date": "2030-01-01"},
+            "Choose one of the listed people.",
+        ),
+        (
+            {"title": "x", "kind": "immediate", "owner": "1; DROP", "due_date": "2030-01-01"},
+            "Choose one of the listed people.",
+        ),
         ({"title": "x", "kind": "immediate", "owner": engineer.pk, "due_date": "31/02/2030"}, "Enter a valid date."),
-        ({"title": "x", "kind": "immediate", "owner": engineer.pk, "due_date": "2001-01-01"}, "The due date is in the past."),
-        ({"title": "x" * 201, "kind": "immediate", "owner": engineer.pk, "due_date": "2030-01-01"}, "at most 200 characters"),
+        (
+            {"title": "x", "kind": "immediate", "owner": engineer.pk, "due_date": "2001-01-01"},
+            "The due date is in the past.",
+        ),
+        (
+            {"title": "x" * 201, "kind": "immediate", "owner": engineer.pk, "due_date": "2030-01-01"},
+            "at most 200 characters",
+        ),
     ]:
         response = engineer_client.post(url, data)
         assert response.status_code == 400, data
@@ -137,8 +153,12 @@ def test_adding_an_action_item_with_bad_input_gives_field_errors(engineer_client
 def test_owners_move_their_items_and_others_cannot(client, engineer, trainer):
     incident = resolved_incident(engineer)
     item = report_services.action_item_create(
-        incident=incident, user=engineer, title="Runbook entry", kind=ActionItem.Kind.LONG_TERM,
-        owner=engineer, due_date=timezone.localdate() + timedelta(days=3),
+        incident=incident,
+        user=engineer,
+        title="Runbook entry",
+        kind=ActionItem.Kind.LONG_TERM,
+        owner=engineer,
+        due_date=timezone.localdate() + timedelta(days=3),
     )
     url = reverse("reports:action_item_update", args=[item.pk])
     client.force_login(trainer)
@@ -162,12 +182,20 @@ def test_my_action_items_lists_mine_with_overdue_ones_marked(client, engineer, s
     incident = resolved_incident(engineer)
     for n in range(12):
         report_services.action_item_create(
-            incident=incident, user=engineer, title=f"Mine {n}", kind=ActionItem.Kind.IMMEDIATE,
-            owner=engineer, due_date=timezone.localdate() + timedelta(days=n),
+            incident=incident,
+            user=engineer,
+            title=f"Mine {n}",
+            kind=ActionItem.Kind.IMMEDIATE,
+            owner=engineer,
+            due_date=timezone.localdate() + timedelta(days=n),
         )
     report_services.action_item_create(
-        incident=incident, user=engineer, title="Someone else's", kind=ActionItem.Kind.IMMEDIATE,
-        owner=sysadmin, due_date=timezone.localdate() + timedelta(days=1),
+        incident=incident,
+        user=engineer,
+        title="Someone else's",
+        kind=ActionItem.Kind.IMMEDIATE,
+        owner=sysadmin,
+        due_date=timezone.localdate() + timedelta(days=1),
     )
     overdue = ActionItem.objects.get(title="Mine 0")
     ActionItem.objects.filter(pk=overdue.pk).update(due_date=timezone.localdate() - timedelta(days=2))
@@ -227,4 +255,6 @@ def test_out_of_range_numbers_in_urls_are_404s_not_500s(manager_client, engineer
         reverse("reports:review_edit", args=[incident.reference, 70000]),
     ):
         assert manager_client.get(url).status_code == 404, url
-    assert manager_client.post(reverse("reports:action_item_update", args=[huge]), {"action": "start"}).status_code == 404
+    assert (
+        manager_client.post(reverse("reports:action_item_update", args=[huge]), {"action": "start"}).status_code == 404
+    )

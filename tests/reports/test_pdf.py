@@ -61,9 +61,7 @@ def test_pdf_has_the_id_every_section_heading_and_a_timeline_row(engineer):
 def test_the_pdf_embeds_the_fonts_shipped_with_the_project(engineer):
     reader = PdfReader(BytesIO(render(resolved_incident(engineer))))
     fonts = {
-        str(font.get_object()["/BaseFont"])
-        for page in reader.pages
-        for font in page["/Resources"]["/Font"].values()
+        str(font.get_object()["/BaseFont"]) for page in reader.pages for font in page["/Resources"]["/Font"].values()
     }
     assert fonts and all("TMT-Report-Sans" in name for name in fonts), fonts
 
@@ -99,7 +97,9 @@ def test_the_timeline_filter_chooses_which_kinds_are_included(engineer):
 def test_user_text_is_escaped_in_the_html_and_shown_literally_in_the_pdf(engineer):
     typed = '<b>bold</b> <script>alert(1)</script> & "quotes"'
     incident = resolved_incident(engineer, title=typed, user_impact=typed)
-    html = report_services.report_html(incident_id=incident.pk, review=None, kinds=[], generated_at=timezone.now(), pdf=True)
+    html = report_services.report_html(
+        incident_id=incident.pk, review=None, kinds=[], generated_at=timezone.now(), pdf=True
+    )
     assert "<script>" not in html and "<b>bold</b>" not in html
     assert "&lt;b&gt;bold&lt;/b&gt; &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;" in html
     assert '<b>bold</b> <script>alert(1)</script> & "quotes"' in pdf_text(html_to_pdf(html).content)
@@ -109,7 +109,9 @@ def test_rto_breaches_and_the_response_sla_are_shown(engineer):
     # The market analysis agent's RTO is 30 minutes; this outage lasted two hours.
     started = timezone.now() - timedelta(hours=2)
     incident = resolved_incident(engineer, started_at=started, systems=("market_analysis", "dashboard"))
-    html = report_services.report_html(incident_id=incident.pk, review=None, kinds=[], generated_at=timezone.now(), pdf=True)
+    html = report_services.report_html(
+        incident_id=incident.pk, review=None, kinds=[], generated_at=timezone.now(), pdf=True
+    )
     text = " ".join(pdf_text(html_to_pdf(html).content).split())
 
     assert re.search(r"Market Analysis Agent Critical system 30 min 2h 0\dm RTO BREACHED by 1h 3\dm", text)
@@ -129,4 +131,3 @@ def test_escalations_that_fired_and_regulatory_notifications_are_listed(engineer
     assert "New Critical (Severity 1) incident: paging on-call On-Call Engineer" in text
     assert "Severity 1 incident: CTO at once: paging CTO" in text
     assert re.search(r"Resolved security incident \(within a business day\) .* pending", text)
-

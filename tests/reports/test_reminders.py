@@ -27,7 +27,11 @@ def team():
 
 
 def _review_deadlines(incident):
-    return list(Deadline.objects.filter(incident=incident, kind=Deadline.Kind.REVIEW, rule__startswith="review:").order_by("step"))
+    return list(
+        Deadline.objects.filter(incident=incident, kind=Deadline.Kind.REVIEW, rule__startswith="review:").order_by(
+            "step"
+        )
+    )
 
 
 def _emails_to(user, event):
@@ -103,8 +107,12 @@ def test_action_item_reminders_before_and_after_the_due_date(team):
     incident = resolve(open_incident(reported_by=lead), lead)
     due_date = timezone.localdate() + timedelta(days=5)
     item = report_services.action_item_create(
-        incident=incident, user=lead, title="Alert on descriptor usage", kind=ActionItem.Kind.MONITORING,
-        owner=owner, due_date=due_date,
+        incident=incident,
+        user=lead,
+        title="Alert on descriptor usage",
+        kind=ActionItem.Kind.MONITORING,
+        owner=owner,
+        due_date=due_date,
     )
     deadlines = list(Deadline.objects.filter(rule__startswith=f"action:{item.pk}:").order_by("step"))
     policy = ReportPolicy.load()
@@ -129,8 +137,12 @@ def test_rescheduling_moves_the_reminders(team):
     lead = team["oncall1"]
     incident = resolve(open_incident(reported_by=lead), lead)
     item = report_services.action_item_create(
-        incident=incident, user=lead, title="Runbook", kind=ActionItem.Kind.LONG_TERM,
-        owner=lead, due_date=timezone.localdate() + timedelta(days=5),
+        incident=incident,
+        user=lead,
+        title="Runbook",
+        kind=ActionItem.Kind.LONG_TERM,
+        owner=lead,
+        due_date=timezone.localdate() + timedelta(days=5),
     )
     new_date = timezone.localdate() + timedelta(days=20)
     report_services.action_item_reschedule(item=item, user=lead, due_date=new_date, owner=team["oncall3"])
@@ -144,13 +156,21 @@ def test_action_items_validate_and_check_who_may_change_them(team, trainer):
     incident = resolve(open_incident(reported_by=lead), lead)
     with pytest.raises(ValidationError) as exc:
         report_services.action_item_create(
-            incident=incident, user=lead, title=" ", kind="later", owner=None,
+            incident=incident,
+            user=lead,
+            title=" ",
+            kind="later",
+            owner=None,
             due_date=timezone.localdate() - timedelta(days=1),
         )
     assert set(exc.value.message_dict) == {"title", "kind", "owner", "due_date"}
     item = report_services.action_item_create(
-        incident=incident, user=lead, title="Runbook", kind=ActionItem.Kind.LONG_TERM,
-        owner=team["oncall2"], due_date=timezone.localdate() + timedelta(days=5),
+        incident=incident,
+        user=lead,
+        title="Runbook",
+        kind=ActionItem.Kind.LONG_TERM,
+        owner=team["oncall2"],
+        due_date=timezone.localdate() + timedelta(days=5),
     )
     with pytest.raises(PermissionDenied):
         report_services.action_item_start(item=item, user=trainer)  # neither owner nor responder
@@ -158,7 +178,9 @@ def test_action_items_validate_and_check_who_may_change_them(team, trainer):
         report_services.action_item_decline(item=item, user=team["oncall2"], reason="")
     assert exc.value.message_dict == {"reason": ["Say why this will not be done."]}
     item = report_services.action_item_start(item=item, user=team["oncall2"])
-    item = report_services.action_item_decline(item=item, user=team["oncall2"], reason="Superseded by the platform migration")
+    item = report_services.action_item_decline(
+        item=item, user=team["oncall2"], reason="Superseded by the platform migration"
+    )
     assert item.state == ActionItem.State.WONT_DO and item.closing_note == "Superseded by the platform migration"
     with pytest.raises(ValidationError, match="won't do"):
         report_services.action_item_complete(item=item, user=lead)

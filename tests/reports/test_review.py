@@ -38,7 +38,9 @@ def test_draft_submit_request_changes_resubmit_approve(engineer, manager):
     assert review.state == PostIncidentReview.State.CHANGES_REQUESTED
     assert review.reviewer_comments == "Quantify the impact." and review.changes_requested_by == manager
 
-    review = report_services.review_update(review=review, user=engineer, response_effectiveness="Fast; 212 orders delayed.")
+    review = report_services.review_update(
+        review=review, user=engineer, response_effectiveness="Fast; 212 orders delayed."
+    )
     review = report_services.review_submit(review=review, user=engineer)
     review = report_services.review_approve(review=review, user=manager)
 
@@ -51,7 +53,10 @@ def test_draft_submit_request_changes_resubmit_approve(engineer, manager):
     assert "Post-incident review r1 submitted for approval" in actions
     assert "Changes requested on post-incident review r1: Quantify the impact." in actions
     assert actions[-1].startswith("Post-incident review r1 approved by")
-    assert all(kind == TimelineEntry.Kind.UPDATE for kind in incident.timeline.filter(data__has_key="review").values_list("kind", flat=True))
+    assert all(
+        kind == TimelineEntry.Kind.UPDATE
+        for kind in incident.timeline.filter(data__has_key="review").values_list("kind", flat=True)
+    )
 
 
 def test_a_non_manager_cannot_approve(engineer, sysadmin, client):
@@ -111,7 +116,12 @@ def test_submitting_needs_every_agenda_item(engineer):
     review = report_services.review_start(incident=incident, user=engineer)
     with pytest.raises(ValidationError) as exc:
         report_services.review_submit(review=review, user=engineer)
-    assert set(exc.value.message_dict) == {"timeline_reconstruction", "primary_cause", "response_effectiveness", "prevention_immediate"}
+    assert set(exc.value.message_dict) == {
+        "timeline_reconstruction",
+        "primary_cause",
+        "response_effectiveness",
+        "prevention_immediate",
+    }
     review.refresh_from_db()
     assert review.state == PostIncidentReview.State.DRAFT
 

@@ -72,7 +72,9 @@ def test_the_fetcher_maps_static_urls_to_files_and_refuses_everything_else():
     assert css is not None and css.name == "report.css" and css.is_file()
     assert static_file_for(REPORT_BASE_URL + "static/fonts/DejaVuSans.ttf").name == "DejaVuSans.ttf"
     static_dir = Path(settings.STATICFILES_DIRS[0])
-    assert static_file_for((static_dir / "css" / "report.css").as_uri()) == (static_dir / "css" / "report.css").resolve()
+    assert (
+        static_file_for((static_dir / "css" / "report.css").as_uri()) == (static_dir / "css" / "report.css").resolve()
+    )
     for url in [
         "http://127.0.0.1:8000/static/css/report.css",  # the right path on another host
         "https://example.com/x.png",

@@ -23,7 +23,9 @@ pytestmark = [
 
 
 def _done(incident) -> ReportRender | None:
-    return ReportRender.objects.filter(incident=incident, state=ReportRender.State.DONE).order_by("-rendered_at").first()
+    return (
+        ReportRender.objects.filter(incident=incident, state=ReportRender.State.DONE).order_by("-rendered_at").first()
+    )
 
 
 def test_rendering_runs_on_the_reports_queue():

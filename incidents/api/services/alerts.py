@@ -133,7 +133,9 @@ def _ingest(*, integration: AlertIntegration, alerts: list[ParsedAlert], now: da
                     then=" The incident stays open: verify the recovery and resolve it.",
                     now=now,
                 )
-        outcomes.append(AlertOutcome(fingerprint=alert.fingerprint, status=alert.status, outcome=outcome, incident=incident))
+        outcomes.append(
+            AlertOutcome(fingerprint=alert.fingerprint, status=alert.status, outcome=outcome, incident=incident)
+        )
         events.append(
             AlertEvent(
                 integration=integration,
@@ -210,7 +212,9 @@ _OPEN_INCIDENT_SQL = (
 )
 
 
-def _fire(*, integration: AlertIntegration, alert: ParsedAlert, mapping: _Mapping, now: datetime) -> tuple[OpenIncident, str]:
+def _fire(
+    *, integration: AlertIntegration, alert: ParsedAlert, mapping: _Mapping, now: datetime
+) -> tuple[OpenIncident, str]:
     existing = _open_incident_for(alert.fingerprint)
     if existing is None:
         severity = mapping.severity(alert.severity)
@@ -257,7 +261,13 @@ def _fire(*, integration: AlertIntegration, alert: ParsedAlert, mapping: _Mappin
 
 
 def _note(
-    incident: OpenIncident, *, integration: AlertIntegration, alert: ParsedAlert, what: str, now: datetime, then: str = ""
+    incident: OpenIncident,
+    *,
+    integration: AlertIntegration,
+    alert: ParsedAlert,
+    what: str,
+    now: datetime,
+    then: str = "",
 ) -> None:
     source = f"{integration.name}, {alert.source}" if alert.source else integration.name
     data: dict = {"fingerprint": alert.fingerprint, "status": alert.status}
@@ -267,7 +277,9 @@ def _note(
     timeline_record(
         Incident(pk=incident.pk),  # only its key is written
         kind=TimelineEntry.Kind.ALERT,
-        action=f"{what} ({source}): {alert.summary.rstrip('.')}.{then}" if then else f"{what} ({source}): {alert.summary}",
+        action=f"{what} ({source}): {alert.summary.rstrip('.')}.{then}"
+        if then
+        else f"{what} ({source}): {alert.summary}",
         owner_team=_team(integration),
         at=now,
         data=data,

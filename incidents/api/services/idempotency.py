@@ -31,10 +31,7 @@ IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
 class IdempotencyKeyReusedError(Exception):
     """The key was already used, within its lifetime, for a request with another body."""
 
-    message = (
-        "This Idempotency-Key was already used with a different request body. "
-        "Use a new key for a new incident."
-    )
+    message = "This Idempotency-Key was already used with a different request body. Use a new key for a new incident."
 
 
 @dataclass(frozen=True)

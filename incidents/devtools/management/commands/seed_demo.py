@@ -24,23 +24,31 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--incidents", type=int, default=DEFAULT_INCIDENTS,
+            "--incidents",
+            type=int,
+            default=DEFAULT_INCIDENTS,
             help=f"How many incidents to create (default {DEFAULT_INCIDENTS}).",
         )
         parser.add_argument(
-            "--days", type=int, default=DEFAULT_DAYS,
+            "--days",
+            type=int,
+            default=DEFAULT_DAYS,
             help=f"Spread them over this many past days (default {DEFAULT_DAYS}).",
         )
         parser.add_argument(
-            "--seed", type=int, default=DEFAULT_SEED,
+            "--seed",
+            type=int,
+            default=DEFAULT_SEED,
             help=f"Random seed; the same seed gives the same month (default {DEFAULT_SEED}).",
         )
         parser.add_argument(
-            "--password", default=DEMO_PASSWORD,
+            "--password",
+            default=DEMO_PASSWORD,
             help="Password for newly created demo users (existing users keep theirs).",
         )
         parser.add_argument(
-            "--if-empty", action="store_true",
+            "--if-empty",
+            action="store_true",
             help="Do nothing if any incident exists (used by `make run`).",
         )
 
@@ -69,16 +77,12 @@ class Command(BaseCommand):
         states = Counter(i.state for i in result.incidents)
         levels = Counter(i.severity.level for i in result.incidents)
         self.stdout.write(
-            self.style.SUCCESS(
-                f"Created {len(result.incidents)} demo incidents in {time.monotonic() - started:.1f} s."
-            )
+            self.style.SUCCESS(f"Created {len(result.incidents)} demo incidents in {time.monotonic() - started:.1f} s.")
         )
         self.stdout.write(
             "  by state:    " + ", ".join(f"{State(s).label.lower()} {states[s]}" for s in State if states[s])
         )
-        self.stdout.write(
-            "  by severity: " + ", ".join(f"Sev{lvl} {levels[lvl]}" for lvl in sorted(levels))
-        )
+        self.stdout.write("  by severity: " + ", ".join(f"Sev{lvl} {levels[lvl]}" for lvl in sorted(levels)))
         self.stdout.write("")
         width = max(len(row.username) for row in result.users)
         role_width = max(len(row.role) for row in result.users)

@@ -77,9 +77,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         serve = parser.add_argument_group("serving")
-        serve.add_argument(
-            "--host", default=DEFAULT_HOST, help="interface to bind (default %(default)s)"
-        )
+        serve.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default %(default)s)")
         serve.add_argument(
             "--base-port",
             type=_port,
@@ -268,8 +266,7 @@ class Command(BaseCommand):
             self.stdout.write(f"control listening on {endpoints.control_url}")
         if endpoints.fleet_url:
             self.stdout.write(
-                f"fleet listening on {endpoints.fleet_url} "
-                f"(/agents/0..{endpoints.fleet_size - 1}/health)"
+                f"fleet listening on {endpoints.fleet_url} (/agents/0..{endpoints.fleet_size - 1}/health)"
             )
         self.stdout.write("press Ctrl-C to stop")
         # Scripts (and the tests) read the bound ports from a pipe, where output is buffered.

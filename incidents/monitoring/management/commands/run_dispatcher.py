@@ -28,9 +28,7 @@ class Command(BaseCommand):
         if not settings.TMT_SMS_PROVIDER_URL:
             if settings.PRODUCTION:
                 # An on-call engineer who is only emailed at 3 a.m. is not paged.
-                raise CommandError(
-                    "TMT_SMS_PROVIDER_URL is not set: SMS and voice pages cannot be delivered"
-                )
+                raise CommandError("TMT_SMS_PROVIDER_URL is not set: SMS and voice pages cannot be delivered")
             self.stderr.write("TMT_SMS_PROVIDER_URL is not set: SMS and voice pages will fail")
         dispatcher = Dispatcher(name=name, threads=threads)
 
