@@ -60,8 +60,8 @@ fuzz: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	TMT_REQUIRE_SERVICES=1 TMT_FUZZ_EXAMPLES=$${TMT_FUZZ_EXAMPLES:-100} \
-	$(VENV)/bin/pytest tests/api/test_contract_fuzz.py \
-		tests/api/test_alerts.py::test_generated_alert_payloads_never_fail_and_match_the_schema -p no:logging -q
+	$(VENV)/bin/pytest tests/incidents/api/test_contract_fuzz.py \
+		tests/incidents/api/test_alerts.py::test_generated_alert_payloads_never_fail_and_match_the_schema -p no:logging -q
 
 bench: install
 	@for script in bench/[!_]*.py; do \

@@ -226,7 +226,7 @@ def prepare(step_s: float) -> dict:
     from tests.factories import make_roster
 
     team = make_roster()
-    # As tests/incidents/test_paging_faults.py's chain_every: pages at open, +step, +2 steps.
+    # As tests/incidents/monitoring/test_paging_faults.py's chain_every: pages at open, +step, +2 steps.
     SeverityLevel.objects.update(response_time=timedelta(seconds=step_s), response_next_business_day=False)
     EscalationStep.objects.filter(order__gte=CHAIN_PAGES).delete()
     EscalationStep.objects.filter(order__gt=1).update(delay=timedelta(seconds=step_s))

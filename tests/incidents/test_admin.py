@@ -126,7 +126,7 @@ def test_every_changelist_change_and_add_page_loads(su_client, superuser, rf):
         assert su_client.get(_url(model, "changelist")).status_code == 200, model
         obj = model._default_manager.first()
         # Models added by later features have their own admin tests with rows of their own
-        # (e.g. tests/incidents/test_roster.py); here a change page is loaded where a row exists.
+        # (e.g. tests/incidents/oncall/test_roster.py); here a change page is loaded where a row exists.
         if obj is not None:
             assert su_client.get(_url(model, "change", obj.pk)).status_code == 200, model
         if admin.site._registry[model].has_add_permission(request):

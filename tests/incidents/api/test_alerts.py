@@ -24,8 +24,8 @@ from incidents.api.models import AlertEvent, AlertIntegration
 from incidents.api.services import alerts as alert_services
 from incidents.api.services.api_tokens import alert_integration_issue_token, api_token_create
 from incidents.models import DetectionMethod, Incident, SeverityLevel, State, TimelineEntry
-from tests.api.conftest import FUZZ_EXAMPLES, served_schema
 from tests.factories import UserFactory
+from tests.incidents.api.conftest import FUZZ_EXAMPLES, served_schema
 
 pytestmark = pytest.mark.django_db
 

@@ -31,7 +31,7 @@ from incidents.devtools.simulator import (
     agent_ports_from_base,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 STOP_PAYLOAD = {"reason": "system_emergency", "triggered_by": "ops_team", "stop_all_trading": True}
 FLEET = FleetConfig(size=40, base_latency_ms=20, slow_targets=frozenset({7, 19}), slow_latency_ms=300)
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from incidents.api.services.api_tokens import api_token_create
-from tests.api.conftest import FUZZ_EXAMPLES, served_schema
 from tests.factories import certify, make_roster, open_incident
+from tests.incidents.api.conftest import FUZZ_EXAMPLES, served_schema
 
 
 @pytest.fixture
