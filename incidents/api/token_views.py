@@ -40,7 +40,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     tokens = ApiToken.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
     response = render(
         request,
-        "incidents/api_tokens.html",
+        "api/api_tokens.html",
         {"form": form, "tokens": tokens, "issued": issued},
         status=400 if form.errors else 200,
     )

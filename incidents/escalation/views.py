@@ -59,7 +59,7 @@ def escalation_panel(request: HttpRequest, reference: str) -> HttpResponse:
     context["raise_form"].fields["category"].queryset = RegulatoryCategory.objects.filter(
         pk__in=[c.pk for c in context["raisable_categories"]]
     )
-    return render(request, "incidents/_escalation_panel.html", context)
+    return render(request, "escalation/_escalation_panel.html", context)
 
 
 @permission_required("escalation.add_statusupdate", raise_exception=True)
@@ -83,7 +83,7 @@ def status_update_compose(request: HttpRequest, reference: str) -> HttpResponse:
         form = StatusUpdateForm(initial=draft.__dict__)
     return render(
         request,
-        "incidents/status_update.html",
+        "escalation/status_update.html",
         {"incident": incident, "form": form},
         status=400 if form.errors else 200,
     )

@@ -167,14 +167,14 @@ def health_page(request: HttpRequest) -> HttpResponse:
     context["recent_stops"] = list(
         EmergencyStop.objects.select_related("incident", "requested_by").order_by("-requested_at")[:5]
     )
-    return render(request, "incidents/health.html", context)
+    return render(request, "monitoring/health.html", context)
 
 
 @require_GET
 @permission_required("incidents.view_incident", raise_exception=True)
 def health_panel(request: HttpRequest) -> HttpResponse:
     """The part of the page htmx refreshes every few seconds."""
-    return render(request, "incidents/_health_panel.html", _panel_context())
+    return render(request, "monitoring/_health_panel.html", _panel_context())
 
 
 # -- the emergency stop ---------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
         form = EmergencyStopForm(initial={"incident": linked.reference if linked else ""})
     return render(
         request,
-        "incidents/emergency_stop.html",
+        "monitoring/emergency_stop.html",
         {"form": form, "linked": linked, "agent_url": settings.TMT_CIRCUIT_BREAKER_URL},
         status=400 if form.errors else 200,
     )
@@ -241,6 +241,6 @@ def emergency_stop_detail(request: HttpRequest, stop_id: int) -> HttpResponse:
     stop = get_object_or_404(EmergencyStop.objects.select_related("incident__severity", "requested_by"), pk=stop_id)
     return render(
         request,
-        "incidents/emergency_stop.html",
+        "monitoring/emergency_stop.html",
         {"stop": stop, "succeeded": stop.outcome == EmergencyStop.Outcome.STOPPED},
     )

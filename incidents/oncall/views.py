@@ -167,7 +167,7 @@ def roster_calendar(request: HttpRequest) -> HttpResponse:
     contacts = RoleContact.objects.select_related("role", "primary__person", "deputy__person").order_by("role__name")
     return render(
         request,
-        "incidents/roster.html",
+        "oncall/roster.html",
         {
             "calendars": calendars,
             "contacts": contacts,

@@ -704,7 +704,7 @@ def test_admin_pages_for_health(admin_client, agents):
     sweep()
     cb = target("circuit_breaker")
     for name in ("healthtarget", "healthsample", "emergencystop", "maintenancewindow"):
-        assert admin_client.get(reverse(f"admin:incidents_{name}_changelist")).status_code == 200, name
+        assert admin_client.get(reverse(f"admin:monitoring_{name}_changelist")).status_code == 200, name
     assert admin_client.get(reverse("admin:monitoring_healthtarget_change", args=[cb.pk])).status_code == 200
     assert admin_client.get(reverse("admin:monitoring_healthsample_add")).status_code == 403, "samples are read-only"
 
