@@ -1,6 +1,6 @@
 """The readiness gate on the on-call roster's admin forms.
 
-incidents/oncall/admin.py mixes these into the rotation-member and override admins: putting
+drills/admin.py mixes these into the roster's rotation-member and override admins: putting
 someone on call whose required certification has expired (or will, during the cover), or who has
 not finished mentoring, is a field error naming the reason. A manager may tick “Override
 readiness” and give a justification; the override is recorded (drills.ReadinessOverride) when the

@@ -9,7 +9,7 @@ its report is rendered). An app that is not installed simply takes no part.
         from incidents.hooks import hooks
         from . import selectors, services
 
-        hooks.close_guards.append(selectors.review_approved_if_required)
+        hooks.close_guards.append(selectors.review_approved)
         hooks.after_transition.append(services.report_on_incident_transition)
 """
 

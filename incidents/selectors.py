@@ -182,6 +182,3 @@ def open_incidents(limit: int = 50) -> list[Incident]:
     return list(
         incident_list_queryset().filter(state__in=OPEN_STATES).order_by("severity__level", "detected_at")[:limit]
     )
-
-
-# -- escalation panel -----------------------------------------------------------------------

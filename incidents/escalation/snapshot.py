@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 # Used when no default escalation policy exists (and for incidents frozen without the field).
-DEFAULT_STATUS_ESCALATE_AFTER_S = 900.0
-DEFAULT_EMAIL_FOLLOW_UP_S = 60.0
+DEFAULT_STATUS_ESCALATE_AFTER_S = 900
+DEFAULT_EMAIL_FOLLOW_UP_S = 60
 
 
 @dataclass(frozen=True)

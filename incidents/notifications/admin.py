@@ -124,4 +124,5 @@ class NotificationAttemptAdmin(ReadOnlyAdmin):
 
     @admin.display(description="incident", ordering="notification__incident__reference")
     def incident_reference(self, obj: NotificationAttempt) -> str:
-        return obj.notification.incident.reference
+        incident = obj.notification.incident
+        return incident.reference if incident is not None else "—"  # a reminder: no incident

@@ -244,16 +244,14 @@ def _name(user) -> str:
     return user.get_full_name() or user.get_username()
 
 
-# -- status updates -------------------------------------------------------------------------
-
-
 # -- delivery -------------------------------------------------------------------------------
 
 
 URGENT_CHANNELS = (Notification.Channel.SMS, Notification.Channel.PHONE)
 # Claimed first when several rows are due: a hanging chat webhook or mail server must not hold
 # the sending threads while an SMS or a call waits behind it.
-_URGENT_FIRST = Case(When(channel__in=URGENT_CHANNELS, then=Value(0)), default=Value(1))
+# A reminder's SMS (no incident) waits its turn like an email.
+_URGENT_FIRST = Case(When(channel__in=URGENT_CHANNELS, incident__isnull=False, then=Value(0)), default=Value(1))
 
 
 def _takeover_after() -> timedelta:
