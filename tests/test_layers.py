@@ -18,7 +18,7 @@ ALLOWED_LOCAL_IMPORTS = {
 
 def _layers() -> list[str]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    (contract,) = config["contracts"]
+    (contract,) = [contract for contract in config["contracts"] if contract["type"] == "layers"]
     return contract["layers"]
 
 
