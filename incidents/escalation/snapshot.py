@@ -8,7 +8,7 @@ where every default lives (an incident opened before a field existed reads the d
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -90,10 +90,16 @@ class EscalationSnapshot:
         )
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["chain"] = list(data["chain"])
-        data["triggers"] = list(data["triggers"])
-        return data
+        # By hand rather than dataclasses.asdict, whose deep copy cost 0.4 ms of every open.
+        return {
+            "policy": self.policy,
+            "chain": [dict(vars(step)) for step in self.chain],
+            "status_escalate_after_s": self.status_escalate_after_s,
+            "email_follow_up_s": self.email_follow_up_s,
+            "outage_after_s": self.outage_after_s,
+            "severities": {level: dict(vars(policy)) for level, policy in self.severities.items()},
+            "triggers": [dict(vars(trigger)) for trigger in self.triggers],
+        }
 
     @property
     def status_escalate_after(self) -> timedelta:
