@@ -17,4 +17,4 @@ class DrillsConfig(AppConfig):
         hooks.commander_problems.append(services.commander_readiness_problems)
         hooks.commander_guards.append(services.commander_readiness_enforce)
         # Drills page only their participants.
-        notification_hooks.drill_recipients.append(services.drill_page_recipients)
+        notification_hooks.drill_recipients = services.drill_page_recipients

@@ -9,7 +9,7 @@ its report is rendered). An app that is not installed simply takes no part.
         from incidents.hooks import hooks
         from . import selectors, services
 
-        hooks.close_guards.append(selectors.review_approved)
+        hooks.close_guards.append(selectors.incident_has_approved_review)
         hooks.after_transition.append(services.report_on_incident_transition)
 """
 
@@ -31,15 +31,15 @@ class Hooks:
     after_transition: list[Callable[..., None]] = field(default_factory=list)
     # After severity, financial impact or category changed: (*, incident).
     after_reclassify: list[Callable[..., None]] = field(default_factory=list)
-    # The "closed" transition's guard: each gets the incident and must answer True.
+    # The "closed" transition's guard: each gets (*, incident) and must answer True.
     close_guards: list[Callable[..., bool]] = field(default_factory=list)
     # Why `user` may not command now, as sentences (empty: they may): (*, user, at).
     commander_problems: list[Callable[..., list[str]]] = field(default_factory=list)
     # Refuse a commander by raising CommanderRefused: (*, user, incident).
     commander_guards: list[Callable[..., None]] = field(default_factory=list)
-    # When the incident must be acknowledged: (incident, *, holidays) -> datetime | None. The
-    # first registered answers (the escalation policy frozen at open).
-    response_due_at: list[Callable[..., datetime | None]] = field(default_factory=list)
+    # When the incident must be acknowledged: (incident, *, holidays) -> datetime | None. One
+    # answer (the escalation policy frozen at open); without it the clock has no target.
+    response_due_at: Callable[..., datetime | None] | None = None
     # Extra context for the incident page: (incident) -> dict.
     incident_page_context: list[Callable[..., dict[str, Any]]] = field(default_factory=list)
 

@@ -45,11 +45,10 @@ class Clock:
 
 
 def response_clock(incident: Incident, *, holidays: set | None = None) -> Clock:
-    providers = hooks.response_due_at
     return Clock(
         label="Acknowledge",
         started_at=incident.detected_at,
-        due_at=providers[0](incident, holidays=holidays) if providers else None,
+        due_at=hooks.response_due_at(incident, holidays=holidays) if hooks.response_due_at else None,
         done_at=incident.acknowledged_at or incident.cancelled_at,
         target_label=incident.severity.response_time_label,
     )

@@ -14,6 +14,6 @@ class ReportsConfig(AppConfig):
 
         # "closed" needs an approved post-incident review (major incidents); resolving renders
         # the report and arms the review deadline.
-        hooks.close_guards.append(selectors.review_approved)
+        hooks.close_guards.append(selectors.incident_has_approved_review)
         hooks.after_transition.append(services.report_on_incident_transition)
         escalation_hooks.follow_up_reminders.append(selectors.follow_up_reminder)

@@ -679,7 +679,3 @@ def metrics(period: Period) -> dict:
         ).count(),
         "chart": chart,
     }
-
-
-def review_approved(incident: Incident) -> bool:
-    return incident_has_approved_review(incident=incident)

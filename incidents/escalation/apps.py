@@ -17,5 +17,5 @@ class EscalationConfig(AppConfig):
         hooks.after_open.append(services.escalation_arm)
         hooks.after_transition.append(services.escalation_on_transition)
         hooks.after_reclassify.append(services.escalation_reevaluate)
-        hooks.response_due_at.append(services.response_due_at)
+        hooks.response_due_at = services.response_due_at
         notification_hooks.page_failed.append(services.escalation_advance_after_failure)

@@ -1,8 +1,9 @@
 """The incident record and its lifecycle.
 
 The @transition methods are pure: they change state and timestamps only. incident_transition
-(incidents/services/incident.py) wraps them to write the timeline, attach checklists and arm or
-cancel deadlines, so a transition from the web, the admin, the API or a task behaves the same.
+(incidents/services/incident.py) wraps them to write the timeline, attach checklists and call the
+apps above through incidents/hooks.py (escalation arms or cancels deadlines, reports renders), so a
+transition from the web, the admin, the API or a task behaves the same.
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ class Incident(ConcurrentTransitionMixin, models.Model):
     def review_approved_if_required(self) -> bool:
         if not self.severity.major:
             return True
-        return all(guard(self) for guard in hooks.close_guards)
+        return all(guard(incident=self) for guard in hooks.close_guards)
 
     # -- transitions (pure: state and timestamps only) -------------------------------------
     @transition(

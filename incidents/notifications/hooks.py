@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 @dataclass
 class NotificationHooks:
     # Who is paged for a drill incident instead of `intended` (the drill's participants):
-    # (*, incident, intended, reminder) -> list of users. The last registered decides.
-    drill_recipients: list[Callable[..., list]] = field(default_factory=list)
+    # (*, incident, intended, reminder) -> list of users. One answer; without it, `intended`.
+    drill_recipients: Callable[..., list] | None = None
     # Every page that could reach the person of an escalation event failed for good:
     # (*, event, now). The escalation app moves its chain on to whoever comes next.
     page_failed: list[Callable[..., None]] = field(default_factory=list)

@@ -135,9 +135,8 @@ def page_user(
     if incident.is_drill:
         # Drills page only their participants: a page meant for someone who is not taking part
         # goes to the participants instead (one call each; each is a participant).
-        recipients = [user]
-        for choose in notification_hooks.drill_recipients:
-            recipients = choose(incident=incident, intended=user, reminder=reminder)
+        choose = notification_hooks.drill_recipients
+        recipients = choose(incident=incident, intended=user, reminder=reminder) if choose else [user]
         if [r.pk for r in recipients] != [user.pk]:
             return any(
                 [
@@ -477,6 +476,7 @@ def _write_failure(notification: Notification, detail: str, *, permanent: bool) 
     if permanent and pages_a_person:
         # The event's pages fail in parallel threads: without this lock each would see the other
         # still "sending", and neither would move the chain on.
+        # The event's model, taken from the foreign key: this app does not import escalation.
         event_model = Notification._meta.get_field("event").related_model
         list(
             event_model.objects.select_for_update(no_key=True)

@@ -1,7 +1,8 @@
 """Every write goes through a service: views, admin, API and tasks call these.
 
-Split by concern (incident lifecycle, roster, escalation, notifications); the package re-exports
-the incident services so `from incidents import services; services.incident_open(...)` works.
+The core's services (the incident, its lifecycle, timeline, checklists and evidence); each sub-app
+has its own. The package re-exports them so `from incidents import services;
+services.incident_open(...)` works.
 """
 
 from .incident import (  # noqa: F401 - explicit for readers and type checkers
