@@ -1,8 +1,10 @@
 from datetime import time
 from decimal import Decimal
+from functools import cache
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 
 from incidents import services
 from incidents.models import DetectionMethod, SeverityLevel, System
@@ -10,22 +12,24 @@ from incidents.models import DetectionMethod, SeverityLevel, System
 DEMO_PASSWORD = "tmt-demo-2026"
 
 
+@cache
+def demo_password_hash() -> str:
+    """The demo password hashed once per test run: the default hasher (PBKDF2, a million rounds)
+    costs ~0.3 s a user here, which made setting up a roster of eight people most of a test's time.
+    The hash is a real one, so logging in through the form and in a served process still works."""
+    return make_password(DEMO_PASSWORD)
+
+
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
-        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     first_name = factory.Faker("first_name")
     last_name = factory.Faker("last_name")
     email = factory.LazyAttribute(lambda u: f"{u.username}@tmt.example")
-    password = factory.PostGenerationMethodCall("set_password", DEMO_PASSWORD)
-
-    @factory.post_generation
-    def _save(obj, create, extracted, **kwargs):
-        if create:
-            obj.save()
+    password = factory.LazyFunction(demo_password_hash)
 
 
 def severity(level: int) -> SeverityLevel:
