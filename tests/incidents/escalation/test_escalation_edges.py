@@ -1,0 +1,189 @@
+"""The escalation rules at their edges: each seeded threshold just below, at and just above it;
+what must not happen (no page, no rule firing outside its severity); and the checks made again at
+fire time, with the race they guard against made to happen."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from incidents import services
+from incidents.escalation import services as escalation
+from incidents.escalation.models import Deadline, EscalationEvent
+from incidents.models import Incident
+from incidents.notifications import services as notifications
+from incidents.notifications.models import Notification
+from tests.factories import make_roster, open_incident
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def team(db):
+    return make_roster()
+
+
+def fire_at(at):
+    return escalation.deadlines_fire_due(now=at)
+
+
+def fired_rules(incident) -> list[str]:
+    return list(EscalationEvent.objects.filter(incident=incident).order_by("id").values_list("rule", flat=True))
+
+
+def pending_rules(incident) -> set[str]:
+    return set(
+        Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).values_list("rule", flat=True)
+    )
+
+
+# -- thresholds --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("impact", "paged"),
+    [("4999.99", False), ("5000.00", False), ("5000.01", True)],
+    ids=["just-below", "at", "just-above"],
+)
+def test_head_of_risk_is_paged_only_for_an_impact_above_5000(team, impact, paged):
+    incident = open_incident(reported_by=team["oncall1"], level=3, financial_impact_usd=Decimal(impact))
+    fire_at(timezone.now())
+    assert ("role:head-of-risk-financial" in fired_rules(incident)) is paged
+
+
+@pytest.mark.parametrize(
+    ("after", "paged"),
+    [(timedelta(hours=2) - timedelta(seconds=1), False), (timedelta(hours=2), True)],
+    ids=["1h59m59s", "2h"],
+)
+def test_ceo_is_paged_when_a_sev1_has_lasted_two_hours(team, after, paged):
+    incident = open_incident(reported_by=team["oncall1"], level=1, financial_impact_usd=None)
+    services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
+    fire_at(incident.detected_at + after)
+    assert ("role:ceo-sev1-2h" in fired_rules(incident)) is paged
+
+
+@pytest.mark.parametrize(("level", "paged"), [(1, False), (2, True), (3, False)])
+def test_the_prolonged_sev2_rule_pages_the_cto_for_a_sev2_only(team, level, paged):
+    incident = open_incident(reported_by=team["oncall1"], level=level, financial_impact_usd=None)
+    services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
+    fire_at(incident.detected_at + timedelta(hours=2, seconds=1))
+    assert ("role:cto-prolonged-sev2" in fired_rules(incident)) is paged
+
+
+def test_the_prolonged_sev2_rule_waits_the_full_two_hours(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2, financial_impact_usd=None)
+    services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
+    fire_at(incident.detected_at + timedelta(hours=2) - timedelta(seconds=1))
+    assert "role:cto-prolonged-sev2" not in fired_rules(incident)
+    fire_at(incident.detected_at + timedelta(hours=2))
+    assert "role:cto-prolonged-sev2" in fired_rules(incident)
+
+
+def test_a_page_failing_transiently_is_tried_five_times_then_fails(team, sms_provider, settings):
+    settings.TMT_NOTIFY_BACKOFF_SECONDS = 10
+    sms_provider.respond_with = lambda payload: 503
+    incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
+    fire_at(timezone.now())
+    page = Notification.objects.get(incident=incident, channel="sms", event__rule="ack")
+    for attempt in range(1, 5):
+        notifications.notification_deliver(notification_id=page.pk, now=page.next_attempt_at)
+        page.refresh_from_db()
+        assert (page.state, page.attempts) == ("pending", attempt), f"after attempt {attempt}"
+    notifications.notification_deliver(notification_id=page.pk, now=page.next_attempt_at)
+    page.refresh_from_db()
+    assert (page.state, page.attempts) == ("failed", 5)
+    assert len(sms_provider.received) == 5
+    # A failed page is never tried again, however long one waits.
+    notifications.notification_deliver(notification_id=page.pk, now=timezone.now() + timedelta(days=1))
+    assert len(sms_provider.received) == 5
+
+
+# -- what must not happen ----------------------------------------------------------------------
+
+
+def test_executives_pages_still_go_out_after_someone_acknowledges(team, sms_provider):
+    """Acknowledging stops the on-call chain, not the news: the CTO (a Sev1) and the Head of
+    Risk (over $5,000) are told even when the engineer acknowledged before their pages left."""
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=Decimal("20000"))
+    fire_at(timezone.now())
+    services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
+    for row in Notification.objects.filter(incident=incident, channel__in=["sms", "phone"]):
+        notifications.notification_deliver(notification_id=row.pk, now=row.next_attempt_at)
+    assert sms_provider.to(team["cto"].person.sms_number)
+    assert sms_provider.to(team["head_of_risk"].person.sms_number)
+    executives = Notification.objects.filter(incident=incident, event__rule__startswith="role:", channel="sms")
+    assert set(executives.values_list("state", flat=True)) == {"sent"}
+
+
+def test_no_follow_up_for_a_false_alarm_cancelled_meanwhile(team, sms_provider, mailoutbox):
+    incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
+    fire_at(timezone.now())
+    follow_up = Notification.objects.get(incident=incident, channel="email", event__rule="ack")
+    services.incident_transition(incident=incident, name="cancel", user=team["oncall1"], reason="false alarm")
+    notifications.notification_deliver(notification_id=follow_up.pk, now=follow_up.next_attempt_at)
+    follow_up.refresh_from_db()
+    assert follow_up.state == "skipped"
+    assert mailoutbox == []
+
+
+def test_a_drill_arms_no_executive_trigger(team):
+    incident = open_incident(reported_by=team["oncall1"], level=1, financial_impact_usd=Decimal("20000"), is_drill=True)
+    assert not any(rule.startswith("role:") for rule in pending_rules(incident))
+    fire_at(incident.detected_at + timedelta(hours=3))
+    assert not any(rule.startswith("role:") for rule in fired_rules(incident))
+
+
+# -- what the record says ------------------------------------------------------------------------
+
+
+def test_a_fired_deadline_is_marked_fired_and_not_claimed_again(team):
+    incident = open_incident(reported_by=team["oncall1"], level=3, financial_impact_usd=None)
+    assert fire_at(timezone.now()) == 1
+    row = Deadline.objects.get(incident=incident, rule="ack", step=0)
+    assert row.fired_at is not None and row.cancelled_at is None
+    # Claimed once: a second run finds nothing due at that moment, not the same row again.
+    assert escalation._claim_due(cutoff=timezone.now(), limit=25) == []
+
+
+# -- checks made again at fire time --------------------------------------------------------------
+
+
+def test_no_page_for_a_row_the_cancel_did_not_see(team):
+    """A firing racing the cancel can insert a row after the cancel cancelled the pending ones;
+    when it comes due, the incident is closed and nobody is paged."""
+    incident = open_incident(reported_by=team["oncall1"], level=1, financial_impact_usd=None)
+    services.incident_transition(incident=incident, name="cancel", user=team["oncall1"], reason="false alarm")
+    late = Deadline.objects.create(
+        incident=incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1", step=0, due_at=timezone.now()
+    )
+    fire_at(timezone.now())
+    late.refresh_from_db()
+    assert late.cancelled_at is not None and late.fired_at is None
+    assert fired_rules(incident) == [] and not Notification.objects.filter(incident=incident).exists()
+
+
+def test_no_chain_step_for_an_incident_acknowledged_after_its_row_was_armed(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2, financial_impact_usd=None)
+    fire_at(incident.detected_at)
+    services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
+    late = Deadline.objects.create(
+        incident=incident, kind=Deadline.Kind.ACKNOWLEDGE, rule="ack", step=1, due_at=timezone.now()
+    )
+    fire_at(timezone.now())
+    assert [rule for rule in fired_rules(incident)] == ["ack"]  # step 0 only
+    assert not Notification.objects.filter(incident=incident, event__step=1).exists()
+    late.refresh_from_db()
+    assert late.fired_at is not None  # claimed and done with: not fired again
+
+
+def test_a_trigger_is_checked_again_when_its_row_fires(team):
+    """The impact was lowered in a transaction that committed after this row was armed: the
+    Head of Risk is not paged for an impact that is no longer over $5,000."""
+    incident = open_incident(reported_by=team["oncall1"], level=3, financial_impact_usd=Decimal("6000"))
+    assert "role:head-of-risk-financial" in pending_rules(incident)
+    Incident.objects.filter(pk=incident.pk).update(financial_impact_usd=Decimal("4000"))
+    fire_at(timezone.now())
+    assert "role:head-of-risk-financial" not in fired_rules(incident)
+    assert not Notification.objects.filter(incident=incident, recipient=team["head_of_risk"]).exists()
