@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 import incidents.escalation.urls
@@ -27,7 +29,15 @@ incident_pages = [
 admin.site.site_header = "TMT Incident Response — admin"
 admin.site.site_title = "TMT IR admin"
 
+
+@login_not_required
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    # Browsers ask every site for /favicon.ico, whatever its pages link (the admin links none).
+    return HttpResponseRedirect(static("favicon.svg"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon),
     path(
         "accounts/login/",
         login_not_required(auth_views.LoginView.as_view(redirect_authenticated_user=True)),

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.browser import launch, watch_csp_violations
+
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "test-results"
 LAPTOP = {"width": 1366, "height": 900}
 
@@ -63,10 +55,7 @@ def playwright_instance() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="package")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        # A failure, not a skip: the browser tests are part of the suite (DESIGN.md, "The real parts").
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (never `playwright install`)")
-    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    browser = launch(playwright_instance)
     try:
         yield browser
     finally:
@@ -75,9 +64,14 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A page in a fresh context (no cookies shared between tests); screenshot kept on failure."""
+    """A page in a fresh context (no cookies shared between tests); screenshot kept on failure.
+
+    A journey that passes fails after all if any of its pages broke the Content-Security-Policy
+    (the policy is on in every mode): a refused script or style otherwise shows only as a page
+    that quietly does less."""
     context = browser.new_context(viewport=LAPTOP, locale="en-GB", timezone_id="UTC")
     context.set_default_timeout(10_000)
+    csp_violations = watch_csp_violations(context)
     page = context.new_page()
     # Uncaught JavaScript errors fail the test: a broken script otherwise only shows as a missing swap.
     js_errors: list[str] = []
@@ -92,3 +86,5 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
         except Exception as exc:  # a screenshot must not mask the real failure
             print(f"could not save a failure screenshot: {exc}")
     context.close()
+    if report is not None and report.passed and csp_violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(csp_violations))
