@@ -1,4 +1,4 @@
-"""Report page (preview, PDF, review workflow, action items), my action items, metrics."""
+"""Reviews list, report page (preview, PDF, review workflow, action items), my action items, metrics."""
 
 from __future__ import annotations
 
