@@ -13,6 +13,8 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tmt_ir
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PANGO_PKGS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+# pdftoppm: the report layout tests render the PDF's pages to images.
+POPPLER_PKGS := poppler-utils
 
 .PHONY: install run test test-e2e-deps bench lint fuzz check clean
 
@@ -23,9 +25,12 @@ $(UV):
 # Idempotent: installs only what is missing.
 install: $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
-	@if ! ldconfig -p | grep -q libpangoft2-1.0; then \
-		echo "Installing Pango for WeasyPrint from Debian packages"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(PANGO_PKGS); \
+	@missing=""; \
+	ldconfig -p | grep -q libpangoft2-1.0 || missing="$(PANGO_PKGS)"; \
+	command -v pdftoppm >/dev/null || missing="$$missing $(POPPLER_PKGS)"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing from Debian packages:$$missing (Pango for WeasyPrint, pdftoppm for the PDF tests)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
 # The browser tests drive Debian's Chromium; no browser is downloaded.

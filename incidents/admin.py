@@ -695,8 +695,13 @@ class PhaseTargetAdmin(admin.ModelAdmin):
     readonly_fields = ["measured_from"]
     ordering = ["target"]
 
+    def has_add_permission(self, request) -> bool:
+        # The phases are the procedure's, seeded. Detection and initial response has no row: its
+        # target is each severity's response time (Severity levels).
+        return False
+
     def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # the four phases are the procedure's; tune the target instead
+        return False  # the phases are the procedure's; tune the target instead
 
     def get_actions(self, request):
         return _without_delete_selected(super().get_actions(request))

@@ -40,6 +40,9 @@ class Hooks:
     # When the incident must be acknowledged: (incident, *, holidays) -> datetime | None. One
     # answer (the escalation policy frozen at open); without it the clock has no target.
     response_due_at: Callable[..., datetime | None] | None = None
+    # When the post-incident review was done: (incident) -> datetime | None. One answer (the
+    # reports app: its approval since the resolution); without it, closing is the review's end.
+    review_done_at: Callable[..., datetime | None] | None = None
     # Extra context for the incident page: (incident) -> dict.
     incident_page_context: list[Callable[..., dict[str, Any]]] = field(default_factory=list)
 

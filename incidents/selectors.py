@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.db.models import Avg, Count, F, Prefetch, Q, QuerySet
@@ -21,6 +21,17 @@ from incidents.models import (
 )
 
 
+def done_in_time(done_at: datetime, due_at: datetime) -> bool:
+    """Done at the due moment or before it is in time ("acknowledge within 15 minutes")."""
+    return done_at <= due_at
+
+
+def is_overdue(due_at: datetime, now: datetime) -> bool:
+    """Not done when the due moment comes is overdue: the moment its deadline fires and pages
+    (deadlines are claimed once due_at <= now), so a page and its warning appear together."""
+    return now >= due_at
+
+
 @dataclass(frozen=True)
 class Clock:
     """One time obligation as shown on a page: started, due, done (or still running)."""
@@ -36,8 +47,8 @@ class Clock:
         if self.due_at is None:
             return "none"
         if self.done_at is not None:
-            return "met" if self.done_at <= self.due_at else "missed"
-        return "overdue" if timezone.now() > self.due_at else "running"
+            return "met" if done_in_time(self.done_at, self.due_at) else "missed"
+        return "overdue" if is_overdue(self.due_at, timezone.now()) else "running"
 
     @property
     def elapsed(self) -> timedelta:
@@ -45,6 +56,7 @@ class Clock:
 
 
 def response_clock(incident: Incident, *, holidays: set | None = None) -> Clock:
+    """The response-time SLA: acknowledged within the severity's response time (as frozen at open)."""
     return Clock(
         label="Acknowledge",
         started_at=incident.detected_at,
@@ -73,11 +85,15 @@ def phase_targets() -> dict[str, PhaseTarget]:
 
 
 def phase_clocks(incident: Incident, targets: dict[str, PhaseTarget]) -> list[Clock]:
-    """The seed's four phase targets, measured on this incident."""
+    """The seed's four phases, measured on this incident.
+
+    Phase 1 (detection and initial response) ends with the acknowledgement, and its target is
+    the severity's response time: it is the response-time clock under the phase's name, so the
+    two can never disagree about the same minutes.
+    """
     ended = incident.cancelled_at
-    clocks = []
+    clocks = [replace(response_clock(incident), label=PhaseTarget.Phase.DETECTION.label)]
     spec = [
-        (PhaseTarget.Phase.DETECTION, incident.detected_at, incident.acknowledged_at),
         (PhaseTarget.Phase.CONTAINMENT, incident.detected_at, incident.contained_at),
         (PhaseTarget.Phase.RECOVERY, incident.detected_at, incident.resolved_at),
     ]
@@ -94,18 +110,28 @@ def phase_clocks(incident: Incident, targets: dict[str, PhaseTarget]) -> list[Cl
                 target_label=format_duration(target.target),
             )
         )
-    review = targets.get(PhaseTarget.Phase.REVIEW)
-    if review is not None and incident.resolved_at is not None:
-        clocks.append(
-            Clock(
-                label=review.get_phase_display(),
-                started_at=incident.resolved_at,
-                due_at=incident.resolved_at + review.target,
-                done_at=incident.closed_at,
-                target_label=format_duration(review.target),
-            )
-        )
+    review = review_clock(incident, targets.get(PhaseTarget.Phase.REVIEW))
+    if review is not None:
+        clocks.append(review)
     return clocks
+
+
+def review_clock(incident: Incident, target: PhaseTarget | None) -> Clock | None:
+    """Phase 4: the post-incident review, due the review target after resolution.
+
+    Done when the review app says so (an approved review; hooks.review_done_at), or when the
+    incident was closed without one (a minor incident needs none).
+    """
+    if target is None or incident.resolved_at is None:
+        return None
+    done = hooks.review_done_at(incident) if hooks.review_done_at else None
+    return Clock(
+        label=target.get_phase_display(),
+        started_at=incident.resolved_at,
+        due_at=incident.resolved_at + target.target,
+        done_at=done or incident.closed_at,
+        target_label=format_duration(target.target),
+    )
 
 
 # -- lists ----------------------------------------------------------------------------------

@@ -17,3 +17,6 @@ class ReportsConfig(AppConfig):
         hooks.close_guards.append(selectors.incident_has_approved_review)
         hooks.after_transition.append(services.report_on_incident_transition)
         escalation_hooks.follow_up_reminders.append(selectors.follow_up_reminder)
+        # The review phase ends with the approval; the incident page warns when it is overdue.
+        hooks.review_done_at = selectors.review_approved_at
+        hooks.incident_page_context.append(selectors.review_overdue_context)

@@ -28,6 +28,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, TruncMonth
 from django.template.loader import get_template
+from django.utils import timezone
 
 from incidents.escalation.models import EscalationEvent, RegulatoryObligation
 from incidents.models import (
@@ -36,13 +37,22 @@ from incidents.models import (
     Incident,
     PhaseTarget,
     SeverityLevel,
+    State,
     System,
     TimelineEntry,
     format_duration,
 )
 from incidents.oncall.selectors import role_contact
 from incidents.roles import INCIDENT_MANAGER
-from incidents.selectors import phase_clocks, phase_targets, response_clock
+from incidents.selectors import (
+    Clock,
+    done_in_time,
+    is_overdue,
+    phase_clocks,
+    phase_targets,
+    response_clock,
+    review_clock,
+)
 
 from .models import REPORT_TEXT_FIELDS, ActionItem, PostIncidentReview, ReportRender
 
@@ -226,12 +236,88 @@ def measured_recovery(incident: Incident) -> timedelta | None:
     return end - incident.started_at if end else None
 
 
-def review_due_at(incident: Incident) -> datetime | None:
-    """The post-incident review is due the review phase target after resolution (72 h seeded)."""
+# -- the review's deadline ----------------------------------------------------------------------
+
+# While an incident is in these states it owes its post-incident review.
+AWAITING_REVIEW = (State.RESOLVED, State.IN_REVIEW)
+
+
+def _approved_since_resolution() -> Subquery:
+    return Subquery(
+        PostIncidentReview.objects.filter(
+            incident=OuterRef("pk"),
+            state=PostIncidentReview.State.APPROVED,
+            approved_at__gte=OuterRef("resolved_at"),
+        )
+        .order_by("approved_at")
+        .values("approved_at")[:1]
+    )
+
+
+def review_approved_at(incident: Incident) -> datetime | None:
+    """When a review was first approved since the incident's (latest) resolution: the review
+    phase's end (the core's hooks.review_done_at)."""
     if incident.resolved_at is None:
         return None
-    target = PhaseTarget.objects.filter(phase=PhaseTarget.Phase.REVIEW).values_list("target", flat=True).first()
-    return incident.resolved_at + target if target is not None else None
+    if hasattr(incident, "approved_since_resolution"):  # annotated by a list: no query per row
+        return incident.approved_since_resolution
+    return Incident.objects.filter(pk=incident.pk).values_list(_approved_since_resolution(), flat=True).get()
+
+
+def review_deadline(incident: Incident) -> Clock | None:
+    """The review phase's clock: due the review target after resolution (72 h seeded)."""
+    return review_clock(incident, PhaseTarget.objects.filter(phase=PhaseTarget.Phase.REVIEW).first())
+
+
+def review_due_at(incident: Incident) -> datetime | None:
+    clock = review_deadline(incident)
+    return clock.due_at if clock is not None else None
+
+
+def review_owed(incident: Incident) -> Clock | None:
+    """The review clock while the incident still owes its review (resolved or in review, no
+    review approved since, not a drill: drills get no review reminders either), else None."""
+    if incident.is_drill or incident.state not in AWAITING_REVIEW:
+        return None
+    clock = review_deadline(incident)
+    return clock if clock is not None and clock.done_at is None else None
+
+
+def review_overdue(incident: Incident) -> Clock | None:
+    """The owed review's clock once it is due (the moment its "now due" reminder fires): the
+    overdue warning on the review, incident and reviews pages. None otherwise."""
+    clock = review_owed(incident)
+    return clock if clock is not None and clock.status == "overdue" else None
+
+
+def review_overdue_context(incident: Incident) -> dict:
+    """The incident page's part (hooks.incident_page_context)."""
+    return {"review_overdue": review_overdue(incident)}
+
+
+def reviews_awaited() -> list[dict]:
+    """Incidents that owe a post-incident review, soonest due first, each with its clock and
+    newest revision (the reviews list)."""
+    incidents = list(
+        report_incidents()
+        .filter(state__in=AWAITING_REVIEW, is_drill=False, resolved_at__isnull=False)
+        .annotate(approved_since_resolution=_approved_since_resolution())
+        .filter(approved_since_resolution__isnull=True)
+        .order_by("resolved_at", "id")
+    )
+    target = PhaseTarget.objects.filter(phase=PhaseTarget.Phase.REVIEW).first()
+    newest: dict[int, PostIncidentReview] = {}
+    for review in (
+        PostIncidentReview.objects.filter(incident__in=[i.pk for i in incidents])
+        .select_related("author")
+        .defer("frozen_html")
+        .order_by("incident_id", "revision")
+    ):
+        newest[review.incident_id] = review
+    return [
+        {"incident": incident, "clock": review_clock(incident, target), "review": newest.get(incident.pk)}
+        for incident in incidents
+    ]
 
 
 def _utc(value: datetime | None) -> str:
@@ -354,14 +440,10 @@ def follow_up_reminder(*, deadline, incident: Incident, now: datetime) -> Remind
 
 
 def _review_reminder(deadline, incident: Incident) -> Reminder | None:
-    if incident.state not in ("resolved", "in_review") or incident.resolved_at is None:
+    owed = review_owed(incident)
+    if owed is None:
         return None
-    if PostIncidentReview.objects.filter(
-        incident=incident, state=PostIncidentReview.State.APPROVED, approved_at__gte=incident.resolved_at
-    ).exists():
-        return None
-    due = review_due_at(incident)
-    due_label = _utc(due) if due else "soon"
+    due_label = _utc(owed.due_at) if owed.due_at else "soon"
     open_review = (
         PostIncidentReview.objects.filter(incident=incident, state__in=PostIncidentReview.OPEN_STATES)
         .select_related("author")
@@ -542,7 +624,7 @@ def sla_compliance(period: Period) -> list[dict]:
         ).values_list("date", flat=True)
     )
     counts = {lv.level: {"met": 0, "missed": 0} for lv in levels}
-    now = datetime.now(tz=UTC)
+    now = timezone.now()
     rows = real_incidents(period).values_list(
         "severity__level", "detected_at", "acknowledged_at", "cancelled_at", "escalation_snapshot__severities"
     )
@@ -562,11 +644,12 @@ def sla_compliance(period: Period) -> list[dict]:
         else:
             continue
         bucket = counts.setdefault(level, {"met": 0, "missed": 0})
+        # The incident page's clock rules, so the figures and the pages agree at the due moment.
         if acked is not None:
-            bucket["met" if acked <= due else "missed"] += 1
-        elif cancelled is not None and cancelled <= due:
+            bucket["met" if done_in_time(acked, due) else "missed"] += 1
+        elif cancelled is not None and done_in_time(cancelled, due):
             continue
-        elif (cancelled or now) > due:
+        elif is_overdue(due, cancelled or now):
             bucket["missed"] += 1
     out = []
     for lv in levels:

@@ -5,6 +5,7 @@ from . import views
 app_name = "reports"
 
 urlpatterns = [
+    path("", views.reviews, name="reviews"),
     path("metrics/", views.metrics, name="metrics"),
     path("metrics.csv", views.metrics_csv, name="metrics_csv"),
     path("action-items/", views.my_action_items, name="my_action_items"),

@@ -1,4 +1,4 @@
-"""Report page (preview, PDF, review workflow, action items), my action items, metrics."""
+"""Reviews list, report page (preview, PDF, review workflow, action items), my action items, metrics."""
 
 from __future__ import annotations
 
@@ -52,6 +52,17 @@ def _report_url(incident: Incident, kinds: list[str] | None = None, anchor: str 
 
 def _errors(exc: ValidationError) -> str:
     return " ".join(exc.messages)
+
+
+# -- the reviews list -----------------------------------------------------------------------------
+
+
+@require_GET
+@permission_required(VIEW_REPORT, raise_exception=True)
+def reviews(request: HttpRequest) -> HttpResponse:
+    rows = selectors.reviews_awaited()
+    overdue = sum(1 for row in rows if row["clock"] is not None and row["clock"].status == "overdue")
+    return render(request, "reports/reviews.html", {"rows": rows, "overdue_count": overdue})
 
 
 # -- the report page ----------------------------------------------------------------------------
@@ -110,7 +121,8 @@ def report_page(request: HttpRequest, reference: str) -> HttpResponse:
             and user.has_perm("reports.change_postincidentreview"),
             "can_review": can_review,
             "may_approve": user.has_perm(APPROVE_PERMISSION),
-            "review_due_at": selectors.review_due_at(incident),
+            "review_deadline": selectors.review_deadline(incident),
+            "review_overdue": selectors.review_overdue(incident),
             "now": timezone.now(),
         },
     )
@@ -311,7 +323,13 @@ def review_edit(request: HttpRequest, reference: str, revision: int) -> HttpResp
     return render(
         request,
         "reports/review_form.html",
-        {"incident": incident, "review": review, "form": form, "timeline": timeline[-200:]},
+        {
+            "incident": incident,
+            "review": review,
+            "form": form,
+            "timeline": timeline[-200:],
+            "review_overdue": selectors.review_overdue(incident),
+        },
         status=status,
     )
 

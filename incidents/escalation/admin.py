@@ -259,7 +259,7 @@ class DeadlineStateFilter(admin.SimpleListFilter):
         if self.value() == "pending":
             return queryset.filter(pending)
         if self.value() == "overdue":
-            return queryset.filter(pending, due_at__lt=timezone.now())
+            return queryset.filter(pending, due_at__lte=timezone.now())  # overdue from the due moment on
         if self.value() == "fired":
             return queryset.filter(fired_at__isnull=False)
         if self.value() == "cancelled":
@@ -364,7 +364,7 @@ class ObligationStatusFilter(admin.SimpleListFilter):
         if value == "pending":
             return queryset.filter(submitted_at__isnull=True)
         if value == "overdue":
-            return queryset.filter(submitted_at__isnull=True, due_at__lt=timezone.now())
+            return queryset.filter(submitted_at__isnull=True, due_at__lte=timezone.now())
         if value == "submitted":
             return queryset.filter(submitted_at__isnull=False, signed_off_at__isnull=True)
         if value == "signed_off":

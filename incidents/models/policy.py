@@ -110,7 +110,12 @@ class System(models.Model):
 
 
 class PhaseTarget(models.Model):
-    """How long each response phase may take (the seed's 0-15 min, 15-60 min, 1-24 h, 24-72 h)."""
+    """How long each response phase may take (the seed's 15-60 min, 1-24 h, 24-72 h).
+
+    Phase 1, detection and initial response (the seed's 0-15 min), has no row: it ends with the
+    acknowledgement, so its target is the severity's response time (SeverityLevel), the one rule
+    the response-time SLA also follows.
+    """
 
     class Phase(models.TextChoices):
         DETECTION = "detection", "Detection and initial response"

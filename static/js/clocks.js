@@ -11,10 +11,11 @@
   function tick() {
     const now = Date.now();
     document.querySelectorAll(".clock[data-due]:not([data-done])").forEach(function (el) {
+      // Overdue from the due moment itself, as on the server (incidents.selectors.is_overdue).
       const left = Date.parse(el.dataset.due) - now;
-      el.textContent = left >= 0 ? "due in " + fmt(left) : "overdue by " + fmt(left);
-      el.classList.toggle("clock-overdue", left < 0);
-      el.classList.toggle("clock-running", left >= 0);
+      el.textContent = left > 0 ? "due in " + fmt(left) : "overdue by " + fmt(left);
+      el.classList.toggle("clock-overdue", left <= 0);
+      el.classList.toggle("clock-running", left > 0);
     });
   }
   tick();

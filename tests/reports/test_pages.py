@@ -31,6 +31,7 @@ def _urls(reference: str) -> list[str]:
         reverse("reports:my_action_items"),
         reverse("reports:metrics"),
         reverse("reports:metrics_csv"),
+        reverse("reports:reviews"),
     ]
 
 
@@ -47,6 +48,7 @@ def test_pages_need_the_right_permission(client, engineer, trainer):
     assert client.get(reverse("reports:report", args=[incident.reference])).status_code == 403
     assert client.get(reverse("reports:pdf", args=[incident.reference])).status_code == 403
     assert client.get(reverse("reports:metrics")).status_code == 403
+    assert client.get(reverse("reports:reviews")).status_code == 403
     assert client.get(reverse("reports:my_action_items")).status_code == 200
     client.force_login(engineer)
     assert client.get(reverse("reports:metrics")).status_code == 403  # metrics are for managers
@@ -258,3 +260,17 @@ def test_out_of_range_numbers_in_urls_are_404s_not_500s(manager_client, engineer
     assert (
         manager_client.post(reverse("reports:action_item_update", args=[huge]), {"action": "start"}).status_code == 404
     )
+
+
+def test_the_reviews_list_runs_a_constant_number_of_queries(manager_client, engineer, django_assert_max_num_queries):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert manager_client.get(reverse("reports:reviews")).status_code == 200
+        return len(ctx.captured_queries)
+
+    submitted_review(resolved_incident(engineer), engineer)
+    resolved_incident(engineer)
+    few = queries()
+    for _ in range(4):
+        submitted_review(resolved_incident(engineer), engineer)
+    assert queries() == few
