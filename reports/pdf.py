@@ -55,9 +55,9 @@ def static_file_for(url: str) -> Path | None:
             found = finders.find(relative)
         except SuspiciousFileOperation:
             return None
-        if not found or isinstance(found, list):
-            return None
-        return Path(found)
+        if found and not isinstance(found, list):
+            return Path(found) if Path(found).is_file() else None  # a folder is no file to read
+        return _collected_file(relative)
     if scheme == "file" and parts.netloc in ("", "localhost"):
         try:
             path = Path(url2pathname(unquote(parts.path))).resolve(strict=True)
@@ -68,6 +68,19 @@ def static_file_for(url: str) -> Path | None:
             if path.is_relative_to(root_path) and path.is_file():
                 return path
     return None
+
+
+def _collected_file(relative: str) -> Path | None:
+    """A file only collectstatic's output holds: in production the report names the hashed copy
+    (css/report.3f2a9c1e.css), which no finder knows, and without it the PDF lost its styles."""
+    if not settings.STATIC_ROOT:
+        return None
+    root = Path(settings.STATIC_ROOT).resolve()
+    try:
+        path = (root / relative).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return path if path.is_relative_to(root) and path.is_file() else None
 
 
 class StaticOnlyURLFetcher(URLFetcher):

@@ -96,6 +96,20 @@ def test_the_fetcher_maps_static_urls_to_files_and_refuses_everything_else():
     assert fetcher.refused == ["http://169.254.169.254/latest/meta-data/"]
 
 
+def test_in_production_the_hashed_copies_collectstatic_wrote_are_served(settings, tmp_path):
+    """Under the manifest storage the report links css/report.<hash>.css, a name only STATIC_ROOT
+    holds; without it the PDF came out unstyled. Nothing outside STATIC_ROOT is served that way."""
+    settings.STATIC_ROOT = tmp_path / "collected"
+    hashed = settings.STATIC_ROOT / "css" / "report.3f2a9c1e0b7d.css"
+    hashed.parent.mkdir(parents=True)
+    hashed.write_text("body { font-size: 9pt; }")
+    (tmp_path / "outside.css").write_text("secret")
+    (settings.STATIC_ROOT / "css" / "link.css").symlink_to(tmp_path / "outside.css")
+    assert static_file_for(REPORT_BASE_URL + "static/css/report.3f2a9c1e0b7d.css") == hashed.resolve()
+    for name in ["css/report.0000.css", "../outside.css", "css/link.css", "css"]:
+        assert static_file_for(REPORT_BASE_URL + "static/" + name) is None, name
+
+
 def test_an_img_typed_into_any_field_causes_no_request(listener, engineer):
     img = f'<img src="{listener.url}">'
     css = f'<link rel="stylesheet" href="{listener.url}x.css"><style>@import url("{listener.url}i.css");</style>'
