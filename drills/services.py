@@ -770,7 +770,12 @@ def drill_complete(
         _finding_record(drill=locked, finding=finding, user=user)
     _drill_mentoring_record(locked, user=user, now=now)
     _drill_reminders_cancel(locked, now=now)
-    _exercise_incident_close(locked, user=user, reason=f"Drill {locked.reference} completed: exercise over.")
+    _exercise_incident_close(
+        locked,
+        user=user,
+        reason=f"Drill {locked.reference} completed ({locked.get_result_display().lower()}): exercise over.",
+        at=now,
+    )
     drill.refresh_from_db()
     return locked
 
@@ -806,29 +811,17 @@ def drill_cancel(*, drill: Drill, user, reason: str, now: datetime | None = None
     _bump(locked)
     _save_transition(locked)
     _drill_reminders_cancel(locked, now=now)
-    _exercise_incident_close(locked, user=user, reason=f"Drill {locked.reference} cancelled: {reason}")
+    _exercise_incident_close(locked, user=user, reason=f"Drill {locked.reference} cancelled: {reason}", at=now)
     drill.refresh_from_db()
     return locked
 
 
-def _exercise_incident_close(drill: Drill, *, user, reason: str) -> None:
-    """Cancel the exercise incident if it is still open and the user may; else leave a note."""
-    incident = drill.incident
-    if incident is None:
+def _exercise_incident_close(drill: Drill, *, user, reason: str, at: datetime) -> None:
+    """The drill is over, so is its exercise incident (cancelled with the reason, on its
+    timeline): left open it would sit among the real incidents as a Sev1 nobody works."""
+    if drill.incident_id is None:
         return
-    incident.refresh_from_db()
-    if not incident.is_open:
-        return
-
-    if user.has_perm("incidents.transition_incident"):
-        incident_services.incident_transition(incident=incident, name="cancel", user=user, reason=reason)
-    else:
-        incident_services.timeline_record(
-            incident,
-            kind=TimelineEntry.Kind.NOTE,
-            action=f"{reason} The exercise incident stays open for the team to close; it pages nobody further.",
-            owner=user,
-        )
+    incident_services.incident_exercise_end(incident=drill.incident, user=user, reason=reason, at=at)
 
 
 # -- drill paging (the hook in incidents.notifications.services.page_user) --------------------
