@@ -359,3 +359,35 @@ def test_a_drill_incident_the_team_resolved_stays_resolved_with_a_note(trainer_u
     incident.refresh_from_db()
     assert incident.state == "resolved" and incident.cancel_reason == ""
     assert incident.timeline.filter(kind="note", action__contains="completed (all objectives met)").exists()
+
+
+def test_a_drill_page_names_the_participant_paged_not_the_real_on_call_engineer(trainer_user, team):
+    for key, first, last in [
+        ("oncall1", "Rory", "Realduty"),
+        ("oncall2", "Pat", "Player"),
+        ("oncall3", "Sam", "Stand"),
+    ]:
+        team[key].first_name, team[key].last_name = first, last
+        team[key].save()
+    # oncall1 is on call today but not in the drill; the engine chooses them, the page goes to the participants.
+    drill = schedule(trainer_user, key="trading-emergency-stop", participants=[team["oncall2"], team["oncall3"]])
+    drill = services.drill_start(drill=drill, user=trainer_user)
+    escalation.deadlines_fire_due(now=timezone.now())
+
+    pages = list(Notification.objects.filter(incident=drill.incident).select_related("recipient"))
+    assert {p.channel for p in pages} == {"sms", "phone", "email"}
+    assert {p.recipient.username for p in pages} == {"oncall2", "oncall3"}
+    for page in pages:
+        assert f"{page.recipient.get_full_name()} (drill participant)" in page.body, page.body
+        assert "Rory Realduty" not in page.body + page.subject
+    # The record keeps what happened: the engine's choice, and why it was not paged.
+    assert drill.incident.timeline.filter(action__startswith="DRILL: Rory Realduty is not taking part").exists()
+
+
+def test_a_drill_page_to_the_on_call_engineer_taking_part_names_them(trainer_user, team):
+    drill = schedule(trainer_user, key="communication-test", participants=[team["oncall1"], team["oncall2"]])
+    drill = services.drill_start(drill=drill, user=trainer_user)
+    escalation.deadlines_fire_due(now=timezone.now())
+    pages = list(Notification.objects.filter(incident=drill.incident))
+    assert pages and {p.recipient_id for p in pages} == {team["oncall1"].pk}
+    assert all(team["oncall1"].get_full_name() in p.body and "drill participant" not in p.body for p in pages)
