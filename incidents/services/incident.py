@@ -470,8 +470,8 @@ def incident_assign_commander(
     if locked.commander_id == (commander.pk if commander else None):
         return locked
     if commander is not None:
-        # The readiness gate (the drills app's): refuses, with the reason, a commander whose
-        # required certification expired or whose mentoring is unfinished.
+        # The readiness gate (the drills app's): refuses, with the reason, a commander who is not
+        # ready (a required certification expired, mentoring unfinished, procedures unread).
         for guard in hooks.commander_guards:
             guard(user=commander, incident=locked)
     locked.commander = commander

@@ -334,6 +334,7 @@ def test_a_certified_team_is_not_affected_and_the_switch_turns_the_gate_off(sett
         "No Incident response training on record.",
         "No Annual certification on record.",
         "Mentoring not finished: 0 of 3 mentored incident responses.",
+        "The response procedures (version 1) are not acknowledged yet.",
     ]
     settings.TMT_ENFORCE_READINESS = False
     assert services.readiness_problems(user=lapsed, at=now) == []
@@ -418,3 +419,101 @@ def test_the_incident_page_shows_a_refusal_not_a_crash(client, team, lapsed):
     assert "cannot take command" in response.content.decode()
     incident.refresh_from_db()
     assert incident.commander is None
+
+
+# -- one readiness rule, wherever it is read --------------------------------------------------
+
+
+def _responder(*, missing: str):
+    """An on-call engineer with everything the gate asks for except `missing`."""
+    person = UserFactory(username="rhea", first_name="Rhea", last_name="Responder")
+    person.groups.add(Group.objects.get(name="On-Call Engineer"))
+    issued = TODAY() - timedelta(days=400) if missing == "annual-expired" else None
+    certify(person, issued_on=issued, mentoring_done=missing != "mentoring", acknowledged=missing != "procedures")
+    if missing in ("incident-response-training", "annual-certification"):
+        Certification.objects.filter(person=person, kind__key=missing).delete()
+    return person
+
+
+def _surfaces(person, team) -> dict[str, bool]:
+    """Is `person` ready, as each place that says so answers."""
+    from rest_framework.test import APIClient
+
+    page = Client()
+    page.force_login(person)
+    banner = page.get("/drills/me/").content.decode()
+    row = {r.person.pk: r for r in selectors.compliance_matrix().rows}[person.pk]
+    incident = open_incident(reported_by=team["oncall1"])
+    try:
+        incident_services.incident_assign_commander(incident=incident, commander=person, user=team["im"])
+        gate = True
+    except services.ReadinessRefused:
+        gate = False
+    api = APIClient()
+    api.force_authenticate(person)
+    answer = api.post(
+        "/api/v1/incidents/",
+        {"title": "Execution latency", "severity": 3, "detection_method": "user_report"},
+        format="json",
+    )
+    assert answer.status_code == 201, answer.content
+    return {
+        "banner": "Ready for on-call and incident command." in banner,
+        "matrix": row.ready,
+        "commander gate": gate,
+        "api": answer.json()["commander"] == person.username,
+    }
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["incident-response-training", "annual-certification", "annual-expired", "mentoring", "procedures"],
+)
+def test_each_part_missing_makes_someone_not_ready_everywhere(missing, team):
+    person = _responder(missing=missing)
+    assert _surfaces(person, team) == dict.fromkeys(["banner", "matrix", "commander gate", "api"], False)
+
+
+def test_with_every_part_someone_is_ready_everywhere(team):
+    assert _surfaces(_responder(missing=""), team) == dict.fromkeys(["banner", "matrix", "commander gate", "api"], True)
+
+
+def test_what_is_required_is_what_the_certification_kinds_say(team):
+    """A kind the admin requires of another role only is asked of nobody else, anywhere."""
+    annual().required_for.set([Group.objects.get(name="Risk Manager")])
+    person = _responder(missing="annual-certification")
+    assert _surfaces(person, team) == dict.fromkeys(["banner", "matrix", "commander gate", "api"], True)
+    column = [k.pk for k in selectors.compliance_matrix().kinds].index(annual().pk)
+    row = {r.person.pk: r for r in selectors.compliance_matrix().rows}[person.pk]
+    assert row.cells[column].status == "n/a"
+    # Given the role, it is asked of them.
+    person.groups.add(Group.objects.get(name="Risk Manager"))
+    assert _surfaces(person, team) == dict.fromkeys(["banner", "matrix", "commander gate", "api"], False)
+
+
+def test_acknowledging_an_older_version_is_not_enough(trainer_user, team):
+    person = _responder(missing="")
+    draft = services.procedure_draft_create(
+        user=trainer_user, title="Procedures", body="v2 body", summary_of_changes="Two-person stop"
+    )
+    v2 = services.procedure_publish(document=draft, user=trainer_user)
+    problems = services.readiness_problems(user=person, at=timezone.now(), duty="incident_commander")
+    assert problems == ["The response procedures (version 2) are not acknowledged yet."]
+    services.procedure_acknowledge(document=v2, user=person)
+    assert services.readiness_problems(user=person, at=timezone.now(), duty="incident_commander") == []
+
+
+def test_the_training_page_lists_only_what_is_required_of_the_person(client, team, trainer_user):
+    # The trainer is in no response-team role: nothing is required, and the page does not say
+    # "Ready" above certificates it calls missing.
+    client.force_login(trainer_user)
+    html = client.get("/drills/me/").content.decode()
+    assert "Missing" not in html and "No certification is required." in html
+    assert "Ready for on-call and incident command." not in html
+    assert "Not in a response-team role" in html
+    # A responder missing one sees it, and "Not ready".
+    person = _responder(missing="annual-certification")
+    client.force_login(person)
+    html = client.get("/drills/me/").content.decode()
+    assert "Not ready for on-call or command: No Annual certification on record." in html
+    assert html.count("cert-missing") == 1
