@@ -1171,25 +1171,33 @@ def _drill_reminders_cancel(drill: Drill, *, now: datetime) -> int:
 
 
 def _certification_reminders_schedule(record: Certification, *, now: datetime) -> int:
-    if record.expires_on is None:
+    """Remind the holder each lead time before the expiry, at the business day's opening.
+
+    A record that arrives inside a lead time (recorded late, or a short-lived certificate) is
+    reminded at once for the nearest lead already passed: with 16 days left and leads of 30 and
+    7 days, the holder hears now and again 7 days before, rather than only 7 days before. An
+    expired record reminds nobody (the gate already says so).
+    """
+    if record.expires_on is None or record.expires_on <= selectors.business_day(now):
         return 0
     zone = ZoneInfo(settings.TMT_BUSINESS_TIME_ZONE)
-    rows = []
-    for days in selectors.training_policy().certification_reminder_list:
-        due = datetime.combine(
-            record.expires_on - timedelta(days=days), settings.TMT_BUSINESS_DAY_OPENS or time(9), tzinfo=zone
+    opens = settings.TMT_BUSINESS_DAY_OPENS or time(9)
+    dues = {
+        days: datetime.combine(record.expires_on - timedelta(days=days), opens, tzinfo=zone)
+        for days in selectors.training_policy().certification_reminder_list
+    }
+    nearest_passed = min((days for days, due in dues.items() if due <= now), default=None)
+    rows = [
+        Reminder(
+            kind=Reminder.Kind.CERTIFICATION,
+            recipient=record.person,
+            certification=record,
+            lead=timedelta(days=days),
+            due_at=max(due, now),
         )
-        if due <= now:
-            continue
-        rows.append(
-            Reminder(
-                kind=Reminder.Kind.CERTIFICATION,
-                recipient=record.person,
-                certification=record,
-                lead=timedelta(days=days),
-                due_at=due,
-            )
-        )
+        for days, due in dues.items()
+        if due > now or days == nearest_passed
+    ]
     Reminder.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 
