@@ -12,8 +12,8 @@ class DrillsConfig(AppConfig):
 
         from . import services
 
-        # The readiness gate: an expired certification or unfinished mentoring keeps someone
-        # from commanding a real incident.
+        # The readiness gate (selectors.readiness_of): an expired certification, unfinished
+        # mentoring or unacknowledged procedures keep someone from commanding a real incident.
         hooks.commander_problems.append(services.commander_readiness_problems)
         hooks.commander_guards.append(services.commander_readiness_enforce)
         # Drills page only their participants.

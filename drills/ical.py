@@ -29,6 +29,22 @@ def _status(drill: Drill) -> str:
     }[DrillState(drill.state)]
 
 
+# A calendar shows an event that ends when it starts as a point, or not at all.
+SHORTEST_EVENT = timedelta(minutes=1)
+
+
+def _times(drill: Drill) -> tuple[datetime, datetime]:
+    """When the drill happens, as far as anyone knows: the planned times until it starts, then
+    the actual start, and once completed the actual end, so calendars keep when the team really
+    exercised rather than when it meant to (a cancelled one keeps its times, STATUS:CANCELLED)."""
+    start = drill.started_at or drill.scheduled_start
+    if drill.state == DrillState.COMPLETED and drill.completed_at is not None:
+        end = drill.completed_at
+    else:
+        end = start + drill.duration
+    return start, max(end, start + SHORTEST_EVENT)
+
+
 def _address(user) -> vCalAddress | None:
     if not user.email:
         return None
@@ -43,8 +59,9 @@ def drill_event(drill: Drill, *, stamp: datetime, reminder_hours: Iterable[int] 
     event.add("uid", f"drill-{drill.pk}@{UID_DOMAIN}")
     event.add("dtstamp", stamp)
     event.add("sequence", drill.calendar_sequence)
-    event.add("dtstart", drill.scheduled_start.astimezone(UTC))
-    event.add("dtend", (drill.scheduled_start + drill.duration).astimezone(UTC))
+    start, end = _times(drill)
+    event.add("dtstart", start.astimezone(UTC))
+    event.add("dtend", end.astimezone(UTC))
     prefix = "CANCELLED: " if drill.state == DrillState.CANCELLED else ""
     event.add("summary", f"{prefix}[DRILL] {drill.title}")
     event.add("categories", [drill.kind.get_cadence_display(), drill.kind.name])
@@ -55,6 +72,9 @@ def drill_event(drill: Drill, *, stamp: datetime, reminder_hours: Iterable[int] 
     lines += ["Scenario:", drill.scenario, "", "Objectives:", *(f"- {o}" for o in drill.objective_list)]
     if drill.state == DrillState.CANCELLED and drill.cancel_reason:
         lines += ["", f"Cancelled: {drill.cancel_reason}"]
+    if drill.state == DrillState.COMPLETED:
+        planned = timezone.localtime(drill.scheduled_start)
+        lines += ["", f"Completed: {drill.get_result_display()} (planned for {planned:%d %b %Y %H:%M %Z})."]
     lines += ["", url]
     event.add("description", "\n".join(lines))
     organizer = _address(drill.facilitator)

@@ -165,39 +165,104 @@ def _override_in_effect(*, user, duty: str, at: datetime, incident: Incident | N
     return overrides.order_by("-granted_at").first()
 
 
-def readiness_findings(*, user, at: datetime, roles: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """What stands between `user` and a response duty at `at`, ignoring overrides and the switch.
+@dataclass(frozen=True)
+class Readiness:
+    """Whether someone may take on-call or incident command, and if not, why: the one rule.
 
-    Applies to members of a response-team role (a role some active certification kind is required
-    for) and to anyone being given such a role (`roles`, e.g. the rotation's role).
+    The training page's banner, the compliance matrix and its CSV, the API's commander check and
+    the gates on the roster and on incident command all read it. It applies to the members of a
+    response-team role (one some active certification kind is required for) and to anyone being
+    given one, and asks of them what the seed's training requirements do: every certification
+    required of their roles valid, the mentored responses done (or waived), and the current
+    procedures acknowledged. Required is whatever the admin's certification kinds say.
     """
-    kinds = required_kinds()
-    group_ids = set(user.groups.values_list("pk", flat=True))
-    mine = kinds_required_of(group_ids=group_ids, group_names=set(roles), kinds=kinds)
-    if not mine:
-        return []
-    day = business_day(at)
-    policy = training_policy()
-    records: dict[int, list[Certification]] = defaultdict(list)
-    for record in Certification.objects.filter(person=user, kind__in=mine):
-        records[record.kind_id].append(record)
+
+    certifications: tuple[tuple[CertificationKind, CertCell], ...]
+    mentoring: Mentoring
+    procedure: ProcedureDocument | None
+    acknowledged: bool
+    problems: tuple[str, ...]
+
+    @property
+    def applies(self) -> bool:
+        return bool(self.certifications)
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+
+def readiness_judge(
+    *,
+    required: list[CertificationKind],
+    records: dict[int, list[Certification]],
+    mentoring: Mentoring,
+    procedure: ProcedureDocument | None,
+    acknowledged: bool,
+    day: date,
+    policy: TrainingPolicy,
+) -> Readiness:
+    """The rule itself, on data already loaded (one person's, or the matrix's for everyone)."""
+    cells = []
     problems = []
-    for kind in mine:
-        cell = cert_cell(records[kind.pk], day=day, expiring_within_days=policy.expiring_within_days)
+    for kind in required:
+        mine = records.get(kind.pk, [])
+        cell = cert_cell(mine, day=day, expiring_within_days=policy.expiring_within_days)
+        cells.append((kind, cell))
         if cell.status == CertStatus.EXPIRED:
             problems.append(f"{kind.name} expired on {cell.record.expires_on:%d %b %Y}.")
         elif cell.status == CertStatus.MISSING:
-            future = [r for r in records[kind.pk] if r.issued_on > day]
+            future = [r for r in mine if r.issued_on > day]
             if future:
                 problems.append(f"{kind.name} is only valid from {min(r.issued_on for r in future):%d %b %Y}.")
             else:
                 problems.append(f"No {kind.name} on record.")
-    mentoring = mentoring_status(user, policy=policy)
-    if not mentoring.complete:
-        problems.append(
-            f"Mentoring not finished: {mentoring.done} of {mentoring.required} mentored incident responses."
-        )
-    return problems
+    if required:
+        if not mentoring.complete:
+            problems.append(
+                f"Mentoring not finished: {mentoring.done} of {mentoring.required} mentored incident responses."
+            )
+        if procedure is not None and not acknowledged:
+            problems.append(f"The response procedures (version {procedure.version}) are not acknowledged yet.")
+    return Readiness(
+        certifications=tuple(cells),
+        mentoring=mentoring,
+        procedure=procedure,
+        acknowledged=acknowledged,
+        problems=tuple(problems),
+    )
+
+
+def readiness_of(*, user, at: datetime, roles: tuple[str, ...] | list[str] = ()) -> Readiness:
+    """`user`'s readiness at `at`, ignoring overrides and the switch (readiness_problems has them).
+
+    `roles`: the role someone is being given (a rotation's), required of them as if they held it.
+    """
+    kinds = required_kinds()
+    group_ids = set(user.groups.values_list("pk", flat=True))
+    required = kinds_required_of(group_ids=group_ids, group_names=set(roles), kinds=kinds)
+    policy = training_policy()
+    records: dict[int, list[Certification]] = defaultdict(list)
+    for record in Certification.objects.filter(person=user, kind__in=required):
+        records[record.kind_id].append(record)
+    procedure = current_procedure()
+    acknowledged = procedure is None or (
+        ProcedureAcknowledgement.objects.filter(document=procedure, person=user).exists()
+    )
+    return readiness_judge(
+        required=required,
+        records=records,
+        mentoring=mentoring_status(user, policy=policy),
+        procedure=procedure,
+        acknowledged=acknowledged,
+        day=business_day(at),
+        policy=policy,
+    )
+
+
+def readiness_findings(*, user, at: datetime, roles: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """What stands between `user` and a response duty at `at`, ignoring overrides and the switch."""
+    return list(readiness_of(user=user, at=at, roles=roles).problems)
 
 
 def readiness_problems(
@@ -279,13 +344,20 @@ def response_team_members(kinds: list[CertificationKind] | None = None) -> Query
 class MatrixRow:
     person: object
     cells: list[CertCell]
-    mentoring: Mentoring
-    acknowledged: bool
+    readiness: Readiness
     roles: list[str] = field(default_factory=list)
 
     @property
+    def mentoring(self) -> Mentoring:
+        return self.readiness.mentoring
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.readiness.acknowledged
+
+    @property
     def ready(self) -> bool:
-        return self.mentoring.complete and all(c.status in (CertStatus.VALID, CertStatus.EXPIRING) for c in self.cells)
+        return self.readiness.ready
 
 
 @dataclass
@@ -332,21 +404,26 @@ def compliance_matrix(*, at: datetime | None = None) -> ComplianceMatrix:
         for record in person.certifications.all():
             by_kind[record.kind_id].append(record)
         role_ids = {g.pk for g in person.role_list}
-        cells = []
-        for kind in kinds:
-            if any(g.pk in role_ids for g in kind.required_for.all()):
-                cell = cert_cell(by_kind[kind.pk], day=day, expiring_within_days=policy.expiring_within_days)
-                counts[cell.status] += 1
-            else:
-                cell = CertCell("n/a")
-            cells.append(cell)
-        profile = getattr(person, "training_profile", None)
+        readiness = readiness_judge(
+            required=kinds_required_of(group_ids=role_ids, group_names=set(), kinds=kinds),
+            records=by_kind,
+            mentoring=mentoring_of(
+                profile=getattr(person, "training_profile", None), done=person._mentored, policy=policy
+            ),
+            procedure=procedure,
+            acknowledged=procedure is None or person.pk in acknowledged,
+            day=day,
+            policy=policy,
+        )
+        judged = {kind.pk: cell for kind, cell in readiness.certifications}
+        cells = [judged.get(kind.pk, CertCell("n/a")) for kind in kinds]
+        for cell in judged.values():
+            counts[cell.status] += 1
         rows.append(
             MatrixRow(
                 person=person,
                 cells=cells,
-                mentoring=mentoring_of(profile=profile, done=person._mentored, policy=policy),
-                acknowledged=procedure is None or person.pk in acknowledged,
+                readiness=readiness,
                 roles=sorted(g.name for g in person.role_list if g.pk in team_groups),
             )
         )

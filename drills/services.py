@@ -770,7 +770,12 @@ def drill_complete(
         _finding_record(drill=locked, finding=finding, user=user)
     _drill_mentoring_record(locked, user=user, now=now)
     _drill_reminders_cancel(locked, now=now)
-    _exercise_incident_close(locked, user=user, reason=f"Drill {locked.reference} completed: exercise over.")
+    _exercise_incident_close(
+        locked,
+        user=user,
+        reason=f"Drill {locked.reference} completed ({locked.get_result_display().lower()}): exercise over.",
+        at=now,
+    )
     drill.refresh_from_db()
     return locked
 
@@ -806,29 +811,17 @@ def drill_cancel(*, drill: Drill, user, reason: str, now: datetime | None = None
     _bump(locked)
     _save_transition(locked)
     _drill_reminders_cancel(locked, now=now)
-    _exercise_incident_close(locked, user=user, reason=f"Drill {locked.reference} cancelled: {reason}")
+    _exercise_incident_close(locked, user=user, reason=f"Drill {locked.reference} cancelled: {reason}", at=now)
     drill.refresh_from_db()
     return locked
 
 
-def _exercise_incident_close(drill: Drill, *, user, reason: str) -> None:
-    """Cancel the exercise incident if it is still open and the user may; else leave a note."""
-    incident = drill.incident
-    if incident is None:
+def _exercise_incident_close(drill: Drill, *, user, reason: str, at: datetime) -> None:
+    """The drill is over, so is its exercise incident (cancelled with the reason, on its
+    timeline): left open it would sit among the real incidents as a Sev1 nobody works."""
+    if drill.incident_id is None:
         return
-    incident.refresh_from_db()
-    if not incident.is_open:
-        return
-
-    if user.has_perm("incidents.transition_incident"):
-        incident_services.incident_transition(incident=incident, name="cancel", user=user, reason=reason)
-    else:
-        incident_services.timeline_record(
-            incident,
-            kind=TimelineEntry.Kind.NOTE,
-            action=f"{reason} The exercise incident stays open for the team to close; it pages nobody further.",
-            owner=user,
-        )
+    incident_services.incident_exercise_end(incident=drill.incident, user=user, reason=reason, at=at)
 
 
 # -- drill paging (the hook in incidents.notifications.services.page_user) --------------------
@@ -1178,25 +1171,33 @@ def _drill_reminders_cancel(drill: Drill, *, now: datetime) -> int:
 
 
 def _certification_reminders_schedule(record: Certification, *, now: datetime) -> int:
-    if record.expires_on is None:
+    """Remind the holder each lead time before the expiry, at the business day's opening.
+
+    A record that arrives inside a lead time (recorded late, or a short-lived certificate) is
+    reminded at once for the nearest lead already passed: with 16 days left and leads of 30 and
+    7 days, the holder hears now and again 7 days before, rather than only 7 days before. An
+    expired record reminds nobody (the gate already says so).
+    """
+    if record.expires_on is None or record.expires_on <= selectors.business_day(now):
         return 0
     zone = ZoneInfo(settings.TMT_BUSINESS_TIME_ZONE)
-    rows = []
-    for days in selectors.training_policy().certification_reminder_list:
-        due = datetime.combine(
-            record.expires_on - timedelta(days=days), settings.TMT_BUSINESS_DAY_OPENS or time(9), tzinfo=zone
+    opens = settings.TMT_BUSINESS_DAY_OPENS or time(9)
+    dues = {
+        days: datetime.combine(record.expires_on - timedelta(days=days), opens, tzinfo=zone)
+        for days in selectors.training_policy().certification_reminder_list
+    }
+    nearest_passed = min((days for days, due in dues.items() if due <= now), default=None)
+    rows = [
+        Reminder(
+            kind=Reminder.Kind.CERTIFICATION,
+            recipient=record.person,
+            certification=record,
+            lead=timedelta(days=days),
+            due_at=max(due, now),
         )
-        if due <= now:
-            continue
-        rows.append(
-            Reminder(
-                kind=Reminder.Kind.CERTIFICATION,
-                recipient=record.person,
-                certification=record,
-                lead=timedelta(days=days),
-                due_at=due,
-            )
-        )
+        for days, due in dues.items()
+        if due > now or days == nearest_passed
+    ]
     Reminder.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 

@@ -499,36 +499,27 @@ def finding_add(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _person_context(person, *, now) -> dict:
-    kinds = selectors.required_kinds()
-    policy = selectors.training_policy()
-    day = selectors.business_day(now)
+    readiness = selectors.readiness_of(user=person, at=now)
     records = list(
         Certification.objects.filter(person=person)
         .select_related("kind", "issued_by")
         .order_by("kind__order", "-issued_on")
     )
-    cells = []
-    for kind in kinds:
-        mine = [r for r in records if r.kind_id == kind.pk]
-        cells.append((kind, selectors.cert_cell(mine, day=day, expiring_within_days=policy.expiring_within_days)))
-    procedure = selectors.current_procedure()
-    acknowledged = (
-        procedure is not None and ProcedureAcknowledgement.objects.filter(document=procedure, person=person).exists()
-    )
     return {
         "person": person,
         "records": records,
-        "cells": cells,
-        "mentoring": selectors.mentoring_status(person, policy=policy),
+        "readiness": readiness,
+        "cells": readiness.certifications,
+        "mentoring": readiness.mentoring,
         "mentored": list(
             MentoredResponse.objects.filter(mentee=person)
             .select_related("mentor", "incident", "drill")
             .order_by("-occurred_at")
         ),
-        "problems": selectors.readiness_findings(user=person, at=now),
+        "problems": readiness.problems,
         "drills": list(selectors.drills_of(person)[:50]),
-        "procedure": procedure,
-        "acknowledged": acknowledged,
+        "procedure": readiness.procedure,
+        "acknowledged": readiness.acknowledged,
         "profile": TrainingProfile.objects.filter(user=person).select_related("mentoring_waived_by").first(),
         "overrides": list(
             ReadinessOverride.objects.filter(person=person)

@@ -182,9 +182,12 @@ class SeverityBucket:
 
 
 def dashboard_summary(*, since: datetime) -> dict:
-    """Open incidents by severity, and MTTA/MTTR over real (non-drill) incidents since `since`."""
+    """Open real incidents by severity, and MTTA/MTTR over real incidents since `since`.
+
+    Drill incidents count nowhere here: a Sev1 exercise is not a Sev1 for the people watching.
+    """
     open_by_level = dict(
-        Incident.objects.filter(state__in=OPEN_STATES)
+        Incident.objects.filter(state__in=OPEN_STATES, is_drill=False)
         .values_list("severity__level")
         .annotate(n=Count("id"))
         .values_list("severity__level", "n")
@@ -204,6 +207,18 @@ def dashboard_summary(*, since: datetime) -> dict:
 
 
 def open_incidents(limit: int = 50) -> list[Incident]:
+    """Open real incidents, most severe first (exercise incidents are listed apart)."""
     return list(
-        incident_list_queryset().filter(state__in=OPEN_STATES).order_by("severity__level", "detected_at")[:limit]
+        incident_list_queryset()
+        .filter(state__in=OPEN_STATES, is_drill=False)
+        .order_by("severity__level", "detected_at")[:limit]
+    )
+
+
+def open_drill_incidents(limit: int = 10) -> list[Incident]:
+    """The exercise incidents of drills under way, for a line beside the real ones."""
+    return list(
+        Incident.objects.filter(state__in=OPEN_STATES, is_drill=True)
+        .only("reference", "title", "detected_at")
+        .order_by("detected_at")[:limit]
     )

@@ -54,7 +54,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "incidents/dashboard.html",
-        {"summary": summary, "open_rows": open_rows, "now": now},
+        {"summary": summary, "open_rows": open_rows, "drills": selectors.open_drill_incidents(), "now": now},
     )
 
 

@@ -126,14 +126,16 @@ def make_roster(*, starts_on=None) -> dict:
     return people
 
 
-def certify(user, *, issued_on=None, mentoring_done: bool = True):
+def certify(user, *, issued_on=None, mentoring_done: bool = True, acknowledged: bool = True):
     """Give `user` every active certification, issued a month ago (so valid for the annual one's
-    11 more months), and mark their mentoring done: what the readiness gate asks of a responder."""
+    11 more months), mark their mentoring done and acknowledge the current procedures: what the
+    readiness gate asks of a responder."""
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from drills.models import Certification, CertificationKind, TrainingProfile
+    from drills.models import Certification, CertificationKind, ProcedureAcknowledgement, TrainingProfile
+    from drills.selectors import current_procedure
 
     issued = issued_on or timezone.localdate() - timedelta(days=30)
     for kind in CertificationKind.objects.filter(active=True):
@@ -149,6 +151,11 @@ def certify(user, *, issued_on=None, mentoring_done: bool = True):
         TrainingProfile.objects.update_or_create(
             user=user,
             defaults={"mentoring_waived_at": timezone.now(), "mentoring_waiver_reason": "Experienced responder"},
+        )
+    procedure = current_procedure()
+    if acknowledged and procedure is not None:
+        ProcedureAcknowledgement.objects.get_or_create(
+            document=procedure, person=user, defaults={"acknowledged_at": timezone.now()}
         )
     return user
 

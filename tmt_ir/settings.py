@@ -337,8 +337,8 @@ if not 0 < TMT_HEARTBEAT_SECONDS < TMT_HEARTBEAT_STALE_SECONDS:
 
 # -- drills and training --------------------------------------------------------------------------
 
-# The readiness gate: on-call and incident command need valid
-# certifications and finished mentoring (a manager may override with a recorded justification).
+# The readiness gate: on-call and incident command need valid certifications, finished mentoring
+# and the current procedures acknowledged (a manager may override with a recorded justification).
 TMT_ENFORCE_READINESS = env.bool("TMT_ENFORCE_READINESS", default=True)
 # Emergency-stop drills send their stop here; it must answer /health as the agent simulator
 # (checked before every stop), so a drill can never halt real trading.

@@ -145,8 +145,8 @@ class IncidentCreateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     take_command = serializers.BooleanField(
         default=True,
         write_only=True,
-        help_text="Become the incident commander (as in the web form); refused quietly if your "
-        "certification or mentoring does not allow it yet.",
+        help_text="Become the incident commander (as in the web form); refused quietly if the readiness "
+        "gate does not allow it yet (certifications, mentoring, acknowledged procedures).",
     )
 
     class Meta:

@@ -169,13 +169,14 @@ def ensure_demo_readiness(*, people: dict[str, list], now: datetime, seed: int =
     """Training records for the demo team, kept by the demo trainer through the drills services.
 
     The readiness gate refuses an untrained incident commander or on-call engineer, so the demo
-    team holds valid certifications (issued before the demo month; a few due for renewal soon)
-    and, being an established team, has mentoring waived. Idempotent.
+    team holds valid certifications (issued before the demo month; a few due for renewal soon),
+    has read the current procedures and, being an established team, has mentoring waived. Idempotent.
     """
     # Its own generator, so whether these records already exist does not shift the incidents.
     rng = random.Random(f"readiness-{seed}")
     trainer = people[roles.TRAINER][0]
     kinds = drill_selectors.required_kinds()
+    procedure = drill_selectors.current_procedure()
     today = drill_selectors.business_day(now)
     for users in people.values():
         for user in users:
@@ -203,6 +204,8 @@ def ensure_demo_readiness(*, people: dict[str, list], now: datetime, seed: int =
                     reason="Established team member: responded to incidents before mentoring was recorded.",
                     now=now,
                 )
+            if procedure is not None:
+                drill_services.procedure_acknowledge(document=procedure, user=user, now=now)
 
 
 # -- scenarios (the seed's examples, per severity) ------------------------------------------

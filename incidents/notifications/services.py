@@ -154,7 +154,8 @@ def page_user(
     person = getattr(user, "person", None)
     urgent = incident.severity.major and not reminder
     subject = f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300]
-    body = _page_body(incident, event)
+    summary = _page_summary(event, user)
+    body = _page_body(incident, summary)
     created = 0
     if urgent and person is not None:
         for channel, address in (
@@ -170,7 +171,7 @@ def page_user(
                     recipient=user,
                     address=address,
                     subject=subject,
-                    body=_short_text(incident, event),
+                    body=_short_text(incident, summary),
                     next_attempt_at=now,
                 )
                 created += 1
@@ -216,20 +217,36 @@ def notify_webhooks(*, event: EscalationEvent, now: datetime, batch: Notificatio
             channel=Notification.Channel.WEBHOOK,
             address=hook.url,
             subject=subject,
-            body=_page_body(incident, event),
+            body=_page_body(incident, event.summary),
             next_attempt_at=now,
         )
 
 
-def _short_text(incident: Incident, event: EscalationEvent) -> str:
+def _page_summary(event: EscalationEvent, user) -> str:
+    """What happened, as the page to `user` says it.
+
+    A drill's page may go to a participant in place of the person the engine chose (the real
+    on-call engineer, who is not taking part): it names the participant paged, never the person
+    stood in for. The engine's summaries name whoever it chose ("paging On-call engineer: …").
+    """
+    chosen = event.target_user
+    if not event.incident.is_drill or chosen is None or chosen.pk == user.pk:
+        return event.summary
+    paged = f"{_name(user)} (drill participant)"
+    if _name(chosen) in event.summary:
+        return event.summary.replace(_name(chosen), paged)
+    return f"{event.summary}: paging {paged}"
+
+
+def _short_text(incident: Incident, summary: str) -> str:
     url = settings.TMT_SITE_URL.rstrip("/") + incident.get_absolute_url()
-    return f"TMT {incident.reference} Sev{incident.severity.level}: {incident.title[:80]}. {event.summary[:120]} {url}"
+    return f"TMT {incident.reference} Sev{incident.severity.level}: {incident.title[:80]}. {summary[:120]} {url}"
 
 
-def _page_body(incident: Incident, event: EscalationEvent) -> str:
+def _page_body(incident: Incident, summary: str) -> str:
     url = settings.TMT_SITE_URL.rstrip("/") + incident.get_absolute_url()
     return (
-        f"{event.summary}\n\n"
+        f"{summary}\n\n"
         f"Incident: {incident.reference}\nTitle: {incident.title}\n"
         f"Severity: {incident.severity.label}\nState: {incident.get_state_display()}\n"
         f"Detected: {incident.detected_at:%Y-%m-%d %H:%M:%S} UTC\n"

@@ -16,6 +16,7 @@ from .incident import (  # noqa: F401 - explicit for readers and type checkers
     incident_acknowledge,
     incident_assign_commander,
     incident_available_transitions,
+    incident_exercise_end,
     incident_open,
     incident_transition,
     incident_update,

@@ -281,9 +281,18 @@ def incident_transition(
         kwargs["by"] = user
     if at is not None and name != "reopen":
         kwargs["at"] = at
+    return _transition_run(
+        incident, name=name, kwargs=kwargs, user=user, label=meta.custom.get("label", name), reason=reason, at=at
+    )
+
+
+def _transition_run(
+    incident: Incident, *, name: str, kwargs: dict, user, label: str, reason: str, at: datetime | None
+) -> Incident:
+    """Run a transition that was checked, record it, attach the next checklists, tell the hooks."""
     source = incident.state
     try:
-        method(**kwargs)
+        getattr(incident, name)(**kwargs)
         # Only what transitions change: a full save from an object loaded earlier would write
         # back stale values of other fields (say, a commander someone changed meanwhile).
         incident.save(update_fields=LIFECYCLE_FIELDS)
@@ -292,9 +301,9 @@ def incident_transition(
     except ConcurrentTransition as exc:
         raise IncidentChangedError(IncidentChangedError.message) from exc
     except IntegrityError as exc:
-        # A reopen racing a new alert or outage for the same source (see above).
+        # A reopen racing a new alert or outage for the same source (see incident_transition).
         raise TransitionRefusedError("Another open incident now covers the same alert or system; reload.") from exc
-    action = f"{meta.custom.get('label', name)}: {State(source).label} → {State(incident.state).label}"
+    action = f"{label}: {State(source).label} → {State(incident.state).label}"
     if reason:
         action += f". Reason: {reason}"
     timeline_record(
@@ -332,6 +341,35 @@ def _refuse_reopening_a_duplicate(incident: Incident) -> None:
 
 def incident_acknowledge(*, incident: Incident, user: AbstractBaseUser) -> Incident:
     return incident_transition(incident=incident, name="acknowledge", user=user)
+
+
+@transaction.atomic
+def incident_exercise_end(
+    *, incident: Incident, user: AbstractBaseUser, reason: str, at: datetime | None = None
+) -> Incident:
+    """End a drill's incident with its exercise: it leaves the open incidents and pages nobody.
+
+    Still open: cancelled with the reason, the one way out of every open state that claims no
+    phase the team did not reach (a resolve would need an assessment and resolution actions that
+    an exercise stopped halfway never had; how far the team got stays on the timeline, the
+    outcome is the drill's). Already resolved or later: left as the team took it, with the
+    reason as a note. Whoever ends the drill ends its incident, with or without the responders'
+    transition permission (a trainer has none; the drills app checked they run the drill), which
+    is why a real incident is refused here and needs incident_transition.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": "Give a reason."})
+    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
+    if not locked.is_drill:
+        raise PermissionDenied("Only an exercise incident ends with its drill.")
+    if locked.is_open:
+        kwargs: dict = {"reason": reason} | ({"at": at} if at is not None else {})
+        return _transition_run(
+            locked, name="cancel", kwargs=kwargs, user=user, label="Exercise over", reason=reason, at=at
+        )
+    timeline_record(locked, kind=TimelineEntry.Kind.NOTE, action=reason, owner=user, at=at)
+    return locked
 
 
 # -- details --------------------------------------------------------------------------------
@@ -432,8 +470,8 @@ def incident_assign_commander(
     if locked.commander_id == (commander.pk if commander else None):
         return locked
     if commander is not None:
-        # The readiness gate (the drills app's): refuses, with the reason, a commander whose
-        # required certification expired or whose mentoring is unfinished.
+        # The readiness gate (the drills app's): refuses, with the reason, a commander who is not
+        # ready (a required certification expired, mentoring unfinished, procedures unread).
         for guard in hooks.commander_guards:
             guard(user=commander, incident=locked)
     locked.commander = commander

@@ -224,8 +224,9 @@ def test_completing_records_attendance_targets_and_findings_as_action_items(trai
     # The new member attended with a certified mentor: one mentored response.
     response = MentoredResponse.objects.get(mentee=newbie)
     assert (response.mentor, response.drill, response.source) == (team["oncall2"], drill, "drill")
-    # The exercise incident is left for the team, with a note; nobody is paged any more.
-    assert drill.incident.timeline.filter(action__contains="completed: exercise over").exists()
+    # The exercise is over, so is its incident.
+    drill.incident.refresh_from_db()
+    assert drill.incident.state == "cancelled" and "completed (objectives partly met)" in drill.incident.cancel_reason
 
 
 def test_a_bad_finding_refuses_the_whole_completion(trainer_user, team):
@@ -287,3 +288,106 @@ def test_due_drill_reminders_go_out_once_by_email_and_sms(trainer_user, team, sm
     # Delivered like any page: an idempotency key, and no incident to name.
     assert sms_provider.received[0]["reference"].startswith("notification/")
     assert Notification.objects.filter(incident=None, recipient=team["oncall2"]).count() == 2
+
+
+# -- the exercise incident ends with the drill -----------------------------------------------------
+
+
+def _dashboard(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client.get("/").content.decode()
+
+
+def _open_sev1_count(html: str) -> int:
+    import re
+
+    return int(re.search(r'data-testid="open-sev1">(\d+)<', html).group(1))
+
+
+def test_completing_a_drill_ends_its_sev1_incident_and_it_never_counts_on_the_dashboard(trainer_user, team):
+    # The trainer runs the drill but may not move real incidents through their phases.
+    assert not trainer_user.has_perm("incidents.transition_incident")
+    drill = _started(trainer_user, [team["oncall2"]], key="security-incident")
+    incident = drill.incident
+    assert (incident.severity.level, incident.state) == (1, "detected")
+
+    # While it runs: not a Sev1 on the live dashboard, not in its open incidents, but findable.
+    html = _dashboard(team["oncall1"])
+    assert _open_sev1_count(html) == 0
+    assert f'href="{incident.get_absolute_url()}"' in html.split('data-testid="open-drills"')[1]
+    assert incident not in incident_selectors.open_incidents()
+    # A real Sev1 still counts (one more, exactly).
+    from tests.factories import open_incident
+
+    real = open_incident(reported_by=team["oncall1"], level=1)
+    assert _open_sev1_count(_dashboard(team["oncall1"])) == 1
+
+    services.drill_complete(drill=drill, user=trainer_user, result="partial")
+    incident.refresh_from_db()
+    assert incident.state == "cancelled" and not incident.is_open
+    assert incident.cancel_reason == f"Drill {drill.reference} completed (objectives partly met): exercise over."
+    entry = incident.timeline.filter(kind="state_change").last()
+    assert (entry.from_state, entry.to_state, entry.owner) == ("detected", "cancelled", trainer_user)
+    assert entry.action.startswith("Exercise over: Detected → Cancelled. Reason: Drill ")
+    # Its clocks stop: nothing left to fire or page.
+    assert not Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).exists()
+    html = _dashboard(team["oncall1"])
+    assert _open_sev1_count(html) == 1 and 'data-testid="open-drills"' not in html
+    assert [i.pk for i in incident_selectors.open_incidents()] == [real.pk]
+
+
+def test_cancelling_a_running_drill_cancels_its_incident_with_the_reason(trainer_user, team):
+    drill = _started(trainer_user, [team["oncall2"]], key="communication-test")
+    services.drill_cancel(drill=drill, user=trainer_user, reason="Market turmoil: the team is needed for real")
+    incident = drill.incident
+    incident.refresh_from_db()
+    assert incident.state == "cancelled"
+    assert incident.cancel_reason == f"Drill {drill.reference} cancelled: Market turmoil: the team is needed for real"
+    assert not Deadline.objects.filter(incident=incident, fired_at=None, cancelled_at=None).exists()
+
+
+def test_a_drill_incident_the_team_resolved_stays_resolved_with_a_note(trainer_user, team):
+    from tests.reports.helpers import resolve
+
+    drill = _started(trainer_user, [team["oncall2"]], key="recovery-procedures")
+    incident = resolve(drill.incident, team["oncall2"], resolution="Restarted the agent")
+
+    services.drill_complete(drill=drill, user=trainer_user, result="met")
+    incident.refresh_from_db()
+    assert incident.state == "resolved" and incident.cancel_reason == ""
+    assert incident.timeline.filter(kind="note", action__contains="completed (all objectives met)").exists()
+
+
+def test_a_drill_page_names_the_participant_paged_not_the_real_on_call_engineer(trainer_user, team):
+    for key, first, last in [
+        ("oncall1", "Rory", "Realduty"),
+        ("oncall2", "Pat", "Player"),
+        ("oncall3", "Sam", "Stand"),
+    ]:
+        team[key].first_name, team[key].last_name = first, last
+        team[key].save()
+    # oncall1 is on call today but not in the drill; the engine chooses them, the page goes to the participants.
+    drill = schedule(trainer_user, key="trading-emergency-stop", participants=[team["oncall2"], team["oncall3"]])
+    drill = services.drill_start(drill=drill, user=trainer_user)
+    escalation.deadlines_fire_due(now=timezone.now())
+
+    pages = list(Notification.objects.filter(incident=drill.incident).select_related("recipient"))
+    assert {p.channel for p in pages} == {"sms", "phone", "email"}
+    assert {p.recipient.username for p in pages} == {"oncall2", "oncall3"}
+    for page in pages:
+        assert f"{page.recipient.get_full_name()} (drill participant)" in page.body, page.body
+        assert "Rory Realduty" not in page.body + page.subject
+    # The record keeps what happened: the engine's choice, and why it was not paged.
+    assert drill.incident.timeline.filter(action__startswith="DRILL: Rory Realduty is not taking part").exists()
+
+
+def test_a_drill_page_to_the_on_call_engineer_taking_part_names_them(trainer_user, team):
+    drill = schedule(trainer_user, key="communication-test", participants=[team["oncall1"], team["oncall2"]])
+    drill = services.drill_start(drill=drill, user=trainer_user)
+    escalation.deadlines_fire_due(now=timezone.now())
+    pages = list(Notification.objects.filter(incident=drill.incident))
+    assert pages and {p.recipient_id for p in pages} == {team["oncall1"].pk}
+    assert all(team["oncall1"].get_full_name() in p.body and "drill participant" not in p.body for p in pages)

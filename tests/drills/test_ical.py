@@ -87,3 +87,50 @@ def test_a_calendar_app_reads_the_feed_by_its_secret_url_without_logging_in(clie
 def test_the_session_feeds_need_a_login(client):
     response = client.get("/drills/calendar/mine.ics")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def _programme(client, user) -> dict[str, object]:
+    client.force_login(user)
+    return _events(client.get("/drills/calendar/programme.ics").content)
+
+
+def test_a_completed_drill_shows_when_it_really_ran_with_a_new_sequence(client, trainer_user, team):
+    drill = schedule(trainer_user, key="role-playing", participants=[team["oncall2"]], days=0.05)
+    uid = f"drill-{drill.pk}@drills.tmt-ir"
+    planned = _programme(client, team["oncall2"])[uid]
+    assert planned.decoded("DTSTART") == drill.scheduled_start.astimezone(UTC).replace(microsecond=0)
+    seen = int(planned["SEQUENCE"])
+
+    # Started early (the team was free), completed 40 minutes later: the planned hour is history.
+    started = services.drill_start(drill=drill, user=trainer_user)
+    ended_at = started.started_at + timedelta(minutes=40)
+    services.drill_complete(drill=drill, user=trainer_user, result="met", now=ended_at)
+    event = _programme(client, team["oncall2"])[uid]
+    assert event.decoded("DTSTART") == started.started_at.astimezone(UTC).replace(microsecond=0)
+    assert event.decoded("DTEND") == ended_at.astimezone(UTC).replace(microsecond=0)
+    assert event.decoded("DTSTART") != planned.decoded("DTSTART")
+    assert str(event["STATUS"]) == "CONFIRMED" and int(event["SEQUENCE"]) > seen
+    assert "Completed: All objectives met" in str(event["DESCRIPTION"])
+    assert not [c for c in event.subcomponents if c.name == "VALARM"]
+
+
+def test_a_drill_completed_at_once_still_lasts_a_minute_in_calendars(client, trainer_user, team):
+    drill = schedule(trainer_user, participants=[team["oncall2"]], days=1)
+    started = services.drill_start(drill=drill, user=trainer_user)
+    services.drill_complete(drill=drill, user=trainer_user, result="not_met", now=started.started_at)
+    event = _programme(client, team["oncall2"])[f"drill-{drill.pk}@drills.tmt-ir"]
+    assert event.decoded("DTEND") - event.decoded("DTSTART") == timedelta(minutes=1)
+
+
+def test_a_running_drill_shows_its_real_start_and_once_cancelled_is_cancelled_in_calendars(client, trainer_user, team):
+    drill = schedule(trainer_user, participants=[team["oncall2"]], days=3)
+    uid = f"drill-{drill.pk}@drills.tmt-ir"
+    seen = int(_programme(client, team["oncall2"])[uid]["SEQUENCE"])
+    started = services.drill_start(drill=drill, user=trainer_user)  # three days before its planned time
+    running = _programme(client, team["oncall2"])[uid]
+    assert str(running["STATUS"]) == "CONFIRMED" and int(running["SEQUENCE"]) > seen
+    assert running.decoded("DTSTART") == started.started_at.astimezone(UTC).replace(microsecond=0)
+    services.drill_cancel(drill=drill, user=trainer_user, reason="Real incident under way")
+    event = _programme(client, team["oncall2"])[uid]
+    assert str(event["STATUS"]) == "CANCELLED" and int(event["SEQUENCE"]) > int(running["SEQUENCE"])
+    assert "Real incident under way" in str(event["DESCRIPTION"])

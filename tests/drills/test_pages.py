@@ -263,11 +263,12 @@ def test_the_compliance_matrix_shows_valid_expiring_expired_and_missing(trainer_
     assert rows["expiring"].cells[column].status == "expiring"
     assert rows["expired"].cells[column].status == "expired"
     assert rows["missing"].cells[column].status == "missing"
-    assert not rows["expired"].ready and rows["oncall1"].ready
+    assert not rows["expired"].ready and not rows["missing"].ready
+    assert rows["oncall1"].ready and rows["expiring"].ready
     # Managers and executives are not in the response team by default; the trainer is not either.
     assert "cto" not in rows and "coach" not in rows
-    # Procedures v1 was seeded; nobody has acknowledged it yet.
-    assert {r.person.username for r in matrix.not_acknowledged} == set(rows)
+    # Procedures v1 was seeded; only the one never certified has not acknowledged it.
+    assert {r.person.username for r in matrix.not_acknowledged} == {"missing"}
 
 
 def test_the_compliance_csv_export(trainer_client, team):
@@ -280,7 +281,8 @@ def test_the_compliance_csv_export(trainer_client, team):
     assert by_user["expiring"]["Annual certification"] == "Expiring"
     assert by_user["missing"]["Incident response training"] == "Missing"
     assert by_user["oncall1"]["Ready for on-call"] == "yes" and by_user["missing"]["Ready for on-call"] == "no"
-    assert by_user["oncall1"]["Procedures v1 acknowledged"] == "no"
+    assert by_user["oncall1"]["Procedures v1 acknowledged"] == "yes"
+    assert by_user["missing"]["Procedures v1 acknowledged"] == "no"
 
 
 def test_csv_cells_cannot_smuggle_a_formula(trainer_client, team):

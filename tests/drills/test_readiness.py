@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -334,6 +335,7 @@ def test_a_certified_team_is_not_affected_and_the_switch_turns_the_gate_off(sett
         "No Incident response training on record.",
         "No Annual certification on record.",
         "Mentoring not finished: 0 of 3 mentored incident responses.",
+        "The response procedures (version 1) are not acknowledged yet.",
     ]
     settings.TMT_ENFORCE_READINESS = False
     assert services.readiness_problems(user=lapsed, at=now) == []
@@ -418,3 +420,185 @@ def test_the_incident_page_shows_a_refusal_not_a_crash(client, team, lapsed):
     assert "cannot take command" in response.content.decode()
     incident.refresh_from_db()
     assert incident.commander is None
+
+
+# -- one readiness rule, wherever it is read --------------------------------------------------
+
+
+def _responder(*, missing: str):
+    """An on-call engineer with everything the gate asks for except `missing`."""
+    person = UserFactory(username="rhea", first_name="Rhea", last_name="Responder")
+    person.groups.add(Group.objects.get(name="On-Call Engineer"))
+    issued = TODAY() - timedelta(days=400) if missing == "annual-expired" else None
+    certify(person, issued_on=issued, mentoring_done=missing != "mentoring", acknowledged=missing != "procedures")
+    if missing in ("incident-response-training", "annual-certification"):
+        Certification.objects.filter(person=person, kind__key=missing).delete()
+    return person
+
+
+def _surfaces(person, team) -> dict[str, bool]:
+    """Is `person` ready, as each place that says so answers."""
+    from rest_framework.test import APIClient
+
+    page = Client()
+    page.force_login(person)
+    banner = page.get("/drills/me/").content.decode()
+    row = {r.person.pk: r for r in selectors.compliance_matrix().rows}[person.pk]
+    incident = open_incident(reported_by=team["oncall1"])
+    try:
+        incident_services.incident_assign_commander(incident=incident, commander=person, user=team["im"])
+        gate = True
+    except services.ReadinessRefused:
+        gate = False
+    api = APIClient()
+    api.force_authenticate(person)
+    answer = api.post(
+        "/api/v1/incidents/",
+        {"title": "Execution latency", "severity": 3, "detection_method": "user_report"},
+        format="json",
+    )
+    assert answer.status_code == 201, answer.content
+    return {
+        "banner": "Ready for on-call and incident command." in banner,
+        "matrix": row.ready,
+        "commander gate": gate,
+        "api": answer.json()["commander"] == person.username,
+    }
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["incident-response-training", "annual-certification", "annual-expired", "mentoring", "procedures"],
+)
+def test_each_part_missing_makes_someone_not_ready_everywhere(missing, team):
+    person = _responder(missing=missing)
+    assert _surfaces(person, team) == dict.fromkeys(["banner", "matrix", "commander gate", "api"], False)
+
+
+def test_with_every_part_someone_is_ready_everywhere(team):
+    assert _surfaces(_responder(missing=""), team) == dict.fromkeys(["banner", "matrix", "commander gate", "api"], True)
+
+
+def test_what_is_required_is_what_the_certification_kinds_say(team):
+    """A kind the admin requires of another role only is asked of nobody else, anywhere."""
+    annual().required_for.set([Group.objects.get(name="Risk Manager")])
+    person = _responder(missing="annual-certification")
+    assert _surfaces(person, team) == dict.fromkeys(["banner", "matrix", "commander gate", "api"], True)
+    column = [k.pk for k in selectors.compliance_matrix().kinds].index(annual().pk)
+    row = {r.person.pk: r for r in selectors.compliance_matrix().rows}[person.pk]
+    assert row.cells[column].status == "n/a"
+    # Given the role, it is asked of them.
+    person.groups.add(Group.objects.get(name="Risk Manager"))
+    assert _surfaces(person, team) == dict.fromkeys(["banner", "matrix", "commander gate", "api"], False)
+
+
+def test_acknowledging_an_older_version_is_not_enough(trainer_user, team):
+    person = _responder(missing="")
+    draft = services.procedure_draft_create(
+        user=trainer_user, title="Procedures", body="v2 body", summary_of_changes="Two-person stop"
+    )
+    v2 = services.procedure_publish(document=draft, user=trainer_user)
+    problems = services.readiness_problems(user=person, at=timezone.now(), duty="incident_commander")
+    assert problems == ["The response procedures (version 2) are not acknowledged yet."]
+    services.procedure_acknowledge(document=v2, user=person)
+    assert services.readiness_problems(user=person, at=timezone.now(), duty="incident_commander") == []
+
+
+def test_the_training_page_lists_only_what_is_required_of_the_person(client, team, trainer_user):
+    # The trainer is in no response-team role: nothing is required, and the page does not say
+    # "Ready" above certificates it calls missing.
+    client.force_login(trainer_user)
+    html = client.get("/drills/me/").content.decode()
+    assert "Missing" not in html and "No certification is required." in html
+    assert "Ready for on-call and incident command." not in html
+    assert "Not in a response-team role" in html
+    # A responder missing one sees it, and "Not ready".
+    person = _responder(missing="annual-certification")
+    client.force_login(person)
+    html = client.get("/drills/me/").content.decode()
+    assert "Not ready for on-call or command: No Annual certification on record." in html
+    assert html.count("cert-missing") == 1
+
+
+# -- "expiring within 30 days": the status and the reminders at their edges -------------------
+
+LONDON = ZoneInfo("Europe/London")
+# 11:00 in London on a summer day: the business day (London's) is the UTC day here.
+SUMMER_MORNING = datetime(2026, 7, 14, 10, 0, tzinfo=UTC)
+
+
+def _record_expiring(trainer_user, *, days_left: int, now: datetime) -> Certification:
+    person = UserFactory(username=f"holder{days_left}")
+    person.groups.add(Group.objects.get(name="On-Call Engineer"))
+    today = selectors.business_day(now)
+    return services.certification_record(
+        person=person,
+        kind=annual(),
+        issued_on=today - timedelta(days=300),
+        expires_on=today + timedelta(days=days_left),
+        issued_by=trainer_user,
+        recorded_by=trainer_user,
+        now=now,
+    )
+
+
+def _at_opening(day: date) -> datetime:
+    return datetime.combine(day, time(9), tzinfo=LONDON)
+
+
+@pytest.mark.parametrize(
+    ("days_left", "status", "reminders"),
+    [
+        # (lead in days, due): a lead already passed is reminded at once, the nearest one only.
+        (31, "valid", {(30, "opening"), (7, "opening")}),
+        (30, "expiring", {(30, "now"), (7, "opening")}),  # its 09:00 reminder time passed at 11:00
+        (29, "expiring", {(30, "now"), (7, "opening")}),
+        (16, "expiring", {(30, "now"), (7, "opening")}),
+        (8, "expiring", {(30, "now"), (7, "opening")}),
+        (7, "expiring", {(7, "now")}),
+        (1, "expiring", {(7, "now")}),
+        (0, "expired", set()),
+    ],
+)
+def test_a_certificate_inside_the_30_days_is_expiring_and_its_holder_is_told_at_once(
+    settings, trainer_user, team, days_left, status, reminders
+):
+    settings.TMT_BUSINESS_TIME_ZONE = "Europe/London"
+    settings.TMT_BUSINESS_DAY_OPENS = time(9)
+    record = _record_expiring(trainer_user, days_left=days_left, now=SUMMER_MORNING)
+    row = {r.person.pk: r for r in selectors.compliance_matrix(at=SUMMER_MORNING).rows}[record.person_id]
+    column = [k.pk for k in selectors.compliance_matrix(at=SUMMER_MORNING).kinds].index(annual().pk)
+    assert row.cells[column].status == status
+
+    def when(lead: int, due: datetime) -> str:
+        if due == SUMMER_MORNING:
+            return "now"
+        assert due == _at_opening(record.expires_on - timedelta(days=lead)), due
+        return "opening"
+
+    pending = Reminder.objects.filter(certification=record, cancelled_at=None)
+    assert {(r.lead.days, when(r.lead.days, r.due_at)) for r in pending} == reminders
+    told_now = any(due == "now" for _, due in reminders)
+    assert services.reminders_send_due(now=SUMMER_MORNING) == int(told_now)
+
+
+def test_the_30_days_are_counted_in_business_days_of_london_at_midnight(settings, trainer_user, team):
+    """At 23:30 UTC in summer it is already tomorrow in London: a certificate expiring 31 UTC days
+    ahead has 30 London days left, so it is expiring, and its 30-day reminder is due at 09:00."""
+    settings.TMT_BUSINESS_TIME_ZONE = "Europe/London"
+    settings.TMT_BUSINESS_DAY_OPENS = time(9)
+    before_midnight = datetime(2026, 7, 14, 22, 30, tzinfo=UTC)  # 23:30 on 14 July in London
+    after_midnight = datetime(2026, 7, 14, 23, 30, tzinfo=UTC)  # 00:30 on 15 July in London
+    record = _record_expiring(trainer_user, days_left=31, now=before_midnight)
+    assert record.expires_on == date(2026, 8, 14)
+
+    def status(at: datetime) -> str:
+        matrix = selectors.compliance_matrix(at=at)
+        row = {r.person.pk: r for r in matrix.rows}[record.person_id]
+        return row.cells[[k.pk for k in matrix.kinds].index(annual().pk)].status
+
+    assert (status(before_midnight), status(after_midnight)) == ("valid", "expiring")
+    thirty = Reminder.objects.get(certification=record, lead=timedelta(days=30))
+    assert thirty.due_at == datetime(2026, 7, 15, 9, 0, tzinfo=LONDON)
+    assert services.reminders_send_due(now=after_midnight) == 0
+    assert services.reminders_send_due(now=thirty.due_at) == 1

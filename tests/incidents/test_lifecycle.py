@@ -198,3 +198,20 @@ def test_transition_from_an_older_copy_does_not_undo_other_changes(engineer, man
     services.incident_transition(incident=older_copy, name="acknowledge", user=engineer)
     incident.refresh_from_db()
     assert incident.state == State.ACKNOWLEDGED and incident.commander == engineer
+
+
+def test_only_an_exercise_incident_ends_with_its_drill(engineer, trainer):
+    """incident_exercise_end skips the transition permission (a trainer has none): a real
+    incident is refused, unchanged, whoever asks."""
+    real = open_incident(reported_by=engineer, level=1)
+    for user in (trainer, engineer):
+        with pytest.raises(PermissionDenied):
+            services.incident_exercise_end(incident=real, user=user, reason="Drill over")
+    real.refresh_from_db()
+    assert real.state == State.DETECTED and real.timeline.count() == 1
+    drill = open_incident(reported_by=engineer, level=1, is_drill=True)
+    with pytest.raises(ValidationError):
+        services.incident_exercise_end(incident=drill, user=trainer, reason="  ")
+    services.incident_exercise_end(incident=drill, user=trainer, reason="Drill over")
+    drill.refresh_from_db()
+    assert (drill.state, drill.cancel_reason) == (State.CANCELLED, "Drill over")
