@@ -17,10 +17,12 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from incidents.api.models import hash_token
 from incidents.models import Incident
 
 from .models import (
     Cadence,
+    CalendarFeedToken,
     Certification,
     CertificationKind,
     Drill,
@@ -511,3 +513,23 @@ def mentoring_candidates(*, since: datetime) -> list[tuple[Incident, object, obj
             if mentor is not None:
                 found.append((incident, mentee, mentor))
     return found
+
+
+# -- calendar feeds ---------------------------------------------------------------------------
+
+# A raw token is 43 characters; anything much longer is not one of ours.
+MAX_FEED_TOKEN_LENGTH = 64
+
+
+def calendar_feed_owner(raw: str):
+    """The active person whose feed URL carries this token, or None.
+
+    Looked up by the token's SHA-256 through the unique index: nothing compares secrets
+    character by character, so the answer's timing says nothing about how close a guess came.
+    """
+    if not raw or len(raw) > MAX_FEED_TOKEN_LENGTH:
+        return None
+    row = CalendarFeedToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
+    if row is None or not row.user.is_active:
+        return None
+    return row.user

@@ -25,6 +25,7 @@ from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from incidents import services as incident_services
+from incidents.api.models import TOKEN_PREFIX_LENGTH, hash_token, new_token
 from incidents.exceptions import ChangedError as BaseChangedError
 from incidents.exceptions import CommanderRefused
 from incidents.models import DetectionMethod, Incident, SeverityLevel, TimelineEntry
@@ -1306,13 +1307,15 @@ def reminders_send_due(*, now: datetime | None = None, batch: int = 200) -> int:
 # -- calendar feeds ---------------------------------------------------------------------------
 
 
-def calendar_token_for(*, user) -> CalendarFeedToken:
-    token, _ = CalendarFeedToken.objects.get_or_create(user=user)
-    return token
-
-
 @transaction.atomic
-def calendar_token_reset(*, user) -> CalendarFeedToken:
-    """A new secret URL; the old one stops working (e.g. it was shared by mistake)."""
+def calendar_token_issue(*, user) -> tuple[CalendarFeedToken, str]:
+    """A new secret for the person's feed URLs, replacing any earlier one (whose URLs stop working).
+
+    Only its hash is stored: the caller shows the returned raw token once.
+    """
+    # Under the user's row lock: two clicks at once make one token, not an IntegrityError.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    raw = new_token()
     CalendarFeedToken.objects.filter(user=user).delete()
-    return CalendarFeedToken.objects.create(user=user)
+    token = CalendarFeedToken.objects.create(user=user, prefix=raw[:TOKEN_PREFIX_LENGTH], key_hash=hash_token(raw))
+    return token, raw

@@ -538,26 +538,31 @@ def _person_context(person, *, now) -> dict:
     }
 
 
-@require_GET
-def my_training(request: HttpRequest) -> HttpResponse:
-    now = timezone.now()
-    context = _person_context(request.user, now=now)
-    token = CalendarFeedToken.objects.filter(user=request.user).first()
+def _my_training_page(request: HttpRequest, *, issued_token: str = "") -> HttpResponse:
+    context = _person_context(request.user, now=timezone.now())
     context.update(
         {
             "is_self": True,
-            "token": token,
-            "feed_mine": request.build_absolute_uri(reverse("drills:ical_feed_mine", args=[token.token]))
-            if token
-            else "",
-            "feed_programme": (
-                request.build_absolute_uri(reverse("drills:ical_feed_programme", args=[token.token]))
-                if token and request.user.has_perm(VIEW_PERMISSION)
-                else ""
-            ),
+            "token": CalendarFeedToken.objects.filter(user=request.user).first(),
+            "feed_mine": "",
+            "feed_programme": "",
         }
     )
-    return render(request, "drills/person.html", context)
+    if issued_token:
+        context["feed_mine"] = request.build_absolute_uri(reverse("drills:ical_feed_mine", args=[issued_token]))
+        if request.user.has_perm(VIEW_PERMISSION):
+            context["feed_programme"] = request.build_absolute_uri(
+                reverse("drills:ical_feed_programme", args=[issued_token])
+            )
+    response = render(request, "drills/person.html", context)
+    if issued_token:
+        response["Cache-Control"] = "no-store"  # the only copy of the feed URLs: keep it out of caches
+    return response
+
+
+@require_GET
+def my_training(request: HttpRequest) -> HttpResponse:
+    return _my_training_page(request)
 
 
 @permission_required(MANAGE_PERMISSION, raise_exception=True)
@@ -950,10 +955,10 @@ def ical_programme(request: HttpRequest) -> HttpResponse:
 
 
 def _token_user(token: str):
-    row = CalendarFeedToken.objects.select_related("user").filter(token=token[:64]).first()
-    if row is None or not row.user.is_active:
+    user = selectors.calendar_feed_owner(token)
+    if user is None:
         raise Http404("Unknown calendar feed")
-    return row.user
+    return user
 
 
 @login_not_required
@@ -973,11 +978,15 @@ def ical_feed_programme(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 def ical_token(request: HttpRequest) -> HttpResponse:
-    """Create the person's feed URL, or replace it (the old one stops working)."""
-    if CalendarFeedToken.objects.filter(user=request.user).exists():
-        services.calendar_token_reset(user=request.user)
+    """Make the person's feed URLs, replacing any earlier ones (which stop working).
+
+    The URLs are on this answer's page once (only the token's hash is stored), not behind a
+    redirect: a flash message would keep the secret in the session or a cookie.
+    """
+    replaced = CalendarFeedToken.objects.filter(user=request.user).exists()
+    _, raw = services.calendar_token_issue(user=request.user)
+    if replaced:
         messages.success(request, "New calendar links made; the old ones no longer work.")
     else:
-        services.calendar_token_for(user=request.user)
         messages.success(request, "Calendar links ready: add them to your calendar app.")
-    return redirect(reverse("drills:me") + "#calendar")
+    return _my_training_page(request, issued_token=raw)
