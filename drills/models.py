@@ -28,6 +28,11 @@ from incidents.models.timeline import AppendOnlyModel
 
 MANAGE_PERMISSION = "drills.manage_training"
 OVERRIDE_PERMISSION = "drills.override_readiness"
+# The programme (every drill), for the whole team.
+VIEW_PERMISSION = "drills.view_drill"
+# Other people's certifications and training records: trainers, and the managers who may
+# override the readiness gate. Everyone sees their own.
+VIEW_CERTIFICATIONS_PERMISSION = "drills.view_certification"
 
 
 def parse_day_list(value: str) -> list[int]:

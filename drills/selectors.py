@@ -21,6 +21,9 @@ from incidents.api.models import hash_token
 from incidents.models import Incident
 
 from .models import (
+    MANAGE_PERMISSION,
+    VIEW_CERTIFICATIONS_PERMISSION,
+    VIEW_PERMISSION,
     Cadence,
     CalendarFeedToken,
     Certification,
@@ -380,6 +383,33 @@ def drills_of(user) -> QuerySet[Drill]:
         .distinct()
         .order_by("-scheduled_start")
     )
+
+
+# -- who may see and run what (the pages and the API ask these same questions) -------------------
+
+
+def drill_visible_to(drill: Drill, user) -> bool:
+    """The team sees every drill; anyone else the drills they facilitate or take part in."""
+    return (
+        user.has_perm(VIEW_PERMISSION)
+        or drill.facilitator_id == user.pk
+        or any(p.user_id == user.pk for p in drill.participants.all())
+    )
+
+
+def drill_runnable_by(drill: Drill, user) -> bool:
+    """Trainers run every drill (start, change, cancel, complete), a facilitator their own."""
+    return user.has_perm(MANAGE_PERMISSION) or drill.facilitator_id == user.pk
+
+
+def training_record_visible_to(person_id: int, user) -> bool:
+    """Everyone sees their own certifications and training record; trainers and managers everyone's."""
+    return person_id == user.pk or user.has_perm(VIEW_CERTIFICATIONS_PERMISSION)
+
+
+def certifications_visible_to(user) -> QuerySet[Certification]:
+    records = Certification.objects.all()
+    return records if user.has_perm(VIEW_CERTIFICATIONS_PERMISSION) else records.filter(person=user)
 
 
 def drill_detail(pk: int) -> Drill:

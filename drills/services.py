@@ -90,10 +90,6 @@ def _require(user, permission: str, message: str) -> None:
         raise PermissionDenied(message)
 
 
-def _can_run(drill: Drill, user) -> bool:
-    return user.has_perm(MANAGE_PERMISSION) or drill.facilitator_id == user.pk
-
-
 def _merge(errors: dict[str, list[str]], field: str, message: str) -> None:
     errors.setdefault(field, []).append(message)
 
@@ -335,7 +331,7 @@ def drill_update(*, drill: Drill, user, now: datetime | None = None, **fields) -
     if unknown:
         raise ValidationError(f"Not editable: {', '.join(sorted(unknown))}")
     locked = Drill.objects.select_for_update().get(pk=drill.pk)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may change this drill.")
     if locked.state != DrillState.PLANNED:
         raise ValidationError(f"A drill that is {locked.get_state_display().lower()} cannot be rescheduled.")
@@ -377,7 +373,7 @@ def drill_participant_add(
 ) -> DrillParticipant:
     now = now or timezone.now()
     locked = Drill.objects.select_for_update().get(pk=drill.pk)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may change the participants.")
     errors: dict[str, list[str]] = {}
     if locked.is_finished:
@@ -406,7 +402,7 @@ def drill_participant_add(
 def drill_participant_remove(*, drill: Drill, user, participant: DrillParticipant, now: datetime | None = None) -> None:
     now = now or timezone.now()
     locked = Drill.objects.select_for_update().get(pk=drill.pk)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may change the participants.")
     if locked.state != DrillState.PLANNED:
         raise ValidationError("Participants can only be removed before the drill starts.")
@@ -452,7 +448,7 @@ def drill_start(*, drill: Drill, user, now: datetime | None = None, open_inciden
 
     now = now or timezone.now()
     locked = _lock(drill)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may start this drill.")
     try:
         locked.start(by=user, at=now)
@@ -572,7 +568,7 @@ def drill_emergency_stop(*, drill: Drill, user, now: datetime | None = None) -> 
     """
     drill = Drill.objects.select_related("kind").get(pk=drill.pk)
     is_participant = drill.participants.filter(user=user).exists()
-    if not (_can_run(drill, user) or is_participant):
+    if not (selectors.drill_runnable_by(drill, user) or is_participant):
         raise PermissionDenied("Only the drill's participants, facilitator or a trainer may trigger its stop.")
     if not drill.kind.measures_emergency_stop:
         raise ValidationError("This kind of drill does not include an emergency stop.")
@@ -724,7 +720,7 @@ def drill_complete(
     """
     now = now or timezone.now()
     locked = _lock(drill)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may complete this drill.")
     if locked.state != DrillState.IN_PROGRESS:
         raise ValidationError(
@@ -781,7 +777,7 @@ def drill_finding_add(*, drill: Drill, user, finding: FindingInput, now: datetim
     """A finding raised after the drill (at its debrief); it becomes an action item."""
     now = now or timezone.now()
     locked = _lock(drill)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may record findings.")
     if locked.state not in (DrillState.IN_PROGRESS, DrillState.COMPLETED):
         raise ValidationError("Findings are recorded while a drill runs or after it is completed.")
@@ -795,7 +791,7 @@ def drill_finding_add(*, drill: Drill, user, finding: FindingInput, now: datetim
 def drill_cancel(*, drill: Drill, user, reason: str, now: datetime | None = None) -> Drill:
     now = now or timezone.now()
     locked = _lock(drill)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may cancel this drill.")
     reason = (reason or "").strip()
     if not reason:

@@ -1,7 +1,9 @@
 """Pages for drills and training. Views parse input and call services; they never write models.
 
 Trainers (drills.manage_training) schedule and run drills and keep certifications; everyone on
-the team sees the programme (drills.view_drill); everyone sees their own training record.
+the team sees the programme (drills.view_drill); everyone sees their own training record, and
+managers (drills.view_certification) anyone's. Who may see or run a drill, or see a record, is
+asked of drills.selectors, as the API asks it.
 Bad input re-renders the form with field errors and status 400; nothing is half-saved.
 """
 
@@ -44,6 +46,7 @@ from .forms import (
 from .models import (
     MANAGE_PERMISSION,
     OVERRIDE_PERMISSION,
+    VIEW_PERMISSION,
     CalendarFeedToken,
     Certification,
     Drill,
@@ -59,7 +62,6 @@ from .models import (
 )
 
 User = get_user_model()
-VIEW_PERMISSION = "drills.view_drill"
 MIN_YEAR, MAX_YEAR = 2000, 2100
 
 
@@ -80,21 +82,9 @@ def _drill_or_404(pk: int) -> Drill:
         raise Http404("No such drill") from exc
 
 
-def _can_view(drill: Drill, user) -> bool:
-    return (
-        user.has_perm(VIEW_PERMISSION)
-        or drill.facilitator_id == user.pk
-        or any(p.user_id == user.pk for p in drill.participants.all())
-    )
-
-
-def _can_run(drill: Drill, user) -> bool:
-    return user.has_perm(MANAGE_PERMISSION) or drill.facilitator_id == user.pk
-
-
 def _runnable_drill(request: HttpRequest, pk: int) -> Drill:
     drill = _drill_or_404(pk)
-    if not _can_run(drill, request.user):
+    if not selectors.drill_runnable_by(drill, request.user):
         raise PermissionDenied("Only a trainer or the facilitator may do this.")
     return drill
 
@@ -184,13 +174,13 @@ def kind_defaults(request: HttpRequest) -> HttpResponse:
 @require_GET
 def drill_detail(request: HttpRequest, pk: int) -> HttpResponse:
     drill = _drill_or_404(pk)
-    if not _can_view(drill, request.user):
+    if not selectors.drill_visible_to(drill, request.user):
         raise PermissionDenied
     return _render_detail(request, drill)
 
 
 def _render_detail(request: HttpRequest, drill: Drill, *, status: int = 200, **forms) -> HttpResponse:
-    can_run = _can_run(drill, request.user)
+    can_run = selectors.drill_runnable_by(drill, request.user)
     participants = list(drill.participants.all())
     is_participant = any(p.user_id == request.user.pk for p in participants)
     context = {
@@ -306,7 +296,7 @@ def drill_start(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def drill_emergency_stop(request: HttpRequest, pk: int) -> HttpResponse:
     drill = _drill_or_404(pk)
-    if not _can_view(drill, request.user):
+    if not selectors.drill_visible_to(drill, request.user):
         raise PermissionDenied
     try:
         attempt = services.drill_emergency_stop(drill=drill, user=request.user)
@@ -565,16 +555,19 @@ def my_training(request: HttpRequest) -> HttpResponse:
     return _my_training_page(request)
 
 
-@permission_required(MANAGE_PERMISSION, raise_exception=True)
 @require_GET
 def person_record(request: HttpRequest, user_id: int) -> HttpResponse:
+    """A person's training record: trainers keep it; managers read it (as the certifications API
+    lets them) when deciding a readiness override."""
+    if not selectors.training_record_visible_to(user_id, request.user):
+        raise PermissionDenied
     person = get_object_or_404(User, pk=user_id)
     context = _person_context(person, now=timezone.now())
     profile = context["profile"]
     context.update(
         {
             "is_self": person.pk == request.user.pk,
-            "can_manage": True,
+            "can_manage": request.user.has_perm(MANAGE_PERMISSION),
             "waiver_form": MentoringWaiverForm(),
             "profile_form": TrainingProfileForm(
                 initial={
@@ -718,7 +711,7 @@ def certification_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def certification_evidence(request: HttpRequest, pk: int) -> FileResponse:
     record = get_object_or_404(Certification.objects.select_related("kind"), pk=pk)
-    if not (request.user.has_perm(MANAGE_PERMISSION) or record.person_id == request.user.pk):
+    if not selectors.training_record_visible_to(record.person_id, request.user):
         raise PermissionDenied
     if not record.evidence:
         raise Http404("No evidence file")
