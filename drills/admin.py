@@ -17,6 +17,7 @@ from incidents.oncall import admin as oncall_admin
 from incidents.oncall.models import OnCallOverride, OnCallRotation
 
 from .models import (
+    CalendarFeedToken,
     Certification,
     CertificationKind,
     Drill,
@@ -364,6 +365,31 @@ class ReminderAdmin(ReadOnlyAdmin):
     list_select_related = ["recipient", "drill", "certification__kind", "certification__person"]
     ordering = ["-due_at"]
     show_full_result_count = False
+
+
+@admin.register(CalendarFeedToken)
+class CalendarFeedTokenAdmin(ReadOnlyAdmin):
+    """Whose calendar feeds exist, by the secret's first characters (only its hash is stored).
+
+    A feed token is made on the person's own training page, where its URL is shown once; here
+    an admin can only delete one, which stops a leaked feed.
+    """
+
+    list_display = ["user", "token_prefix", "created_at"]
+    fields = ["user", "token_prefix", "created_at"]
+    readonly_fields = fields
+    list_select_related = ["user"]
+    search_fields = ["user__username", "prefix"]
+
+    @admin.display(description="token starts with")
+    def token_prefix(self, obj: CalendarFeedToken) -> str:
+        return f"{obj.prefix}…"
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def get_actions(self, request):
+        return admin.ModelAdmin.get_actions(self, request)
 
 
 # -- the readiness gate on the on-call roster's admin -------------------------------------------

@@ -6,13 +6,22 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from incidents.api.permissions import RolePermissions
 from incidents.api.serializers import StrictFieldsMixin, UsernameField
 
-from . import services
-from .models import Certification, CertificationKind, Drill, DrillKind, DrillParticipant
+from . import selectors, services
+from .models import (
+    MANAGE_PERMISSION,
+    VIEW_PERMISSION,
+    Certification,
+    CertificationKind,
+    Drill,
+    DrillKind,
+    DrillParticipant,
+)
 
 _ERRORS = {
     400: OpenApiResponse(description="Invalid input; the body names each field's problem."),
@@ -73,7 +82,14 @@ class DrillCancelSerializer(StrictFieldsMixin, serializers.Serializer):
 
 @extend_schema_view(
     list=extend_schema(summary="Drills and exercises"),
-    retrieve=extend_schema(summary="One drill"),
+    retrieve=extend_schema(
+        summary="One drill",
+        responses={
+            200: DrillSerializer,
+            403: OpenApiResponse(description="Not on the team, nor its facilitator or a participant."),
+            404: _ERRORS[404],
+        },
+    ),
     create=extend_schema(
         summary="Schedule a drill",
         request=DrillScheduleSerializer,
@@ -84,12 +100,16 @@ class DrillViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     permission_classes = [RolePermissions]
     serializer_class = DrillSerializer
     filterset_fields = ["state", "kind__key"]
-    # Scheduling is the trainers' permission, not a model "add" permission; starting and
-    # cancelling are the trainer's or the facilitator's, which the service decides.
+    # As on the pages: scheduling is the trainers' permission, not a model "add" permission;
+    # the programme is the team's; one drill is seen by the team and by its facilitator and
+    # participants, and run (started, cancelled) by a trainer or its facilitator, which
+    # drills.selectors decides for both.
     action_permissions = {
-        "create": ["drills.manage_training"],
-        "start": ["drills.view_drill"],
-        "cancel": ["drills.view_drill"],
+        "list": [VIEW_PERMISSION],
+        "create": [MANAGE_PERMISSION],
+        "retrieve": [],
+        "start": [],
+        "cancel": [],
     }
 
     def get_queryset(self):
@@ -98,6 +118,15 @@ class DrillViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             .prefetch_related(Prefetch("participants", queryset=DrillParticipant.objects.select_related("user")))
             .order_by("-scheduled_start", "-id")
         )
+
+    def get_object(self) -> Drill:
+        drill = super().get_object()
+        if self.action in ("start", "cancel"):
+            if not selectors.drill_runnable_by(drill, self.request.user):
+                raise PermissionDenied("Only a trainer or the drill's facilitator may do this.")
+        elif not selectors.drill_visible_to(drill, self.request.user):
+            raise PermissionDenied("Only the team, the drill's facilitator and its participants see it.")
+        return drill
 
     def create(self, request, *args, **kwargs):
         body = DrillScheduleSerializer(data=request.data)
@@ -159,7 +188,14 @@ class CertificationRecordSerializer(StrictFieldsMixin, serializers.Serializer):
 
 @extend_schema_view(
     list=extend_schema(summary="Certifications (yours, or everyone's for trainers and managers)"),
-    retrieve=extend_schema(summary="One certification"),
+    retrieve=extend_schema(
+        summary="One certification",
+        responses={
+            200: CertificationSerializer,
+            403: OpenApiResponse(description="Someone else's: only trainers and managers see those."),
+            404: _ERRORS[404],
+        },
+    ),
     create=extend_schema(
         summary="Record a certification",
         request=CertificationRecordSerializer,
@@ -170,18 +206,28 @@ class CertificationViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
     serializer_class = CertificationSerializer
     permission_classes = [RolePermissions]
     filterset_fields = ["kind__key", "person__username"]
-    # Everyone may read their own records; the queryset below narrows what they see.
-    action_permissions = {"list": [], "retrieve": [], "create": ["drills.manage_training"]}
+    # Everyone may read their own records, trainers and managers everyone's (as the training
+    # record pages): the queryset narrows what each sees.
+    action_permissions = {"list": [], "retrieve": [], "create": [MANAGE_PERMISSION]}
 
     def get_queryset(self):
-        records = Certification.objects.select_related("person", "kind", "issued_by", "recorded_by").order_by(
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            return Certification.objects.none()
+        # The list shows what the user may see; one record is found among all, and get_object
+        # refuses someone else's (403), as their training record page does.
+        if self.action == "list":
+            records = selectors.certifications_visible_to(self.request.user)
+        else:
+            records = Certification.objects.all()
+        return records.select_related("person", "kind", "issued_by", "recorded_by").order_by(
             "person__username", "kind__order", "-issued_on", "-id"
         )
-        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
-            return records.none()
-        if not self.request.user.has_perm("drills.view_certification"):
-            records = records.filter(person=self.request.user)
-        return records
+
+    def get_object(self) -> Certification:
+        record = super().get_object()
+        if not selectors.training_record_visible_to(record.person_id, self.request.user):
+            raise PermissionDenied("Only trainers and managers see other people's certifications.")
+        return record
 
     def create(self, request, *args, **kwargs):
         body = CertificationRecordSerializer(data=request.data)

@@ -22,11 +22,17 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from incidents.api.models import TOKEN_PREFIX_LENGTH
 from incidents.models import Category
 from incidents.models.timeline import AppendOnlyModel
 
 MANAGE_PERMISSION = "drills.manage_training"
 OVERRIDE_PERMISSION = "drills.override_readiness"
+# The programme (every drill), for the whole team.
+VIEW_PERMISSION = "drills.view_drill"
+# Other people's certifications and training records: trainers, and the managers who may
+# override the readiness gate. Everyone sees their own.
+VIEW_CERTIFICATIONS_PERMISSION = "drills.view_certification"
 
 
 def parse_day_list(value: str) -> list[int]:
@@ -683,14 +689,20 @@ class Reminder(models.Model):
 
 
 def _new_token() -> str:
+    # Only migration 0001 still names this (the token column's old default).
     return secrets.token_urlsafe(32)
 
 
 class CalendarFeedToken(models.Model):
-    """The secret in a person's iCal feed URL: calendar apps cannot log in."""
+    """The secret in a person's iCal feed URL: calendar apps cannot log in.
+
+    Stored as a SHA-256, like an API token: the URL is shown once, when it is made, and someone
+    who reads the database (a backup, the admin) cannot subscribe to anybody's calendar.
+    """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendar_token")
-    token = models.CharField(max_length=64, unique=True, default=_new_token)
+    prefix = models.CharField(max_length=TOKEN_PREFIX_LENGTH, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -17,10 +17,15 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from incidents.api.models import hash_token
 from incidents.models import Incident
 
 from .models import (
+    MANAGE_PERMISSION,
+    VIEW_CERTIFICATIONS_PERMISSION,
+    VIEW_PERMISSION,
     Cadence,
+    CalendarFeedToken,
     Certification,
     CertificationKind,
     Drill,
@@ -457,6 +462,33 @@ def drills_of(user) -> QuerySet[Drill]:
     )
 
 
+# -- who may see and run what (the pages and the API ask these same questions) -------------------
+
+
+def drill_visible_to(drill: Drill, user) -> bool:
+    """The team sees every drill; anyone else the drills they facilitate or take part in."""
+    return (
+        user.has_perm(VIEW_PERMISSION)
+        or drill.facilitator_id == user.pk
+        or any(p.user_id == user.pk for p in drill.participants.all())
+    )
+
+
+def drill_runnable_by(drill: Drill, user) -> bool:
+    """Trainers run every drill (start, change, cancel, complete), a facilitator their own."""
+    return user.has_perm(MANAGE_PERMISSION) or drill.facilitator_id == user.pk
+
+
+def training_record_visible_to(person_id: int, user) -> bool:
+    """Everyone sees their own certifications and training record; trainers and managers everyone's."""
+    return person_id == user.pk or user.has_perm(VIEW_CERTIFICATIONS_PERMISSION)
+
+
+def certifications_visible_to(user) -> QuerySet[Certification]:
+    records = Certification.objects.all()
+    return records if user.has_perm(VIEW_CERTIFICATIONS_PERMISSION) else records.filter(person=user)
+
+
 def drill_detail(pk: int) -> Drill:
     return (
         Drill.objects.select_related(
@@ -588,3 +620,23 @@ def mentoring_candidates(*, since: datetime) -> list[tuple[Incident, object, obj
             if mentor is not None:
                 found.append((incident, mentee, mentor))
     return found
+
+
+# -- calendar feeds ---------------------------------------------------------------------------
+
+# A raw token is 43 characters; anything much longer is not one of ours.
+MAX_FEED_TOKEN_LENGTH = 64
+
+
+def calendar_feed_owner(raw: str):
+    """The active person whose feed URL carries this token, or None.
+
+    Looked up by the token's SHA-256 through the unique index: nothing compares secrets
+    character by character, so the answer's timing says nothing about how close a guess came.
+    """
+    if not raw or len(raw) > MAX_FEED_TOKEN_LENGTH:
+        return None
+    row = CalendarFeedToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
+    if row is None or not row.user.is_active:
+        return None
+    return row.user

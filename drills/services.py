@@ -25,6 +25,7 @@ from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from incidents import services as incident_services
+from incidents.api.models import TOKEN_PREFIX_LENGTH, hash_token, new_token
 from incidents.exceptions import ChangedError as BaseChangedError
 from incidents.exceptions import CommanderRefused
 from incidents.models import DetectionMethod, Incident, SeverityLevel, TimelineEntry
@@ -87,10 +88,6 @@ def _name(user) -> str:
 def _require(user, permission: str, message: str) -> None:
     if not user.has_perm(permission):
         raise PermissionDenied(message)
-
-
-def _can_run(drill: Drill, user) -> bool:
-    return user.has_perm(MANAGE_PERMISSION) or drill.facilitator_id == user.pk
 
 
 def _merge(errors: dict[str, list[str]], field: str, message: str) -> None:
@@ -334,7 +331,7 @@ def drill_update(*, drill: Drill, user, now: datetime | None = None, **fields) -
     if unknown:
         raise ValidationError(f"Not editable: {', '.join(sorted(unknown))}")
     locked = Drill.objects.select_for_update().get(pk=drill.pk)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may change this drill.")
     if locked.state != DrillState.PLANNED:
         raise ValidationError(f"A drill that is {locked.get_state_display().lower()} cannot be rescheduled.")
@@ -376,7 +373,7 @@ def drill_participant_add(
 ) -> DrillParticipant:
     now = now or timezone.now()
     locked = Drill.objects.select_for_update().get(pk=drill.pk)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may change the participants.")
     errors: dict[str, list[str]] = {}
     if locked.is_finished:
@@ -405,7 +402,7 @@ def drill_participant_add(
 def drill_participant_remove(*, drill: Drill, user, participant: DrillParticipant, now: datetime | None = None) -> None:
     now = now or timezone.now()
     locked = Drill.objects.select_for_update().get(pk=drill.pk)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may change the participants.")
     if locked.state != DrillState.PLANNED:
         raise ValidationError("Participants can only be removed before the drill starts.")
@@ -451,7 +448,7 @@ def drill_start(*, drill: Drill, user, now: datetime | None = None, open_inciden
 
     now = now or timezone.now()
     locked = _lock(drill)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may start this drill.")
     try:
         locked.start(by=user, at=now)
@@ -571,7 +568,7 @@ def drill_emergency_stop(*, drill: Drill, user, now: datetime | None = None) -> 
     """
     drill = Drill.objects.select_related("kind").get(pk=drill.pk)
     is_participant = drill.participants.filter(user=user).exists()
-    if not (_can_run(drill, user) or is_participant):
+    if not (selectors.drill_runnable_by(drill, user) or is_participant):
         raise PermissionDenied("Only the drill's participants, facilitator or a trainer may trigger its stop.")
     if not drill.kind.measures_emergency_stop:
         raise ValidationError("This kind of drill does not include an emergency stop.")
@@ -723,7 +720,7 @@ def drill_complete(
     """
     now = now or timezone.now()
     locked = _lock(drill)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may complete this drill.")
     if locked.state != DrillState.IN_PROGRESS:
         raise ValidationError(
@@ -785,7 +782,7 @@ def drill_finding_add(*, drill: Drill, user, finding: FindingInput, now: datetim
     """A finding raised after the drill (at its debrief); it becomes an action item."""
     now = now or timezone.now()
     locked = _lock(drill)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may record findings.")
     if locked.state not in (DrillState.IN_PROGRESS, DrillState.COMPLETED):
         raise ValidationError("Findings are recorded while a drill runs or after it is completed.")
@@ -799,7 +796,7 @@ def drill_finding_add(*, drill: Drill, user, finding: FindingInput, now: datetim
 def drill_cancel(*, drill: Drill, user, reason: str, now: datetime | None = None) -> Drill:
     now = now or timezone.now()
     locked = _lock(drill)
-    if not _can_run(locked, user):
+    if not selectors.drill_runnable_by(locked, user):
         raise PermissionDenied("Only a trainer or the facilitator may cancel this drill.")
     reason = (reason or "").strip()
     if not reason:
@@ -1307,13 +1304,15 @@ def reminders_send_due(*, now: datetime | None = None, batch: int = 200) -> int:
 # -- calendar feeds ---------------------------------------------------------------------------
 
 
-def calendar_token_for(*, user) -> CalendarFeedToken:
-    token, _ = CalendarFeedToken.objects.get_or_create(user=user)
-    return token
-
-
 @transaction.atomic
-def calendar_token_reset(*, user) -> CalendarFeedToken:
-    """A new secret URL; the old one stops working (e.g. it was shared by mistake)."""
+def calendar_token_issue(*, user) -> tuple[CalendarFeedToken, str]:
+    """A new secret for the person's feed URLs, replacing any earlier one (whose URLs stop working).
+
+    Only its hash is stored: the caller shows the returned raw token once.
+    """
+    # Under the user's row lock: two clicks at once make one token, not an IntegrityError.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    raw = new_token()
     CalendarFeedToken.objects.filter(user=user).delete()
-    return CalendarFeedToken.objects.create(user=user)
+    token = CalendarFeedToken.objects.create(user=user, prefix=raw[:TOKEN_PREFIX_LENGTH], key_hash=hash_token(raw))
+    return token, raw

@@ -1,7 +1,9 @@
 """Pages for drills and training. Views parse input and call services; they never write models.
 
 Trainers (drills.manage_training) schedule and run drills and keep certifications; everyone on
-the team sees the programme (drills.view_drill); everyone sees their own training record.
+the team sees the programme (drills.view_drill); everyone sees their own training record, and
+managers (drills.view_certification) anyone's. Who may see or run a drill, or see a record, is
+asked of drills.selectors, as the API asks it.
 Bad input re-renders the form with field errors and status 400; nothing is half-saved.
 """
 
@@ -44,6 +46,7 @@ from .forms import (
 from .models import (
     MANAGE_PERMISSION,
     OVERRIDE_PERMISSION,
+    VIEW_PERMISSION,
     CalendarFeedToken,
     Certification,
     Drill,
@@ -59,7 +62,6 @@ from .models import (
 )
 
 User = get_user_model()
-VIEW_PERMISSION = "drills.view_drill"
 MIN_YEAR, MAX_YEAR = 2000, 2100
 
 
@@ -80,21 +82,9 @@ def _drill_or_404(pk: int) -> Drill:
         raise Http404("No such drill") from exc
 
 
-def _can_view(drill: Drill, user) -> bool:
-    return (
-        user.has_perm(VIEW_PERMISSION)
-        or drill.facilitator_id == user.pk
-        or any(p.user_id == user.pk for p in drill.participants.all())
-    )
-
-
-def _can_run(drill: Drill, user) -> bool:
-    return user.has_perm(MANAGE_PERMISSION) or drill.facilitator_id == user.pk
-
-
 def _runnable_drill(request: HttpRequest, pk: int) -> Drill:
     drill = _drill_or_404(pk)
-    if not _can_run(drill, request.user):
+    if not selectors.drill_runnable_by(drill, request.user):
         raise PermissionDenied("Only a trainer or the facilitator may do this.")
     return drill
 
@@ -184,13 +174,13 @@ def kind_defaults(request: HttpRequest) -> HttpResponse:
 @require_GET
 def drill_detail(request: HttpRequest, pk: int) -> HttpResponse:
     drill = _drill_or_404(pk)
-    if not _can_view(drill, request.user):
+    if not selectors.drill_visible_to(drill, request.user):
         raise PermissionDenied
     return _render_detail(request, drill)
 
 
 def _render_detail(request: HttpRequest, drill: Drill, *, status: int = 200, **forms) -> HttpResponse:
-    can_run = _can_run(drill, request.user)
+    can_run = selectors.drill_runnable_by(drill, request.user)
     participants = list(drill.participants.all())
     is_participant = any(p.user_id == request.user.pk for p in participants)
     context = {
@@ -306,7 +296,7 @@ def drill_start(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def drill_emergency_stop(request: HttpRequest, pk: int) -> HttpResponse:
     drill = _drill_or_404(pk)
-    if not _can_view(drill, request.user):
+    if not selectors.drill_visible_to(drill, request.user):
         raise PermissionDenied
     try:
         attempt = services.drill_emergency_stop(drill=drill, user=request.user)
@@ -529,38 +519,46 @@ def _person_context(person, *, now) -> dict:
     }
 
 
-@require_GET
-def my_training(request: HttpRequest) -> HttpResponse:
-    now = timezone.now()
-    context = _person_context(request.user, now=now)
-    token = CalendarFeedToken.objects.filter(user=request.user).first()
+def _my_training_page(request: HttpRequest, *, issued_token: str = "") -> HttpResponse:
+    context = _person_context(request.user, now=timezone.now())
     context.update(
         {
             "is_self": True,
-            "token": token,
-            "feed_mine": request.build_absolute_uri(reverse("drills:ical_feed_mine", args=[token.token]))
-            if token
-            else "",
-            "feed_programme": (
-                request.build_absolute_uri(reverse("drills:ical_feed_programme", args=[token.token]))
-                if token and request.user.has_perm(VIEW_PERMISSION)
-                else ""
-            ),
+            "token": CalendarFeedToken.objects.filter(user=request.user).first(),
+            "feed_mine": "",
+            "feed_programme": "",
         }
     )
-    return render(request, "drills/person.html", context)
+    if issued_token:
+        context["feed_mine"] = request.build_absolute_uri(reverse("drills:ical_feed_mine", args=[issued_token]))
+        if request.user.has_perm(VIEW_PERMISSION):
+            context["feed_programme"] = request.build_absolute_uri(
+                reverse("drills:ical_feed_programme", args=[issued_token])
+            )
+    response = render(request, "drills/person.html", context)
+    if issued_token:
+        response["Cache-Control"] = "no-store"  # the only copy of the feed URLs: keep it out of caches
+    return response
 
 
-@permission_required(MANAGE_PERMISSION, raise_exception=True)
+@require_GET
+def my_training(request: HttpRequest) -> HttpResponse:
+    return _my_training_page(request)
+
+
 @require_GET
 def person_record(request: HttpRequest, user_id: int) -> HttpResponse:
+    """A person's training record: trainers keep it; managers read it (as the certifications API
+    lets them) when deciding a readiness override."""
+    if not selectors.training_record_visible_to(user_id, request.user):
+        raise PermissionDenied
     person = get_object_or_404(User, pk=user_id)
     context = _person_context(person, now=timezone.now())
     profile = context["profile"]
     context.update(
         {
             "is_self": person.pk == request.user.pk,
-            "can_manage": True,
+            "can_manage": request.user.has_perm(MANAGE_PERMISSION),
             "waiver_form": MentoringWaiverForm(),
             "profile_form": TrainingProfileForm(
                 initial={
@@ -704,7 +702,7 @@ def certification_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def certification_evidence(request: HttpRequest, pk: int) -> FileResponse:
     record = get_object_or_404(Certification.objects.select_related("kind"), pk=pk)
-    if not (request.user.has_perm(MANAGE_PERMISSION) or record.person_id == request.user.pk):
+    if not selectors.training_record_visible_to(record.person_id, request.user):
         raise PermissionDenied
     if not record.evidence:
         raise Http404("No evidence file")
@@ -941,10 +939,10 @@ def ical_programme(request: HttpRequest) -> HttpResponse:
 
 
 def _token_user(token: str):
-    row = CalendarFeedToken.objects.select_related("user").filter(token=token[:64]).first()
-    if row is None or not row.user.is_active:
+    user = selectors.calendar_feed_owner(token)
+    if user is None:
         raise Http404("Unknown calendar feed")
-    return row.user
+    return user
 
 
 @login_not_required
@@ -964,11 +962,15 @@ def ical_feed_programme(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 def ical_token(request: HttpRequest) -> HttpResponse:
-    """Create the person's feed URL, or replace it (the old one stops working)."""
-    if CalendarFeedToken.objects.filter(user=request.user).exists():
-        services.calendar_token_reset(user=request.user)
+    """Make the person's feed URLs, replacing any earlier ones (which stop working).
+
+    The URLs are on this answer's page once (only the token's hash is stored), not behind a
+    redirect: a flash message would keep the secret in the session or a cookie.
+    """
+    replaced = CalendarFeedToken.objects.filter(user=request.user).exists()
+    _, raw = services.calendar_token_issue(user=request.user)
+    if replaced:
         messages.success(request, "New calendar links made; the old ones no longer work.")
     else:
-        services.calendar_token_for(user=request.user)
         messages.success(request, "Calendar links ready: add them to your calendar app.")
-    return redirect(reverse("drills:me") + "#calendar")
+    return _my_training_page(request, issued_token=raw)

@@ -293,6 +293,7 @@ def incident_edit(request: HttpRequest, reference: str) -> HttpResponse:
 
 
 @require_POST
+@permission_required("incidents.change_incident", raise_exception=True)
 def incident_commander(request: HttpRequest, reference: str) -> HttpResponse:
     incident = get_object_or_404(Incident, reference=reference)
     form = CommanderForm(request.POST)

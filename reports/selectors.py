@@ -503,6 +503,12 @@ def _action_item_reminder(deadline, incident: Incident, now: datetime) -> Remind
 # -- action items ---------------------------------------------------------------------------------
 
 
+def action_item_changeable_by(item: ActionItem, user) -> bool:
+    """Its owner moves an item along (start, done, won't do, reschedule); so does any responder
+    (reports.change_actionitem). The pages and the API ask this, through the services."""
+    return item.owner_id == user.pk or user.has_perm("reports.change_actionitem")
+
+
 def my_action_items(user) -> QuerySet[ActionItem]:
     return (
         ActionItem.objects.filter(owner=user)

@@ -543,10 +543,6 @@ def _cancel_action_item(item: ActionItem, *, reason: str) -> None:
     ).update(cancelled_at=timezone.now(), cancel_reason=reason[:200])
 
 
-def _may_change(item: ActionItem, user: AbstractBaseUser) -> bool:
-    return item.owner_id == user.pk or user.has_perm("reports.change_actionitem")
-
-
 def _record_item(item: ActionItem, action: str, user, **data) -> None:
     if item.incident_id is None:
         return
@@ -619,7 +615,7 @@ def _locked_item(item: ActionItem) -> ActionItem:
 
 def _item_transition(item: ActionItem, user, name: str, **kwargs) -> ActionItem:
     locked = _locked_item(item)
-    if not _may_change(locked, user):
+    if not selectors.action_item_changeable_by(locked, user):
         raise PermissionDenied("Only the owner or a responder may update this action item.")
     method = getattr(locked, name)
     if not can_proceed(method):
@@ -674,7 +670,7 @@ def action_item_reschedule(
     """Move the due date (and optionally hand the item to someone else); reminders follow."""
     now = now or timezone.now()
     locked = _locked_item(item)
-    if not _may_change(locked, user):
+    if not selectors.action_item_changeable_by(locked, user):
         raise PermissionDenied("Only the owner or a responder may update this action item.")
     if not locked.is_active:
         raise ValidationError(f"This action item is {locked.get_state_display().lower()}.")

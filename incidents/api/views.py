@@ -30,11 +30,11 @@ from incidents.api.services.idempotency import (
 )
 from incidents.escalation import status_updates
 from incidents.escalation.models import Deadline, EscalationEvent, StatusUpdate
-from incidents.monitoring.models import HealthTarget
+from incidents.monitoring.models import VIEW_HEALTH_PERMISSION, HealthTarget
 
 from .. import selectors, services
 from ..forms import IncidentFilter as IncidentPageFilter
-from ..models import TRANSITION_NAMES, Incident
+from ..models import TRANSITION_NAMES, TRANSITION_PERMISSIONS, VIEW_PERMISSION, Incident
 from . import serializers as s
 from .permissions import RolePermissions
 
@@ -183,15 +183,15 @@ class IncidentViewSet(
     # edited meanwhile on the incident page.
     http_method_names = ["get", "post", "patch", "head", "options"]
     action_permissions = {
-        **{name: ["incidents.transition_incident"] for name in TRANSITION_NAMES},
-        # The transitions' own permissions (close_incident, ...) are checked by the service.
-        "close": ["incidents.close_incident"],
+        # Each transition's own permission (close: close_incident), as the service checks it.
+        **{name: [TRANSITION_PERMISSIONS[name]] for name in TRANSITION_NAMES},
         "commander": ["incidents.change_incident"],
-        # Reading needs the view permission, writing the add one.
-        "timeline": {"GET": ["incidents.view_timelineentry"], "POST": ["incidents.add_timelineentry"]},
-        "status_updates": {"GET": ["escalation.view_statusupdate"], "POST": ["escalation.add_statusupdate"]},
-        "deadlines": ["incidents.view_incident"],
-        "escalations": ["incidents.view_incident"],
+        # Whoever may open the incident's page reads what it shows: the timeline (status updates
+        # are on it too) and the escalation clocks. Writing needs the add permission.
+        "timeline": {"GET": [VIEW_PERMISSION], "POST": ["incidents.add_timelineentry"]},
+        "status_updates": {"GET": [VIEW_PERMISSION], "POST": ["escalation.add_statusupdate"]},
+        "deadlines": [VIEW_PERMISSION],
+        "escalations": [VIEW_PERMISSION],
     }
 
     def get_queryset(self):
@@ -368,6 +368,7 @@ class HealthTargetFilter(django_filters.FilterSet):
 )
 class HealthTargetViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [RolePermissions]
+    action_permissions = {"list": [VIEW_HEALTH_PERMISSION], "retrieve": [VIEW_HEALTH_PERMISSION]}  # as the page
     queryset = HealthTarget.objects.select_related("system").order_by("name")
     serializer_class = s.HealthTargetSerializer
     filterset_class = HealthTargetFilter

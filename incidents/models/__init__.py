@@ -8,6 +8,8 @@ from .evidence import EvidenceAttachment
 from .incident import (
     OPEN_STATES,
     TRANSITION_NAMES,
+    TRANSITION_PERMISSIONS,
+    VIEW_PERMISSION,
     Category,
     DetectionMethod,
     Incident,
@@ -21,6 +23,8 @@ __all__ = [
     "BusinessHoliday",
     "OPEN_STATES",
     "TRANSITION_NAMES",
+    "TRANSITION_PERMISSIONS",
+    "VIEW_PERMISSION",
     "AppendOnlyError",
     "Category",
     "ChecklistTemplate",

@@ -75,6 +75,8 @@ class DetectionMethod(models.TextChoices):
     HEALTH_CHECK = "health_check", "System health check"
 
 
+# Reading an incident's page, and so everything on it (timeline, status updates, escalation clocks).
+VIEW_PERMISSION = "incidents.view_incident"
 TRANSITION_PERMISSION = "incidents.transition_incident"
 CLOSE_PERMISSION = "incidents.close_incident"
 
@@ -371,3 +373,14 @@ TRANSITION_NAMES = [
     "close",
     "cancel",
 ]
+
+
+def _permission_of(name: str) -> str:
+    (permission,) = {t.permission for t in getattr(Incident, name)._django_fsm.transitions.values()}
+    return permission
+
+
+# The permission each transition needs, read from its @transition (the same from every source
+# state): the service checks it first, the API before anything else, so a role without it is
+# refused alike on the page and in the API, whatever state the incident is in.
+TRANSITION_PERMISSIONS: dict[str, str] = {name: _permission_of(name) for name in TRANSITION_NAMES}

@@ -11,6 +11,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator, URLVali
 from django.db import models
 from django.db.models import F, Q
 
+# The health page and the health-targets API: the agents' and the portal's own health is for
+# those who respond (roles.py's monitoring view), not for every reader of incidents.
+VIEW_HEALTH_PERMISSION = "monitoring.view_healthtarget"
+# Emergency stops already requested (the health page's list, a stop's own page).
+VIEW_EMERGENCY_STOPS_PERMISSION = "monitoring.view_emergencystop"
+
 http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
 
 

@@ -19,7 +19,13 @@ from django.views.decorators.http import require_GET
 from incidents.models import OPEN_STATES, Incident
 from incidents.monitoring import emergency
 from incidents.monitoring import services as health
-from incidents.monitoring.models import EmergencyStop, HealthSample, HealthTarget
+from incidents.monitoring.models import (
+    VIEW_EMERGENCY_STOPS_PERMISSION,
+    VIEW_HEALTH_PERMISSION,
+    EmergencyStop,
+    HealthSample,
+    HealthTarget,
+)
 
 SPARKLINE_SAMPLES = 40
 SPARK_WIDTH = 160
@@ -161,17 +167,19 @@ def _panel_context() -> dict:
 
 
 @require_GET
-@permission_required("incidents.view_incident", raise_exception=True)
+@permission_required(VIEW_HEALTH_PERMISSION, raise_exception=True)
 def health_page(request: HttpRequest) -> HttpResponse:
     context = _panel_context()
-    context["recent_stops"] = list(
-        EmergencyStop.objects.select_related("incident", "requested_by").order_by("-requested_at")[:5]
+    context["recent_stops"] = (
+        list(EmergencyStop.objects.select_related("incident", "requested_by").order_by("-requested_at")[:5])
+        if request.user.has_perm(VIEW_EMERGENCY_STOPS_PERMISSION)
+        else []
     )
     return render(request, "monitoring/health.html", context)
 
 
 @require_GET
-@permission_required("incidents.view_incident", raise_exception=True)
+@permission_required(VIEW_HEALTH_PERMISSION, raise_exception=True)
 def health_panel(request: HttpRequest) -> HttpResponse:
     """The part of the page htmx refreshes every few seconds."""
     return render(request, "monitoring/_health_panel.html", _panel_context())
@@ -236,7 +244,7 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@permission_required("incidents.view_incident", raise_exception=True)
+@permission_required(VIEW_EMERGENCY_STOPS_PERMISSION, raise_exception=True)
 def emergency_stop_detail(request: HttpRequest, stop_id: int) -> HttpResponse:
     stop = get_object_or_404(EmergencyStop.objects.select_related("incident__severity", "requested_by"), pk=stop_id)
     return render(

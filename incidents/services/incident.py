@@ -26,6 +26,7 @@ from incidents.hooks import hooks
 from ..models import (
     OPEN_STATES,
     TRANSITION_NAMES,
+    TRANSITION_PERMISSIONS,
     ChecklistTemplateItem,
     EvidenceAttachment,
     Incident,
@@ -255,6 +256,11 @@ def incident_transition(
     """
     if name not in TRANSITION_NAMES:
         raise TransitionRefusedError(f"Unknown action “{name}”.")
+    # The transition's own permission, first: a role without it is refused whatever the state
+    # (as the API refuses it before looking at the incident). Not django_fsm.has_transition_perm:
+    # that one also evaluates the guards, which would report a blocked guard as a missing permission.
+    if not user.has_perm(TRANSITION_PERMISSIONS[name]):
+        raise PermissionDenied("You do not have permission for this action.")
     if expected_state is not None and incident.state != expected_state:
         raise IncidentChangedError(IncidentChangedError.message)
     method = getattr(incident, name)
@@ -263,10 +269,6 @@ def incident_transition(
         raise TransitionRefusedError(
             f"“{name.replace('_', ' ')}” is not possible while the incident is {incident.get_state_display().lower()}."
         )
-    # The transition's own permission, not django_fsm.has_transition_perm: that one also
-    # evaluates the guards, which would report a blocked guard as a missing permission.
-    if not meta.has_perm(incident, user):
-        raise PermissionDenied("You do not have permission for this action.")
     if not can_proceed(method):
         raise TransitionRefusedError(meta.custom.get("guard", "This action is not allowed yet."))
     if name == "reopen":

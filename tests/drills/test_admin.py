@@ -55,10 +55,11 @@ def test_every_drills_admin_page_loads(su_client, trainer_user, team, newbie, rf
         valid_until=timezone.now() + timedelta(hours=2),
     )
     services.procedure_acknowledge(document=selectors.current_procedure(), user=newbie)
+    services.calendar_token_issue(user=newbie)
     request = rf.get("/")
     request.user = boss
     registered = [m for m in admin.site._registry if m._meta.app_label == "drills"]
-    assert len(registered) == 10
+    assert len(registered) == 11
     for model in registered:
         assert su_client.get(_url(model, "changelist")).status_code == 200, model
         obj = model._default_manager.first()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, timedelta
 
 import pytest
+from django.db import connection
 from icalendar import Calendar
 
 from drills import services
@@ -65,23 +67,55 @@ def test_the_programme_feed_shows_changes_as_updates_and_cancellations(client, t
 
 def test_a_calendar_app_reads_the_feed_by_its_secret_url_without_logging_in(client, trainer_user, team):
     drill = schedule(trainer_user, participants=[team["oncall2"]], days=9)
-    token = services.calendar_token_for(user=team["oncall2"]).token
+    _, token = services.calendar_token_issue(user=team["oncall2"])
 
     response = client.get(f"/drills/calendar/feed/{token}/mine.ics")
     assert response.status_code == 200
     assert list(_events(response.content)) == [f"drill-{drill.pk}@drills.tmt-ir"]
     assert client.get(f"/drills/calendar/feed/{token}/programme.ics").status_code == 200
     assert client.get("/drills/calendar/feed/not-a-token/mine.ics").status_code == 404
+    # One character off, or the token with more after it, is no token.
+    assert client.get(f"/drills/calendar/feed/{token[:-1]}/mine.ics").status_code == 404
+    assert client.get(f"/drills/calendar/feed/{token}x/mine.ics").status_code == 404
+    assert client.get(f"/drills/calendar/feed/{token + 'x' * 30}/mine.ics").status_code == 404
 
     # A new link replaces the old one.
-    services.calendar_token_reset(user=team["oncall2"])
+    _, new = services.calendar_token_issue(user=team["oncall2"])
+    assert new != token
     assert client.get(f"/drills/calendar/feed/{token}/mine.ics").status_code == 404
-    assert CalendarFeedToken.objects.get(user=team["oncall2"]).token != token
+    assert client.get(f"/drills/calendar/feed/{new}/mine.ics").status_code == 200
     # A disabled account's feed stops.
     team["oncall2"].is_active = False
     team["oncall2"].save()
-    new = CalendarFeedToken.objects.get(user=team["oncall2"]).token
     assert client.get(f"/drills/calendar/feed/{new}/mine.ics").status_code == 404
+
+
+def test_only_the_feed_tokens_hash_and_prefix_are_stored(team):
+    row, token = services.calendar_token_issue(user=team["oncall2"])
+
+    row.refresh_from_db()
+    assert row.key_hash == hashlib.sha256(token.encode()).hexdigest() and row.prefix == token[:8]
+    stored = CalendarFeedToken.objects.filter(pk=row.pk).values().get()
+    assert token not in [str(value) for value in stored.values()]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM drills_calendarfeedtoken")
+        assert not [value for row in cursor.fetchall() for value in row if token in str(value)]
+
+
+def test_the_admin_lists_feed_tokens_by_prefix_and_never_shows_the_secret(admin_client, team):
+    row, token = services.calendar_token_issue(user=team["oncall2"])
+
+    listing = admin_client.get("/admin/drills/calendarfeedtoken/")
+    assert listing.status_code == 200 and f"{token[:8]}…" in listing.content.decode()
+    change = admin_client.get(f"/admin/drills/calendarfeedtoken/{row.pk}/change/")
+    assert change.status_code == 200
+    for page in (listing, change):
+        assert token not in page.content.decode() and row.key_hash not in page.content.decode()
+    # Nobody makes a feed token in the admin (its URL could be shown to no one); deleting one
+    # stops a leaked feed.
+    assert admin_client.get("/admin/drills/calendarfeedtoken/add/").status_code == 403
+    admin_client.post(f"/admin/drills/calendarfeedtoken/{row.pk}/delete/", {"post": "yes"})
+    assert not CalendarFeedToken.objects.filter(pk=row.pk).exists()
 
 
 def test_the_session_feeds_need_a_login(client):

@@ -500,10 +500,27 @@ def test_certification_evidence_is_for_the_holder_and_trainers(client, trainer_c
     assert response.status_code == 200 and b"".join(response.streaming_content).startswith(b"%PDF")
 
 
-def test_my_training_page_makes_calendar_links(client, team):
+def test_my_training_page_shows_the_calendar_links_once_and_offers_new_ones(client, team):
     client.force_login(team["oncall2"])
     assert client.get("/drills/me/").context["token"] is None
-    assert client.post("/drills/calendar/token/").status_code == 302
-    page = client.get("/drills/me/")
-    assert page.context["token"] is not None and "/drills/calendar/feed/" in page.context["feed_mine"]
+
+    made = client.post("/drills/calendar/token/")
+    assert made.status_code == 200 and made["Cache-Control"] == "no-store"
+    feed_mine, feed_programme = made.context["feed_mine"], made.context["feed_programme"]
+    assert "/drills/calendar/feed/" in feed_mine and "/drills/calendar/feed/" in feed_programme
+    assert "it will not be shown again" in made.content.decode()
+    assert client.get(feed_mine).status_code == 200 and client.get(feed_programme).status_code == 200
+
+    # Afterwards the page says the links exist, and how to get new ones, but not what they are.
+    later = client.get("/drills/me/")
+    secret = feed_mine.split("/feed/")[1].split("/")[0]
+    assert later.context["feed_mine"] == "" and secret not in later.content.decode()
+    assert "Make new links (old ones stop working)" in later.content.decode()
+    assert f"{secret[:8]}…" in later.content.decode()
+
+    rotated = client.post("/drills/calendar/token/")
+    assert rotated.context["feed_mine"] != feed_mine
+    assert "the old ones no longer work" in rotated.content.decode()
+    assert client.get(feed_mine).status_code == 404
+    assert client.get(rotated.context["feed_mine"]).status_code == 200
     assert client.get("/drills/calendar/token/").status_code == 405
