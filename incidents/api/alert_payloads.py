@@ -23,6 +23,7 @@ from rest_framework import serializers
 
 from incidents.api.models import AlertIntegration
 from incidents.api.services.alerts import FIRING, RESOLVED, ParsedAlert
+from incidents.validators import reported_problem
 
 STATUSES = [FIRING, RESOLVED]
 # Alertmanager batches a group's alerts in one request (its max_alerts is unlimited by
@@ -51,7 +52,8 @@ class _Text(serializers.CharField):
 
 @extend_schema_field(OpenApiTypes.DATETIME)
 class _Timestamp(serializers.Field):
-    """An RFC 3339 time; the tools' zero time ("0001-01-01T00:00:00Z") reads as unset."""
+    """An RFC 3339 time; the tools' zero time ("0001-01-01T00:00:00Z") reads as unset, and a time
+    over a year ahead is refused (a sender's wrong clock, not an alert about next year)."""
 
     default_error_messages = {"invalid": "Not an RFC 3339 time, e.g. 2026-11-27T09:30:00Z."}
 
@@ -66,9 +68,15 @@ class _Timestamp(serializers.Field):
             self.fail("invalid")
         try:
             value = value.astimezone(UTC)
-        except OverflowError:  # "0001-01-01T00:00:00+05:00" is before year 1 in UTC
+        except OverflowError:  # beyond year 1 or 9999 in UTC
+            if value.year == 1:  # the zero time with an offset, "0001-01-01T00:00:00+05:00"
+                return None
+            value = datetime.max.replace(tzinfo=UTC)  # refused below
+        if value < _UNSET_BEFORE:
             return None
-        return None if value < _UNSET_BEFORE else value
+        if problem := reported_problem(value):
+            raise serializers.ValidationError(problem)
+        return value
 
     def to_representation(self, value):
         return value.isoformat() if value else None
