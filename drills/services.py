@@ -32,6 +32,7 @@ from incidents.models import DetectionMethod, Incident, SeverityLevel, TimelineE
 from incidents.notifications.models import Notification
 from incidents.notifications.services import notification_queue
 from incidents.services import evidence_validate, timeline_record
+from incidents.validators import planned_problem
 from reports.models import ActionItem
 from reports.services import action_item_create
 
@@ -67,7 +68,6 @@ User = get_user_model()
 
 MAX_DRILL_DURATION = timedelta(days=3)
 MIN_DRILL_DURATION = timedelta(minutes=5)
-MAX_SCHEDULE_AHEAD = timedelta(days=3 * 366)
 MAX_OVERRIDE = timedelta(days=31)
 REMINDER_STALE_CLAIM = timedelta(minutes=5)
 SIMULATOR_SIGNATURE = "tmt-agent-simulator"
@@ -244,8 +244,8 @@ def _clean_schedule(
             "scheduled_start",
             f"A planned drill must start in the future (it is now {timezone.localtime(now):%d %b %Y %H:%M}).",
         )
-    elif scheduled_start - now > MAX_SCHEDULE_AHEAD:
-        _merge(errors, "scheduled_start", "That is more than three years ahead; check the year.")
+    elif problem := planned_problem(scheduled_start, what="The start", now=now):
+        _merge(errors, "scheduled_start", problem)
     if duration is None or duration < MIN_DRILL_DURATION:
         _merge(errors, "duration", "A drill lasts at least 5 minutes.")
     elif duration > MAX_DRILL_DURATION:
@@ -653,6 +653,8 @@ def _clean_findings(findings: Sequence[FindingInput], *, today: date, prefix: st
             _merge(errors, key("due_date"), "Give a due date.")
         elif finding.due_date < today:
             _merge(errors, key("due_date"), "The due date cannot be in the past.")
+        elif problem := planned_problem(finding.due_date, what="The due date"):
+            _merge(errors, key("due_date"), problem)  # beyond the planning horizon
         if finding.kind not in ActionItem.Kind.values:
             _merge(errors, key("kind"), "Choose a kind of action.")
     return errors
@@ -1043,7 +1045,9 @@ def certification_record(
         _merge(errors, "issued_on", "The issue date cannot be in the future.")
     elif issued_on < today - timedelta(days=366 * 20):
         _merge(errors, "issued_on", "That is more than 20 years ago; check the year.")
-    if expires_on is None and kind is not None and issued_on is not None:
+    given_expiry = expires_on
+    # Not from a refused issue date: 9999-12-31 plus the validity overflowed (a 500).
+    if expires_on is None and kind is not None and issued_on is not None and "issued_on" not in errors:
         expires_on = kind.default_expiry(issued_on)
     if expires_on is not None and issued_on is not None and expires_on <= issued_on:
         _merge(
@@ -1051,6 +1055,8 @@ def certification_record(
             "expires_on",
             f"The expiry date ({expires_on:%d %b %Y}) must be after the issue date ({issued_on:%d %b %Y}).",
         )
+    elif problem := planned_problem(given_expiry, what="The expiry date", now=now, past_ok=True):
+        _merge(errors, "expires_on", problem)  # a typed year (the kind's validity is the admin's)
     if evidence is not None:
         try:
             evidence_validate(evidence)

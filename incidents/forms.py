@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q
-from django.utils import timezone
 
 from . import services
 from .models import (
@@ -19,9 +16,7 @@ from .models import (
     State,
     System,
 )
-
-# Clock skew between a browser and the server should not make "now" look like the future.
-_FUTURE_TOLERANCE = timedelta(minutes=5)
+from .validators import happened_problem, incident_time_errors
 
 
 class DateTimeLocalInput(forms.DateTimeInput):
@@ -87,14 +82,10 @@ class IncidentCreateForm(forms.ModelForm):
             raise forms.ValidationError("Give the incident a short title.")
         return title
 
-    def clean_started_at(self):
-        value = self.cleaned_data.get("started_at")
-        if value and value > timezone.now() + _FUTURE_TOLERANCE:
-            raise forms.ValidationError("The start time cannot be in the future.")
-        return value
-
     def clean(self):
         cleaned = super().clean()
+        for field, problem in incident_time_errors(started_at=cleaned.get("started_at"), ended_at=None).items():
+            self.add_error(field, problem)
         impact = cleaned.get("financial_impact_usd")
         chosen = cleaned.get("severity")
         self.suggestion = services.severity_suggest(financial_impact_usd=impact)
@@ -159,11 +150,9 @@ class IncidentDetailsForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        start, end = cleaned.get("started_at"), cleaned.get("ended_at")
-        if start and start > timezone.now() + _FUTURE_TOLERANCE:
-            self.add_error("started_at", "The start time cannot be in the future.")
-        if start and end and end < start:
-            self.add_error("ended_at", "The end time cannot be before the start time.")
+        times = incident_time_errors(started_at=cleaned.get("started_at"), ended_at=cleaned.get("ended_at"))
+        for field, problem in times.items():
+            self.add_error(field, problem)
         return cleaned
 
 
@@ -195,9 +184,10 @@ class NoteForm(forms.Form):
         return text
 
     def clean_occurred_at(self):
+        # Not before the incident began either: the service knows the incident, and says so.
         value = self.cleaned_data.get("occurred_at")
-        if value and value > timezone.now() + _FUTURE_TOLERANCE:
-            raise forms.ValidationError("A note cannot happen in the future.")
+        if problem := happened_problem(value, what=services.NOTE_TIME):
+            raise forms.ValidationError(problem)
         return value
 
 

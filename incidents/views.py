@@ -207,18 +207,21 @@ def incident_transition(request: HttpRequest, reference: str) -> HttpResponse:
 def incident_add_note(request: HttpRequest, reference: str) -> HttpResponse:
     incident = get_object_or_404(Incident, reference=reference)
     form = NoteForm(request.POST)
+    status = 400
     if form.is_valid():
-        services.timeline_add_note(
-            incident=incident,
-            author=request.user,
-            text=form.cleaned_data["text"],
-            occurred_at=form.cleaned_data["occurred_at"],
-            owner_team=form.cleaned_data["owner_team"],
-        )
-        form = NoteForm()
-        status = 200
-    else:
-        status = 400
+        try:
+            services.timeline_add_note(
+                incident=incident,
+                author=request.user,
+                text=form.cleaned_data["text"],
+                occurred_at=form.cleaned_data["occurred_at"],
+                owner_team=form.cleaned_data["owner_team"],
+            )
+        except ValidationError as exc:  # a time before the incident began
+            form.add_error(None, exc)
+        else:
+            form = NoteForm()
+            status = 200
     if request.htmx:
         timeline = list(
             incident.timeline.select_related("owner").order_by("-occurred_at", "-id")[: TIMELINE_PAGE_LIMIT + 1]

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth import get_user_model
 
+from incidents.validators import EARLIEST_YEAR, LATEST_YEAR
+
 from .models import ActionItem, PostIncidentReview
 from .selectors import Period, add_months
 from .services import MAX_TEXT
@@ -114,6 +116,10 @@ class MetricsFilterForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        for name in ("start", "end"):
+            # The years a search may cover (year 1 or 9999 overflowed the month arithmetic: a 500).
+            if data.get(name) and not EARLIEST_YEAR <= data[name].year <= LATEST_YEAR:
+                self.add_error(name, f"Choose a month between {EARLIEST_YEAR} and {LATEST_YEAR}.")
         start, end = data.get("start"), data.get("end")
         if start and end:
             if end < start:

@@ -28,6 +28,7 @@ from incidents.exceptions import ChangedError as BaseChangedError
 from incidents.models import Incident, State, TimelineEntry
 from incidents.models.incident import TRANSITION_PERMISSION
 from incidents.services.incident import incident_transition, timeline_record
+from incidents.validators import planned_problem
 
 from . import selectors, tasks
 from .models import (
@@ -551,7 +552,7 @@ def _record_item(item: ActionItem, action: str, user, **data) -> None:
     )
 
 
-def _validate_item(*, title: str, kind: str, owner, due_date, today: date) -> dict:
+def _validate_item(*, title: str, kind: str, owner, due_date, now: datetime) -> dict:
     errors = {}
     if not title:
         errors["title"] = "Say what needs doing."
@@ -563,8 +564,8 @@ def _validate_item(*, title: str, kind: str, owner, due_date, today: date) -> di
         errors["owner"] = "Choose an active user as the owner."
     if not isinstance(due_date, date):
         errors["due_date"] = "Enter a due date."
-    elif due_date < today:
-        errors["due_date"] = "The due date is in the past."
+    elif problem := planned_problem(due_date, what="The due date", now=now):
+        errors["due_date"] = problem
     return errors
 
 
@@ -585,7 +586,7 @@ def action_item_create(
     now = now or timezone.now()
     title = (title or "").strip()
     description = (description or "").strip()
-    errors = _validate_item(title=title, kind=kind, owner=owner, due_date=due_date, today=timezone.localdate(now))
+    errors = _validate_item(title=title, kind=kind, owner=owner, due_date=due_date, now=now)
     if len(description) > MAX_TEXT:
         errors["description"] = f"At most {MAX_TEXT:,} characters."
     if errors:
@@ -675,9 +676,7 @@ def action_item_reschedule(
     if not locked.is_active:
         raise ValidationError(f"This action item is {locked.get_state_display().lower()}.")
     owner = owner or locked.owner
-    errors = _validate_item(
-        title=locked.title, kind=locked.kind, owner=owner, due_date=due_date, today=timezone.localdate(now)
-    )
+    errors = _validate_item(title=locked.title, kind=locked.kind, owner=owner, due_date=due_date, now=now)
     if errors:
         raise ValidationError(errors)
     if (due_date, owner.pk) == (locked.due_date, locked.owner_id):

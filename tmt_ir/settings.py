@@ -433,6 +433,16 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # -- the REST API ---------------------------------------------------------------------------------
 
+# The largest body the API reads (a 413 above): an Alertmanager batch at the cap of 500 alerts is
+# about 1 MB with generous annotations. And how deep a body may nest (a 400 deeper): the deepest
+# format taken, Grafana's, nests 4 levels.
+TMT_API_MAX_BODY_BYTES = env.int("TMT_API_MAX_BODY_BYTES", default=2 * 1024 * 1024)
+TMT_API_MAX_JSON_DEPTH = env.int("TMT_API_MAX_JSON_DEPTH", default=32)
+if not 0 < TMT_API_MAX_BODY_BYTES <= DATA_UPLOAD_MAX_MEMORY_SIZE or TMT_API_MAX_JSON_DEPTH < 4:
+    raise ImproperlyConfigured(
+        "TMT_API_MAX_BODY_BYTES must be positive and at most DATA_UPLOAD_MAX_MEMORY_SIZE, TMT_API_MAX_JSON_DEPTH ≥ 4"
+    )
+
 REST_FRAMEWORK = {
     # Token first: DRF takes the first class's WWW-Authenticate, so a request without
     # credentials gets 401 "Bearer" (session auth alone would answer 403).
@@ -441,9 +451,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # JSON only: a form-encoded or multipart body is refused with 415, not half-parsed.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON only: a form-encoded or multipart body is refused with 415, not half-parsed. The
+    # parser refuses a body over the size and depth limits below before parsing it.
+    "DEFAULT_PARSER_CLASSES": ["incidents.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["incidents.api.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "incidents.api.pagination.Pagination",
     "PAGE_SIZE": 50,

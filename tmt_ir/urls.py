@@ -57,5 +57,9 @@ urlpatterns = [
 ]
 
 
-# API clients get JSON for a URL no route matches, people the 404 page.
+# API clients get JSON for the errors Django answers itself (a URL no route matches, a body too
+# large, an unhandled exception), people the error pages.
+handler400 = "incidents.api.exceptions.bad_request"
+handler403 = "incidents.api.exceptions.permission_denied"
 handler404 = "incidents.api.exceptions.not_found"
+handler500 = "incidents.api.exceptions.server_error"

@@ -12,7 +12,6 @@ there is more likely a typo (`severty`) than a newer sender, so it is refused.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,10 +20,10 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.settings import api_settings
 
 from incidents.api.models import AlertIntegration
 from incidents.api.services.alerts import FIRING, RESOLVED, ParsedAlert
+from incidents.validators import reported_problem
 
 STATUSES = [FIRING, RESOLVED]
 # Alertmanager batches a group's alerts in one request (its max_alerts is unlimited by
@@ -53,7 +52,8 @@ class _Text(serializers.CharField):
 
 @extend_schema_field(OpenApiTypes.DATETIME)
 class _Timestamp(serializers.Field):
-    """An RFC 3339 time; the tools' zero time ("0001-01-01T00:00:00Z") reads as unset."""
+    """An RFC 3339 time; the tools' zero time ("0001-01-01T00:00:00Z") reads as unset, and a time
+    over a year ahead is refused (a sender's wrong clock, not an alert about next year)."""
 
     default_error_messages = {"invalid": "Not an RFC 3339 time, e.g. 2026-11-27T09:30:00Z."}
 
@@ -68,9 +68,15 @@ class _Timestamp(serializers.Field):
             self.fail("invalid")
         try:
             value = value.astimezone(UTC)
-        except OverflowError:  # "0001-01-01T00:00:00+05:00" is before year 1 in UTC
+        except OverflowError:  # beyond year 1 or 9999 in UTC
+            if value.year == 1:  # the zero time with an offset, "0001-01-01T00:00:00+05:00"
+                return None
+            value = datetime.max.replace(tzinfo=UTC)  # refused below
+        if value < _UNSET_BEFORE:
             return None
-        return None if value < _UNSET_BEFORE else value
+        if problem := reported_problem(value):
+            raise serializers.ValidationError(problem)
+        return value
 
     def to_representation(self, value):
         return value.isoformat() if value else None
@@ -222,10 +228,6 @@ def _from_alert_list(
     return parsed
 
 
-class _NotFinite(ValueError):
-    pass
-
-
 def _storable_text(text: str) -> str:
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
@@ -239,9 +241,8 @@ def _storable_text(text: str) -> str:
 def _storable(data: Any) -> Any:
     """The body with what PostgreSQL cannot store replaced: JSON may spell a NUL character and
     a lone surrogate, which neither jsonb nor UTF-8 text takes, so they become U+FFFD (losing
-    an alert over one character of monitoring text would be worse). An infinite number (1e999
-    parses as inf) has no stand-in: _NotFinite. Iterative, since a body may nest as deep as
-    the JSON parser allows."""
+    an alert over one character of monitoring text would be worse). Numbers need nothing: the
+    API's parser refuses one that is not finite (incidents/api/parsers.py)."""
     root = [data]
     pending: list[tuple[Any, Any]] = [(root, 0)]
     while pending:
@@ -254,18 +255,13 @@ def _storable(data: Any) -> Any:
             pending.extend((value, i) for i in range(len(value)))
         elif isinstance(value, str):
             container[key] = _storable_text(value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise _NotFinite
     return root[0]
 
 
 def parse_alerts(*, kind: str, data: Any, system_label: str, severity_label: str) -> list[ParsedAlert]:
     """The alerts in a request body of format `kind`; raises serializers.ValidationError with
     field-level messages if any part of it is bad (then none of it should be acted on)."""
-    try:
-        data = _storable(data)
-    except _NotFinite:
-        raise serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: ["Numbers must be finite."]}) from None
+    data = _storable(data)
     serializer = PAYLOAD_SERIALIZERS[kind](data=data)
     serializer.is_valid(raise_exception=True)
     valid = serializer.validated_data

@@ -2,8 +2,8 @@
 contract fuzz run) can rely on the schema for them too.
 
 drf-spectacular documents what each view declares; the 401/403/429 from authentication,
-permissions and throttling, the 415 from the JSON-only parser and the field-level 400 come from
-DRF around the view, so they are added here once rather than on every view.
+permissions and throttling, the 413 and 415 from the JSON-only parser and the field-level 400
+come from DRF around the view, so they are added here once rather than on every view.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def add_error_responses(result: dict, generator, request, public) -> dict:
             if method in {"post", "patch", "put"}:
                 added["400"] = _answer("Invalid input; nothing was written.", fields)
                 added["415"] = _answer("The body must be JSON (`Content-Type: application/json`).", error)
+            if "requestBody" in operation:
+                added["413"] = _answer("The body is larger than the API reads; nothing was written.", error)
             if method == "get":
                 added["400"] = _answer("An invalid filter or page parameter.", fields)
             for code, answer in added.items():

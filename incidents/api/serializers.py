@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 from rest_framework import serializers
 
 from incidents.escalation.models import Deadline, EscalationEvent, StatusUpdate
@@ -13,10 +10,8 @@ from incidents.monitoring.models import HealthTarget
 
 from ..models import Incident, SeverityLevel, System, TimelineEntry
 from ..models.incident import MAX_FINANCIAL_IMPACT_USD, STATUS_UPDATE_WORDS
-from ..services import EDITABLE_FIELDS, severity_suggest
-
-# Clock skew between a client and the server should not make "now" look like the future.
-FUTURE_TOLERANCE = timedelta(minutes=5)
+from ..services import EDITABLE_FIELDS, NOTE_TIME, severity_suggest
+from ..validators import happened_problem, incident_time_errors
 
 
 class StrictFieldsMixin:
@@ -65,10 +60,9 @@ def _systems_field(**kwargs) -> serializers.SlugRelatedField:
     )
 
 
-def _not_future(value):
-    if value is not None and value > timezone.now() + FUTURE_TOLERANCE:
-        raise serializers.ValidationError("Cannot be in the future.")
-    return value
+def _refuse_time_errors(errors: dict[str, str]) -> None:
+    if errors:
+        raise serializers.ValidationError({field: [problem] for field, problem in errors.items()})
 
 
 class IncidentListSerializer(serializers.ModelSerializer):
@@ -141,7 +135,7 @@ class IncidentCreateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         required=False,
         allow_null=True,
     )
-    started_at = serializers.DateTimeField(required=False, allow_null=True, validators=[_not_future])
+    started_at = serializers.DateTimeField(required=False, allow_null=True)
     take_command = serializers.BooleanField(
         default=True,
         write_only=True,
@@ -171,6 +165,7 @@ class IncidentCreateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         return value
 
     def validate(self, attrs):
+        _refuse_time_errors(incident_time_errors(started_at=attrs.get("started_at"), ended_at=None))
         # The seed's severity matrix: an impact sets a floor on the severity (same rule as the form).
         suggestion = severity_suggest(financial_impact_usd=attrs.get("financial_impact_usd"))
         if suggestion and attrs["severity"].level > suggestion.severity.level:
@@ -191,7 +186,7 @@ class IncidentUpdateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         required=False,
         allow_null=True,
     )
-    started_at = serializers.DateTimeField(required=False, validators=[_not_future])
+    started_at = serializers.DateTimeField(required=False)
     ended_at = serializers.DateTimeField(required=False, allow_null=True)
 
     class Meta:
@@ -201,8 +196,7 @@ class IncidentUpdateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     def validate(self, attrs):
         start = attrs.get("started_at", self.instance.started_at if self.instance else None)
         end = attrs.get("ended_at", self.instance.ended_at if self.instance else None)
-        if start and end and end < start:
-            raise serializers.ValidationError({"ended_at": ["The end time cannot be before the start time."]})
+        _refuse_time_errors(incident_time_errors(started_at=start, ended_at=end))
         return attrs
 
 
@@ -232,13 +226,21 @@ class TimelineEntrySerializer(serializers.ModelSerializer):
 
 class TimelineNoteSerializer(StrictFieldsMixin, serializers.Serializer):
     text = serializers.CharField(max_length=10_000, help_text="What happened, what was done.")
-    occurred_at = serializers.DateTimeField(required=False, allow_null=True, validators=[_not_future])
+    occurred_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="When it happened: not in the future, nor before the incident began."
+    )
     owner_team = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")
 
     def validate_text(self, value: str) -> str:
         if not value.strip():
             raise serializers.ValidationError("Write something.")
         return value.strip()
+
+    def validate_occurred_at(self, value):
+        # Not before the incident began either: the service knows the incident, and says so.
+        if problem := happened_problem(value, what=NOTE_TIME):
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class StatusUpdateSerializer(serializers.ModelSerializer):

@@ -35,6 +35,7 @@ from incidents.monitoring.models import VIEW_HEALTH_PERMISSION, HealthTarget
 from .. import selectors, services
 from ..forms import IncidentFilter as IncidentPageFilter
 from ..models import TRANSITION_NAMES, TRANSITION_PERMISSIONS, VIEW_PERMISSION, Incident
+from ..validators import EARLIEST_YEAR, LATEST_YEAR
 from . import serializers as s
 from .permissions import RolePermissions
 
@@ -44,9 +45,6 @@ _ERRORS = {
     404: OpenApiResponse(description="No such incident."),
 }
 _CONFLICT = {409: OpenApiResponse(description="Not possible in the incident's current state, or it changed meanwhile.")}
-
-
-EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
 
 
 class BoundedIsoDateTimeField(django_filters.fields.IsoDateTimeField):

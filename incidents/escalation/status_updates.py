@@ -20,6 +20,7 @@ from incidents.notifications.models import (
 )
 from incidents.notifications.services import notification_queue
 from incidents.services.incident import timeline_record
+from incidents.validators import planned_problem
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ def status_update_draft(*, incident: Incident, now: datetime | None = None) -> S
     )
 
 
+NEXT_UPDATE = "The next update"
+
+
 @transaction.atomic
 def status_update_post(
     *,
@@ -87,8 +91,8 @@ def status_update_post(
     }.items():
         if not value.strip():
             errors[field] = "Required."
-    if next_update_at is not None and next_update_at <= now:
-        errors["next_update_at"] = "The next update must be in the future."
+    if problem := planned_problem(next_update_at, what=NEXT_UPDATE, now=now):
+        errors["next_update_at"] = problem
     if errors:
         raise ValidationError(errors)
     locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)

@@ -17,6 +17,7 @@ from incidents.escalation.models import RegulatoryCategory, RegulatoryObligation
 from incidents.forms import DateTimeLocalInput
 from incidents.models import Incident
 from incidents.models.incident import STATUS_UPDATE_WORDS
+from incidents.validators import planned_problem
 
 STATUS_CHOICES = [(s, s) for s in STATUS_UPDATE_WORDS]
 
@@ -33,8 +34,8 @@ class StatusUpdateForm(forms.Form):
 
     def clean_next_update_at(self):
         value = self.cleaned_data.get("next_update_at")
-        if value and value <= timezone.now():
-            raise forms.ValidationError("The next update must be in the future.")
+        if problem := planned_problem(value, what=status_updates.NEXT_UPDATE):
+            raise forms.ValidationError(problem)
         return value
 
 

@@ -9,7 +9,7 @@ import hashlib
 import mimetypes
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
 from incidents.exceptions import ChangedError
 from incidents.hooks import hooks
+from incidents.validators import happened_problem, incident_time_errors
 
 from ..models import (
     OPEN_STATES,
@@ -152,6 +153,9 @@ def incident_open(
     }
     if missing:
         raise ValidationError(missing)
+    times = incident_time_errors(started_at=started_at, ended_at=None)
+    if times:
+        raise ValidationError(times)
     if commander is not None and commander != reported_by and not reported_by.has_perm("incidents.assign_commander"):
         raise PermissionDenied("Only an incident manager may make someone else the commander.")
     now = detected_at or timezone.now()
@@ -422,6 +426,9 @@ def incident_update(
         if old != value:
             setattr(locked, name, value)
             changes.append(Incident._meta.get_field(name).verbose_name)
+    times = incident_time_errors(started_at=locked.started_at, ended_at=locked.ended_at)
+    if times:
+        raise ValidationError(times)
     severity_changed = severity is not None and severity.pk != locked.severity_id
     if severity_changed:
         old_label = locked.severity.label
@@ -490,6 +497,9 @@ def incident_assign_commander(
 # -- timeline -------------------------------------------------------------------------------
 
 
+NOTE_TIME = "The note's time"
+
+
 @transaction.atomic
 def timeline_add_note(
     *,
@@ -503,8 +513,8 @@ def timeline_add_note(
     if not text:
         raise ValidationError({"text": "Write something."})
     now = timezone.now()
-    if occurred_at is not None and occurred_at > now + timedelta(minutes=1):
-        raise ValidationError({"occurred_at": "A note cannot happen in the future."})
+    if problem := happened_problem(occurred_at, what=NOTE_TIME, now=now, began=incident.started_at):
+        raise ValidationError({"occurred_at": problem})
     return timeline_record(
         incident,
         kind=TimelineEntry.Kind.NOTE,

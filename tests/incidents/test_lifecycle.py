@@ -158,7 +158,8 @@ def test_timeline_is_append_only(engineer):
 
 
 def test_backdated_note_keeps_recorded_time(engineer):
-    incident = open_incident(reported_by=engineer)
+    # Backdated, but not before the incident began (a start time an hour ago).
+    incident = open_incident(reported_by=engineer, started_at=timezone.now() - timedelta(hours=1))
     earlier = timezone.now() - timedelta(minutes=20)
     note = services.timeline_add_note(incident=incident, author=engineer, text="Saw errors", occurred_at=earlier)
     assert note.occurred_at == earlier

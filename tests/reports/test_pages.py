@@ -134,7 +134,7 @@ def test_adding_an_action_item_with_bad_input_gives_field_errors(engineer_client
         ({"title": "x", "kind": "immediate", "owner": engineer.pk, "due_date": "31/02/2030"}, "Enter a valid date."),
         (
             {"title": "x", "kind": "immediate", "owner": engineer.pk, "due_date": "2001-01-01"},
-            "The due date is in the past.",
+            "The due date cannot be in the past.",
         ),
         (
             {"title": "x" * 201, "kind": "immediate", "owner": engineer.pk, "due_date": "2030-01-01"},

@@ -43,7 +43,9 @@ class OpenedOnce:
 def request_hash(data: Any) -> str:
     """The body's SHA-256, independent of key order and spacing."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # surrogatepass: a body may spell a lone surrogate ("\ud800"), which plain UTF-8 refuses;
+    # its field is refused after, but hashing it must not fail first.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @transaction.atomic

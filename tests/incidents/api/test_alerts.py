@@ -350,7 +350,7 @@ def test_infinite_number_in_a_payload_is_refused(alertmanager):
     _, token = alertmanager
     before = _counts()
     raw = json.dumps(_am_payload(_am_alert("a"))).replace('"truncatedAlerts": 0', '"truncatedAlerts": 1e999')
-    assert "finite" in _assert_refused(_post(token, raw), before)["non_field_errors"][0]
+    assert "finite" in _assert_refused(_post(token, raw), before)["detail"]
 
 
 def test_text_postgresql_cannot_store_is_replaced_not_a_reason_to_lose_the_alert(alertmanager):
