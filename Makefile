@@ -16,7 +16,7 @@ PANGO_PKGS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-
 # pdftoppm: the report layout tests render the PDF's pages to images.
 POPPLER_PKGS := poppler-utils
 
-.PHONY: install run test test-e2e-deps bench lint fuzz check clean
+.PHONY: install run test test-e2e-deps bench lint fuzz mutate check clean
 
 $(UV):
 	$(PYTHON) -m venv $(UV_BOOT)
@@ -74,6 +74,12 @@ bench: install
 		DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 		$(PY) $$script || exit 1; \
 	done
+
+# Mutation testing of the rules that page people and sign reports (mutation/run.py; hours for
+# every module). One module: make mutate MUTANTS='incidents.escalation.services*'
+mutate: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	$(PY) mutation/run.py $(MUTANTS)
 
 # ruff (rules and formatting at 120 columns), and the import contract: the apps depend one way
 # (pyproject.toml, [tool.importlinter]). make test runs the same checks first.
