@@ -555,9 +555,13 @@ def person_record(request: HttpRequest, user_id: int) -> HttpResponse:
     person = get_object_or_404(User, pk=user_id)
     context = _person_context(person, now=timezone.now())
     profile = context["profile"]
+    is_self = person.pk == request.user.pk
     context.update(
         {
-            "is_self": person.pk == request.user.pk,
+            "is_self": is_self,
+            # One's own record shows the calendar panel, which must know whether links exist
+            # (else "Make calendar links" would silently replace working ones).
+            "token": CalendarFeedToken.objects.filter(user=request.user).first() if is_self else None,
             "can_manage": request.user.has_perm(MANAGE_PERMISSION),
             "waiver_form": MentoringWaiverForm(),
             "profile_form": TrainingProfileForm(

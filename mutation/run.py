@@ -26,15 +26,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from mutmut.stats import status_by_exit_code
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 EQUIVALENT = Path(__file__).resolve().parent / "equivalent.txt"
 TEMPLATE_DB = os.environ.get("TMT_MUTATION_TEMPLATE_DB", "tmt_ir_mutation_template")
 GOAL = 0.90
-# mutmut's exit codes per mutant (mutmut/stats.py): 1 and 3 mean a test failed.
-KILLED_CODES = {1, 3}
-SURVIVED_CODES = {0}
-TIMEOUT_CODES = {24, -24, 36, 152, 255}
 
 
 def _database_url(name: str) -> str:
@@ -85,18 +83,16 @@ def report() -> dict:
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             if code is None:
                 continue  # not run this time (another module's selection)
+            status = status_by_exit_code[code]
             if name in equivalent:
                 kind = "equivalent"
-            elif code in KILLED_CODES:
-                kind = "killed"
-            elif code in SURVIVED_CODES:
-                kind = "survived"
+            elif status in ("killed", "timeout", "caught by type check"):
+                kind = "killed"  # a test failed, or an endless loop was stopped
+            elif status in ("survived", "no tests"):
+                kind = "survived" if status == "survived" else "not covered"  # a gap either way
                 survivors[module].append(name)
-            elif code in TIMEOUT_CODES:
-                kind = "killed"  # an endless loop is noticed: the run is stopped and fails
             else:
-                kind = "not covered"  # no test runs this function at all: a gap too
-                survivors[module].append(name)
+                kind = "not run"  # interrupted, skipped, suspicious or crashed: run it again
             by_module[module][kind] += 1
     scores = {}
     print(f"{'module':45} {'mutants':>7} {'killed':>6} {'survived':>8} {'no test':>7} {'equiv.':>6} {'score':>6}")

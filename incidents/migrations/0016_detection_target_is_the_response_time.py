@@ -1,6 +1,8 @@
 """Phase 1 (detection and initial response) is measured against each severity's response time,
 the same rule as the response-time SLA, so its own flat 15-minute target row goes: kept, it
-would be a second answer to the same question (and an edit to it would change nothing)."""
+would be a second answer to the same question (and an edit to it would change nothing).
+Nothing reads the row any more; a value an admin had tuned is dropped with it, and going back
+puts the seeded 15 minutes back, not that value."""
 
 from datetime import timedelta
 
