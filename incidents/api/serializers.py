@@ -39,6 +39,13 @@ class UsernameField(serializers.SlugRelatedField):
             kwargs.setdefault("queryset", get_user_model().objects.filter(is_active=True))
         super().__init__(**kwargs)
 
+    def to_internal_value(self, data):
+        # No username holds a NUL or a lone surrogate, and PostgreSQL would refuse the lookup
+        # itself (a DataError, or a text it cannot encode): a field error, never a 500.
+        if isinstance(data, str) and ("\x00" in data or any("\ud800" <= ch <= "\udfff" for ch in data)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
 
 def _severity_field(**kwargs) -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(

@@ -246,3 +246,14 @@ def test_a_lone_surrogate_is_a_field_error_even_when_the_answer_repeats_it(api, 
 
 def test_the_int_digit_limit_the_parser_relies_on_is_pythons_default():
     assert sys.get_int_max_str_digits() == 4300
+
+
+@pytest.mark.parametrize("username", ["im\x00", "im\ud800"], ids=["nul", "lone-surrogate"])
+def test_a_username_postgresql_cannot_hold_is_a_field_error(manager, username):
+    from rest_framework.exceptions import ValidationError as DRFValidationError
+
+    from incidents.api.serializers import UsernameField
+
+    with pytest.raises(DRFValidationError):
+        UsernameField().run_validation(username)
+    assert UsernameField().run_validation(manager.username) == manager
