@@ -264,9 +264,13 @@ def review_approved_at(incident: Incident) -> datetime | None:
     return Incident.objects.filter(pk=incident.pk).values_list(_approved_since_resolution(), flat=True).get()
 
 
+def review_target() -> PhaseTarget | None:
+    return PhaseTarget.objects.filter(phase=PhaseTarget.Phase.REVIEW).first()
+
+
 def review_deadline(incident: Incident) -> Clock | None:
     """The review phase's clock: due the review target after resolution (72 h seeded)."""
-    return review_clock(incident, PhaseTarget.objects.filter(phase=PhaseTarget.Phase.REVIEW).first())
+    return review_clock(incident, review_target())
 
 
 def review_due_at(incident: Incident) -> datetime | None:
@@ -305,7 +309,7 @@ def reviews_awaited() -> list[dict]:
         .filter(approved_since_resolution__isnull=True)
         .order_by("resolved_at", "id")
     )
-    target = PhaseTarget.objects.filter(phase=PhaseTarget.Phase.REVIEW).first()
+    target = review_target()
     newest: dict[int, PostIncidentReview] = {}
     for review in (
         PostIncidentReview.objects.filter(incident__in=[i.pk for i in incidents])
@@ -443,7 +447,7 @@ def _review_reminder(deadline, incident: Incident) -> Reminder | None:
     owed = review_owed(incident)
     if owed is None:
         return None
-    due_label = _utc(owed.due_at) if owed.due_at else "soon"
+    due_label = _utc(owed.due_at)
     open_review = (
         PostIncidentReview.objects.filter(incident=incident, state__in=PostIncidentReview.OPEN_STATES)
         .select_related("author")

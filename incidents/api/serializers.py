@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from incidents.escalation.models import Deadline, EscalationEvent, StatusUpdate
 from incidents.monitoring.models import HealthTarget
@@ -30,6 +33,9 @@ class StrictFieldsMixin:
         return super().to_internal_value(data)
 
 
+_TEXT_CHECKS = (ProhibitNullCharactersValidator(), ProhibitSurrogateCharactersValidator())
+
+
 class UsernameField(serializers.SlugRelatedField):
     """A person by username: readable in a payload, stable across databases."""
 
@@ -40,10 +46,14 @@ class UsernameField(serializers.SlugRelatedField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        # No username holds a NUL or a lone surrogate, and PostgreSQL would refuse the lookup
-        # itself (a DataError, or a text it cannot encode): a field error, never a 500.
-        if isinstance(data, str) and ("\x00" in data or any("\ud800" <= ch <= "\udfff" for ch in data)):
-            self.fail("invalid")
+        # The checks DRF's CharField makes, made before the lookup: PostgreSQL refuses a NUL in
+        # the query and a lone surrogate cannot be encoded, which would be a 500, not a field error.
+        if isinstance(data, str):
+            try:
+                for check in _TEXT_CHECKS:
+                    check(data)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.messages) from exc
         return super().to_internal_value(data)
 
 

@@ -21,14 +21,9 @@ from incidents.models import SeverityLevel
 from incidents.notifications.models import Notification
 from incidents.oncall.models import OnCallOverride, Person
 from incidents.oncall.selectors import on_call_at
-from tests.factories import make_roster, open_incident, severity
+from tests.factories import open_incident, severity
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def team(db):
-    return make_roster()
 
 
 def fire_at(at):

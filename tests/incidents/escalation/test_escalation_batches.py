@@ -13,15 +13,10 @@ from incidents.escalation import services as escalation
 from incidents.escalation.models import Deadline, EscalationEvent
 from incidents.notifications import services as notifications
 from incidents.notifications.models import Notification, NotificationAttempt, WebhookEndpoint
-from tests.factories import make_roster, open_incident
+from tests.factories import open_incident
 
 pytestmark = pytest.mark.django_db
 CTO_RULE = "role:cto-sev1"
-
-
-@pytest.fixture
-def team(db):
-    return make_roster()
 
 
 def sev1_incidents_paging_the_cto(team, n: int) -> list:

@@ -14,14 +14,9 @@ from incidents.escalation.models import Deadline, EscalationEvent
 from incidents.models import Incident
 from incidents.notifications import services as notifications
 from incidents.notifications.models import Notification
-from tests.factories import make_roster, open_incident
+from tests.factories import open_incident
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def team(db):
-    return make_roster()
 
 
 def fire_at(at):

@@ -8,14 +8,9 @@ from django.utils import timezone
 from incidents.escalation import services as escalation
 from incidents.escalation.models import RegulatoryObligation, StatusUpdate
 from incidents.notifications.models import Notification
-from tests.factories import make_roster, open_incident
+from tests.factories import open_incident
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def team(db):
-    return make_roster()
 
 
 def login(client, user):
