@@ -107,7 +107,7 @@ def trading_halt_recheck(*, now: datetime | None = None) -> str:
 
 @transaction.atomic
 def _recheck_record(halt_id: int, answer: emergency.AgentAnswer, *, now: datetime) -> str:
-    halt = TradingHalt.objects.select_for_update().select_related("incident").filter(pk=halt_id).first()
+    halt = TradingHalt.objects.select_for_update(of=("self",)).select_related("incident").filter(pk=halt_id).first()
     if halt is None or halt.ended_at is not None:
         return f"halt {halt_id} already ended"
     halt.last_checked_at = now
@@ -168,7 +168,7 @@ def trading_resume_request(*, halt: TradingHalt, user: AbstractBaseUser, note: s
     note = (note or "").strip()
     if len(note) > MAX_NOTE_LENGTH:
         raise ValidationError({"note": f"At most {MAX_NOTE_LENGTH} characters."})
-    halt = TradingHalt.objects.select_for_update().select_related("incident").get(pk=halt.pk)
+    halt = TradingHalt.objects.select_for_update(of=("self",)).select_related("incident").get(pk=halt.pk)
     if halt.ended_at is not None:
         raise ValidationError({"__all__": "Trading is no longer halted."})
     if halt.resume_requests.filter(state__in=[ResumeRequest.State.PENDING, ResumeRequest.State.RESUMING]).exists():
@@ -192,7 +192,9 @@ def _resume_approve_record(*, request: ResumeRequest, user: AbstractBaseUser) ->
     if not user.has_perm(APPROVE_RESUME_PERMISSION):
         raise PermissionDenied("Only a Risk Manager approves resuming trading.")
     request = (
-        ResumeRequest.objects.select_for_update().select_related("halt__incident", "requested_by").get(pk=request.pk)
+        ResumeRequest.objects.select_for_update(of=("self",))
+        .select_related("halt__incident", "requested_by")
+        .get(pk=request.pk)
     )
     if request.requested_by_id == user.pk:
         raise ValidationError({"__all__": "Four eyes: someone other than the requester must approve the resume."})
@@ -222,7 +224,9 @@ def _resume_outcome_record(
     request: ResumeRequest, *, resume: emergency.AgentAnswer, status: emergency.AgentAnswer
 ) -> ResumeRequest:
     request = (
-        ResumeRequest.objects.select_for_update().select_related("halt__incident", "approved_by").get(pk=request.pk)
+        ResumeRequest.objects.select_for_update(of=("self",))
+        .select_related("halt__incident", "approved_by")
+        .get(pk=request.pk)
     )
     halt = TradingHalt.objects.select_for_update().get(pk=request.halt_id)
     now = timezone.now()
