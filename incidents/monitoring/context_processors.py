@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
 
 from incidents.monitoring.models import TradingHalt
+
+
+def _active_halt() -> TradingHalt | None:
+    return TradingHalt.objects.filter(ended_at=None).select_related("started_by").first()
 
 
 def trading_halt(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    # One indexed query per page (the partial unique index on active halts).
-    halt = TradingHalt.objects.filter(ended_at=None).select_related("started_by").first()
-    return {"trading_halt": halt} if halt is not None else {}
+    # Lazy: one query on a page that shows the banner, none on those that do not (the admin, JSON).
+    return {"trading_halt": SimpleLazyObject(_active_halt)}

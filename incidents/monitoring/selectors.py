@@ -1,4 +1,5 @@
-"""Reads for the incident page: its trading halts, stop prompts and state captures."""
+"""Reads for the incident page: its trading halts and stop prompts (two queries; a capture's
+bundle shows in the incident's evidence list)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from incidents.models import Incident
 from incidents.monitoring.halt import stop_prompts
-from incidents.monitoring.models import SystemStateCapture, TradingHalt
+from incidents.monitoring.models import TradingHalt
 
 
 def incident_halt_context(incident: Incident) -> dict[str, Any]:
@@ -15,12 +16,5 @@ def incident_halt_context(incident: Incident) -> dict[str, Any]:
         .select_related("started_by", "resumed_by", "alarm_incident")
         .prefetch_related("closures__closed_by")
     )
-    active = TradingHalt.objects.filter(ended_at=None).exists()
-    return {
-        "incident_halts": halts,
-        # A prompt is moot while trading is already halted.
-        "stop_prompts": [] if active else stop_prompts(incident),
-        "state_captures": list(
-            SystemStateCapture.objects.filter(incident=incident).select_related("evidence", "requested_by")[:10]
-        ),
-    }
+    # The template hides the prompts while trading is halted (the banner's context says so).
+    return {"incident_halts": halts, "stop_prompts": stop_prompts(incident)}

@@ -106,7 +106,7 @@ def test_capture_state_and_download_the_evidence(page: Page, live_server, engine
     expect(page.get_by_text(re.compile(r"System state captured: 2 ok, 0 failed, 0 timed out"))).to_be_visible()
     evidence = EvidenceAttachment.objects.get(incident=incident)
     with page.expect_download() as download:
-        page.get_by_test_id("state-capture").get_by_role("link").click()
+        page.locator("#evidence").get_by_role("link", name=evidence.original_name).click()
     data = Path(download.value.path()).read_bytes()
     assert hashlib.sha256(data).hexdigest() == evidence.sha256
     assert page.js_errors == []  # type: ignore[attr-defined]

@@ -126,8 +126,9 @@ def test_circuit_breaker_down_on_the_health_page_then_an_engineer_stops_trading(
     expect(timeline).to_contain_text("AGENT UNREACHABLE")
     expect(timeline).to_contain_text("TRADING STOPPED (VERIFIED)")
     expect(timeline).to_contain_text(status["stop_id"])
-    # Two attempts (request and result each), and the halt the verified one began.
-    assert incident.timeline.filter(kind=TimelineEntry.Kind.EMERGENCY_STOP).count() == 5
+    # The prompt to stop (the breaker went down), two attempts (request and result each), and
+    # the halt the verified one began.
+    assert incident.timeline.filter(kind=TimelineEntry.Kind.EMERGENCY_STOP).count() == 6
     assert Incident.objects.count() == 1, "the stop was linked to the automated incident"
     assert page.js_errors == []  # type: ignore[attr-defined]
 

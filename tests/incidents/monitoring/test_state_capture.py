@@ -157,7 +157,7 @@ def test_capture_stores_the_bundle_as_evidence_whose_hash_matches_its_bytes(
     item = incident.checklist_items.get(text="Preserve evidence: capture logs and system state")
     assert item.done and item.done_by == engineer, "the checklist item ticks itself"
     page = engineer_client.get(incident.get_absolute_url()).content.decode()
-    assert evidence.original_name in page and "5 ok, 0 failed, 0 timed out" in page
+    assert evidence.original_name in page and "5 probes (5 ok, 0 failed, 0 timed out)" in page
 
 
 def test_a_hanging_probe_is_timed_out_and_the_capture_still_completes(no_seeded_probes, engineer, silent_server):
