@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -43,6 +43,9 @@ from incidents.services.incident import incident_open, timeline_record
 log = logging.getLogger(__name__)
 
 MAX_NOTE_LENGTH = 1000
+# An approved resume not settled after this long is settled by the re-check (the approver's
+# request has two agent calls of TMT_CIRCUIT_BREAKER_TIMEOUT each; this is far beyond them).
+RESUME_STALE = timedelta(seconds=60)
 STOP_PROMPT_KEY = "stop_prompt"
 
 
@@ -114,11 +117,18 @@ def _recheck_record(halt_id: int, answer: emergency.AgentAnswer, *, now: datetim
     halt.last_check = {**answer.as_json(), "checked_at": now.isoformat()}
     halt.save(update_fields=["last_checked_at", "last_check"])
     body = answer.body if isinstance(answer.body, dict) else {}
-    if not (answer.ok and answer.status_code == 200 and body.get("trading_halted") is False):
+    halted = answer.ok and answer.status_code == 200 and body.get("trading_halted") is True
+    trading = answer.ok and answer.status_code == 200 and body.get("trading_halted") is False
+    resuming = halt.resume_requests.filter(state=ResumeRequest.State.RESUMING).first()
+    if resuming is not None and resuming.approved_at < now - RESUME_STALE:
+        # The approver's request died between the agent call and recording its outcome: the
+        # agent's answer now decides it, so the procedure neither hangs nor raises a false alarm.
+        return _resume_settled_by_recheck(halt, resuming, answer, trading=trading, halted=halted, now=now)
+    if not trading:
         # Halted, or no clear answer: an unknown is not a resume (the health monitor pages for
         # an agent that is down).
-        return f"halt {halt_id}: {'halted' if body.get('trading_halted') is True else emergency.describe(answer)}"
-    if halt.resume_requests.filter(state=ResumeRequest.State.RESUMING).exists():
+        return f"halt {halt_id}: {'halted' if halted else emergency.describe(answer)}"
+    if resuming is not None:
         return f"halt {halt_id}: resuming"
     halt.ended_at = now
     halt.ending = TradingHalt.Ending.UNEXPECTED
@@ -156,6 +166,40 @@ def _recheck_record(halt_id: int, answer: emergency.AgentAnswer, *, now: datetim
         )
     log.warning("trading halt %s left unexpectedly; %s opened", halt.pk, alarm.reference)
     return f"halt {halt_id}: LEFT UNEXPECTEDLY, {alarm.reference} opened"
+
+
+def _resume_settled_by_recheck(
+    halt: TradingHalt,
+    request: ResumeRequest,
+    answer: emergency.AgentAnswer,
+    *,
+    trading: bool,
+    halted: bool,
+    now: datetime,
+) -> str:
+    if not (trading or halted):
+        return f"halt {halt.pk}: resume in doubt, {emergency.describe(answer)}"
+    request.completed_at = now
+    request.status_response = answer.as_json()
+    if trading:
+        request.state = ResumeRequest.State.RESUMED
+        halt.ended_at, halt.ending, halt.resumed_by = now, TradingHalt.Ending.RESUMED, request.approved_by
+        halt.save(update_fields=["ended_at", "ending", "resumed_by"])
+        action = "TRADING RESUMED (verified by the re-check): the approved resume's outcome was not recorded in time."
+    else:
+        request.state = ResumeRequest.State.FAILED
+        request.error = "the approved resume did not complete; the agent still reports trading halted"
+        action = f"Resume NOT confirmed: {request.error}. Request it again."
+    request.save(update_fields=["state", "completed_at", "status_response", "error"])
+    timeline_record(
+        halt.incident,
+        kind=TimelineEntry.Kind.EMERGENCY_STOP,
+        action=action,
+        owner_team="Trading halt monitor",
+        at=now,
+        data={"trading_halt": halt.pk, "resume_request": request.pk, "status_response": answer.as_json()},
+    )
+    return f"halt {halt.pk}: resume settled ({request.state})"
 
 
 # -- the four-eyes resume ---------------------------------------------------------------------

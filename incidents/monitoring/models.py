@@ -353,7 +353,8 @@ class PositionClosure(models.Model):
 
 # -- system-state capture --------------------------------------------------------------------------
 
-MAX_PROBE_TIMEOUT_S = 30.0
+# Captures run in the web request: all probes together stay well inside a 30 s proxy timeout.
+MAX_PROBE_TIMEOUT_S = 20.0
 MAX_LOG_TAIL_LINES = 1000
 
 

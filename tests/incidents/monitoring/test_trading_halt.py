@@ -233,6 +233,30 @@ def test_an_approved_resume_in_flight_is_not_an_alarm(breaker, priya, risk):
     assert trading_halt.active
 
 
+@pytest.mark.parametrize("agent_resumed", [True, False])
+def test_an_approved_resume_left_unsettled_is_settled_by_the_recheck(breaker, priya, risk, agent_resumed):
+    trading_halt = stop(priya).halt
+    request = halt._resume_approve_record(request=halt.trading_resume_request(halt=trading_halt, user=priya), user=risk)
+    if agent_resumed:
+        httpx.post(breaker.endpoints.agent_url("circuit_breaker") + "/api/v1/resume-trading", json={}, timeout=5)
+    incidents = Incident.objects.count()
+    # Just inside the window: still left to the approver's request.
+    halt.trading_halt_recheck(now=request.approved_at + halt.RESUME_STALE - timedelta(seconds=1))
+    request.refresh_from_db()
+    assert request.state == ResumeRequest.State.RESUMING
+
+    halt.trading_halt_recheck(now=request.approved_at + halt.RESUME_STALE + timedelta(seconds=1))
+    request.refresh_from_db()
+    trading_halt.refresh_from_db()
+    assert Incident.objects.count() == incidents, "a four-eyes resume is never an alarm"
+    if agent_resumed:
+        assert request.state == ResumeRequest.State.RESUMED
+        assert trading_halt.ending == TradingHalt.Ending.RESUMED and trading_halt.resumed_by == risk
+    else:
+        assert request.state == ResumeRequest.State.FAILED and trading_halt.active
+        assert halt.trading_resume_request(halt=trading_halt, user=priya).state == ResumeRequest.State.PENDING
+
+
 # -- the four-eyes resume -----------------------------------------------------------------------
 
 
