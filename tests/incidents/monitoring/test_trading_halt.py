@@ -486,3 +486,66 @@ def test_no_prompt_while_trading_is_already_halted(breaker, priya):
         incident=incident, reason_code=StopReason.SUSPICIOUS_TRADING, why="Alert", owner_team="t"
     )
     assert not incident.timeline.filter(data__stop_prompt__isnull=False).exists()
+
+
+# -- the loop on a real worker, and two loops at once --------------------------------------------
+
+
+def _unexpected_resume(breaker: SimulatorServer, user) -> TradingHalt:
+    trading_halt = stop(user).halt
+    httpx.post(breaker.endpoints.agent_url("circuit_breaker") + "/api/v1/resume-trading", json={}, timeout=5)
+    return trading_halt
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_recheck_beat_task_raises_the_alarm_on_a_real_worker(breaker, priya, celery_worker, postgres, settings):
+    from celery.signals import task_postrun
+
+    from tests.celery_fixtures import wait_for
+
+    schedule = settings.CELERY_BEAT_SCHEDULE["recheck-trading-halt"]
+    assert schedule["task"] == tasks.recheck_trading_halt.name
+    assert schedule["schedule"] == settings.TMT_HALT_RECHECK_SECONDS
+    summaries: list[str] = []
+
+    def done(sender=None, retval=None, **kwargs) -> None:
+        if getattr(sender, "name", None) == tasks.recheck_trading_halt.name:
+            summaries.append(retval)
+
+    task_postrun.connect(done, weak=False)
+    try:
+        trading_halt = _unexpected_resume(breaker, priya)
+        for _ in range(4):
+            tasks.recheck_trading_halt.delay()
+        wait_for(lambda: len(summaries) == 4, what="four looks on the worker")
+    finally:
+        task_postrun.disconnect(done)
+    assert "LEFT UNEXPECTEDLY" in summaries[0]
+    assert summaries[1:] == ["no active halt"] * 3
+    trading_halt.refresh_from_db()
+    assert trading_halt.ending == TradingHalt.Ending.UNEXPECTED
+    assert Incident.objects.filter(title="Trading resumed without the resume procedure").count() == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_rechecks_at_once_open_one_sev1(breaker, priya, postgres):
+    import threading
+
+    from django.db import connections
+
+    _unexpected_resume(breaker, priya)
+    barrier = threading.Barrier(4)
+
+    def look() -> None:
+        try:
+            barrier.wait()
+            halt.trading_halt_recheck()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=look) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert Incident.objects.filter(title="Trading resumed without the resume procedure").count() == 1
