@@ -5,11 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from incidents.monitoring.models import TradingHalt
-
-
-def _active_halt() -> TradingHalt | None:
-    return TradingHalt.objects.filter(ended_at=None).select_related("started_by").first()
+from incidents.monitoring.halt import trading_halt_active
 
 
 def trading_halt(request: HttpRequest) -> dict:
@@ -17,4 +13,4 @@ def trading_halt(request: HttpRequest) -> dict:
     if user is None or not user.is_authenticated:
         return {}
     # Lazy: one query on a page that shows the banner, none on those that do not (the admin, JSON).
-    return {"trading_halt": SimpleLazyObject(_active_halt)}
+    return {"trading_halt": SimpleLazyObject(trading_halt_active)}

@@ -20,12 +20,8 @@ not confirmed → "unverified"; answered without accepting → "refused"; no ans
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import httpx
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -33,72 +29,23 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents.models import DetectionMethod, Incident, SeverityLevel, System, TimelineEntry
+from incidents.monitoring.agent import (
+    CIRCUIT_BREAKER_SYSTEM,
+    POSITIONS_PATH,
+    STATUS_PATH,
+    STOP_PATH,
+    AgentAnswer,
+    agent_call,
+    agent_client,
+    describe,
+)
+from incidents.monitoring.halt import trading_halt_begin
 from incidents.monitoring.models import EmergencyStop, StopReason
 from incidents.services.incident import incident_open, timeline_record
 
 PERMISSION = "incidents.trigger_emergency_stop"
-STOP_PATH = "/api/v1/emergency-stop"
-STATUS_PATH = "/api/v1/emergency-status"
-RESUME_PATH = "/api/v1/resume-trading"
-POSITIONS_PATH = "/api/v1/positions"
 MAX_REASON_LENGTH = 500  # what the circuit breaker accepts
 MAX_TRIGGERED_BY_LENGTH = 200
-CIRCUIT_BREAKER_SYSTEM = "circuit_breaker"
-
-
-@dataclass(frozen=True)
-class AgentAnswer:
-    ok: bool  # the call got an HTTP answer
-    status_code: int | None
-    body: Any
-    error: str
-
-    def as_json(self) -> dict:
-        return {"http_status": self.status_code, "body": self.body, "error": self.error}
-
-
-def agent_client() -> httpx.Client:
-    # No keep-alive: a pooled connection must never hide a dead agent.
-    return httpx.Client(
-        timeout=settings.TMT_CIRCUIT_BREAKER_TIMEOUT,
-        limits=httpx.Limits(max_keepalive_connections=0),
-        trust_env=False,
-        follow_redirects=False,
-    )
-
-
-def agent_call(client: httpx.Client, method: str, url: str, payload: dict | None = None) -> AgentAnswer:
-    return _call(client, method, url, payload)
-
-
-def _call(client: httpx.Client, method: str, url: str, payload: dict | None = None) -> AgentAnswer:
-    try:
-        response = client.request(method, url, json=payload)
-    except httpx.TimeoutException:
-        return AgentAnswer(False, None, None, f"timed out after {settings.TMT_CIRCUIT_BREAKER_TIMEOUT:g} s")
-    except httpx.ConnectError as exc:
-        cause = exc.__cause__ or exc
-        return AgentAnswer(False, None, None, f"unreachable: {getattr(cause, 'strerror', None) or cause}")
-    except httpx.HTTPError as exc:
-        return AgentAnswer(False, None, None, f"unreachable: {type(exc).__name__}: {exc}")
-    text = response.text[:2000]
-    try:
-        body: Any = json.loads(text)
-    except ValueError:
-        body = {"raw": text}
-    return AgentAnswer(True, response.status_code, body, "")
-
-
-def describe(answer: AgentAnswer) -> str:
-    return _describe(answer)
-
-
-def _describe(answer: AgentAnswer) -> str:
-    if not answer.ok:
-        return answer.error
-    body = answer.body if isinstance(answer.body, dict) else {}
-    detail = body.get("detail") or body.get("error") or ("malformed response" if "raw" in body else "")
-    return f"HTTP {answer.status_code}" + (f": {detail}" if detail else "")
 
 
 def _accepted(answer: AgentAnswer) -> bool:
@@ -124,12 +71,12 @@ def _halted(answer: AgentAnswer) -> bool:
 def _outcome(stop: AgentAnswer, status: AgentAnswer) -> tuple[str, str]:
     """(outcome, error) from the two answers."""
     if _halted(status):
-        error = "" if _accepted(stop) else f"the stop request failed ({_describe(stop)}), but trading is halted"
+        error = "" if _accepted(stop) else f"the stop request failed ({describe(stop)}), but trading is halted"
         return EmergencyStop.Outcome.STOPPED, error
     if _accepted(stop):
-        return EmergencyStop.Outcome.UNVERIFIED, f"accepted, but the status check says otherwise ({_describe(status)})"
+        return EmergencyStop.Outcome.UNVERIFIED, f"accepted, but the status check says otherwise ({describe(status)})"
     if stop.ok:
-        return EmergencyStop.Outcome.REFUSED, _describe(stop)
+        return EmergencyStop.Outcome.REFUSED, describe(stop)
     return EmergencyStop.Outcome.UNREACHABLE, stop.error
 
 
@@ -223,10 +170,10 @@ def _record_outcome(
     stop.refresh_from_db()
     label = EmergencyStop.Outcome(outcome).label
     elapsed = (now - stop.requested_at).total_seconds()
-    text = f"Emergency stop result: {label.upper()} ({elapsed:.1f} s). Agent: {_describe(stop_answer)}"
+    text = f"Emergency stop result: {label.upper()} ({elapsed:.1f} s). Agent: {describe(stop_answer)}"
     if isinstance(stop_answer.body, dict) and stop_answer.body.get("stop_id"):
         text += f", stop ID {stop_answer.body['stop_id']}"
-    text += f". Status check: {_describe(status_answer)}"
+    text += f". Status check: {describe(status_answer)}"
     if isinstance(status_answer.body, dict) and "trading_halted" in status_answer.body:
         text += f", trading_halted={str(status_answer.body['trading_halted']).lower()}"
     text += "." + (f" {error}." if error else "")
@@ -244,9 +191,6 @@ def _record_outcome(
         },
     )
     if outcome == EmergencyStop.Outcome.STOPPED:
-        # Imported here: halt.py calls the agent through this module.
-        from incidents.monitoring.halt import trading_halt_begin
-
         trading_halt_begin(stop=stop, positions=positions, now=now)
     return stop
 
@@ -292,9 +236,9 @@ def emergency_stop_trigger(
     }
     positions = None
     with agent_client() as client:
-        stop_answer = _call(client, "POST", base + STOP_PATH, payload)
-        status_answer = _call(client, "GET", base + STATUS_PATH)
+        stop_answer = agent_call(client, "POST", base + STOP_PATH, payload)
+        status_answer = agent_call(client, "GET", base + STATUS_PATH)
         if _halted(status_answer):
             # What is still open, for the manual closure; an agent without the endpoint is fine.
-            positions = _call(client, "GET", base + POSITIONS_PATH)
+            positions = agent_call(client, "GET", base + POSITIONS_PATH)
     return _record_outcome(stop, stop_answer=stop_answer, status_answer=status_answer, positions=positions)

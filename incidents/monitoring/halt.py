@@ -1,6 +1,6 @@
 """The trading halt: what follows a verified emergency stop until trading resumes.
 
-- A verified stop (emergency.py) begins a TradingHalt; every page shows a banner while it lasts.
+- A verified stop (agent.py) begins a TradingHalt; every page shows a banner while it lasts.
 - While halted, `trading_halt_recheck` (a beat task every TMT_HALT_RECHECK_SECONDS, never a web
   request) asks the circuit breaker's emergency status. An agent that reports trading again
   without the resume procedure ends the halt as "unexpected" and opens ONE Sev1 incident: the
@@ -11,8 +11,8 @@
   halt alone (the agent is expected to report trading then).
 - Positions closed by hand (or the explicit "none open") are recorded on the halt and the
   incident's timeline.
-- The portal never stops trading by itself: a trigger (the circuit breaker unhealthy, an alert
-  labelled as suspicious trading) only puts a prompt on the incident.
+- The portal never stops trading by itself: a trigger only puts a prompt on the incident
+  (prompts.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from incidents.models import DetectionMethod, Incident, SeverityLevel, System, TimelineEntry
-from incidents.monitoring import emergency
+from incidents.models import DetectionMethod, SeverityLevel, System, TimelineEntry
+from incidents.monitoring import agent
 from incidents.monitoring.models import (
     APPROVE_RESUME_PERMISSION,
     RECORD_POSITION_PERMISSION,
@@ -35,9 +35,9 @@ from incidents.monitoring.models import (
     EmergencyStop,
     PositionClosure,
     ResumeRequest,
-    StopReason,
     TradingHalt,
 )
+from incidents.monitoring.services import health_monitor_user
 from incidents.services.incident import incident_open, timeline_record
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ MAX_NOTE_LENGTH = 1000
 # An approved resume not settled after this long is settled by the re-check (the approver's
 # request has two agent calls of TMT_CIRCUIT_BREAKER_TIMEOUT each; this is far beyond them).
 RESUME_STALE = timedelta(seconds=60)
-STOP_PROMPT_KEY = "stop_prompt"
 
 
 def _person(user: AbstractBaseUser) -> str:
@@ -57,7 +56,7 @@ def trading_halt_active() -> TradingHalt | None:
     return TradingHalt.objects.filter(ended_at=None).select_related("started_by", "incident").first()
 
 
-def trading_halt_begin(*, stop: EmergencyStop, positions: emergency.AgentAnswer | None, now: datetime) -> TradingHalt:
+def trading_halt_begin(*, stop: EmergencyStop, positions: agent.AgentAnswer | None, now: datetime) -> TradingHalt:
     """Called inside the stop's outcome transaction; a repeated stop during a halt joins it."""
     active = TradingHalt.objects.select_for_update().filter(agent_url=stop.agent_url, ended_at=None).first()
     if active is not None:
@@ -101,15 +100,15 @@ def trading_halt_recheck(*, now: datetime | None = None) -> str:
     if not halts:
         return "no active halt"
     results = []
-    with emergency.agent_client() as client:
+    with agent.agent_client() as client:
         for pk, url in halts:
-            answer = emergency.agent_call(client, "GET", url + emergency.STATUS_PATH)
+            answer = agent.agent_call(client, "GET", url + agent.STATUS_PATH)
             results.append(_recheck_record(pk, answer, now=now or timezone.now()))
     return ", ".join(results)
 
 
 @transaction.atomic
-def _recheck_record(halt_id: int, answer: emergency.AgentAnswer, *, now: datetime) -> str:
+def _recheck_record(halt_id: int, answer: agent.AgentAnswer, *, now: datetime) -> str:
     halt = TradingHalt.objects.select_for_update(of=("self",)).select_related("incident").filter(pk=halt_id).first()
     if halt is None or halt.ended_at is not None:
         return f"halt {halt_id} already ended"
@@ -127,13 +126,11 @@ def _recheck_record(halt_id: int, answer: emergency.AgentAnswer, *, now: datetim
     if not trading:
         # Halted, or no clear answer: an unknown is not a resume (the health monitor pages for
         # an agent that is down).
-        return f"halt {halt_id}: {'halted' if halted else emergency.describe(answer)}"
+        return f"halt {halt_id}: {'halted' if halted else agent.describe(answer)}"
     if resuming is not None:
         return f"halt {halt_id}: resuming"
     halt.ended_at = now
     halt.ending = TradingHalt.Ending.UNEXPECTED
-    from incidents.monitoring.services import health_monitor_user  # the poller's account
-
     monitor = health_monitor_user()
     alarm = incident_open(
         title="Trading resumed without the resume procedure",
@@ -145,7 +142,7 @@ def _recheck_record(halt_id: int, answer: emergency.AgentAnswer, *, now: datetim
         severity=SeverityLevel.objects.get(level=1),
         reported_by=monitor,
         detection_method=DetectionMethod.HEALTH_CHECK,
-        affected_systems=list(System.objects.filter(key=emergency.CIRCUIT_BREAKER_SYSTEM)),
+        affected_systems=list(System.objects.filter(key=agent.CIRCUIT_BREAKER_SYSTEM)),
         detected_at=now,
         opened_by_team="Trading halt monitor",
     )
@@ -171,14 +168,14 @@ def _recheck_record(halt_id: int, answer: emergency.AgentAnswer, *, now: datetim
 def _resume_settled_by_recheck(
     halt: TradingHalt,
     request: ResumeRequest,
-    answer: emergency.AgentAnswer,
+    answer: agent.AgentAnswer,
     *,
     trading: bool,
     halted: bool,
     now: datetime,
 ) -> str:
     if not (trading or halted):
-        return f"halt {halt.pk}: resume in doubt, {emergency.describe(answer)}"
+        return f"halt {halt.pk}: resume in doubt, {agent.describe(answer)}"
     request.completed_at = now
     request.status_response = answer.as_json()
     if trading:
@@ -265,7 +262,7 @@ def _resume_approve_record(*, request: ResumeRequest, user: AbstractBaseUser) ->
 
 @transaction.atomic
 def _resume_outcome_record(
-    request: ResumeRequest, *, resume: emergency.AgentAnswer, status: emergency.AgentAnswer
+    request: ResumeRequest, *, resume: agent.AgentAnswer, status: agent.AgentAnswer
 ) -> ResumeRequest:
     request = (
         ResumeRequest.objects.select_for_update(of=("self",))
@@ -293,7 +290,7 @@ def _resume_outcome_record(
     else:
         request.state = ResumeRequest.State.FAILED
         request.error = (
-            f"resume: {emergency.describe(resume)}; status: {emergency.describe(status)}"
+            f"resume: {agent.describe(resume)}; status: {agent.describe(status)}"
             + (", trading_halted=true" if body.get("trading_halted") is True else "")
         )[:500]
         action = f"Resume NOT confirmed; trading is still treated as halted ({request.error}). Request it again."
@@ -315,9 +312,9 @@ def trading_resume_approve(*, request: ResumeRequest, user: AbstractBaseUser) ->
     request = _resume_approve_record(request=request, user=user)
     base = request.halt.agent_url
     payload = {"triggered_by": f"{request.requested_by.get_username()} + {user.get_username()} (four eyes)"}
-    with emergency.agent_client() as client:
-        resume = emergency.agent_call(client, "POST", base + emergency.RESUME_PATH, payload)
-        status = emergency.agent_call(client, "GET", base + emergency.STATUS_PATH)
+    with agent.agent_client() as client:
+        resume = agent.agent_call(client, "POST", base + agent.RESUME_PATH, payload)
+        status = agent.agent_call(client, "GET", base + agent.STATUS_PATH)
     return _resume_outcome_record(request, resume=resume, status=status)
 
 
@@ -397,35 +394,3 @@ def position_closure_record(
         data={"trading_halt": halt.pk, "position_closure": closure.pk},
     )
     return closure
-
-
-# -- prompts (the portal never stops trading by itself) ----------------------------------------
-
-
-def is_suspicious_trading(labels: dict[str, str]) -> bool:
-    """An alert labelled as suspicious trading: a label value "suspicious_trading" (e.g.
-    category=suspicious_trading) or a label suspicious_trading=true."""
-    if str(labels.get(StopReason.SUSPICIOUS_TRADING, "")).lower() in {"true", "1", "yes"}:
-        return True
-    return any(str(value).strip().lower() == StopReason.SUSPICIOUS_TRADING for value in labels.values())
-
-
-def stop_prompt_record(*, incident: Incident, reason_code: str, why: str, owner_team: str) -> bool:
-    """Put "consider an emergency stop" on the incident, once per trigger; none during a halt."""
-    if trading_halt_active() is not None:
-        return False
-    if incident.timeline.filter(**{f"data__{STOP_PROMPT_KEY}": reason_code}).exists():
-        return False
-    timeline_record(
-        incident,
-        kind=TimelineEntry.Kind.EMERGENCY_STOP,
-        action=f"{why}: consider an emergency stop ({StopReason(reason_code).label}). "
-        "The portal does not stop trading by itself.",
-        owner_team=owner_team,
-        data={STOP_PROMPT_KEY: reason_code},
-    )
-    return True
-
-
-def stop_prompts(incident: Incident) -> list[TimelineEntry]:
-    return list(incident.timeline.filter(**{f"data__{STOP_PROMPT_KEY}__isnull": False}).order_by("occurred_at"))

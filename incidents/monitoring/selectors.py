@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from incidents.models import Incident
-from incidents.monitoring.halt import stop_prompts
 from incidents.monitoring.models import TradingHalt
+from incidents.monitoring.prompts import stop_prompts
 
 
 def incident_halt_context(incident: Incident) -> dict[str, Any]:

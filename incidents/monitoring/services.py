@@ -46,9 +46,9 @@ from incidents.models import (
     TimelineEntry,
 )
 from incidents.monitoring import poller
-from incidents.monitoring.emergency import CIRCUIT_BREAKER_SYSTEM
-from incidents.monitoring.halt import stop_prompt_record
+from incidents.monitoring.agent import CIRCUIT_BREAKER_SYSTEM
 from incidents.monitoring.models import DutyHeartbeat, HealthSample, HealthTarget, StopReason, WorkerHeartbeat
+from incidents.monitoring.prompts import stop_prompt_record
 from incidents.notifications.models import Notification
 from incidents.notifications.services import notification_send, notifications_claim_due, page_user
 from incidents.oncall.selectors import on_call_at

@@ -28,8 +28,8 @@ from incidents.models import (
     System,
     TimelineEntry,
 )
-from incidents.monitoring.halt import is_suspicious_trading, stop_prompt_record
 from incidents.monitoring.models import StopReason
+from incidents.monitoring.prompts import is_suspicious_trading, stop_prompt_record
 from incidents.services.incident import incident_open, incident_update, timeline_record
 
 logger = logging.getLogger(__name__)

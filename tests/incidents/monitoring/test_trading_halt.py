@@ -20,7 +20,7 @@ from incidents.api.services.alerts import ParsedAlert, alerts_ingest
 from incidents.api.services.api_tokens import alert_integration_issue_token
 from incidents.devtools.simulator import SimulatorServer
 from incidents.models import Incident, TimelineEntry
-from incidents.monitoring import emergency, halt, tasks
+from incidents.monitoring import emergency, halt, prompts, tasks
 from incidents.monitoring import services as health
 from incidents.monitoring.models import (
     EmergencyStop,
@@ -482,7 +482,7 @@ def test_an_alert_labelled_suspicious_trading_prompts_a_stop(db):
 def test_no_prompt_while_trading_is_already_halted(breaker, priya):
     stop(priya)
     incident = open_incident(reported_by=priya)
-    assert not halt.stop_prompt_record(
+    assert not prompts.stop_prompt_record(
         incident=incident, reason_code=StopReason.SUSPICIOUS_TRADING, why="Alert", owner_team="t"
     )
     assert not incident.timeline.filter(data__stop_prompt__isnull=False).exists()
