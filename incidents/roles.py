@@ -109,13 +109,24 @@ _TRAINING_MANAGE = [
 # -- health, emergency stops, maintenance windows, alerts: everyone who responds sees them; the
 # incident manager decides which monitoring may open incidents and how its labels map -----------
 _MONITORING_VIEW = _perms(
-    "monitoring", ("healthtarget", "healthsample", "emergencystop", "maintenancewindow"), ("view",)
+    "monitoring",
+    ("healthtarget", "healthsample", "emergencystop", "maintenancewindow", "tradinghalt", "positionclosure"),
+    ("view",),
 ) + ["api.view_alertevent"]
-_HEALTH_EDIT = _perms("monitoring", ("healthtarget", "maintenancewindow"), ("add", "change"))
+# The trading halt: the on-call engineer asks to resume, a Risk Manager approves (four eyes);
+# responders record closed positions and capture system state as evidence.
+_RESUME_REQUEST = ["monitoring.request_trading_resume"]
+_RESUME_APPROVE = ["monitoring.approve_trading_resume"]
+_HALT_WORK = ["monitoring.add_positionclosure", "monitoring.capture_system_state"]
+_HEALTH_EDIT = _perms("monitoring", ("healthtarget", "maintenancewindow"), ("add", "change")) + _perms(
+    "monitoring", ("diagnosticprobe",), ("view", "add", "change")
+)
 _ALERTS_EDIT = _perms("api", ("alertintegration",), ("view", "add", "change"))
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    ON_CALL_ENGINEER: _RESPONDER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW,
+    ON_CALL_ENGINEER: (
+        _RESPONDER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _RESUME_REQUEST + _HALT_WORK
+    ),
     RISK_MANAGER: (
         _RESPONDER
         + _EMERGENCY_STOP
@@ -123,8 +134,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _ROSTER_VIEW
         + _DRILLS_VIEW
         + _MONITORING_VIEW
+        + _RESUME_APPROVE
+        + _HALT_WORK
     ),
-    SYSTEM_ADMINISTRATOR: _RESPONDER + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _HEALTH_EDIT,
+    SYSTEM_ADMINISTRATOR: _RESPONDER + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _HEALTH_EDIT + _HALT_WORK,
     INCIDENT_MANAGER: (
         _MANAGER
         + _POLICY_EDIT
@@ -135,6 +148,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _MONITORING_VIEW
         + _HEALTH_EDIT
         + _ALERTS_EDIT
+        + ["monitoring.capture_system_state"]
     ),
     CTO: _MANAGER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _READINESS_OVERRIDE + _MONITORING_VIEW,
     HEAD_OF_RISK: (
@@ -145,6 +159,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _DRILLS_VIEW
         + _READINESS_OVERRIDE
         + _MONITORING_VIEW
+        + _RESUME_APPROVE
     ),
     CEO: _EXECUTIVE_VIEW + ["incidents.close_incident"] + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW,
     TRAINER: (

@@ -102,6 +102,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "incidents.monitoring.context_processors.trading_halt",
             ],
             "builtins": ["incidents.templatetags.incident_tags"],
         },
@@ -328,6 +329,13 @@ TMT_HEARTBEAT_STALE_SECONDS = env.float("TMT_HEARTBEAT_STALE_SECONDS", default=6
 # The seed's "Trading Emergency Stop": POST {url}/api/v1/emergency-stop, GET .../emergency-status.
 TMT_CIRCUIT_BREAKER_URL = env.str("TMT_CIRCUIT_BREAKER_URL", default="http://localhost:8001").rstrip("/")
 TMT_CIRCUIT_BREAKER_TIMEOUT = env.float("TMT_CIRCUIT_BREAKER_TIMEOUT", default=5.0)
+# While trading is halted, how often the portal asks the circuit breaker whether it still is.
+TMT_HALT_RECHECK_SECONDS = env.float("TMT_HALT_RECHECK_SECONDS", default=5.0)
+# System-state capture: log tails only inside these folders; probes run this many at a time.
+TMT_CAPTURE_LOG_ROOTS = env.list("TMT_CAPTURE_LOG_ROOTS", default=["/var/log/tmt", str(VAR_DIR / "log")])
+TMT_CAPTURE_CONCURRENCY = env.int("TMT_CAPTURE_CONCURRENCY", default=16)
+if TMT_HALT_RECHECK_SECONDS < 1 or TMT_CAPTURE_CONCURRENCY < 1:
+    raise ImproperlyConfigured("TMT_HALT_RECHECK_SECONDS and TMT_CAPTURE_CONCURRENCY must be at least 1")
 if not TMT_CIRCUIT_BREAKER_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured("TMT_CIRCUIT_BREAKER_URL must be an http:// or https:// URL")
 if TMT_HEALTH_POLL_CONCURRENCY < 1 or TMT_HEALTH_SAMPLE_RETENTION_DAYS < 1:
@@ -383,6 +391,7 @@ CELERY_TASK_ROUTES = {
     # On the default queue: its arrival proves beat -> broker -> the general worker.
     "incidents.monitoring.tasks.record_beat_heartbeat": {"queue": "default"},
     "incidents.monitoring.tasks.prune_health_samples": {"queue": "health"},
+    "incidents.monitoring.tasks.recheck_trading_halt": {"queue": "health"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Proves that the reports queue is consumed (a report asked for now would be rendered).
@@ -416,6 +425,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": TMT_HEARTBEAT_SECONDS,
         "args": [f"beat@{socket.gethostname()}"],
         "options": {"expires": TMT_HEARTBEAT_SECONDS},
+    },
+    # While halted, the agent is asked again and again (one query and nothing else when not).
+    "recheck-trading-halt": {
+        "task": "incidents.monitoring.tasks.recheck_trading_halt",
+        "schedule": TMT_HALT_RECHECK_SECONDS,
+        "options": {"expires": TMT_HALT_RECHECK_SECONDS},
     },
     "prune-health-samples": {
         "task": "incidents.monitoring.tasks.prune_health_samples",

@@ -326,6 +326,7 @@ class EmergencyStop:
     reason: str
     triggered_by: str
     stop_all_trading: bool
+    details: str = ""
 
 
 @dataclass
@@ -341,6 +342,8 @@ class AgentState:
     health_requests_while_flapping: int = 0
     emergency_stop: EmergencyStop | None = None
     resumed_at: str | None = None
+    # Open positions the agent reports (GET /api/v1/positions); set by tests and demos.
+    positions: list[dict[str, Any]] = field(default_factory=list)
     started_monotonic: float = field(default_factory=time.monotonic)
     # Serialises down/up so two control calls cannot both try to bind the port.
     listen_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -357,6 +360,7 @@ class AgentState:
             "stop_id": stop.stop_id if stop else None,
             "stopped_at": stop.stopped_at if stop else None,
             "reason": stop.reason if stop else None,
+            "details": stop.details if stop else None,
             "triggered_by": stop.triggered_by if stop else None,
             "stop_all_trading": stop.stop_all_trading if stop else None,
             "resumed_at": self.resumed_at,
@@ -406,6 +410,23 @@ def _validate_stop_payload(data: dict[str, Any]) -> tuple[str, str, bool]:
     return checked["reason"], checked["triggered_by"], stop_all
 
 
+def _validate_positions(data: Any) -> list[dict[str, Any]]:
+    """[{"instrument": str, "venue": str, "quantity": number}, ...]"""
+    if not isinstance(data, list):
+        raise FaultError("positions", "expected a list")
+    checked = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise FaultError("positions", "each position is an object")
+        instrument, venue, quantity = item.get("instrument"), item.get("venue"), item.get("quantity")
+        if not isinstance(instrument, str) or not instrument.strip() or not isinstance(venue, str):
+            raise FaultError("positions", "instrument and venue must be strings")
+        if isinstance(quantity, bool) or not isinstance(quantity, int | float):
+            raise FaultError("positions", "quantity must be a number")
+        checked.append({"instrument": instrument.strip(), "venue": venue.strip(), "quantity": quantity})
+    return checked
+
+
 def _build_agent_app(agent: AgentState) -> web.Application:
     @web.middleware
     async def inject_faults(
@@ -453,9 +474,16 @@ def _build_agent_app(agent: AgentState) -> web.Application:
 
     async def emergency_stop(request: web.Request) -> web.Response:
         try:
-            reason, triggered_by, stop_all = _validate_stop_payload(await _read_json_object(request, required=True))
+            data = await _read_json_object(request, required=True)
+            reason, triggered_by, stop_all = _validate_stop_payload(data)
         except FaultError as exc:
             return _error(400, "invalid_payload", exc.detail, exc.field)
+        # Optional free text beside the reason code (the seed's "reason": "system_emergency").
+        details = data.get("details", "")
+        if not isinstance(details, str) or len(details) > MAX_REASON_LENGTH:
+            return _error(
+                400, "invalid_payload", f"must be a string of at most {MAX_REASON_LENGTH} characters", "details"
+            )
         if agent.fault.mode is FaultMode.REFUSE_STOP:
             return _error(
                 agent.fault.status,
@@ -470,6 +498,7 @@ def _build_agent_app(agent: AgentState) -> web.Application:
                 reason=reason,
                 triggered_by=triggered_by,
                 stop_all_trading=stop_all,
+                details=details.strip(),
             )
             agent.resumed_at = None
             logger.info("%s: emergency stop by %s (%s)", agent.name, triggered_by, reason)
@@ -492,6 +521,11 @@ def _build_agent_app(agent: AgentState) -> web.Application:
 
     async def emergency_status(request: web.Request) -> web.Response:
         return web.json_response(agent.status_json())
+
+    async def positions(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"agent": agent.name, "trading_halted": agent.emergency_stop is not None, "positions": agent.positions}
+        )
 
     async def resume_trading(request: web.Request) -> web.Response:
         try:
@@ -521,6 +555,7 @@ def _build_agent_app(agent: AgentState) -> web.Application:
     app.router.add_post("/api/v1/emergency-stop", emergency_stop)
     app.router.add_get("/api/v1/emergency-status", emergency_status)
     app.router.add_post("/api/v1/resume-trading", resume_trading)
+    app.router.add_get("/api/v1/positions", positions)
     return app
 
 
@@ -700,6 +735,7 @@ class SimulatorServer:
             await self.apply_fault(name, NO_FAULT)
             agent.emergency_stop = None
             agent.resumed_at = None
+            agent.positions = []
 
     def set_fleet_config(self, config: FleetConfig) -> None:
         """Swap the fleet's behaviour between benchmark rounds (one attribute store, so atomic)."""
@@ -790,6 +826,18 @@ class SimulatorServer:
                 return _error(409, "port_unavailable", str(exc))
             return web.json_response({"agent": agent.name, "fault": NO_FAULT.to_json(), "listening": agent.listening})
 
+        async def put_positions(request: web.Request) -> web.Response:
+            try:
+                agent = self._agent(request.match_info["agent"])
+            except KeyError as exc:
+                return unknown_agent(exc)
+            try:
+                body = await _read_json_object(request, required=True)
+                agent.positions = _validate_positions(body.get("positions"))
+            except FaultError as exc:
+                return _error(400, "invalid_positions", exc.detail, exc.field)
+            return web.json_response({"agent": agent.name, "positions": agent.positions})
+
         async def reset(request: web.Request) -> web.Response:
             try:
                 await self.reset_all()
@@ -840,6 +888,7 @@ class SimulatorServer:
         app.router.add_post("/faults/{agent}", set_fault)
         app.router.add_delete("/faults/{agent}", clear_fault)
         app.router.add_post("/reset", reset)
+        app.router.add_put("/positions/{agent}", put_positions)
         return app
 
     # ---- fleet app --------------------------------------------------------------------------
@@ -934,6 +983,15 @@ class SimulatorServer:
 
     def reset(self) -> None:
         self._call_in_loop(self.reset_all())
+
+    def set_positions(self, agent: str, positions: list[dict[str, Any]]) -> None:
+        """Thread-safe: the open positions ``agent`` reports on GET /api/v1/positions."""
+        checked = _validate_positions(positions)
+
+        async def assign() -> None:
+            self._agent(agent).positions = checked
+
+        self._call_in_loop(assign())
 
     def __enter__(self) -> SimulatorEndpoints:
         return self.start_in_thread()

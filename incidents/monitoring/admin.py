@@ -13,10 +13,15 @@ from django.utils.html import format_html
 from incidents.admin import ReadOnlyAdmin
 from incidents.monitoring import services as health
 from incidents.monitoring.models import (
+    DiagnosticProbe,
     EmergencyStop,
     HealthSample,
     HealthTarget,
     MaintenanceWindow,
+    PositionClosure,
+    ResumeRequest,
+    SystemStateCapture,
+    TradingHalt,
     WorkerHeartbeat,
 )
 from incidents.monitoring.poller import url_problem
@@ -161,3 +166,48 @@ class WorkerHeartbeatAdmin(ReadOnlyAdmin):
             if seconds < 3600
             else f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
         )
+
+
+@admin.register(DiagnosticProbe)
+class DiagnosticProbeAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "enabled", "order", "target", "timeout_s"]
+    list_filter = ["kind", "enabled"]
+    list_editable = ["enabled", "order"]
+    search_fields = ["name", "url", "host", "path"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "enabled", "order", "timeout_s"]}),
+        ("HTTP", {"fields": ["url", "headers"]}),
+        ("PostgreSQL, TCP, TLS", {"fields": ["host", "port", "database", "username", "password_env"]}),
+        ("Log tail, host resources", {"fields": ["path", "lines"]}),
+    ]
+
+    @admin.display(description="target")
+    def target(self, obj: DiagnosticProbe) -> str:
+        return obj.url or (f"{obj.host}:{obj.port or ''}" if obj.host else obj.path)
+
+
+@admin.register(TradingHalt)
+class TradingHaltAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "started_by", "reason_code", "incident", "ended_at", "ending", "resumed_by"]
+    list_filter = ["reason_code", "ending"]
+    list_select_related = ["started_by", "incident", "resumed_by"]
+    date_hierarchy = "started_at"
+
+
+@admin.register(ResumeRequest)
+class ResumeRequestAdmin(ReadOnlyAdmin):
+    list_display = ["requested_at", "requested_by", "state", "approved_by", "approved_at", "halt"]
+    list_filter = ["state"]
+    list_select_related = ["requested_by", "approved_by", "halt"]
+
+
+@admin.register(PositionClosure)
+class PositionClosureAdmin(ReadOnlyAdmin):
+    list_display = ["closed_at", "halt", "none_open", "instrument", "venue", "quantity", "closed_by"]
+    list_select_related = ["halt", "closed_by"]
+
+
+@admin.register(SystemStateCapture)
+class SystemStateCaptureAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "incident", "requested_by", "completed_at", "evidence"]
+    list_select_related = ["incident", "requested_by", "evidence"]

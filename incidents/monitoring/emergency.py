@@ -1,7 +1,11 @@
 """The seed's "Trading Emergency Stop", run from the portal.
 
-    POST {TMT_CIRCUIT_BREAKER_URL}/api/v1/emergency-stop  {"reason", "triggered_by", "stop_all_trading"}
+    POST {TMT_CIRCUIT_BREAKER_URL}/api/v1/emergency-stop  {"reason", "details", "triggered_by", "stop_all_trading"}
     GET  {TMT_CIRCUIT_BREAKER_URL}/api/v1/emergency-status   (verification)
+    GET  {TMT_CIRCUIT_BREAKER_URL}/api/v1/positions          (what is still open, once halted)
+
+"reason" is the seed's trigger condition as a code (its example: "system_emergency"); the
+person's own words go as "details". A verified stop begins the trading halt (halt.py).
 
 Order of work: the request is recorded first (and a Sev1 incident opened if none is linked) and
 committed, so even a crash during the call leaves a trace; the calls to the agent happen outside
@@ -16,12 +20,8 @@ not confirmed → "unverified"; answered without accepting → "refused"; no ans
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import httpx
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -29,52 +29,23 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents.models import DetectionMethod, Incident, SeverityLevel, System, TimelineEntry
-from incidents.monitoring.models import EmergencyStop
+from incidents.monitoring.agent import (
+    CIRCUIT_BREAKER_SYSTEM,
+    POSITIONS_PATH,
+    STATUS_PATH,
+    STOP_PATH,
+    AgentAnswer,
+    agent_call,
+    agent_client,
+    describe,
+)
+from incidents.monitoring.halt import trading_halt_begin
+from incidents.monitoring.models import EmergencyStop, StopReason
 from incidents.services.incident import incident_open, timeline_record
 
 PERMISSION = "incidents.trigger_emergency_stop"
-STOP_PATH = "/api/v1/emergency-stop"
-STATUS_PATH = "/api/v1/emergency-status"
 MAX_REASON_LENGTH = 500  # what the circuit breaker accepts
 MAX_TRIGGERED_BY_LENGTH = 200
-CIRCUIT_BREAKER_SYSTEM = "circuit_breaker"
-
-
-@dataclass(frozen=True)
-class AgentAnswer:
-    ok: bool  # the call got an HTTP answer
-    status_code: int | None
-    body: Any
-    error: str
-
-    def as_json(self) -> dict:
-        return {"http_status": self.status_code, "body": self.body, "error": self.error}
-
-
-def _call(client: httpx.Client, method: str, url: str, payload: dict | None = None) -> AgentAnswer:
-    try:
-        response = client.request(method, url, json=payload)
-    except httpx.TimeoutException:
-        return AgentAnswer(False, None, None, f"timed out after {settings.TMT_CIRCUIT_BREAKER_TIMEOUT:g} s")
-    except httpx.ConnectError as exc:
-        cause = exc.__cause__ or exc
-        return AgentAnswer(False, None, None, f"unreachable: {getattr(cause, 'strerror', None) or cause}")
-    except httpx.HTTPError as exc:
-        return AgentAnswer(False, None, None, f"unreachable: {type(exc).__name__}: {exc}")
-    text = response.text[:2000]
-    try:
-        body: Any = json.loads(text)
-    except ValueError:
-        body = {"raw": text}
-    return AgentAnswer(True, response.status_code, body, "")
-
-
-def _describe(answer: AgentAnswer) -> str:
-    if not answer.ok:
-        return answer.error
-    body = answer.body if isinstance(answer.body, dict) else {}
-    detail = body.get("detail") or body.get("error") or ("malformed response" if "raw" in body else "")
-    return f"HTTP {answer.status_code}" + (f": {detail}" if detail else "")
 
 
 def _accepted(answer: AgentAnswer) -> bool:
@@ -100,12 +71,12 @@ def _halted(answer: AgentAnswer) -> bool:
 def _outcome(stop: AgentAnswer, status: AgentAnswer) -> tuple[str, str]:
     """(outcome, error) from the two answers."""
     if _halted(status):
-        error = "" if _accepted(stop) else f"the stop request failed ({_describe(stop)}), but trading is halted"
+        error = "" if _accepted(stop) else f"the stop request failed ({describe(stop)}), but trading is halted"
         return EmergencyStop.Outcome.STOPPED, error
     if _accepted(stop):
-        return EmergencyStop.Outcome.UNVERIFIED, f"accepted, but the status check says otherwise ({_describe(status)})"
+        return EmergencyStop.Outcome.UNVERIFIED, f"accepted, but the status check says otherwise ({describe(status)})"
     if stop.ok:
-        return EmergencyStop.Outcome.REFUSED, _describe(stop)
+        return EmergencyStop.Outcome.REFUSED, describe(stop)
     return EmergencyStop.Outcome.UNREACHABLE, stop.error
 
 
@@ -119,9 +90,13 @@ def _person(user: AbstractBaseUser) -> str:
     return user.get_full_name() or user.get_username()
 
 
-def emergency_stop_validate(*, user: AbstractBaseUser, reason: str) -> str:
+def emergency_stop_validate(
+    *, user: AbstractBaseUser, reason: str, reason_code: str = StopReason.SYSTEM_EMERGENCY
+) -> str:
     if not user.has_perm(PERMISSION):
         raise PermissionDenied("You are not allowed to trigger the trading emergency stop.")
+    if reason_code not in StopReason.values:
+        raise ValidationError({"reason_code": "Choose one of the trigger conditions."})
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": "Give the reason for stopping trading."})
@@ -132,7 +107,14 @@ def emergency_stop_validate(*, user: AbstractBaseUser, reason: str) -> str:
 
 @transaction.atomic
 def _record_request(
-    *, user: AbstractBaseUser, reason: str, stop_all_trading: bool, incident: Incident | None, now: datetime, url: str
+    *,
+    user: AbstractBaseUser,
+    reason: str,
+    reason_code: str,
+    stop_all_trading: bool,
+    incident: Incident | None,
+    now: datetime,
+    url: str,
 ) -> EmergencyStop:
     if incident is not None:
         incident = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
@@ -154,15 +136,17 @@ def _record_request(
         incident=incident,
         requested_by=user,
         reason=reason,
+        reason_code=reason_code,
         stop_all_trading=stop_all_trading,
         requested_at=now,
         agent_url=url,
     )
     scope = "all trading" if stop_all_trading else "trading (not all)"
+    label = StopReason(reason_code).label
     timeline_record(
         incident,
         kind=TimelineEntry.Kind.EMERGENCY_STOP,
-        action=f"Emergency stop of {scope} requested by {_person(user)}. Reason: {reason}",
+        action=f"Emergency stop of {scope} requested by {_person(user)} ({label}, {reason_code}). Reason: {reason}",
         owner=user,
         at=now,
         data={"emergency_stop": stop.pk, "agent_url": url, "stop_all_trading": stop_all_trading},
@@ -171,7 +155,9 @@ def _record_request(
 
 
 @transaction.atomic
-def _record_outcome(stop: EmergencyStop, *, stop_answer: AgentAnswer, status_answer: AgentAnswer) -> EmergencyStop:
+def _record_outcome(
+    stop: EmergencyStop, *, stop_answer: AgentAnswer, status_answer: AgentAnswer, positions: AgentAnswer | None
+) -> EmergencyStop:
     outcome, error = _outcome(stop_answer, status_answer)
     now = timezone.now()
     EmergencyStop.objects.filter(pk=stop.pk).update(
@@ -184,10 +170,10 @@ def _record_outcome(stop: EmergencyStop, *, stop_answer: AgentAnswer, status_ans
     stop.refresh_from_db()
     label = EmergencyStop.Outcome(outcome).label
     elapsed = (now - stop.requested_at).total_seconds()
-    text = f"Emergency stop result: {label.upper()} ({elapsed:.1f} s). Agent: {_describe(stop_answer)}"
+    text = f"Emergency stop result: {label.upper()} ({elapsed:.1f} s). Agent: {describe(stop_answer)}"
     if isinstance(stop_answer.body, dict) and stop_answer.body.get("stop_id"):
         text += f", stop ID {stop_answer.body['stop_id']}"
-    text += f". Status check: {_describe(status_answer)}"
+    text += f". Status check: {describe(status_answer)}"
     if isinstance(status_answer.body, dict) and "trading_halted" in status_answer.body:
         text += f", trading_halted={str(status_answer.body['trading_halted']).lower()}"
     text += "." + (f" {error}." if error else "")
@@ -204,6 +190,8 @@ def _record_outcome(stop: EmergencyStop, *, stop_answer: AgentAnswer, status_ans
             "status_response": stop.status_response,
         },
     )
+    if outcome == EmergencyStop.Outcome.STOPPED:
+        trading_halt_begin(stop=stop, positions=positions, now=now)
     return stop
 
 
@@ -211,6 +199,7 @@ def emergency_stop_trigger(
     *,
     user: AbstractBaseUser,
     reason: str,
+    reason_code: str = StopReason.SYSTEM_EMERGENCY,
     stop_all_trading: bool = True,
     incident: Incident | None = None,
     now: datetime | None = None,
@@ -220,7 +209,7 @@ def emergency_stop_trigger(
     Raises PermissionDenied for users without the trading-halt permission and ValidationError
     for a missing or too long reason (before anything is written or sent).
     """
-    reason = emergency_stop_validate(user=user, reason=reason)
+    reason = emergency_stop_validate(user=user, reason=reason, reason_code=reason_code)
     if incident is not None and incident.is_drill:
         # A drill's stop goes to the drill agent (the drills app); this one halts real trading.
         raise ValidationError(
@@ -233,17 +222,23 @@ def emergency_stop_trigger(
     stop = _record_request(
         user=user,
         reason=reason,
+        reason_code=reason_code,
         stop_all_trading=stop_all_trading,
         incident=incident,
         now=now or timezone.now(),
         url=base,
     )
-    payload = {"reason": reason, "triggered_by": _triggered_by(user), "stop_all_trading": stop_all_trading}
-    timeout = settings.TMT_CIRCUIT_BREAKER_TIMEOUT
-    # No keep-alive: one stop, two calls; a pooled connection must never hide a dead agent.
-    with httpx.Client(
-        timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0), trust_env=False, follow_redirects=False
-    ) as client:
-        stop_answer = _call(client, "POST", base + STOP_PATH, payload)
-        status_answer = _call(client, "GET", base + STATUS_PATH)
-    return _record_outcome(stop, stop_answer=stop_answer, status_answer=status_answer)
+    payload = {
+        "reason": reason_code,
+        "details": reason,
+        "triggered_by": _triggered_by(user),
+        "stop_all_trading": stop_all_trading,
+    }
+    positions = None
+    with agent_client() as client:
+        stop_answer = agent_call(client, "POST", base + STOP_PATH, payload)
+        status_answer = agent_call(client, "GET", base + STATUS_PATH)
+        if _halted(status_answer):
+            # What is still open, for the manual closure; an agent without the endpoint is fine.
+            positions = agent_call(client, "GET", base + POSITIONS_PATH)
+    return _record_outcome(stop, stop_answer=stop_answer, status_answer=status_answer, positions=positions)

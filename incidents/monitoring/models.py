@@ -108,6 +108,19 @@ class HealthSample(models.Model):
         return f"{self.target_id} {self.checked_at:%H:%M:%S} {'ok' if self.ok else self.error}"
 
 
+class StopReason(models.TextChoices):
+    """The seed's trigger conditions for a trading emergency stop; the code is what the circuit
+    breaker receives as "reason" (the seed's example sends "system_emergency")."""
+
+    SYSTEM_EMERGENCY = "system_emergency", "System emergency"
+    CIRCUIT_BREAKER_ACTIVATION = "circuit_breaker_activation", "Circuit breaker activation"
+    CIRCUIT_BREAKER_MALFUNCTION = "circuit_breaker_malfunction", "Circuit breaker malfunction"
+    SYSTEM_MALFUNCTION = "major_system_malfunction", "Major system malfunction"
+    SUSPICIOUS_TRADING = "suspicious_trading", "Suspicious trading activity"
+    REGULATORY_REQUIREMENT = "regulatory_requirement", "Regulatory requirement"
+    RISK_DECISION = "risk_management_decision", "Risk management decision"
+
+
 class EmergencyStop(models.Model):
     """One emergency-stop request to the circuit breaker, with what the agent answered."""
 
@@ -122,6 +135,8 @@ class EmergencyStop(models.Model):
     )
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     reason = models.TextField()
+    # The seed's trigger condition: what the circuit breaker receives as "reason".
+    reason_code = models.CharField(max_length=40, choices=StopReason.choices, default=StopReason.SYSTEM_EMERGENCY)
     stop_all_trading = models.BooleanField(default=True)
     requested_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -205,3 +220,234 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name} @ {self.seen_at:%H:%M:%S}"
+
+
+# -- the trading halt ------------------------------------------------------------------------------
+
+# Who may do what in a halt (roles.py gives them to the seed's roles).
+VIEW_HALT_PERMISSION = "monitoring.view_tradinghalt"
+REQUEST_RESUME_PERMISSION = "monitoring.request_trading_resume"
+APPROVE_RESUME_PERMISSION = "monitoring.approve_trading_resume"
+RECORD_POSITION_PERMISSION = "monitoring.add_positionclosure"
+CAPTURE_PERMISSION = "monitoring.capture_system_state"
+
+
+class TradingHalt(models.Model):
+    """Trading halted by a verified emergency stop, until a four-eyes resume (or the agent leaves
+    the halt by itself, which is an alarm). At most one halt per circuit breaker is active."""
+
+    class Ending(models.TextChoices):
+        RESUMED = "resumed", "Resumed (four eyes, verified)"
+        UNEXPECTED = "unexpected", "Left the halt without a resume procedure"
+
+    emergency_stop = models.OneToOneField(EmergencyStop, on_delete=models.PROTECT, related_name="halt")
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="trading_halts")
+    agent_url = models.CharField(max_length=500)
+    started_at = models.DateTimeField()
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason_code = models.CharField(max_length=40, choices=StopReason.choices)
+    reason_text = models.TextField(blank=True)
+    # What the agent reported holding when the stop was verified (GET /api/v1/positions).
+    agent_positions = models.JSONField(default=list, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_check = models.JSONField(default=dict, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ending = models.CharField(max_length=12, choices=Ending.choices, blank=True)
+    resumed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # The Sev1 incident opened when the agent reported trading again without a resume.
+    alarm_incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent_url"], condition=Q(ended_at__isnull=True), name="one_active_halt_per_agent"
+            ),
+        ]
+        permissions = [
+            ("request_trading_resume", "Can request that trading resume after a halt"),
+            ("approve_trading_resume", "Can approve a trading resume (the second pair of eyes)"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Trading halt {self.started_at:%Y-%m-%d %H:%M} ({self.get_reason_code_display()})"
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+
+class ResumeRequest(models.Model):
+    """The resume procedure: requested by one person, approved by another, then verified."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Awaiting approval"
+        RESUMING = "resuming", "Approved, resuming"
+        RESUMED = "resumed", "Resumed (verified)"
+        FAILED = "failed", "Resume not confirmed"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    halt = models.ForeignKey(TradingHalt, on_delete=models.PROTECT, related_name="resume_requests")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField()
+    note = models.TextField(blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    agent_response = models.JSONField(default=dict, blank=True)
+    status_response = models.JSONField(default=dict, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            # One procedure at a time: a second request while one is open would let two
+            # approvals race to call the agent.
+            models.UniqueConstraint(
+                fields=["halt"], condition=Q(state__in=["pending", "resuming"]), name="one_open_resume_request"
+            ),
+            models.CheckConstraint(
+                condition=Q(approved_by__isnull=True) | ~Q(approved_by=F("requested_by")),
+                name="resume_four_eyes",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Resume request {self.requested_at:%H:%M} ({self.get_state_display()})"
+
+
+class PositionClosure(models.Model):
+    """A position closed by hand during a halt (the seed's manual position closure), or the
+    explicit record that none was open."""
+
+    halt = models.ForeignKey(TradingHalt, on_delete=models.PROTECT, related_name="closures")
+    none_open = models.BooleanField(default=False)
+    instrument = models.CharField(max_length=40, blank=True)
+    venue = models.CharField(max_length=80, blank=True)
+    quantity = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    closed_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["closed_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(none_open=True, instrument="", quantity__isnull=True)
+                | Q(none_open=False, quantity__gt=0) & ~Q(instrument=""),
+                name="closure_is_a_position_or_none_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "No positions open" if self.none_open else f"{self.quantity} {self.instrument} @ {self.venue}"
+
+
+# -- system-state capture --------------------------------------------------------------------------
+
+# Captures run in the web request: all probes together stay well inside a 30 s proxy timeout.
+MAX_PROBE_TIMEOUT_S = 20.0
+MAX_LOG_TAIL_LINES = 1000
+
+
+class DiagnosticProbe(models.Model):
+    """One of the seed's investigation commands, as data: what a capture runs. Never a shell
+    command: each kind is a fixed piece of code with bounded output and its own timeout."""
+
+    class Kind(models.TextChoices):
+        HTTP = "http", "HTTP GET"
+        POSTGRES = "postgres", "PostgreSQL: version and connections"
+        TCP = "tcp", "TCP reachability"
+        TLS = "tls", "TLS handshake"
+        LOG_TAIL = "log_tail", "Log file tail"
+        HOST = "host", "Host resources"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    enabled = models.BooleanField(default=True)
+    order = models.PositiveSmallIntegerField(default=0)
+    url = models.CharField("URL", max_length=500, blank=True, validators=[http_url], help_text="HTTP: the URL to GET.")
+    headers = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='HTTP: header name → the environment variable holding its value, e.g. {"Authorization": '
+        '"TMT_BROKER_TOKEN"}. The value is never stored or captured.',
+    )
+    host = models.CharField(max_length=253, blank=True, help_text="PostgreSQL, TCP, TLS: host name or address.")
+    port = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    database = models.CharField(max_length=63, blank=True)
+    username = models.CharField(max_length=63, blank=True)
+    password_env = models.CharField(
+        "password environment variable", max_length=100, blank=True, help_text="PostgreSQL: never the password itself."
+    )
+    path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Log tail: the file (inside TMT_CAPTURE_LOG_ROOTS). Host: the disk to measure.",
+    )
+    lines = models.PositiveIntegerField(
+        default=100, validators=[MinValueValidator(1), MaxValueValidator(MAX_LOG_TAIL_LINES)]
+    )
+    timeout_s = models.FloatField(
+        "timeout (s)", default=5.0, validators=[MinValueValidator(0.1), MaxValueValidator(MAX_PROBE_TIMEOUT_S)]
+    )
+
+    class Meta:
+        ordering = ["order", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(timeout_s__gte=0.1, timeout_s__lte=MAX_PROBE_TIMEOUT_S), name="probe_timeout_bounded"
+            ),
+            models.CheckConstraint(
+                condition=Q(lines__gte=1, lines__lte=MAX_LOG_TAIL_LINES), name="probe_lines_bounded"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        required = {
+            self.Kind.HTTP: ["url"],
+            self.Kind.POSTGRES: ["host", "database", "username"],
+            self.Kind.TCP: ["host", "port"],
+            self.Kind.TLS: ["host", "port"],
+            self.Kind.LOG_TAIL: ["path"],
+        }.get(self.kind, [])
+        errors = {name: "Required for this kind of probe." for name in required if not getattr(self, name)}
+        if not isinstance(self.headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in (self.headers or {}).items()
+        ):
+            errors["headers"] = "A JSON object of header name → environment variable name."
+        if errors:
+            raise ValidationError(errors)
+
+
+class SystemStateCapture(models.Model):
+    """One run of the probes for an incident; the bundle is stored as the incident's evidence."""
+
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="state_captures")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    evidence = models.ForeignKey(
+        "incidents.EvidenceAttachment", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        permissions = [("capture_system_state", "Can capture system state as evidence")]
+
+    def __str__(self) -> str:
+        return f"State capture {self.started_at:%Y-%m-%d %H:%M:%S}"

@@ -46,7 +46,9 @@ from incidents.models import (
     TimelineEntry,
 )
 from incidents.monitoring import poller
-from incidents.monitoring.models import DutyHeartbeat, HealthSample, HealthTarget, WorkerHeartbeat
+from incidents.monitoring.agent import CIRCUIT_BREAKER_SYSTEM
+from incidents.monitoring.models import DutyHeartbeat, HealthSample, HealthTarget, StopReason, WorkerHeartbeat
+from incidents.monitoring.prompts import stop_prompt_record
 from incidents.notifications.models import Notification
 from incidents.notifications.services import notification_send, notifications_claim_due, page_user
 from incidents.oncall.selectors import on_call_at
@@ -479,7 +481,7 @@ def _on_transition(
     }
     system = target.system
     if target.state == State.DOWN:
-        return _open_or_attach(
+        incident = _open_or_attach(
             system=system,
             severity=_outage_severity(system),
             title=f"{system.name} down: {target.name} failing health checks",
@@ -491,6 +493,15 @@ def _on_transition(
             data=data,
             started_at=started_at,
         )
+        if system.key == CIRCUIT_BREAKER_SYSTEM:
+            # A seed trigger condition: prompt a person; the portal never stops trading itself.
+            stop_prompt_record(
+                incident=incident,
+                reason_code=StopReason.CIRCUIT_BREAKER_MALFUNCTION,
+                why=f"Circuit breaker unhealthy ({target.name} is down)",
+                owner_team=TEAM,
+            )
+        return incident
     if target.state == State.DEGRADED:
         if from_state == State.DOWN:
             action = (

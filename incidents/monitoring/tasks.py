@@ -10,6 +10,7 @@ import socket
 from celery import shared_task
 from celery.signals import beat_init, worker_ready
 
+from incidents.monitoring import halt
 from incidents.monitoring import services as health
 from incidents.monitoring.models import DutyHeartbeat
 
@@ -40,6 +41,11 @@ def record_beat_heartbeat(name: str) -> str:
     # Sent by beat every TMT_HEARTBEAT_SECONDS: its arrival proves beat -> broker -> worker -> DB.
     health.heartbeat_record(name=name, kind="beat")
     return f"beat heartbeat from {name}"
+
+
+@shared_task(ignore_result=True)
+def recheck_trading_halt() -> str:
+    return halt.trading_halt_recheck()
 
 
 @shared_task(ignore_result=True)

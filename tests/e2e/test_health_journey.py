@@ -117,7 +117,8 @@ def test_circuit_breaker_down_on_the_health_page_then_an_engineer_stops_trading(
     expect(outcome).to_have_text("Trading stopped: Trading stopped (verified)")
     status = httpx.get(agents.endpoints.agent_url("circuit_breaker") + "/api/v1/emergency-status", timeout=5).json()
     assert status["trading_halted"] is True
-    assert status["reason"] == "Circuit breaker back up; stopping trading until the cause is known"
+    assert status["reason"] == "system_emergency"
+    assert status["details"] == "Circuit breaker back up; stopping trading until the cause is known"
 
     # Both attempts are on the incident's timeline, with who, the reason and the agent's answer.
     page.get_by_test_id("emergency-stop-incident").click()
@@ -125,7 +126,9 @@ def test_circuit_breaker_down_on_the_health_page_then_an_engineer_stops_trading(
     expect(timeline).to_contain_text("AGENT UNREACHABLE")
     expect(timeline).to_contain_text("TRADING STOPPED (VERIFIED)")
     expect(timeline).to_contain_text(status["stop_id"])
-    assert incident.timeline.filter(kind=TimelineEntry.Kind.EMERGENCY_STOP).count() == 4
+    # The prompt to stop (the breaker went down), two attempts (request and result each), and
+    # the halt the verified one began.
+    assert incident.timeline.filter(kind=TimelineEntry.Kind.EMERGENCY_STOP).count() == 6
     assert Incident.objects.count() == 1, "the stop was linked to the automated incident"
     assert page.js_errors == []  # type: ignore[attr-defined]
 

@@ -28,6 +28,8 @@ from incidents.models import (
     System,
     TimelineEntry,
 )
+from incidents.monitoring.models import StopReason
+from incidents.monitoring.prompts import is_suspicious_trading, stop_prompt_record
 from incidents.services.incident import incident_open, incident_update, timeline_record
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,14 @@ def _ingest(*, integration: AlertIntegration, alerts: list[ParsedAlert], now: da
     for alert in alerts:
         if alert.firing:
             incident, outcome = _fire(integration=integration, alert=alert, mapping=mapping, now=now)
+            if is_suspicious_trading(alert.labels):
+                # A seed trigger condition: prompt a person; the portal never stops trading itself.
+                stop_prompt_record(
+                    incident=Incident.objects.get(pk=incident.pk),
+                    reason_code=StopReason.SUSPICIOUS_TRADING,
+                    why=f"Alert labelled as suspicious trading ({alert.summary[:120]})",
+                    owner_team=_team(integration),
+                )
         else:
             incident = _open_incident_for(alert.fingerprint)
             outcome = RECORDED

@@ -67,7 +67,9 @@ def test_emergency_stop_succeeds_verifies_and_opens_a_sev1_incident(breaker, eng
 
     status = agent_status(breaker)
     assert status["trading_halted"] is True
-    assert status["reason"] == REASON
+    # The seed's payload: the trigger condition as the reason code, the person's words beside it.
+    assert status["reason"] == "system_emergency"
+    assert status["details"] == REASON
     assert status["triggered_by"].startswith(engineer.username)
     assert status["stop_all_trading"] is True
 
@@ -76,11 +78,12 @@ def test_emergency_stop_succeeds_verifies_and_opens_a_sev1_incident(breaker, eng
     assert incident.commander == engineer
     assert list(incident.affected_systems.values_list("key", flat=True)) == ["circuit_breaker"]
     entries = list(incident.timeline.filter(kind=TimelineEntry.Kind.EMERGENCY_STOP).order_by("id"))
-    assert len(entries) == 2
+    assert len(entries) == 3
     assert entries[0].owner == engineer and REASON in entries[0].action
     assert "TRADING STOPPED (VERIFIED)" in entries[1].action
     assert status["stop_id"] in entries[1].action
     assert entries[1].data["agent_response"]["body"]["stop_id"] == status["stop_id"]
+    assert entries[2].action.startswith("TRADING HALTED (System emergency)")
 
     page = engineer_client.get(response["Location"])
     assert page.status_code == 200
@@ -98,7 +101,7 @@ def test_emergency_stop_on_an_incident_links_to_it(breaker, engineer_client, eng
     stop = EmergencyStop.objects.get()
     assert stop.incident == incident
     assert Incident.objects.count() == 1, "no new incident when one is linked"
-    assert incident.timeline.filter(kind=TimelineEntry.Kind.EMERGENCY_STOP).count() == 2
+    assert incident.timeline.filter(kind=TimelineEntry.Kind.EMERGENCY_STOP).count() == 3, "request, result, halt"
 
 
 def test_agent_unreachable_is_shown_and_recorded(breaker, engineer_client, engineer):
