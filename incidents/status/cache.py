@@ -1,0 +1,64 @@
+"""The server's copy of the public page and its JSON, replaced the moment something is published.
+
+Everyone opens the status page at once during an incident; building it costs a dozen queries
+and the uptime aggregate, serving a copy costs one cache read. Copies are stored under a
+version that every publishing write replaces, so no reader sees an old copy after the commit;
+the TTL (TMT_STATUS_CACHE_SECONDS) bounds what only time changes (a maintenance window starting,
+a resolved incident leaving the 90-day history). Each worker process also keeps the bytes of the
+copy it last served for the version it last saw: a hit then costs one small cache read.
+With several web processes CACHE_URL must name a shared cache (Redis) for the replacement to
+reach them all; with the default per-process memory cache, others catch up within the TTL.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+
+VERSION_KEY = "status:version"
+_local: dict[str, tuple[str, float, object]] = {}
+
+
+def _version() -> str:
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        version = uuid.uuid4().hex
+        cache.add(VERSION_KEY, version, None)
+        version = cache.get(VERSION_KEY, version)
+    return version
+
+
+def invalidate() -> None:
+    cache.set(VERSION_KEY, uuid.uuid4().hex, None)
+    _local.clear()
+
+
+def invalidate_on_commit() -> None:
+    """Now (for this transaction's own reads) and again at commit: a reader that built a copy
+    from the state before the commit, under the version set now, must not keep it."""
+    invalidate()
+    transaction.on_commit(invalidate)
+
+
+def cached(name: str, build: Callable[[], object]):
+    """`build()`'s result for the current version, built at most once per TTL."""
+    ttl = settings.TMT_STATUS_CACHE_SECONDS
+    if ttl <= 0:
+        return build()
+    version = _version()
+    now = time.monotonic()
+    held = _local.get(name)
+    if held is not None and held[0] == version and held[1] > now:
+        return held[2]
+    key = f"status:{version}:{name}"
+    value = cache.get(key)
+    if value is None:
+        value = build()
+        cache.set(key, value, ttl)
+    _local[name] = (version, now + ttl, value)
+    return value
