@@ -135,10 +135,12 @@ def status_feed(request: HttpRequest) -> HttpResponse:
 
 
 class SubscribeForm(forms.Form):
-    kind = forms.ChoiceField(choices=[("email", "Email"), ("webhook", "Webhook")], initial="email")
+    kind = forms.ChoiceField(
+        choices=[("email", "Email"), ("webhook", "Webhook")], initial="email", widget=forms.RadioSelect
+    )
     email = forms.CharField(required=False, max_length=254)
     url = forms.CharField(label="Webhook URL", required=False, max_length=500)
-    components = forms.MultipleChoiceField(required=False, choices=[])
+    components = forms.MultipleChoiceField(required=False, choices=[], widget=forms.CheckboxSelectMultiple)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -231,7 +231,8 @@ def test_uptime_bars_cover_90_days_from_rollup_and_recent_samples(client, db):
     circuit = next(c for g in as_json(client)["groups"] for c in g["components"] if c["key"] == "circuit_breaker")
     bars = circuit["uptime_days"]
     assert len(bars) == 90
-    assert bars[0] == {"date": str(today - timedelta(days=89)), "percent": 50.0, "level": "major"}
+    first_day = today - timedelta(days=89)
+    assert bars[0] == {"date": str(first_day), "percent": 50.0, "level": "major", "label": f"{first_day}: 50.0%"}
     assert bars[-1]["percent"] == 75.0
     assert {b["level"] for b in bars[1:-1]} == {"none"}
     assert circuit["uptime_percent"] == round(100 * (50 + 6) / 108, 3)
