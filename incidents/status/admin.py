@@ -3,6 +3,7 @@ subscribers are read-only here (they are written through the status pages' servi
 
 from django.contrib import admin
 
+from incidents.status import cache
 from incidents.status.models import Maintenance, PublicIncident, StatusComponent, Subscriber
 
 
@@ -12,8 +13,6 @@ class StatusComponentAdmin(admin.ModelAdmin):
     list_editable = ["public_name", "group", "position", "visible", "manual_state"]
 
     def save_model(self, request, obj, form, change) -> None:
-        from incidents.status import cache
-
         super().save_model(request, obj, form, change)
         cache.invalidate_on_commit()
 
