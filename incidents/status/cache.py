@@ -5,9 +5,12 @@ and the uptime aggregate, serving a copy costs one cache read. Copies are stored
 version that every publishing write replaces, so no reader sees an old copy after the commit;
 the TTL (TMT_STATUS_CACHE_SECONDS) bounds what only time changes (a maintenance window starting,
 a resolved incident leaving the 90-day history). Each worker process also keeps the bytes of the
-copy it last served for the version it last saw: a hit then costs one small cache read.
-With several web processes CACHE_URL must name a shared cache (Redis) for the replacement to
-reach them all; with the default per-process memory cache, others catch up within the TTL.
+copy it last served, and asks the shared cache for the current version at most once every
+VERSION_CHECK_SECONDS: a Redis round trip (and Django building a client for it) was two thirds
+of a hit's CPU, so most hits now touch nothing outside the process, and a publish made by
+another process shows within that second. With several web processes CACHE_URL must name a
+shared cache (Redis) for the replacement to reach them all; with the default per-process memory
+cache, others catch up within the TTL.
 """
 
 from __future__ import annotations
@@ -21,21 +24,28 @@ from django.core.cache import cache
 from django.db import transaction
 
 VERSION_KEY = "status:version"
+VERSION_CHECK_SECONDS = 1.0
 _local: dict[str, tuple[str, float, object]] = {}
+_seen: list = [None, 0.0]  # the version last read from the shared cache, and when
 
 
 def _version() -> str:
+    now = time.monotonic()
+    if _seen[0] is not None and now - _seen[1] < VERSION_CHECK_SECONDS:
+        return _seen[0]
     version = cache.get(VERSION_KEY)
     if version is None:
         version = uuid.uuid4().hex
         cache.add(VERSION_KEY, version, None)
         version = cache.get(VERSION_KEY, version)
+    _seen[:] = [version, now]
     return version
 
 
 def invalidate() -> None:
     cache.set(VERSION_KEY, uuid.uuid4().hex, None)
     _local.clear()
+    _seen[:] = [None, 0.0]
 
 
 def invalidate_on_commit() -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.core.cache import cache
 from playwright.sync_api import Page, expect
 
+from incidents.status import cache
 from tests.e2e.test_health_journey import log_in
 from tests.factories import deliver_outbox, open_incident
 from tests.smtp import body, smtp_server
@@ -23,7 +23,7 @@ INTERNAL_TITLE = "CB agent OOM on trd-prod-07"
 
 
 def test_publish_notify_show_resolve_and_keep_in_history(page: Page, live_server, engineer, settings):
-    cache.clear()
+    cache.invalidate()
     settings.TMT_SITE_URL = live_server.url
     address = "trader@client.example"
     with smtp_server(settings) as mailbox:

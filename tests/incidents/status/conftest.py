@@ -1,6 +1,8 @@
 import pytest
 from django.core.cache import cache
 
+from incidents.status import cache as status_cache
+
 from tests.smtp import smtp_server
 
 
@@ -8,8 +10,10 @@ from tests.smtp import smtp_server
 def _fresh_status_cache():
     # The page's cached copy and the subscription counters live in the (process-wide) cache.
     cache.clear()
+    status_cache.invalidate()
     yield
     cache.clear()
+    status_cache.invalidate()
 
 
 @pytest.fixture
