@@ -79,6 +79,8 @@ MIDDLEWARE = [
     # Only the public status JSON and banner script answer other origins (CORS_URLS_REGEX).
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Repeat reads of the public status page and its JSON, from a copy (see the module).
+    "incidents.status.middleware.StatusAnswerMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Every page needs a login unless its view is marked @login_not_required

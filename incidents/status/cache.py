@@ -45,6 +45,7 @@ def _version() -> str:
 def invalidate() -> None:
     cache.set(VERSION_KEY, uuid.uuid4().hex, None)
     _local.clear()
+    _answers.clear()
     _seen[:] = [None, 0.0]
 
 
@@ -72,3 +73,22 @@ def cached(name: str, build: Callable[[], object]):
         cache.set(key, value, ttl)
     _local[name] = (version, now + ttl, value)
     return value
+
+
+# -- whole answers, for the middleware -------------------------------------------------------------
+
+_answers: dict[str, tuple[str, float, int, list[tuple[str, str]], bytes]] = {}
+
+
+def held_answer(path: str) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """The answer this process last gave for `path`, while the version and the TTL hold."""
+    held = _answers.get(path)
+    if held is None or held[0] != _version() or held[1] <= time.monotonic():
+        return None
+    return held[2], held[3], held[4]
+
+
+def hold_answer(path: str, status: int, headers: list[tuple[str, str]], content: bytes) -> None:
+    ttl = settings.TMT_STATUS_CACHE_SECONDS
+    if ttl > 0:
+        _answers[path] = (_version(), time.monotonic() + ttl, status, headers, content)

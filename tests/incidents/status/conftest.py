@@ -2,7 +2,6 @@ import pytest
 from django.core.cache import cache
 
 from incidents.status import cache as status_cache
-
 from tests.smtp import smtp_server
 
 

@@ -296,3 +296,17 @@ def test_public_pages_need_no_login_and_managing_does(client, db):
     assert client.get("/status/manage/").status_code == 302
     client.force_login(UserFactory())
     assert client.get("/status/manage/").status_code == 403
+
+
+def test_a_repeat_read_is_served_from_the_copy_with_every_security_header(client, outage, engineer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    first = client.get("/status.json")
+    with CaptureQueriesContext(connection) as queries:
+        again = client.get("/status.json")
+    assert len(queries) == 0 and again.content == first.content
+    for header in ["Content-Security-Policy", "Permissions-Policy", "X-Frame-Options", "Cache-Control", "Content-Type"]:
+        assert again[header] == first[header], header
+    publish(outage, engineer)
+    assert as_json(client)["incidents"][0]["title"] == PUBLIC_TITLE
