@@ -86,3 +86,38 @@ def test_publish_notify_show_resolve_and_keep_in_history(page: Page, live_server
         expect(past).to_contain_text("Order entry unavailable")
         expect(past).to_contain_text("Order entry is working normally again.")
         expect(page.get_by_test_id("overall-status")).to_have_text("All systems operational")
+
+
+def test_the_banner_shows_a_published_incident_on_another_origins_page(page: Page, live_server, engineer, settings):
+    from incidents.status import services
+
+    cache.invalidate()
+    host = live_server.url.replace("127.0.0.1", "localhost")  # another origin, same machine
+    settings.CORS_ALLOWED_ORIGINS = [host]
+    page.route(
+        f"{host}/platform.html",
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body=f'<!doctype html><h1>Trading</h1><script src="{live_server.url}/status/embed.js"></script>',
+        ),
+    )
+    page.goto(f"{host}/platform.html")
+    expect(page.get_by_role("heading", name="Trading")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_count(0)  # nothing published: no banner
+
+    incident = open_incident(reported_by=engineer, level=1, title=INTERNAL_TITLE, systems=("circuit_breaker",))
+    services.public_incident_publish(
+        incident=incident,
+        user=engineer,
+        title="Order entry unavailable",
+        impact="major_outage",
+        status="investigating",
+        message="Looking into it.",
+    )
+    # The browser may keep status.json for its max-age (15 s); a visitor a moment later has none.
+    page.context.new_cdp_session(page).send("Network.clearBrowserCache")
+    page.goto(f"{host}/platform.html")
+    banner = page.get_by_role("status")
+    expect(banner).to_contain_text("Order entry unavailable — Investigating")
+    expect(banner.get_by_role("link", name="System status")).to_have_attribute("href", f"{live_server.url}/status/")
+    assert INTERNAL_TITLE not in page.content()
