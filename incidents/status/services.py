@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -46,6 +47,7 @@ from incidents.status.webhook_urls import RefusedURL, check_webhook_url
 SIGNATURE_HEADER = "X-TMT-Signature-256"
 EVENT_HEADER = "X-TMT-Event"
 CONFIRM_DAYS = 7  # a confirmation link older than this no longer confirms
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,60}")
 
 
 def absolute_url(name: str, *args) -> str:
@@ -267,7 +269,8 @@ def _maintenance_notice(maintenance: Maintenance, *, user, message: str, now: da
 
 def _check_systems(errors: dict, keys: Iterable[str]) -> list[System]:
     keys = [k for k in dict.fromkeys(keys) if k]
-    found = {s.key: s for s in System.objects.filter(key__in=keys)}
+    # Only slugs reach the query: a NUL byte in a key is an error PostgreSQL raises, not a miss.
+    found = {s.key: s for s in System.objects.filter(key__in=[k for k in keys if SLUG.fullmatch(k)])}
     unknown = [k for k in keys if k not in found]
     if unknown:
         errors["components"] = f"Unknown component: {', '.join(unknown[:5])}."
@@ -295,12 +298,13 @@ def subscriber_subscribe_email(
     )
     subscriber.systems.set(systems)
     confirm = absolute_url("status_confirm", subscriber.confirm_token)
+    unsubscribe = absolute_url("status_unsubscribe", subscriber.unsubscribe_token)
     what = ", ".join(s.name for s in systems) or "all components"
     body = (
         "Someone (hopefully you) asked to receive TMT status notifications at this address "
         f"for: {what}.\n\nConfirm the subscription: {confirm}\n\n"
         f"The link is valid for {CONFIRM_DAYS} days. If you did not ask for this, ignore this mail: "
-        "nothing more will be sent.\n"
+        f"nothing more will be sent.\n\nUnsubscribe: {unsubscribe}\n"
     )
     batch = NotificationBatch()
     _queue(batch, subscriber, "[TMT status] Confirm your subscription", body, now=now)

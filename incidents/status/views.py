@@ -3,6 +3,7 @@ pages (no login, rate-limited), and the pages where communications roles publish
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -155,7 +156,8 @@ class RateLimited(Exception):
 
 def _count(key: str, limit: int) -> None:
     """One more request under `key` this hour; RateLimited above `limit`."""
-    full = f"status:subscribe:{key}"
+    # Hashed: the key holds what a stranger typed (any length, any character).
+    full = "status:subscribe:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
     django_cache.add(full, 0, 3600)
     try:
         n = django_cache.incr(full)

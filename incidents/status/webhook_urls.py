@@ -47,7 +47,7 @@ def _own_addresses() -> set:
 def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (OSError, UnicodeError, ValueError) as exc:  # ValueError: a NUL byte in the name
         raise RefusedURL(f"“{host}” does not resolve to an address.") from exc
     addresses = []
     for info in infos:

@@ -206,3 +206,32 @@ def test_maintenance_notices_reach_followers_of_its_components(mailbox, settings
     assert notice["Subject"] == "[TMT status] Maintenance scheduled: Market data feed upgrade"
     assert "Quotes may lag for ten minutes." in body(notice)
     assert mailbox.to("risk@client.example") == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"kind": "email", "email": "a\x00@client.example"},
+        {"kind": "email", "email": "ok@client.example", "components": ["circuit\x00breaker"]},
+        {"kind": "email", "email": "x" * 300 + "@client.example"},
+        {"kind": "webhook", "url": "https://hooks\x00.example.com/"},
+        {"kind": "webhook", "url": "https://" + "a" * 70 + ".example.com/"},
+        {"kind": "webhook", "url": "http://[::ffff:127.0.0.1]/hook"},
+        {"kind": "webhook", "url": "http://0x7f000001/hook"},
+        {"kind": "carrier-pigeon", "email": "ok@client.example"},
+    ],
+)
+def test_odd_subscription_input_is_a_field_error_not_a_500(client, db, data):
+    response = client.post("/status/subscribe/", data)
+    assert response.status_code == 400
+    assert response.context["form"].errors
+    assert not Subscriber.objects.exists() and not Notification.objects.exists()
+
+
+def test_the_confirmation_mail_has_an_unsubscribe_link_too(client, db, mailbox):
+    assert subscribe(client, email="trader@client.example").status_code == 200
+    deliver_outbox()
+    [confirmation] = mailbox.wait_for("trader@client.example", 1)
+    assert client.post(link(body(confirmation), "/status/unsubscribe/")).status_code == 200
+    assert Subscriber.objects.get().unsubscribed_at is not None
+    assert client.post(link(body(confirmation), "/status/subscribe/confirm/")).status_code == 404
