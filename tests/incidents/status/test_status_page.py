@@ -310,3 +310,21 @@ def test_a_repeat_read_is_served_from_the_copy_with_every_security_header(client
         assert again[header] == first[header], header
     publish(outage, engineer)
     assert as_json(client)["incidents"][0]["title"] == PUBLIC_TITLE
+
+
+def test_who_publishes_and_who_announces_maintenance(client, roles):
+    from django.contrib.auth.models import Group
+
+    from incidents import roles as r
+
+    publishers = {r.ON_CALL_ENGINEER, r.INCIDENT_MANAGER, r.CTO, r.HEAD_OF_RISK, r.CEO}
+    announcers = {r.SYSTEM_ADMINISTRATOR, r.INCIDENT_MANAGER, r.CTO}
+    for role in r.ROLE_PERMISSIONS:
+        user = UserFactory(username=f"status-{role}")
+        user.groups.add(Group.objects.get(name=role))
+        assert user.has_perm("status.publish_status") is (role in publishers), role
+        assert user.has_perm("status.announce_maintenance") is (role in announcers), role
+        client.force_login(user)
+        answer = client.post("/status/manage/maintenance/", {"title": "", "message": ""})
+        assert answer.status_code == (400 if role in announcers else 403), role
+        assert client.get("/status/manage/").status_code == (200 if role in publishers | announcers else 403), role
