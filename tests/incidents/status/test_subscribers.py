@@ -116,10 +116,16 @@ def test_a_webhook_on_the_portals_own_network_is_refused(client, settings, db, u
 
 class Receiver(BaseHTTPRequestHandler):
     received: list[tuple[dict, bytes]] = []
+    failures_left = 0  # answer 503 this many times first
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         content = self.rfile.read(int(self.headers["Content-Length"]))
         Receiver.received.append((dict(self.headers), content))
+        if Receiver.failures_left:
+            Receiver.failures_left -= 1
+            self.send_response(503)
+            self.end_headers()
+            return
         self.send_response(204)
         self.end_headers()
 
@@ -129,7 +135,7 @@ class Receiver(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver():
-    Receiver.received = []
+    Receiver.received, Receiver.failures_left = [], 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -235,3 +241,24 @@ def test_the_confirmation_mail_has_an_unsubscribe_link_too(client, db, mailbox):
     assert client.post(link(body(confirmation), "/status/unsubscribe/")).status_code == 200
     assert Subscriber.objects.get().unsubscribed_at is not None
     assert client.post(link(body(confirmation), "/status/subscribe/confirm/")).status_code == 404
+
+
+def test_a_failed_webhook_delivery_is_retried_by_the_outbox_with_the_same_signature(settings, receiver, engineer):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.TMT_STATUS_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    settings.TMT_SITE_URL = "https://portal.tmt.example"
+    settings.ALLOWED_HOSTS = ["testserver"]
+    services.subscriber_subscribe_webhook(url=receiver)
+    Receiver.failures_left = 1
+    incident = open_incident(reported_by=engineer, level=2, systems=("risk_management",))
+    services.public_incident_publish(incident=incident, user=engineer, message="Slow.", **PUBLIC)
+    [outcome] = deliver_outbox()
+    assert outcome.startswith("retry in") and "503" in outcome
+    assert deliver_outbox() == []  # not before its backoff
+    assert deliver_outbox(now=timezone.now() + timedelta(seconds=settings.TMT_NOTIFY_BACKOFF_SECONDS + 1)) == ["sent"]
+    (first_headers, first), (again_headers, again) = Receiver.received
+    assert first == again and first_headers["X-TMT-Signature-256"] == again_headers["X-TMT-Signature-256"]
+    assert first_headers["Idempotency-Key"] == again_headers["Idempotency-Key"]
