@@ -101,7 +101,14 @@ def test_the_banner_shows_a_published_incident_on_another_origins_page(page: Pag
             body=f'<!doctype html><h1>Trading</h1><script src="{live_server.url}/status/embed.js"></script>',
         ),
     )
-    page.goto(f"{host}/platform.html")
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.on("requestfailed", lambda request: console.append(f"failed: {request.url} {request.failure}"))
+    # Waiting for the script's read: the "no banner" is then an answer, not a page still loading
+    # (and no late answer lands in the browser's cache after it is cleared below).
+    with page.expect_response(f"{live_server.url}/status.json") as answer:
+        page.goto(f"{host}/platform.html")
+    assert answer.value.ok and answer.value.json()["incidents"] == []
     expect(page.get_by_role("heading", name="Trading")).to_be_visible()
     expect(page.get_by_role("status")).to_have_count(0)  # nothing published: no banner
 
@@ -118,6 +125,6 @@ def test_the_banner_shows_a_published_incident_on_another_origins_page(page: Pag
     page.context.new_cdp_session(page).send("Network.clearBrowserCache")
     page.goto(f"{host}/platform.html")
     banner = page.get_by_role("status")
-    expect(banner).to_contain_text("Order entry unavailable — Investigating")
+    expect(banner, f"browser console: {console}").to_contain_text("Order entry unavailable — Investigating")
     expect(banner.get_by_role("link", name="System status")).to_have_attribute("href", f"{live_server.url}/status/")
     assert INTERNAL_TITLE not in page.content()
