@@ -123,9 +123,22 @@ _HEALTH_EDIT = _perms("monitoring", ("healthtarget", "maintenancewindow"), ("add
 )
 _ALERTS_EDIT = _perms("api", ("alertintegration",), ("view", "add", "change"))
 
+# -- the public status page: those the seed gives communication to publish (the on-call engineer
+# coordinates it, the CTO talks to media and stakeholders, the Head of Risk notifies stakeholders,
+# the CEO the board); maintenance is announced by those who plan it -------------------------------
+_STATUS_PUBLISH = ["status.publish_status"]
+_STATUS_MAINTENANCE = ["status.announce_maintenance"]
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     ON_CALL_ENGINEER: (
-        _RESPONDER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _RESUME_REQUEST + _HALT_WORK
+        _RESPONDER
+        + _EMERGENCY_STOP
+        + _ROSTER_VIEW
+        + _DRILLS_VIEW
+        + _MONITORING_VIEW
+        + _RESUME_REQUEST
+        + _HALT_WORK
+        + _STATUS_PUBLISH
     ),
     RISK_MANAGER: (
         _RESPONDER
@@ -137,7 +150,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _RESUME_APPROVE
         + _HALT_WORK
     ),
-    SYSTEM_ADMINISTRATOR: _RESPONDER + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _HEALTH_EDIT + _HALT_WORK,
+    SYSTEM_ADMINISTRATOR: (
+        _RESPONDER + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _HEALTH_EDIT + _HALT_WORK + _STATUS_MAINTENANCE
+    ),
     INCIDENT_MANAGER: (
         _MANAGER
         + _POLICY_EDIT
@@ -149,8 +164,19 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _HEALTH_EDIT
         + _ALERTS_EDIT
         + ["monitoring.capture_system_state"]
+        + _STATUS_PUBLISH
+        + _STATUS_MAINTENANCE
     ),
-    CTO: _MANAGER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _READINESS_OVERRIDE + _MONITORING_VIEW,
+    CTO: (
+        _MANAGER
+        + _EMERGENCY_STOP
+        + _ROSTER_VIEW
+        + _DRILLS_VIEW
+        + _READINESS_OVERRIDE
+        + _MONITORING_VIEW
+        + _STATUS_PUBLISH
+        + _STATUS_MAINTENANCE
+    ),
     HEAD_OF_RISK: (
         _MANAGER
         + _EMERGENCY_STOP
@@ -160,8 +186,16 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _READINESS_OVERRIDE
         + _MONITORING_VIEW
         + _RESUME_APPROVE
+        + _STATUS_PUBLISH
     ),
-    CEO: _EXECUTIVE_VIEW + ["incidents.close_incident"] + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW,
+    CEO: (
+        _EXECUTIVE_VIEW
+        + ["incidents.close_incident"]
+        + _ROSTER_VIEW
+        + _DRILLS_VIEW
+        + _MONITORING_VIEW
+        + _STATUS_PUBLISH
+    ),
     TRAINER: (
         ["incidents.view_incident", "incidents.view_timelineentry", "reports.view_actionitem", "reports.add_actionitem"]
         + _ROSTER_VIEW

@@ -13,7 +13,7 @@ from tests.security_headers import assert_permissions_policy, assert_strict_csp,
 
 pytestmark = pytest.mark.django_db
 
-ANONYMOUS_PAGES = ["/accounts/login/", "/status/"]
+ANONYMOUS_PAGES = ["/accounts/login/", "/status/", "/status/subscribe/"]
 SIGNED_IN_PAGES = [
     "/",
     "/incidents/",
@@ -26,6 +26,7 @@ SIGNED_IN_PAGES = [
     "/api/docs/",
     "/admin/",
     "/admin/monitoring/healthtarget/",
+    "/status/manage/",
 ]
 
 INLINE_STYLE = re.compile(r"<style\b|\sstyle\s*=", re.IGNORECASE)

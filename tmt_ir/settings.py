@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "incidents.monitoring",
     "incidents.api",
     "incidents.status",
+    "corsheaders",
     "reports",
     "drills",
     "incidents.devtools",
@@ -75,7 +76,11 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Only the public status JSON and banner script answer other origins (CORS_URLS_REGEX).
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Repeat reads of the public status page and its JSON, from a copy (see the module).
+    "incidents.status.middleware.StatusAnswerMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Every page needs a login unless its view is marked @login_not_required
@@ -392,6 +397,8 @@ CELERY_TASK_ROUTES = {
     "incidents.monitoring.tasks.record_beat_heartbeat": {"queue": "default"},
     "incidents.monitoring.tasks.prune_health_samples": {"queue": "health"},
     "incidents.monitoring.tasks.recheck_trading_halt": {"queue": "health"},
+    "incidents.status.tasks.roll_up_uptime": {"queue": "health"},
+    "incidents.status.tasks.advance_maintenance": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Proves that the reports queue is consumed (a report asked for now would be rendered).
@@ -438,6 +445,18 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 1800},
     },
     # The API's Idempotency-Keys are kept 24 hours (incidents/api/services/idempotency.py).
+    # The status page's 90 days of uptime outlive the samples (pruned after a few days).
+    "status-uptime-rollup": {
+        "task": "incidents.status.tasks.roll_up_uptime",
+        "schedule": 3600.0,
+        "options": {"expires": 1800},
+    },
+    # Scheduled maintenance starts and ends on time, each with its notice.
+    "status-maintenance-clock": {
+        "task": "incidents.status.tasks.advance_maintenance",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     "purge-idempotency-keys": {
         "task": "incidents.api.tasks.purge_idempotency_keys",
         "schedule": 3600.0,
@@ -445,6 +464,29 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# -- the public status page -----------------------------------------------------------------------
+
+# Origins (scheme://host[:port]) whose pages may read /status.json and load /status/embed.js,
+# e.g. the trading platform's UI. Nothing else on the portal answers other origins.
+CORS_ALLOWED_ORIGINS = env.list("TMT_STATUS_CORS_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/status(\.json|/embed\.js)$"
+CORS_ALLOW_METHODS = ["GET", "OPTIONS"]
+# How long browsers and proxies may keep the page and its JSON; the server's own copy is
+# replaced at once when something is published (and at the latest after this long).
+TMT_STATUS_CACHE_SECONDS = env.int("TMT_STATUS_CACHE_SECONDS", default=15)
+# Resolved incidents and completed maintenance stay on the page this many days (and the
+# uptime bars cover as many).
+TMT_STATUS_HISTORY_DAYS = env.int("TMT_STATUS_HISTORY_DAYS", default=90)
+# Subscription requests accepted per client address and per email address / webhook URL, per
+# hour; more are refused with 429 and nothing is sent.
+TMT_STATUS_SUBSCRIBE_PER_IP_HOUR = env.int("TMT_STATUS_SUBSCRIBE_PER_IP_HOUR", default=10)
+TMT_STATUS_SUBSCRIBE_PER_ADDRESS_HOUR = env.int("TMT_STATUS_SUBSCRIBE_PER_ADDRESS_HOUR", default=3)
+# Networks a subscriber's webhook may point at although they are not public (CIDRs; empty in
+# production: loopback, private and link-local addresses are refused).
+TMT_STATUS_WEBHOOK_ALLOWED_NETWORKS = env.list("TMT_STATUS_WEBHOOK_ALLOWED_NETWORKS", default=[])
+if TMT_STATUS_CACHE_SECONDS < 0 or TMT_STATUS_HISTORY_DAYS < 1:
+    raise ImproperlyConfigured("TMT_STATUS_CACHE_SECONDS must be ≥ 0 and TMT_STATUS_HISTORY_DAYS ≥ 1")
 
 # -- the REST API ---------------------------------------------------------------------------------
 

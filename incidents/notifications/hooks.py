@@ -14,6 +14,12 @@ class NotificationHooks:
     # Every page that could reach the person of an escalation event failed for good:
     # (*, event, now). The escalation app moves its chain on to whoever comes next.
     page_failed: list[Callable[..., None]] = field(default_factory=list)
+    # A webhook row an app above queued for its own subscribers: (notification) -> (body bytes,
+    # headers) to post as they are (a signed body), or None for the usual incident payload. It
+    # may raise PermanentFailure (an address that is no longer allowed).
+    webhook_request: list[Callable[..., tuple[bytes, dict[str, str]] | None]] = field(default_factory=list)
+    # Extra headers for an email row (List-Unsubscribe): (notification) -> dict.
+    email_headers: list[Callable[..., dict[str, str]]] = field(default_factory=list)
 
 
 notification_hooks = NotificationHooks()

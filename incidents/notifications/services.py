@@ -567,6 +567,8 @@ def _send_email(notification: Notification) -> None:
     }
     if notification.incident_id is not None:
         headers["X-TMT-Incident"] = notification.incident.reference
+    for extra in notification_hooks.email_headers:
+        headers.update(extra(notification))
     message = EmailMessage(
         subject=notification.subject,
         body=notification.body,
@@ -607,8 +609,14 @@ def _mail_domain() -> str:
 
 
 def _post_json(url: str, payload: dict, headers: dict | None = None) -> None:
+    _post(url, None, headers or {}, payload=payload)
+
+
+def _post(url: str, content: bytes | None, headers: dict, *, payload: dict | None = None) -> None:
     try:
-        response = _http().post(url, json=payload, headers=headers or {}, timeout=settings.TMT_NOTIFY_HTTP_TIMEOUT)
+        response = _http().post(
+            url, content=content, json=payload, headers=headers, timeout=settings.TMT_NOTIFY_HTTP_TIMEOUT
+        )
     except httpx.HTTPError as exc:
         raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
     if response.status_code in (408, 429) or response.status_code >= 500:
@@ -618,6 +626,12 @@ def _post_json(url: str, payload: dict, headers: dict | None = None) -> None:
 
 
 def _send_webhook(notification: Notification) -> None:
+    for prepare in notification_hooks.webhook_request:
+        prepared = prepare(notification)
+        if prepared is not None:
+            content, headers = prepared
+            _post(notification.address, content, {**headers, IDEMPOTENCY_HEADER: idempotency_key(notification)})
+            return
     incident = notification.incident
     url = settings.TMT_SITE_URL.rstrip("/") + incident.get_absolute_url()
     # Slack-compatible: `text` is what Slack shows; the rest is for other automations.

@@ -6,3 +6,11 @@ class StatusConfig(AppConfig):
     name = "incidents.status"
     label = "status"
     verbose_name = "Status page"
+
+    def ready(self) -> None:
+        from incidents.notifications.hooks import notification_hooks
+        from incidents.status import services
+
+        # Subscribers' webhooks are signed with their own key; their mails carry List-Unsubscribe.
+        notification_hooks.webhook_request.append(services.webhook_request)
+        notification_hooks.email_headers.append(services.email_headers)

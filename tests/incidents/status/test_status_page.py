@@ -1,42 +1,30 @@
-"""The public status page and its JSON twin: no login, no internal details."""
+"""The public status page, its JSON, feed and banner: only what someone published, no internal
+details, a 90-day history, maintenance with its own lifecycle, uptime from the health checks."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 from django.utils import timezone
 
-from incidents.escalation import status_updates
 from incidents.models import System
-from incidents.monitoring.models import HealthTarget, MaintenanceWindow
+from incidents.monitoring.models import HealthSample, HealthTarget
+from incidents.notifications.models import Notification
+from incidents.status import services
+from incidents.status.models import Maintenance, PublicIncident, StatusComponent, Subscriber, UptimeDay
 from tests.factories import UserFactory, open_incident
 
 INTERNAL_TITLE = "Sev1: CB agent OOM-killed on host trd-prod-07 after bad deploy 4f2a"
 INTERNAL_DESCRIPTION = "kubectl logs show heap at 98%; Bob's config change"
-
-
-def post_update(incident, user, *, public: bool, details: str, impact: str = "Orders are rejected"):
-    return status_updates.status_update_post(
-        incident=incident,
-        user=user,
-        subject=f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}",
-        status="Investigating",
-        impact=impact,
-        details=details,
-        contact="Alice Commander +44 20 7000 0100 alice@tmt.example",
-        eta="within the hour",
-        is_public=public,
-    )
+PUBLIC_TITLE = "Order entry unavailable"
 
 
 @pytest.fixture
 def outage(db, engineer):
-    incident = open_incident(
+    return open_incident(
         reported_by=engineer,
         level=1,
         title=INTERNAL_TITLE,
@@ -45,145 +33,298 @@ def outage(db, engineer):
         financial_impact_usd=Decimal("25000"),
         commander=engineer,
     )
-    incident.public_title = "Trading temporarily unavailable"
-    incident.save(update_fields=["public_title"])
-    post_update(incident, engineer, public=True, details="We have identified the cause and are restarting.")
-    post_update(incident, engineer, public=False, details="INTERNAL: rolling back deploy 4f2a on trd-prod-07")
-    return incident
 
 
-def test_status_page_needs_no_login_and_shows_no_internal_details(client, outage):
+def publish(incident, user, **kwargs):
+    fields = {
+        "title": PUBLIC_TITLE,
+        "impact": "major_outage",
+        "status": "investigating",
+        "message": "We are investigating failed order submissions.",
+    }
+    return services.public_incident_publish(incident=incident, user=user, **(fields | kwargs))
+
+
+def page(client) -> str:
     response = client.get("/status/")
     assert response.status_code == 200
-    html = response.content.decode()
-    assert "Trading temporarily unavailable" in html
-    assert "Severity 1 (Critical)" in html
-    assert "We have identified the cause and are restarting." in html
-    assert "within the hour" in html
-    assert "Major outage" in html
-    for secret in [
-        INTERNAL_TITLE,
-        INTERNAL_DESCRIPTION,
-        "INTERNAL: rolling back",
-        outage.reference,
-        "25,000",
-        "25000",
-        "alice@tmt.example",
-        "+44 20 7000 0100",
-        "[INCIDENT]",
-        outage.commander.username,
-        "csrfmiddlewaretoken",
-    ]:
-        assert secret not in html, secret
-    assert set(response["Cache-Control"].split(", ")) == {"max-age=15", "public"}
+    return response.content.decode()
 
 
-def test_status_json_is_the_twin(client, outage):
+def as_json(client) -> dict:
     response = client.get("/status.json")
-    assert response.status_code == 200
-    assert response["Content-Type"] == "application/json"
-    data = response.json()
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    return response.json()
+
+
+def active_subscriber(email: str, systems=()) -> Subscriber:
+    subscriber = Subscriber.objects.create(
+        kind=Subscriber.Kind.EMAIL, email=email, created_at=timezone.now(), confirmed_at=timezone.now()
+    )
+    subscriber.systems.set(systems)
+    return subscriber
+
+
+def test_unpublished_incident_is_absent_from_page_and_json(client, outage):
+    html = page(client)
+    assert INTERNAL_TITLE not in html and "Service disruption" not in html
+    assert 'data-testid="public-incident"' not in html
+    data = as_json(client)
+    assert data["incidents"] == [] and data["history"] == []
+    assert INTERNAL_TITLE not in json.dumps(data)
+
+
+def test_publishing_shows_it_without_internal_details(client, outage, engineer):
+    page(client)  # cached before the publish: the publish must replace the copy
+    publish(outage, engineer)
+    html = page(client)
+    assert PUBLIC_TITLE in html and "We are investigating failed order submissions." in html
+    data = as_json(client)
+    [shown] = data["incidents"]
+    assert shown["title"] == PUBLIC_TITLE and shown["status"] == "investigating"
+    assert shown["components"] == ["circuit_breaker"]
     assert data["status"] == "major_outage"
-    [incident] = data["incidents"]
-    assert incident["title"] == "Trading temporarily unavailable"
-    assert incident["severity"] == {"level": 1, "name": "Critical"}
-    assert incident["status"] == "Investigating"
-    assert incident["systems"] == ["Circuit Breaker Agent"]
-    assert incident["last_update"]["details"] == "We have identified the cause and are restarting."
-    assert set(incident["last_update"]) == {"posted_at", "status", "impact", "details", "eta", "next_update_at"}
-    systems = {s["key"]: s["status"] for s in data["systems"]}
-    assert systems["circuit_breaker"] == "major_outage"
-    assert systems["market_analysis"] == "operational"
-    assert len(systems) == System.objects.count()
-    text = response.content.decode()
-    for secret in [INTERNAL_TITLE, INTERNAL_DESCRIPTION, "INTERNAL:", outage.reference, "alice@tmt.example"]:
-        assert secret not in text
+    circuit = next(c for g in data["groups"] for c in g["components"] if c["key"] == "circuit_breaker")
+    assert circuit["status"] == "major_outage"
+    for secret in [INTERNAL_TITLE, INTERNAL_DESCRIPTION, outage.reference, "25000", "Severity", "Sev1", "(Critical)"]:
+        assert secret not in html, secret
+        assert secret not in json.dumps(data), secret
+    assert "csrfmiddlewaretoken" not in html
 
 
-def test_an_incident_without_public_title_or_update_is_described_generically(client, db, engineer):
-    open_incident(reported_by=engineer, level=2, title=INTERNAL_TITLE, systems=("market_analysis",))
-    data = client.get("/status.json").json()
-    [incident] = data["incidents"]
-    assert incident["title"] == "Service disruption affecting Market Analysis Agent"
-    assert incident["last_update"] is None
-    assert {s["key"]: s["status"] for s in data["systems"]}["market_analysis"] == "degraded"
-    assert "We are aware of the issue" in client.get("/status/").content.decode()
-
-
-def test_drills_and_closed_incidents_are_not_shown(client, db, engineer):
-    open_incident(reported_by=engineer, level=1, is_drill=True, systems=("circuit_breaker",))
-    data = client.get("/status.json").json()
+def test_public_updates_are_published_one_by_one_and_resolving_keeps_the_history(client, outage, engineer):
+    public = publish(outage, engineer)
+    services.public_incident_update(public_incident=public, user=engineer, status="identified", message="Cause found.")
+    [shown] = as_json(client)["incidents"]
+    assert [u["status"] for u in shown["updates"]] == ["identified", "investigating"]
+    services.public_incident_update(public_incident=public, user=engineer, status="resolved", message="All fixed.")
+    data = as_json(client)
     assert data["incidents"] == []
+    [past] = data["history"]
+    assert past["title"] == PUBLIC_TITLE and [u["status"] for u in past["updates"]][0] == "resolved"
     assert data["status"] == "operational"
-    assert "All systems operational" in client.get("/status/").content.decode()
+    html = page(client)
+    assert 'data-testid="history-incident"' in html and "All fixed." in html
 
 
-def test_health_states_show_per_system(client, db):
-    HealthTarget.objects.filter(system__key="risk_management").update(state=HealthTarget.State.DOWN)
-    HealthTarget.objects.filter(system__key="market_analysis").update(state=HealthTarget.State.DEGRADED)
-    systems = {s["key"]: s["status_label"] for s in client.get("/status.json").json()["systems"]}
-    assert systems["risk_management"] == "Major outage"
-    assert systems["market_analysis"] == "Degraded performance"
-    assert systems["circuit_breaker"] == "Operational"
+def test_a_resolved_incident_takes_no_more_updates(outage, engineer):
+    public = publish(outage, engineer)
+    services.public_incident_update(public_incident=public, user=engineer, status="resolved", message="Fixed.")
+    with pytest.raises(services.ValidationError, match="resolved"):
+        services.public_incident_update(public_incident=public, user=engineer, status="monitoring", message="Again")
 
 
-def test_planned_maintenance_is_announced(client, db):
-    author = UserFactory(username="planner")
+@pytest.mark.parametrize(("days_ago", "kept"), [(89, True), (90, True), (91, False)])
+def test_history_keeps_a_resolved_incident_90_days(client, outage, engineer, days_ago, kept):
+    resolved = timezone.now() - timedelta(days=days_ago, seconds=-5 if days_ago == 90 else 0)
+    public = publish(outage, engineer, now=resolved - timedelta(hours=1))
+    services.public_incident_update(
+        public_incident=public, user=engineer, status="resolved", message="Fixed.", now=resolved
+    )
+    assert bool(as_json(client)["history"]) is kept
+    assert (PUBLIC_TITLE in page(client)) is kept
+
+
+def test_only_communications_roles_publish(client, outage, sysadmin, engineer):
+    client.force_login(sysadmin)
+    url = f"/status/manage/incidents/{outage.reference}/publish/"
+    assert client.get(url).status_code == 403
+    assert client.post(url, {"title": "x", "impact": "major_outage", "status": "investigating"}).status_code == 403
+    client.force_login(engineer)
+    draft = client.get(url)
+    assert draft.status_code == 200
+    form = draft.context["form"]
+    assert form.initial["status"] == "investigating" and form.initial["impact"] == "major_outage"
+    assert INTERNAL_TITLE not in form.initial["title"] and INTERNAL_TITLE not in form.initial["message"]
+    response = client.post(
+        url,
+        {"title": PUBLIC_TITLE, "impact": "major_outage", "status": "investigating", "message": "Looking into it."},
+    )
+    assert response.status_code == 302
+    client.logout()
+    assert PUBLIC_TITLE in page(client)
+
+
+def test_publishing_with_blank_fields_is_refused_and_writes_nothing(client, outage, engineer):
+    client.force_login(engineer)
+    response = client.post(
+        f"/status/manage/incidents/{outage.reference}/publish/",
+        {"title": " ", "impact": "apocalypse", "status": "resolved", "message": ""},
+    )
+    assert response.status_code == 400
+    assert set(response.context["form"].errors) == {"title", "impact", "status", "message"}
+    assert not PublicIncident.objects.exists() and not Notification.objects.filter(incident=None).exists()
+
+
+def test_publish_update_and_resolve_notify_subscribers_of_the_components(outage, engineer):
+    follows = active_subscriber("trader@client.example", [System.objects.get(key="circuit_breaker")])
+    other = active_subscriber("quant@client.example", [System.objects.get(key="risk_management")])
+    everything = active_subscriber("ops@client.example")
+    Subscriber.objects.create(kind=Subscriber.Kind.EMAIL, email="pending@client.example", created_at=timezone.now())
+    public = publish(outage, engineer)
+    services.public_incident_update(public_incident=public, user=engineer, status="resolved", message="Fixed.")
+    sent = Notification.objects.filter(channel="email").order_by("pk")
+    assert sorted(n.address for n in sent) == sorted([follows.email, everything.email] * 2)
+    assert other.email not in {n.address for n in sent}
+    first = sent.first()
+    assert first.subject == f"[TMT status] {PUBLIC_TITLE}: Investigating"
+    assert f"/status/unsubscribe/{first.status_notice.subscriber.unsubscribe_token}/" in first.body
+    assert INTERNAL_TITLE not in first.body and first.incident_id is None
+
+
+def test_maintenance_lifecycle_with_notices(client, manager):
+    subscriber = active_subscriber("ops@client.example")
     now = timezone.now()
-    current = MaintenanceWindow.objects.create(
-        title="Database failover test",
-        starts_at=now - timedelta(minutes=5),
-        ends_at=now + timedelta(hours=1),
-        created_by=author,
+    services.maintenance_schedule(
+        user=manager,
+        title="Database upgrade",
+        message="Orders are paused for 30 minutes.",
+        starts_at=now + timedelta(hours=2),
+        ends_at=now + timedelta(hours=3),
+        systems=[System.objects.get(key="market_analysis")],
     )
-    current.systems.set(System.objects.filter(key="database"))
-    upcoming = MaintenanceWindow.objects.create(
-        title="Broker upgrade",
-        description="Brief reconnects expected.",
-        starts_at=now + timedelta(days=2),
-        ends_at=now + timedelta(days=2, hours=1),
-        created_by=author,
-    )
-    upcoming.systems.set(System.objects.filter(key="message_broker"))
-    MaintenanceWindow.objects.create(
-        title="Old work", starts_at=now - timedelta(days=3), ends_at=now - timedelta(days=2), created_by=author
-    )
-    data = client.get("/status.json").json()
-    assert [(w["title"], w["in_progress"]) for w in data["maintenance"]] == [
-        ("Database failover test", True),
-        ("Broker upgrade", False),
+    [shown] = as_json(client)["maintenance"]
+    assert shown["state"] == "scheduled" and shown["title"] == "Database upgrade"
+    assert as_json(client)["status"] == "operational"
+    # Before its start the clock leaves it alone; at its start it begins, at its end it completes.
+    assert services.maintenance_advance_due(now=now + timedelta(hours=1)) == "started 0, completed 0"
+    assert services.maintenance_advance_due(now=now + timedelta(hours=2)) == "started 1, completed 0"
+    data = as_json(client)
+    assert data["maintenance"][0]["state"] == "in_progress" and data["status"] == "under_maintenance"
+    market = next(c for g in data["groups"] for c in g["components"] if c["key"] == "market_analysis")
+    assert market["status"] == "under_maintenance"
+    assert services.maintenance_advance_due(now=now + timedelta(hours=3)) == "started 0, completed 1"
+    data = as_json(client)
+    assert data["maintenance"] == [] and data["maintenance_history"][0]["state"] == "completed"
+    subjects = list(Notification.objects.filter(address=subscriber.email).values_list("subject", flat=True))
+    assert subjects == [
+        "[TMT status] Maintenance scheduled: Database upgrade",
+        "[TMT status] Maintenance in progress: Database upgrade",
+        "[TMT status] Maintenance completed: Database upgrade",
     ]
-    systems = {s["key"]: s["status"] for s in data["systems"]}
-    assert systems["database"] == "maintenance"
-    assert systems["message_broker"] == "operational"
-    html = client.get("/status/").content.decode()
-    assert "Broker upgrade" in html and "Brief reconnects expected." in html and "Old work" not in html
-    assert "planner" not in html
+    with pytest.raises(services.ValidationError, match="completed"):
+        services.maintenance_advance(maintenance=Maintenance.objects.get(), user=manager, step="start")
 
 
-def test_query_count_does_not_grow_with_incidents(client, db, engineer):
-    open_incident(reported_by=engineer, level=2)
-    client.get("/status/")
-    with CaptureQueriesContext(connection) as one:
-        client.get("/status/")
-    for level in (1, 2, 3, 4):
-        incident = open_incident(reported_by=engineer, level=level, systems=("dashboard", "reporting"))
-        post_update(incident, engineer, public=True, details="update")
-    with CaptureQueriesContext(connection) as five:
-        response = client.get("/status/")
-    assert len(response.context["status"].incidents) == 5
-    assert len(five.captured_queries) == len(one.captured_queries)
+def test_maintenance_in_the_past_or_backwards_is_refused(manager):
+    now = timezone.now()
+    with pytest.raises(services.ValidationError) as refused:
+        services.maintenance_schedule(
+            user=manager, title="x", message="y", starts_at=now - timedelta(hours=2), ends_at=now - timedelta(hours=1)
+        )
+    assert "ends_at" in refused.value.message_dict
+    assert not Maintenance.objects.exists() and not Notification.objects.exists()
 
 
-def test_only_get_is_allowed(client, db):
-    assert client.post("/status/").status_code == 405
-    assert client.post("/status.json").status_code == 405
+def test_uptime_bars_cover_90_days_from_rollup_and_recent_samples(client, db):
+    system = System.objects.get(key="circuit_breaker")
+    target = HealthTarget.objects.create(name="cb", url="http://127.0.0.1:8001/health", system=system)
+    now = timezone.now()
+    today = now.astimezone(UTC).date()
+    # Old samples, rolled up and then pruned; the 90th day back is the first bar, the 91st is off.
+    UptimeDay.objects.create(system=system, day=today - timedelta(days=89), ok=50, total=100)
+    UptimeDay.objects.create(system=system, day=today - timedelta(days=90), ok=0, total=100)
+    start = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    HealthSample.objects.bulk_create(
+        [HealthSample(target=target, checked_at=start + timedelta(seconds=n), ok=n % 4 != 0) for n in range(8)]
+    )
+    circuit = next(c for g in as_json(client)["groups"] for c in g["components"] if c["key"] == "circuit_breaker")
+    bars = circuit["uptime_days"]
+    assert len(bars) == 90
+    first_day = today - timedelta(days=89)
+    assert bars[0] == {"date": str(first_day), "percent": 50.0, "level": "major", "label": f"{first_day}: 50.0%"}
+    assert bars[-1]["percent"] == 75.0
+    assert {b["level"] for b in bars[1:-1]} == {"none"}
+    assert circuit["uptime_percent"] == round(100 * (50 + 6) / 108, 3)
 
 
-def test_routes(db):
-    assert reverse("status") == "/status/"
-    assert reverse("status_json") == "/status.json"
+def test_uptime_rollup_counts_finished_days_once(db):
+    system = System.objects.get(key="risk_management")
+    target = HealthTarget.objects.create(name="rm", url="http://127.0.0.1:8003/health", system=system)
+    now = timezone.now()
+    yesterday = (now - timedelta(days=1)).astimezone(UTC).date()
+    noon = datetime(yesterday.year, yesterday.month, yesterday.day, 12, tzinfo=UTC)
+    HealthSample.objects.bulk_create(
+        [HealthSample(target=target, checked_at=noon + timedelta(minutes=n), ok=n != 0) for n in range(10)]
+        + [HealthSample(target=target, checked_at=now, ok=False)]  # today: not finished, not rolled up
+    )
+    services.uptime_roll_up(now=now)
+    services.uptime_roll_up(now=now)
+    assert list(UptimeDay.objects.values_list("day", "ok", "total")) == [(yesterday, 9, 10)]
 
 
-def test_health_page_links_to_status_page(engineer_client):
-    assert 'href="/status/"' in engineer_client.get(reverse("incidents:health")).content.decode()
+def test_a_component_shows_its_public_name_group_and_state_set_by_hand(client, db):
+    StatusComponent.objects.create(
+        system=System.objects.get(key="risk_management"),
+        public_name="Risk checks",
+        group="Trading",
+        manual_state="partial_outage",
+    )
+    data = as_json(client)
+    trading = next(g for g in data["groups"] if g["name"] == "Trading")
+    assert trading["components"][0]["name"] == "Risk checks"
+    assert trading["components"][0]["status"] == "partial_outage"
+    assert data["status"] == "partial_outage"
+
+
+def test_page_json_and_banner_are_cached_with_cors_for_configured_origins(client, settings, db):
+    settings.CORS_ALLOWED_ORIGINS = ["https://platform.tmt.example"]
+    for path in ["/status/", "/status.json", "/status/embed.js"]:
+        allowed = client.get(path, headers={"Origin": "https://platform.tmt.example"})
+        assert allowed.status_code == 200
+        assert set(allowed["Cache-Control"].split(", ")) == {"public", f"max-age={settings.TMT_STATUS_CACHE_SECONDS}"}
+        if path != "/status/":
+            assert allowed["Access-Control-Allow-Origin"] == "https://platform.tmt.example"
+        other = client.get(path, headers={"Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in other
+    assert 'fetch(origin + "/status.json"' in client.get("/status/embed.js").content.decode()
+
+
+def test_the_atom_feed_lists_public_updates_only(client, outage, engineer):
+    public = publish(outage, engineer)
+    services.public_incident_update(public_incident=public, user=engineer, status="monitoring", message="Fix live.")
+    response = client.get("/status/feed.atom")
+    assert response.status_code == 200 and response["Content-Type"].startswith("application/atom+xml")
+    feed = response.content.decode()
+    assert f"{PUBLIC_TITLE}: Monitoring" in feed and f"{PUBLIC_TITLE}: Investigating" in feed
+    assert INTERNAL_TITLE not in feed and outage.reference not in feed
+
+
+def test_public_pages_need_no_login_and_managing_does(client, db):
+    for path in ["/status/", "/status.json", "/status/embed.js", "/status/feed.atom", "/status/subscribe/"]:
+        assert client.get(path).status_code == 200, path
+    assert client.get("/status/manage/").status_code == 302
+    client.force_login(UserFactory())
+    assert client.get("/status/manage/").status_code == 403
+
+
+def test_a_repeat_read_is_served_from_the_copy_with_every_security_header(client, outage, engineer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    first = client.get("/status.json")
+    with CaptureQueriesContext(connection) as queries:
+        again = client.get("/status.json")
+    assert len(queries) == 0 and again.content == first.content
+    for header in ["Content-Security-Policy", "Permissions-Policy", "X-Frame-Options", "Cache-Control", "Content-Type"]:
+        assert again[header] == first[header], header
+    publish(outage, engineer)
+    assert as_json(client)["incidents"][0]["title"] == PUBLIC_TITLE
+
+
+def test_who_publishes_and_who_announces_maintenance(client, roles):
+    from django.contrib.auth.models import Group
+
+    from incidents import roles as r
+
+    publishers = {r.ON_CALL_ENGINEER, r.INCIDENT_MANAGER, r.CTO, r.HEAD_OF_RISK, r.CEO}
+    announcers = {r.SYSTEM_ADMINISTRATOR, r.INCIDENT_MANAGER, r.CTO}
+    for role in r.ROLE_PERMISSIONS:
+        user = UserFactory(username=f"status-{role}")
+        user.groups.add(Group.objects.get(name=role))
+        assert user.has_perm("status.publish_status") is (role in publishers), role
+        assert user.has_perm("status.announce_maintenance") is (role in announcers), role
+        client.force_login(user)
+        answer = client.post("/status/manage/maintenance/", {"title": "", "message": ""})
+        assert answer.status_code == (400 if role in announcers else 403), role
+        assert client.get("/status/manage/").status_code == (200 if role in publishers | announcers else 403), role
