@@ -28,9 +28,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from incidents.models import DetectionMethod, Incident, SeverityLevel, System, TimelineEntry
+from incidents.models import DetectionMethod, Incident, PortalAction, SeverityLevel, System, TimelineEntry
 from incidents.monitoring.models import EmergencyStop
-from incidents.services.incident import incident_open, timeline_record
+from incidents.services.incident import checklist_tick_for_action, incident_open, timeline_record
 
 PERMISSION = "incidents.trigger_emergency_stop"
 STOP_PATH = "/api/v1/emergency-stop"
@@ -204,6 +204,16 @@ def _record_outcome(stop: EmergencyStop, *, stop_answer: AgentAnswer, status_ans
             "status_response": stop.status_response,
         },
     )
+    if outcome in (EmergencyStop.Outcome.STOPPED, EmergencyStop.Outcome.UNVERIFIED):
+        # "Safety first: initiate emergency stop" is done once the circuit breaker took the stop
+        # (a refused or unanswered one leaves the item for the people to see to).
+        checklist_tick_for_action(
+            incident=stop.incident,
+            action=PortalAction.EMERGENCY_STOP,
+            when=f"{_person(stop.requested_by)} sent an emergency stop ({label.lower()})",
+            by=stop.requested_by,
+            at=now,
+        )
     return stop
 
 

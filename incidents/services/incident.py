@@ -32,6 +32,7 @@ from ..models import (
     EvidenceAttachment,
     Incident,
     IncidentChecklistItem,
+    PortalAction,
     SeverityLevel,
     State,
     System,
@@ -208,6 +209,13 @@ def incident_open(
             at=now,
         )
     _attach_checklists(incident, state=State.DETECTED, new_incident=True)
+    checklist_tick_for_action(
+        incident=incident,
+        action=PortalAction.INCIDENT_LOGGED,
+        when=f"{opened_by_team or _person(reported_by)} logged the incident",
+        by=None if opened_by_team else reported_by,
+        at=now,
+    )
     for listener in hooks.after_open:
         listener(incident=incident, now=now)
     return incident
@@ -322,6 +330,10 @@ def _transition_run(
         at=at,
     )
     _attach_checklists(incident, state=incident.state)
+    if name == "acknowledge":
+        checklist_tick_for_action(
+            incident=incident, action=PortalAction.ACKNOWLEDGED, when=f"{_person(user)} acknowledged", by=user, at=at
+        )
     for listener in hooks.after_transition:
         listener(incident=incident, name=name, now=at)
     return incident
@@ -491,6 +503,17 @@ def incident_assign_commander(
         action=f"Incident commander: {_person(commander) if commander else 'none'}",
         owner=user,
     )
+    if commander is not None:
+        checklist_tick_for_action(
+            incident=locked,
+            action=PortalAction.COMMANDER_ASSIGNED,
+            when=(
+                f"{_person(user)} took command"
+                if commander == user
+                else f"{_person(user)} made {_person(commander)} incident commander"
+            ),
+            by=user,
+        )
     return locked
 
 
@@ -560,7 +583,8 @@ def checklist_item_set_done(
         raise ValidationError("The checklist of a closed incident cannot change.")
     locked.done_at = (at or timezone.now()) if done else None
     locked.done_by = user if done else None
-    locked.save(update_fields=["done_at", "done_by"])
+    locked.ticked_by_portal_when = ""  # a person's tick (or untick) now
+    locked.save(update_fields=["done_at", "done_by", "ticked_by_portal_when"])
     timeline_record(
         locked.incident,
         kind=TimelineEntry.Kind.CHECKLIST,
@@ -570,6 +594,53 @@ def checklist_item_set_done(
         at=at,
     )
     return locked
+
+
+# What the timeline names as the actor of a tick the portal made.
+PORTAL = "The portal"
+
+
+@transaction.atomic
+def checklist_tick_for_action(
+    *,
+    incident: Incident,
+    action: str,
+    when: str,
+    by: AbstractBaseUser | None = None,
+    at: datetime | None = None,
+) -> list[IncidentChecklistItem]:
+    """Tick the incident's items keyed to `action`, which the portal just did itself.
+
+    `when` says what happened, by whom ("Priya Raman acknowledged"); the item and the timeline
+    show it as ticked by the portal. An item already ticked (by a person, or by an earlier
+    action) is left as it is, so a repeated action writes nothing; nothing is ever unticked here.
+    The apps above call this from their own services (an emergency stop, a status update).
+    """
+    if action not in PortalAction.values:
+        raise ValueError(f"Unknown portal action {action!r}")
+    if not incident.is_open and incident.state != State.RESOLVED:
+        return []  # as for a person: the checklist of a closed incident does not change
+    now = at or timezone.now()
+    when = when.strip()[:300]
+    ticked = []
+    for item in IncidentChecklistItem.objects.filter(incident=incident, action_key=action, done_at=None):
+        # The conditional UPDATE is the claim: a person ticking the same item at the same moment
+        # (checklist_item_set_done holds the row lock) keeps their tick, and this writes nothing.
+        if not IncidentChecklistItem.objects.filter(pk=item.pk, done_at=None).update(
+            done_at=now, done_by=by, ticked_by_portal_when=when
+        ):
+            continue
+        item.done_at, item.done_by, item.ticked_by_portal_when = now, by, when
+        timeline_record(
+            incident,
+            kind=TimelineEntry.Kind.CHECKLIST,
+            action=f"Done (ticked by the portal when {when}): {item.section} — {item.text}",
+            owner_team=PORTAL,
+            data={"checklist_item": item.pk, "done": True, "portal_action": action},
+            at=now,
+        )
+        ticked.append(item)
+    return ticked
 
 
 # -- evidence -------------------------------------------------------------------------------
@@ -666,6 +737,12 @@ def evidence_attach(
         action=f"Evidence added: {attachment.original_name} (SHA-256 {attachment.sha256[:12]}…)",
         owner=user,
         data={"evidence": attachment.pk, "sha256": attachment.sha256},
+    )
+    checklist_tick_for_action(
+        incident=incident,
+        action=PortalAction.EVIDENCE_ATTACHED,
+        when=f"{_person(user)} attached {attachment.original_name}",
+        by=user,
     )
     return attachment
 
