@@ -156,7 +156,9 @@ def _lock_for_change(
     """The incident locked (one role change at a time), the role, and its holder now; refused
     here, before anything is written, if `by` may not make this change or the incident is over."""
     role = _role(role)
-    locked = Incident.objects.select_for_update(no_key=True).select_related("commander").get(pk=incident.pk)
+    locked = (
+        Incident.objects.select_for_update(no_key=True, of=("self",)).select_related("commander").get(pk=incident.pk)
+    )
     current = incident_role_holder(incident=locked, role=role)
     _refuse_unless_allowed(user=by, holder=holder, current=current, role=role)
     if not locked.is_open:
