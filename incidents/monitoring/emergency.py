@@ -210,7 +210,7 @@ def _record_outcome(stop: EmergencyStop, *, stop_answer: AgentAnswer, status_ans
         checklist_tick_for_action(
             incident=stop.incident,
             action=PortalAction.EMERGENCY_STOP,
-            when=f"{_person(stop.requested_by)} sent an emergency stop ({label.lower()})",
+            when=f"{_person(stop.requested_by)} sent an emergency stop: {label.lower()}",
             by=stop.requested_by,
             at=now,
         )

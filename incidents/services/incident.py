@@ -332,7 +332,11 @@ def _transition_run(
     _attach_checklists(incident, state=incident.state)
     if name == "acknowledge":
         checklist_tick_for_action(
-            incident=incident, action=PortalAction.ACKNOWLEDGED, when=f"{_person(user)} acknowledged", by=user, at=at
+            incident=incident,
+            action=PortalAction.ACKNOWLEDGED,
+            when=f"{_person(user)} acknowledged",
+            by=user,
+            at=incident.acknowledged_at,
         )
     for listener in hooks.after_transition:
         listener(incident=incident, name=name, now=at)
@@ -567,6 +571,7 @@ def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = F
             text=item.text,
             order=item.order,
             gates_containment=item.template.gates_containment,
+            action_key=item.action_key,
         )
         for item in items
     )
