@@ -8,7 +8,6 @@ services.incident_open(...)` works.
 from .incident import (  # noqa: F401 - explicit for readers and type checkers
     EDITABLE_FIELDS,
     NOTE_TIME,
-    PORTAL,
     IncidentChangedError,
     SeveritySuggestion,
     TransitionRefusedError,

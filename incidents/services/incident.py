@@ -208,14 +208,24 @@ def incident_open(
             owner=reported_by,
             at=now,
         )
-    _attach_checklists(incident, state=State.DETECTED, new_incident=True)
-    checklist_tick_for_action(
-        incident=incident,
-        action=PortalAction.INCIDENT_LOGGED,
-        when=f"{opened_by_team or _person(reported_by)} logged the incident",
-        by=None if opened_by_team else reported_by,
-        at=now,
-    )
+    # The only items a new incident has are these: no need to ask for ones with a key.
+    keys = {item.action_key for item in _attach_checklists(incident, state=State.DETECTED, new_incident=True)}
+    if PortalAction.INCIDENT_LOGGED in keys:
+        checklist_tick_for_action(
+            incident=incident,
+            action=PortalAction.INCIDENT_LOGGED,
+            when=f"{opened_by_team or _person(reported_by)} logged the incident",
+            by=None if opened_by_team else reported_by,
+            at=now,
+        )
+    if commander is not None and PortalAction.COMMANDER_ASSIGNED in keys:
+        checklist_tick_for_action(
+            incident=incident,
+            action=PortalAction.COMMANDER_ASSIGNED,
+            when=f"{_person(commander)} was made incident commander as the incident was logged",
+            by=reported_by,
+            at=now,
+        )
     for listener in hooks.after_open:
         listener(incident=incident, now=now)
     return incident
@@ -555,7 +565,7 @@ def timeline_add_note(
 # -- checklists -----------------------------------------------------------------------------
 
 
-def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = False) -> None:
+def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = False) -> list[IncidentChecklistItem]:
     """Copy the active templates for this state onto the incident, each template once (a
     reopened incident keeps the lists it has); a new incident has none to look up."""
     items = ChecklistTemplateItem.objects.filter(
@@ -563,7 +573,7 @@ def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = F
     ).select_related("template")
     if not new_incident:
         items = items.exclude(template__in=incident.checklist_items.values("template_id"))
-    IncidentChecklistItem.objects.bulk_create(
+    return IncidentChecklistItem.objects.bulk_create(
         IncidentChecklistItem(
             incident=incident,
             template=item.template,
@@ -601,10 +611,6 @@ def checklist_item_set_done(
     return locked
 
 
-# What the timeline names as the actor of a tick the portal made.
-PORTAL = "The portal"
-
-
 @transaction.atomic
 def checklist_tick_for_action(
     *,
@@ -616,10 +622,12 @@ def checklist_tick_for_action(
 ) -> list[IncidentChecklistItem]:
     """Tick the incident's items keyed to `action`, which the portal just did itself.
 
-    `when` says what happened, by whom ("Priya Raman acknowledged"); the item and the timeline
-    show it as ticked by the portal. An item already ticked (by a person, or by an earlier
-    action) is left as it is, so a repeated action writes nothing; nothing is ever unticked here.
-    The apps above call this from their own services (an emergency stop, a status update).
+    `when` says what happened, by whom ("Priya Raman acknowledged"); the item shows it as ticked
+    by the portal. No timeline entry of its own: the action's entry (the acknowledgement, the
+    evidence, the status update) already tells it, and a second one for the same moment would
+    only repeat it. An item already ticked (by a person, or by an earlier action) is left as it
+    is, so a repeated action changes nothing; nothing is ever unticked here. The apps above call
+    this from their own services (an emergency stop, a status update).
     """
     if action not in PortalAction.values:
         raise ValueError(f"Unknown portal action {action!r}")
@@ -631,20 +639,11 @@ def checklist_tick_for_action(
     for item in IncidentChecklistItem.objects.filter(incident=incident, action_key=action, done_at=None):
         # The conditional UPDATE is the claim: a person ticking the same item at the same moment
         # (checklist_item_set_done holds the row lock) keeps their tick, and this writes nothing.
-        if not IncidentChecklistItem.objects.filter(pk=item.pk, done_at=None).update(
+        if IncidentChecklistItem.objects.filter(pk=item.pk, done_at=None).update(
             done_at=now, done_by=by, ticked_by_portal_when=when
         ):
-            continue
-        item.done_at, item.done_by, item.ticked_by_portal_when = now, by, when
-        timeline_record(
-            incident,
-            kind=TimelineEntry.Kind.CHECKLIST,
-            action=f"Done (ticked by the portal when {when}): {item.section} — {item.text}",
-            owner_team=PORTAL,
-            data={"checklist_item": item.pk, "done": True, "portal_action": action},
-            at=now,
-        )
-        ticked.append(item)
+            item.done_at, item.done_by, item.ticked_by_portal_when = now, by, when
+            ticked.append(item)
     return ticked
 
 

@@ -36,12 +36,8 @@ def _item(incident, text: str) -> IncidentChecklistItem:
     return IncidentChecklistItem.objects.get(incident=incident, text=text)
 
 
-def _portal_entries(incident) -> list[str]:
-    return list(
-        incident.timeline.filter(kind=TimelineEntry.Kind.CHECKLIST, owner_team=services.PORTAL)
-        .order_by("id")
-        .values_list("action", flat=True)
-    )
+def _kinds(incident) -> list[str]:
+    return list(incident.timeline.order_by("id").values_list("kind", flat=True))
 
 
 def _log(name: str = "agent.log") -> SimpleUploadedFile:
@@ -65,9 +61,8 @@ def test_logging_an_incident_ticks_start_tracking(engineer):
     item = _item(incident, TRACKING)
     assert item.done and item.ticked_by_portal and item.done_by == engineer
     assert item.ticked_by_portal_when == f"{_name(engineer)} logged the incident"
-    assert _portal_entries(incident) == [
-        f"Done (ticked by the portal when {_name(engineer)} logged the incident): Immediate actions — {TRACKING}"
-    ]
+    # The opening entry tells it: no second entry for the same moment.
+    assert _kinds(incident) == [TimelineEntry.Kind.STATE_CHANGE]
     # Nothing else was done yet: every other item is still open.
     assert not IncidentChecklistItem.objects.filter(incident=incident, done_at__isnull=False).exclude(pk=item.pk)
 
@@ -82,6 +77,7 @@ def test_acknowledging_ticks_its_item_shown_as_ticked_by_the_portal(engineer_cli
     item = _item(incident, ACKNOWLEDGE)
     incident.refresh_from_db()
     assert item.done_at == incident.acknowledged_at and item.ticked_by_portal
+    assert _kinds(incident) == [TimelineEntry.Kind.STATE_CHANGE] * 2, "the acknowledgement's entry, no other"
     assert item.ticked_by_portal_when == f"{_name(engineer)} acknowledged"
     html = engineer_client.get(incident.get_absolute_url()).content.decode()
     at = timezone.localtime(item.done_at).strftime("%H:%M")
@@ -95,7 +91,7 @@ def test_an_item_a_person_ticked_stays_theirs(engineer, sysadmin):
     services.incident_acknowledge(incident=incident, user=engineer)
     item = _item(incident, ACKNOWLEDGE)
     assert (item.done_by, item.done_at, item.ticked_by_portal_when) == (sysadmin, ticked_at, "")
-    assert not any(ACKNOWLEDGE in entry for entry in _portal_entries(incident))
+    assert incident.timeline.filter(kind=TimelineEntry.Kind.CHECKLIST).count() == 1  # the person's tick
 
 
 def test_a_person_may_untick_what_the_portal_ticked(engineer):
@@ -112,8 +108,8 @@ def test_evidence_ticks_its_items_once_however_many_files(engineer):
     assert _item(incident, FORENSIC).ticked_by_portal_when == f"{_name(engineer)} attached first.log"
     services.evidence_attach(incident=incident, uploaded=_log("second.log"), user=engineer)
     assert {text: _item(incident, text).done_at for text in (EVIDENCE, FORENSIC)} == first
-    evidence_entries = [e for e in _portal_entries(incident) if "attached" in e]
-    assert len(evidence_entries) == 2, "one entry per item, none for the second file"
+    assert _item(incident, FORENSIC).ticked_by_portal_when == f"{_name(engineer)} attached first.log"
+    assert _kinds(incident)[1:] == [TimelineEntry.Kind.EVIDENCE] * 2, "one entry per file, none for the ticks"
 
 
 def test_a_status_update_ticks_initial_communication(engineer):
@@ -141,6 +137,10 @@ def test_a_commander_ticks_an_item_an_admin_keyed_to_it(manager, engineer):
     services.incident_assign_commander(incident=incident, commander=certify(engineer), user=manager)
     item = _item(incident, "Name an incident commander")
     assert item.ticked_by_portal_when == f"{_name(manager)} made {_name(engineer)} incident commander"
+    opened_in_command = open_incident(reported_by=manager, commander=manager)
+    assert _item(opened_in_command, "Name an incident commander").ticked_by_portal_when == (
+        f"{_name(manager)} was made incident commander as the incident was logged"
+    )
 
 
 def test_unkeyed_items_are_never_ticked_on_a_drill_or_a_real_incident(engineer):
@@ -156,11 +156,10 @@ def test_unkeyed_items_are_never_ticked_on_a_drill_or_a_real_incident(engineer):
 
 def test_ticking_twice_writes_nothing(engineer):
     incident = open_incident(reported_by=engineer)
-    entries = TimelineEntry.objects.filter(incident=incident).count()
     again = services.checklist_tick_for_action(
         incident=incident, action=PortalAction.INCIDENT_LOGGED, when="someone logged it again"
     )
-    assert again == [] and TimelineEntry.objects.filter(incident=incident).count() == entries
+    assert again == [] and _kinds(incident) == [TimelineEntry.Kind.STATE_CHANGE]
     assert _item(incident, TRACKING).ticked_by_portal_when == f"{_name(engineer)} logged the incident"
 
 
