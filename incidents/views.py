@@ -4,8 +4,10 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -183,11 +185,12 @@ def _roles_context(request: HttpRequest, incident: Incident, *, on_call: dict | 
     from for those who may assign (a risk liaison from the Risk Managers only)."""
     people: list = []
     if incident.is_open and request.user.has_perm("incidents.assign_commander"):
-        people = list(RoleForm.base_fields["holder"].queryset.all().prefetch_related("groups"))
+        risk_managers = Group.objects.filter(name=RISK_MANAGER, user=OuterRef("pk"))
+        people = list(RoleForm.base_fields["holder"].queryset.all().annotate(is_risk_manager=Exists(risk_managers)))
     return {
         "role_slots": selectors.incident_role_slots(incident, on_call=on_call),
         "role_people": people,
-        "risk_people": [p for p in people if any(g.name == RISK_MANAGER for g in p.groups.all())],
+        "risk_people": [p for p in people if p.is_risk_manager],
     }
 
 

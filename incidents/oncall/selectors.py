@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Prefetch
+from django.contrib.auth import get_user_model
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from incidents.models import Incident, IncidentRole
-from incidents.oncall.models import OnCallOverride, OnCallRotation, RoleContact
+from incidents.oncall.models import OnCallOverride, OnCallRotation, RoleContact, RotationMember
 from incidents.roles import ON_CALL_ENGINEER, RISK_MANAGER
 
 
@@ -32,16 +33,16 @@ def on_call_at(role_name: str, at: datetime, *, deputy: bool = False):
         .order_by("-created_at")
         .first()
     )
-    return _on_call_in(rotation, override, at, deputy=deputy)
-
-
-def _on_call_in(rotation: OnCallRotation, override, at: datetime, *, deputy: bool = False):
-    """on_call_at's answer for a loaded rotation (members prefetched) and the override in force."""
     members = [m.user for m in rotation.members.all()]
+    return _on_call_in(rotation, members, override.user if override else None, at, deputy=deputy)
+
+
+def _on_call_in(rotation: OnCallRotation, members: list, override_user, at: datetime, *, deputy: bool = False):
+    """on_call_at's answer for a rotation, its members in order and the override's person in force."""
     if not members:
-        return None if deputy else (override.user if override else None)
+        return None if deputy else override_user
     index = rotation.shift_index_at(at)
-    primary = override.user if override else members[index % len(members)]
+    primary = override_user or members[index % len(members)]
     if not deputy:
         return primary
     for offset in range(1, len(members) + 1):
@@ -72,31 +73,34 @@ def incident_roles_on_call(incident: Incident, *, at: datetime | None = None) ->
     """The incident page's one-click offers: who is on call now for each role (a role with no
     rotation falls back to its contact). Nothing for an incident that is over.
 
-    Every role's rotation is read at once (the page's query budget): the first active rotation of
-    each group, as on_call_at reads it, with its members and the overrides in force."""
+    One query for every role's rotation (the page's query budget): the members of the active
+    rotations, each row with its rotation, person and the person of the override in force. A
+    rotation with no members is passed over here (on_call_at would answer its override)."""
     if not incident.is_open:
         return {}
     at = at or timezone.now()
     groups = set(INCIDENT_ROLE_ROTATIONS.values())
-    rotations = (
-        OnCallRotation.objects.filter(active=True, role__name__in=groups)
-        .select_related("role")
-        .prefetch_related(
-            "members__user",
-            Prefetch(
-                "overrides",
-                queryset=OnCallOverride.objects.filter(starts_at__lte=at, ends_at__gt=at)
-                .select_related("user")
-                .order_by("-created_at"),
-                to_attr="in_force",
-            ),
-        )
-        .order_by("pk")
+    in_force = OnCallOverride.objects.filter(rotation=OuterRef("rotation_id"), starts_at__lte=at, ends_at__gt=at)
+    rows = (
+        RotationMember.objects.filter(rotation__active=True, rotation__role__name__in=groups)
+        .select_related("rotation__role", "user")
+        .annotate(override_user_id=Subquery(in_force.order_by("-created_at").values("user_id")[:1]))
+        .order_by("rotation_id", "position")
     )
+    rotations: dict[str, list[RotationMember]] = {}
+    for row in rows:
+        group = rotations.setdefault(row.rotation.role.name, [])
+        if not group or group[0].rotation_id == row.rotation_id:  # the group's first rotation only
+            group.append(row)
     people: dict[str, object] = {}
-    for rotation in rotations:
-        if rotation.role.name not in people:
-            people[rotation.role.name] = _on_call_in(rotation, next(iter(rotation.in_force), None), at)
+    for group, members in rotations.items():
+        users = [m.user for m in members]
+        override_id = members[0].override_user_id
+        # A cover is usually one of the members; anyone else costs a query, only then.
+        override = next((u for u in users if u.pk == override_id), None) or (
+            get_user_model().objects.filter(pk=override_id).first() if override_id else None
+        )
+        people[group] = _on_call_in(members[0].rotation, users, override, at)
     missing = [group for group in groups if people.get(group) is None]
     if missing:
         for contact in RoleContact.objects.filter(role__name__in=missing).select_related("role", "primary"):

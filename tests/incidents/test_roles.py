@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.contrib.auth.models import Group
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -15,6 +18,8 @@ from drills.models import ParticipantRole
 from incidents import services
 from incidents.models import AppendOnlyError, IncidentRole, IncidentRoleAssignment, TimelineEntry
 from incidents.notifications.models import Notification
+from incidents.oncall.models import OnCallOverride, OnCallRotation, RotationMember
+from incidents.oncall.selectors import on_call_at
 from tests.celery_fixtures import sms_provider  # noqa: F401 - fixture
 from tests.conftest import _user_in
 from tests.factories import deliver_outbox, make_roster, open_incident, person
@@ -231,6 +236,29 @@ def test_todays_on_call_is_offered_and_assigned_in_one_click(client):
     page = client.get(incident.get_absolute_url())
     scribe = next(slot for slot in page.context["role_slots"] if slot.role == SCRIBE)
     assert scribe.holder == on_call
+
+
+def test_the_offer_follows_an_override_and_a_risk_manager_rotation(client, risk):
+    team = make_roster()
+    cover = person(_user_in("On-Call Engineer", "cover"), sms="+447700900400")
+    now = timezone.now()
+    OnCallOverride.objects.create(
+        rotation=team["rotation"], user=cover, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1)
+    )
+    risk_rotation = OnCallRotation.objects.create(
+        name="Risk on-call",
+        role=Group.objects.get(name="Risk Manager"),
+        shift=OnCallRotation.Shift.DAILY,
+        handover_time=team["rotation"].handover_time,
+        timezone="UTC",
+        starts_on=team["rotation"].starts_on,
+    )
+    RotationMember.objects.create(rotation=risk_rotation, user=risk, position=0)
+    incident = open_incident(reported_by=team["im"])
+    client.force_login(team["im"])
+    offers = {slot.role: slot.on_call for slot in client.get(incident.get_absolute_url()).context["role_slots"]}
+    assert offers[SCRIBE] == cover == on_call_at("On-Call Engineer", timezone.now())
+    assert offers[IncidentRole.RISK_LIAISON] == risk
 
 
 def test_the_on_call_person_is_offered_an_empty_role_for_themselves_and_nobody_else_is(client):
