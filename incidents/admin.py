@@ -32,6 +32,7 @@ from .models import (
     Incident,
     IncidentChecklistItem,
     IncidentDaySequence,
+    IncidentRoleAssignment,
     PhaseTarget,
     RecoveryPointObjective,
     SeverityLevel,
@@ -167,12 +168,23 @@ class TimelineEntryInline(ReadOnlyInline):
 
 class IncidentChecklistItemInline(ReadOnlyInline):
     model = IncidentChecklistItem
-    fields = ["section", "text", "gates_containment", "done_at", "done_by"]
+    fields = ["section", "text", "gates_containment", "done_at", "done_by", "ticked_by_portal_when"]
     readonly_fields = fields
     verbose_name_plural = "checklist"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("done_by", "template")
+
+
+class IncidentRoleAssignmentInline(ReadOnlyInline):
+    model = IncidentRoleAssignment
+    fields = ["role", "holder", "assigned_by", "assigned_at", "ended_at", "ended_by"]
+    readonly_fields = fields
+    ordering = ["assigned_at", "id"]
+    verbose_name_plural = "roles besides the commander (history; change them on the incident page)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("holder", "assigned_by", "ended_by")
 
 
 class EvidenceAttachmentInline(ReadOnlyInline):
@@ -277,6 +289,7 @@ class IncidentAdmin(FSMAdminMixin, admin.ModelAdmin):
     ]
     inlines = [
         TimelineEntryInline,
+        IncidentRoleAssignmentInline,
         IncidentChecklistItemInline,
         EvidenceAttachmentInline,
     ]
@@ -589,6 +602,8 @@ class IncidentChecklistItemAdmin(ReadOnlyAdmin):
         "gates_containment",
         "done_at",
         "done_by",
+        "action_key",
+        "ticked_by_portal_when",
     ]
     actions = ["mark_done", "mark_not_done"]
 
@@ -709,7 +724,7 @@ class PhaseTargetAdmin(admin.ModelAdmin):
 
 class ChecklistTemplateItemInline(admin.TabularInline):
     model = ChecklistTemplateItem
-    fields = ["order", "text"]
+    fields = ["order", "text", "action_key"]
     extra = 1
 
 
@@ -742,9 +757,9 @@ class ChecklistTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(ChecklistTemplateItem)
 class ChecklistTemplateItemAdmin(admin.ModelAdmin):
-    list_display = ["text", "template", "order"]
-    list_editable = ["order"]
-    list_filter = ["template"]
+    list_display = ["text", "template", "order", "action_key"]
+    list_editable = ["order", "action_key"]
+    list_filter = ["template", "action_key"]
     list_select_related = ["template"]
     search_fields = ["text", "template__name"]
     ordering = ["template__order", "template__name", "order", "id"]

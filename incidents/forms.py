@@ -12,6 +12,7 @@ from .models import (
     Category,
     DetectionMethod,
     Incident,
+    IncidentRole,
     SeverityLevel,
     State,
     System,
@@ -201,6 +202,18 @@ class CommanderForm(forms.Form):
         queryset=get_user_model().objects.filter(is_active=True).order_by("first_name", "username"),
         required=False,
         empty_label="— none —",
+    )
+
+
+class RoleForm(forms.Form):
+    """Give an incident role to someone, or (no holder) leave it empty."""
+
+    role = forms.ChoiceField(choices=IncidentRole.choices)
+    holder = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("first_name", "username"),
+        required=False,
+        empty_label="— choose —",
+        error_messages={"invalid_choice": "Choose a person from the list."},
     )
 
 

@@ -43,6 +43,9 @@ class Hooks:
     # When the post-incident review was done: (incident) -> datetime | None. One answer (the
     # reports app: its approval since the resolution); without it, closing is the review's end.
     review_done_at: Callable[..., datetime | None] | None = None
+    # After someone took, was given or left an incident role, commander included:
+    # (*, incident, role, holder, previous, by, now); holder None when the role was left empty.
+    after_role_change: list[Callable[..., None]] = field(default_factory=list)
     # Extra context for the incident page: (incident) -> dict.
     incident_page_context: list[Callable[..., dict[str, Any]]] = field(default_factory=list)
 

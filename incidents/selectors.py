@@ -14,6 +14,8 @@ from incidents.models import (
     OPEN_STATES,
     Incident,
     IncidentChecklistItem,
+    IncidentRole,
+    IncidentRoleAssignment,
     PhaseTarget,
     SeverityLevel,
     System,
@@ -222,3 +224,44 @@ def open_drill_incidents(limit: int = 10) -> list[Incident]:
         .only("reference", "title", "detected_at")
         .order_by("detected_at")[:limit]
     )
+
+
+# -- incident roles -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoleSlot:
+    """One incident role as the incident page shows it: who holds it, since when, who is on call."""
+
+    role: str
+    label: str
+    holder: object | None  # a user
+    since: datetime | None = None
+    assigned_by: object | None = None
+    on_call: object | None = None  # today's on-call person for the role, offered in one click
+
+
+def incident_role_slots(incident: Incident, *, on_call: dict | None = None) -> list[RoleSlot]:
+    """Every incident role in order, commander first, with its current holder (one query)."""
+    on_call = on_call or {}
+    current = {
+        row.role: row
+        for row in IncidentRoleAssignment.objects.current()
+        .filter(incident=incident)
+        .select_related("holder", "assigned_by")
+    }
+    slots = [RoleSlot(IncidentRole.COMMANDER, IncidentRole.COMMANDER.label, incident.commander)]
+    for role in IncidentRole:
+        if role == IncidentRole.COMMANDER:
+            continue
+        row = current.get(role.value)
+        slots.append(
+            RoleSlot(
+                role.value,
+                role.label,
+                row.holder if row else None,
+                since=row.assigned_at if row else None,
+                assigned_by=row.assigned_by if row else None,
+            )
+        )
+    return [replace(slot, on_call=on_call.get(slot.role)) for slot in slots]

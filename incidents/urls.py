@@ -15,6 +15,7 @@ urlpatterns = [
     path("incidents/<str:reference>/transition/", views.incident_transition, name="transition"),
     path("incidents/<str:reference>/notes/", views.incident_add_note, name="add_note"),
     path("incidents/<str:reference>/commander/", views.incident_commander, name="commander"),
+    path("incidents/<str:reference>/roles/", views.incident_role, name="role"),
     path("incidents/<str:reference>/checklist/<int:item_id>/", views.checklist_toggle, name="checklist_toggle"),
     path("incidents/<str:reference>/evidence/", views.evidence_upload, name="evidence_upload"),
     path(

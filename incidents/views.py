@@ -4,8 +4,10 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -20,6 +22,7 @@ from .forms import (
     IncidentDetailsForm,
     IncidentFilter,
     NoteForm,
+    RoleForm,
     TransitionForm,
 )
 from .hooks import hooks
@@ -27,10 +30,12 @@ from .models import (
     EvidenceAttachment,
     Incident,
     IncidentChecklistItem,
+    IncidentRole,
     SeverityLevel,
     TimelineEntry,
 )
 from .models.incident import MAX_FINANCIAL_IMPACT_USD
+from .roles import RISK_MANAGER
 
 LIST_PAGE_SIZE = 25
 # The page shows the latest entries; the full timeline is in the incident report. Rendering
@@ -170,8 +175,23 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
     }
     for extra_context in hooks.incident_page_context:
         context.update(extra_context(incident))
+    context.update(_roles_context(request, incident, on_call=context.pop("role_on_call", None)))
     context.update(extra)
     return context
+
+
+def _roles_context(request: HttpRequest, incident: Incident, *, on_call: dict | None) -> dict:
+    """The roles panel: each role's holder and today's on-call person for it; the people to choose
+    from for those who may assign (a risk liaison from the Risk Managers only)."""
+    people: list = []
+    if incident.is_open and request.user.has_perm("incidents.assign_commander"):
+        risk_managers = Group.objects.filter(name=RISK_MANAGER, user=OuterRef("pk"))
+        people = list(RoleForm.base_fields["holder"].queryset.all().annotate(is_risk_manager=Exists(risk_managers)))
+    return {
+        "role_slots": selectors.incident_role_slots(incident, on_call=on_call),
+        "role_people": people,
+        "risk_people": [p for p in people if p.is_risk_manager],
+    }
 
 
 @require_POST
@@ -317,6 +337,39 @@ def incident_commander(request: HttpRequest, reference: str) -> HttpResponse:
         return redirect(incident.get_absolute_url())
     messages.success(request, "Incident commander updated.")
     return redirect(incident.get_absolute_url())
+
+
+@require_POST
+@permission_required("incidents.change_incident", raise_exception=True)
+def incident_role(request: HttpRequest, reference: str) -> HttpResponse:
+    """Give a role to someone (the one-click on-call button too), take it, or leave it empty."""
+    incident = get_object_or_404(Incident, reference=reference)
+    form = RoleForm(request.POST)
+    if form.is_valid():
+        role, holder = IncidentRole(form.cleaned_data["role"]), form.cleaned_data["holder"]
+        # PermissionDenied (someone else's role without the right) propagates as a 403.
+        try:
+            if holder is None:
+                services.incident_role_release(incident=incident, role=role, by=request.user)
+            else:
+                services.incident_role_assign(incident=incident, role=role, holder=holder, by=request.user)
+        except services.RoleTakenError as exc:
+            messages.warning(request, str(exc))
+            return redirect(incident.get_absolute_url() + "#roles")
+        except CommanderRefused as exc:  # not ready to command: say why, by the person chosen
+            form.add_error("holder", str(exc))
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            who = f"{holder.get_full_name() or holder.get_username()} is now" if holder else "Nobody is"
+            messages.success(request, f"{who} {role.label.lower()}.")
+            return redirect(incident.get_absolute_url() + "#roles")
+    return render(
+        request,
+        "incidents/detail.html",
+        _detail_context(request, _incident_or_404(reference), role_form=form),
+        status=400,
+    )
 
 
 @require_POST

@@ -196,7 +196,7 @@ def test_a_database_from_before_the_split_migrates_forward_untouched():
     _migrate(_leaf_nodes())
 
     assert _row_counts() == before_counts
-    assert _triggers() == before_triggers
+    assert before_triggers <= _triggers()  # every one kept (migrations after the split add their own)
     # The permission rows each role group holds are the same rows, now under the new labels.
     assert _group_permissions() == before_permissions
     assert set(ContentType.objects.filter(model="notification").values_list("app_label", flat=True)) == {

@@ -212,6 +212,25 @@ def commander(world, subject, relation) -> Target:
     )
 
 
+def role_assign(world, subject, relation) -> Target:
+    # An empty role, for oneself ("own") or for someone who may hold it ("other's").
+    incident = _incident(world)
+    holder = subject if relation == "own" else world.manager
+    return Target(
+        web=Call(_web("incidents:role", incident.reference), {"role": "scribe", "holder": holder.pk}),
+        api=Call(_api("incident-roles", reference=incident.reference), {"role": "scribe", "holder": holder.username}),
+        obj=holder,
+    )
+
+
+def may_give_a_role(holder, user) -> bool:
+    """Taking an empty role needs the change right; giving it to someone else, the commander's
+    assigning right too (incidents.services.roles)."""
+    return user.has_perm("incidents.change_incident") and (
+        holder == user or user.has_perm("incidents.assign_commander")
+    )
+
+
 def timeline_note(world, subject, relation) -> Target:
     incident = _incident(world)
     return Target(
@@ -379,6 +398,17 @@ TWINS: list[Twin] = [
         for name in TRANSITION_NAMES
     ],
     Twin("incident-commander", "POST", "incidents:commander", "POST", perm("incidents.change_incident"), commander),
+    Twin(
+        "incident-roles",
+        "GET",
+        "incidents:detail",
+        "GET",
+        perm(VIEW_INCIDENT),
+        incident_read("incident-roles", "incidents:detail"),
+    ),
+    Twin(
+        "incident-roles", "POST", "incidents:role", "POST", may_give_a_role, role_assign, relations=("own", "other's")
+    ),
     # The incident page shows the timeline (status updates are on it) and the escalation panel
     # its clocks: whoever may open the page reads them in the API too.
     Twin(

@@ -5,14 +5,16 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import ProhibitNullCharactersValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from incidents.escalation.models import Deadline, EscalationEvent, StatusUpdate
 from incidents.monitoring.models import HealthTarget
 
-from ..models import Incident, SeverityLevel, System, TimelineEntry
+from ..models import Incident, IncidentRole, SeverityLevel, System, TimelineEntry
 from ..models.incident import MAX_FINANCIAL_IMPACT_USD, STATUS_UPDATE_WORDS
+from ..selectors import incident_role_slots
 from ..services import EDITABLE_FIELDS, NOTE_TIME, severity_suggest
 from ..validators import happened_problem, incident_time_errors
 
@@ -118,9 +120,29 @@ class IncidentListSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class RoleSerializer(serializers.Serializer):
+    """One incident role and its holder (the commander's `since` and `assigned_by` are on the timeline)."""
+
+    role = serializers.CharField(read_only=True)
+    label = serializers.CharField(read_only=True)
+    holder = UsernameField(read_only=True, allow_null=True)
+    since = serializers.DateTimeField(read_only=True, allow_null=True)
+    assigned_by = UsernameField(read_only=True, allow_null=True)
+
+
+class RoleAssignSerializer(StrictFieldsMixin, serializers.Serializer):
+    role = serializers.ChoiceField(choices=IncidentRole.choices, help_text="The role's key, e.g. scribe.")
+    holder = UsernameField(allow_null=True, help_text="Username, or null to leave the role empty.")
+
+
 class IncidentSerializer(IncidentListSerializer):
     reported_by = UsernameField(read_only=True)
     acknowledged_by = UsernameField(read_only=True, allow_null=True)
+    roles = serializers.SerializerMethodField(help_text="Each incident role and who holds it.")
+
+    @extend_schema_field(RoleSerializer(many=True))
+    def get_roles(self, incident: Incident) -> list[dict]:
+        return RoleSerializer(incident_role_slots(incident), many=True).data
 
     class Meta(IncidentListSerializer.Meta):
         fields = [
@@ -137,6 +159,7 @@ class IncidentSerializer(IncidentListSerializer):
             "cancel_reason",
             "alert_fingerprint",
             "created_at",
+            "roles",
         ]
         read_only_fields = fields
 

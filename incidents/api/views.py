@@ -184,6 +184,9 @@ class IncidentViewSet(
         # Each transition's own permission (close: close_incident), as the service checks it.
         **{name: [TRANSITION_PERMISSIONS[name]] for name in TRANSITION_NAMES},
         "commander": ["incidents.change_incident"],
+        # As the page: reading needs the incident; changing needs the change right, and the
+        # service then asks what the page's does (assigning someone else needs assign_commander).
+        "roles": {"GET": [VIEW_PERMISSION], "POST": ["incidents.change_incident"]},
         # Whoever may open the incident's page reads what it shows: the timeline (status updates
         # are on it too) and the escalation clocks. Writing needs the add permission.
         "timeline": {"GET": [VIEW_PERMISSION], "POST": ["incidents.add_timelineentry"]},
@@ -274,6 +277,34 @@ class IncidentViewSet(
             incident=incident, commander=body.validated_data["commander"], user=request.user
         )
         return Response(s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        methods=["GET"], summary="The incident's roles and their holders", responses=s.RoleSerializer(many=True)
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Give an incident role to someone, or leave it empty",
+        description=(
+            "Anyone who may change the incident may take an empty role (or command) and leave their own; "
+            "assigning someone else needs the incident manager's right. The new holder is paged, "
+            "unless they took the role themselves. The risk liaison must be a Risk Manager."
+        ),
+        request=s.RoleAssignSerializer,
+        responses={200: s.RoleSerializer(many=True), **_ERRORS, **_CONFLICT},
+    )
+    @action(detail=True, methods=["get", "post"], filterset_class=None)
+    def roles(self, request, reference=None):
+        incident = self.get_object()
+        if request.method == "POST":
+            body = s.RoleAssignSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            role, holder = body.validated_data["role"], body.validated_data["holder"]
+            if holder is None:
+                services.incident_role_release(incident=incident, role=role, by=request.user)
+            else:
+                services.incident_role_assign(incident=incident, role=role, holder=holder, by=request.user)
+            incident = self._reload(incident)
+        return Response(s.RoleSerializer(selectors.incident_role_slots(incident), many=True).data)
 
     @extend_schema(
         methods=["GET"], summary="The incident's timeline", responses={200: s.TimelineEntrySerializer(many=True)}

@@ -13,13 +13,13 @@ from django.utils import timezone
 
 from incidents.escalation.models import StatusUpdate
 from incidents.escalation.services import escalation_reevaluate, status_interval
-from incidents.models import Incident, TimelineEntry
+from incidents.models import Incident, PortalAction, TimelineEntry
 from incidents.notifications.models import (
     DistributionList,
     Notification,
 )
 from incidents.notifications.services import notification_queue
-from incidents.services.incident import timeline_record
+from incidents.services.incident import checklist_tick_for_action, timeline_record
 from incidents.validators import planned_problem
 
 
@@ -147,6 +147,13 @@ def status_update_post(
         owner=user,
         at=now,
         data={"status_update": update.pk, "recipients": len(recipients)},
+    )
+    checklist_tick_for_action(
+        incident=locked,
+        action=PortalAction.STATUS_UPDATE_POSTED,
+        when=f"{user.get_full_name() or user.get_username()} posted status update #{sequence}",
+        by=user,
+        at=now,
     )
     escalation_reevaluate(incident=locked, now=now)
     return update

@@ -3,7 +3,7 @@ system and calendar policy. Each sub-app (oncall, notifications, escalation, mon
 has its own models module."""
 
 from .calendar import BusinessHoliday
-from .checklist import ChecklistTemplate, ChecklistTemplateItem, IncidentChecklistItem
+from .checklist import ChecklistTemplate, ChecklistTemplateItem, IncidentChecklistItem, PortalAction
 from .evidence import EvidenceAttachment
 from .incident import (
     OPEN_STATES,
@@ -16,10 +16,15 @@ from .incident import (
     IncidentDaySequence,
     State,
 )
+from .incident_role import ASSIGNED_ROLES, IncidentRole, IncidentRoleAssignment
 from .policy import PhaseTarget, RecoveryPointObjective, SeverityLevel, System, format_duration
 from .timeline import AppendOnlyError, TimelineEntry
 
 __all__ = [
+    "ASSIGNED_ROLES",
+    "IncidentRole",
+    "IncidentRoleAssignment",
+    "PortalAction",
     "BusinessHoliday",
     "OPEN_STATES",
     "TRANSITION_NAMES",

@@ -8,8 +8,8 @@ running then is recorded as timed out and the capture completes without it. Secr
 environment variables named on the probe and never enter the bundle.
 
 The bundle (JSON) is stored through the core's evidence service, so its SHA-256 is that of the
-exact stored bytes; the capture is on the timeline and ticks the incident's "capture logs and
-system state" checklist item.
+exact stored bytes; the capture is on the timeline, and attaching it ticks the incident's "Preserve evidence"
+checklist items as done by the portal (the core's evidence service does that for any evidence).
 """
 
 from __future__ import annotations
@@ -36,16 +36,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from incidents.models import Incident, IncidentChecklistItem, TimelineEntry
+from incidents.models import Incident, TimelineEntry
 from incidents.monitoring.models import CAPTURE_PERMISSION, DiagnosticProbe, SystemStateCapture
-from incidents.services.incident import checklist_item_set_done, evidence_attach, timeline_record
+from incidents.services.incident import evidence_attach, timeline_record
 
 BODY_LIMIT = 20_000  # characters of an HTTP answer kept in the bundle
 LINE_LIMIT = 2_000  # characters per log line kept
 TAIL_READ_LIMIT = 4 * 1024 * 1024  # bytes read from a log file's end at most
 # The capture waits this much longer than its slowest probe's timeout before giving up on it.
 GRACE_S = 1.0
-CHECKLIST_TEXT = "capture logs and system state"
 
 OK, FAILED, TIMED_OUT = "ok", "failed", "timed_out"
 
@@ -282,13 +281,6 @@ def probes_run(probes: list[DiagnosticProbe]) -> list[ProbeResult]:
     return results
 
 
-def _tick_checklist(incident: Incident, user: AbstractBaseUser) -> IncidentChecklistItem | None:
-    item = incident.checklist_items.filter(text__icontains=CHECKLIST_TEXT, done_at=None).first()
-    if item is None:
-        return None
-    return checklist_item_set_done(item=item, user=user, done=True)
-
-
 def system_state_capture(*, incident: Incident, user: AbstractBaseUser) -> SystemStateCapture:
     """Run the enabled probes and store the bundle as the incident's evidence. Never raises for a
     probe's fault; PermissionDenied for someone who may not capture."""
@@ -343,6 +335,4 @@ def system_state_capture(*, incident: Incident, user: AbstractBaseUser) -> Syste
             at=completed,
             data={"state_capture": capture.pk, "evidence": evidence.pk, "sha256": evidence.sha256, "counts": counts},
         )
-        if incident.is_open:
-            _tick_checklist(incident, user)
     return capture

@@ -28,7 +28,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from incidents.models import DetectionMethod, Incident, SeverityLevel, System, TimelineEntry
+from incidents.models import DetectionMethod, Incident, PortalAction, SeverityLevel, System, TimelineEntry
 from incidents.monitoring.agent import (
     CIRCUIT_BREAKER_SYSTEM,
     POSITIONS_PATH,
@@ -41,7 +41,7 @@ from incidents.monitoring.agent import (
 )
 from incidents.monitoring.halt import trading_halt_begin
 from incidents.monitoring.models import EmergencyStop, StopReason
-from incidents.services.incident import incident_open, timeline_record
+from incidents.services.incident import checklist_tick_for_action, incident_open, timeline_record
 
 PERMISSION = "incidents.trigger_emergency_stop"
 MAX_REASON_LENGTH = 500  # what the circuit breaker accepts
@@ -192,6 +192,16 @@ def _record_outcome(
     )
     if outcome == EmergencyStop.Outcome.STOPPED:
         trading_halt_begin(stop=stop, positions=positions, now=now)
+    if outcome in (EmergencyStop.Outcome.STOPPED, EmergencyStop.Outcome.UNVERIFIED):
+        # "Safety first: initiate emergency stop" is done once the circuit breaker took the stop
+        # (a refused or unanswered one leaves the item for the people to see to).
+        checklist_tick_for_action(
+            incident=stop.incident,
+            action=PortalAction.EMERGENCY_STOP,
+            when=f"{_person(stop.requested_by)} sent an emergency stop: {label.lower()}",
+            by=stop.requested_by,
+            at=now,
+        )
     return stop
 
 

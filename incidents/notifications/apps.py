@@ -10,6 +10,7 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from incidents.hooks import hooks
 
-        from . import selectors
+        from . import role_pages, selectors
 
         hooks.incident_page_context.append(selectors.failed_pages_context)
+        hooks.after_role_change.append(role_pages.role_assignment_page)

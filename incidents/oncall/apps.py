@@ -6,3 +6,10 @@ class OncallConfig(AppConfig):
     name = "incidents.oncall"
     label = "oncall"
     verbose_name = "On-call"
+
+    def ready(self) -> None:
+        from incidents.hooks import hooks
+
+        from . import selectors
+
+        hooks.incident_page_context.append(selectors.incident_roles_on_call)

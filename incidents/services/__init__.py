@@ -12,6 +12,7 @@ from .incident import (  # noqa: F401 - explicit for readers and type checkers
     SeveritySuggestion,
     TransitionRefusedError,
     checklist_item_set_done,
+    checklist_tick_for_action,
     evidence_attach,
     evidence_validate,
     incident_acknowledge,
@@ -24,4 +25,10 @@ from .incident import (  # noqa: F401 - explicit for readers and type checkers
     severity_suggest,
     timeline_add_note,
     timeline_record,
+)
+from .roles import (  # noqa: F401
+    RoleTakenError,
+    incident_role_assign,
+    incident_role_holder,
+    incident_role_release,
 )

@@ -32,6 +32,7 @@ from ..models import (
     EvidenceAttachment,
     Incident,
     IncidentChecklistItem,
+    PortalAction,
     SeverityLevel,
     State,
     System,
@@ -207,7 +208,24 @@ def incident_open(
             owner=reported_by,
             at=now,
         )
-    _attach_checklists(incident, state=State.DETECTED, new_incident=True)
+    # The only items a new incident has are these: no need to ask for ones with a key.
+    keys = {item.action_key for item in _attach_checklists(incident, state=State.DETECTED, new_incident=True)}
+    if PortalAction.INCIDENT_LOGGED in keys:
+        checklist_tick_for_action(
+            incident=incident,
+            action=PortalAction.INCIDENT_LOGGED,
+            when=f"{opened_by_team or _person(reported_by)} logged the incident",
+            by=None if opened_by_team else reported_by,
+            at=now,
+        )
+    if commander is not None and PortalAction.COMMANDER_ASSIGNED in keys:
+        checklist_tick_for_action(
+            incident=incident,
+            action=PortalAction.COMMANDER_ASSIGNED,
+            when=f"{_person(commander)} was made incident commander as the incident was logged",
+            by=reported_by,
+            at=now,
+        )
     for listener in hooks.after_open:
         listener(incident=incident, now=now)
     return incident
@@ -322,6 +340,14 @@ def _transition_run(
         at=at,
     )
     _attach_checklists(incident, state=incident.state)
+    if name == "acknowledge":
+        checklist_tick_for_action(
+            incident=incident,
+            action=PortalAction.ACKNOWLEDGED,
+            when=f"{_person(user)} acknowledged",
+            by=user,
+            at=incident.acknowledged_at,
+        )
     for listener in hooks.after_transition:
         listener(incident=incident, name=name, now=at)
     return incident
@@ -491,6 +517,17 @@ def incident_assign_commander(
         action=f"Incident commander: {_person(commander) if commander else 'none'}",
         owner=user,
     )
+    if commander is not None:
+        checklist_tick_for_action(
+            incident=locked,
+            action=PortalAction.COMMANDER_ASSIGNED,
+            when=(
+                f"{_person(user)} took command"
+                if commander == user
+                else f"{_person(user)} made {_person(commander)} incident commander"
+            ),
+            by=user,
+        )
     return locked
 
 
@@ -528,7 +565,7 @@ def timeline_add_note(
 # -- checklists -----------------------------------------------------------------------------
 
 
-def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = False) -> None:
+def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = False) -> list[IncidentChecklistItem]:
     """Copy the active templates for this state onto the incident, each template once (a
     reopened incident keeps the lists it has); a new incident has none to look up."""
     items = ChecklistTemplateItem.objects.filter(
@@ -536,7 +573,7 @@ def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = F
     ).select_related("template")
     if not new_incident:
         items = items.exclude(template__in=incident.checklist_items.values("template_id"))
-    IncidentChecklistItem.objects.bulk_create(
+    return IncidentChecklistItem.objects.bulk_create(
         IncidentChecklistItem(
             incident=incident,
             template=item.template,
@@ -544,6 +581,7 @@ def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = F
             text=item.text,
             order=item.order,
             gates_containment=item.template.gates_containment,
+            action_key=item.action_key,
         )
         for item in items
     )
@@ -560,7 +598,8 @@ def checklist_item_set_done(
         raise ValidationError("The checklist of a closed incident cannot change.")
     locked.done_at = (at or timezone.now()) if done else None
     locked.done_by = user if done else None
-    locked.save(update_fields=["done_at", "done_by"])
+    locked.ticked_by_portal_when = ""  # a person's tick (or untick) now
+    locked.save(update_fields=["done_at", "done_by", "ticked_by_portal_when"])
     timeline_record(
         locked.incident,
         kind=TimelineEntry.Kind.CHECKLIST,
@@ -570,6 +609,42 @@ def checklist_item_set_done(
         at=at,
     )
     return locked
+
+
+@transaction.atomic
+def checklist_tick_for_action(
+    *,
+    incident: Incident,
+    action: str,
+    when: str,
+    by: AbstractBaseUser | None = None,
+    at: datetime | None = None,
+) -> list[IncidentChecklistItem]:
+    """Tick the incident's items keyed to `action`, which the portal just did itself.
+
+    `when` says what happened, by whom ("Priya Raman acknowledged"); the item shows it as ticked
+    by the portal. No timeline entry of its own: the action's entry (the acknowledgement, the
+    evidence, the status update) already tells it, and a second one for the same moment would
+    only repeat it. An item already ticked (by a person, or by an earlier action) is left as it
+    is, so a repeated action changes nothing; nothing is ever unticked here. The apps above call
+    this from their own services (an emergency stop, a status update).
+    """
+    if action not in PortalAction.values:
+        raise ValueError(f"Unknown portal action {action!r}")
+    if not incident.is_open and incident.state != State.RESOLVED:
+        return []  # as for a person: the checklist of a closed incident does not change
+    now = at or timezone.now()
+    when = when.strip()[:300]
+    ticked = []
+    for item in IncidentChecklistItem.objects.filter(incident=incident, action_key=action, done_at=None):
+        # The conditional UPDATE is the claim: a person ticking the same item at the same moment
+        # (checklist_item_set_done holds the row lock) keeps their tick, and this writes nothing.
+        if IncidentChecklistItem.objects.filter(pk=item.pk, done_at=None).update(
+            done_at=now, done_by=by, ticked_by_portal_when=when
+        ):
+            item.done_at, item.done_by, item.ticked_by_portal_when = now, by, when
+            ticked.append(item)
+    return ticked
 
 
 # -- evidence -------------------------------------------------------------------------------
@@ -666,6 +741,12 @@ def evidence_attach(
         action=f"Evidence added: {attachment.original_name} (SHA-256 {attachment.sha256[:12]}…)",
         owner=user,
         data={"evidence": attachment.pk, "sha256": attachment.sha256},
+    )
+    checklist_tick_for_action(
+        incident=incident,
+        action=PortalAction.EVIDENCE_ATTACHED,
+        when=f"{_person(user)} attached {attachment.original_name}",
+        by=user,
     )
     return attachment
 

@@ -116,6 +116,7 @@ def _base_bodies(who: str) -> dict[str, dict]:
         "incidents_create": {"title": "Edge", "severity": 3, "detection_method": "user_report", "started_at": before},
         "incidents_partial_update": {"started_at": before, "ended_at": before},
         "incidents_commander_create": {"commander": who},
+        "incidents_roles_create": {"role": "scribe", "holder": who},
         "incidents_status_updates_create": {"details": "Feed restored", "next_update_at": soon},
         "incidents_timeline_create": {"text": "Restarted the feed", "occurred_at": before},
         # Every lifecycle transition takes the same body.

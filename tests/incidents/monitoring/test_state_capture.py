@@ -155,7 +155,7 @@ def test_capture_stores_the_bundle_as_evidence_whose_hash_matches_its_bytes(
     entry = incident.timeline.filter(kind=TimelineEntry.Kind.EVIDENCE, data__state_capture=result.pk).get()
     assert "5 probes, 5 ok, 0 failed, 0 timed out" in entry.action and evidence.sha256 in entry.action
     item = incident.checklist_items.get(text="Preserve evidence: capture logs and system state")
-    assert item.done and item.done_by == engineer, "the checklist item ticks itself"
+    assert item.done and item.done_by == engineer and item.ticked_by_portal, "the checklist item ticks itself"
     page = engineer_client.get(incident.get_absolute_url()).content.decode()
     assert evidence.original_name in page and "5 probes (5 ok, 0 failed, 0 timed out)" in page
 
