@@ -428,6 +428,7 @@ class Audience(models.Model):
     suggest_public = models.BooleanField(
         default=False, help_text="Offer the public status page (in-app) for this audience."
     )
+    include_commander = models.BooleanField(default=False, help_text="The incident commander receives a copy.")
     distribution_lists = models.ManyToManyField("notifications.DistributionList", blank=True, related_name="+")
 
     class Meta:

@@ -78,6 +78,7 @@ class Migration(migrations.Migration):
                 ('impact_template', models.TextField(blank=True, help_text='Offered as the impact text; {impact}, {severity} and {title} are filled in.')),
                 ('details_template', models.TextField(blank=True, help_text='Offered above the details; {eta}, {status} and {next_update} are filled in.')),
                 ('suggest_public', models.BooleanField(default=False, help_text='Offer the public status page (in-app) for this audience.')),
+                ('include_commander', models.BooleanField(default=False, help_text="The incident commander receives a copy.")),
                 ('distribution_lists', models.ManyToManyField(blank=True, related_name='+', to='notifications.distributionlist')),
             ],
             options={

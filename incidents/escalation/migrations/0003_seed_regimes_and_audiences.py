@@ -161,6 +161,7 @@ AUDIENCES = [
         "order": 1,
         "guidance": "Regular status updates in the procedures' template (Internal Communication).",
         "subject_prefix": "[INCIDENT]",
+        "include_commander": True,
     },
     {
         "key": "stakeholders",
