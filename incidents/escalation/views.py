@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -151,7 +151,7 @@ def obligation_submit(request: HttpRequest, reference: str, obligation_id: int) 
     else:
         messages.error(request, "Give the regulator's reference to record the submission.")
     # (evidence problems come back as the ValidationError above, with the file's reason)
-    return redirect(obligation.incident.get_absolute_url() + "#escalation")
+    return _back(obligation)
 
 
 @require_POST
@@ -167,4 +167,15 @@ def obligation_sign_off(request: HttpRequest, reference: str, obligation_id: int
         messages.success(request, f"{obligation.label} signed off.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
+    except PermissionDenied as exc:
+        # The drafter (four eyes): a message on the report page, not a bare 403.
+        messages.error(request, str(exc))
+    return _back(obligation)
+
+
+def _back(obligation: RegulatoryObligation) -> HttpResponse:
+    if obligation.category_id is None:
+        return redirect(
+            "incidents:obligation_report", reference=obligation.incident.reference, obligation_id=obligation.pk
+        )
     return redirect(obligation.incident.get_absolute_url() + "#escalation")
