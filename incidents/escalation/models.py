@@ -265,12 +265,19 @@ class RegulatoryClassification(models.Model):
         return f"{self.incident_id} under {self.regime.name}: {'reportable' if self.reportable else 'not reportable'}"
 
 
+def default_regime_pk() -> int | None:
+    """An obligation raised without a regime (the procedures' categories) is the default regime's."""
+    return RegulatoryRegime.objects.filter(is_default=True).values_list("pk", flat=True).first()
+
+
 class RegulatoryObligation(models.Model):
     incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="obligations")
     # The seed's categories (default regime) name the obligation; a staged regime's rows have a
     # stage and a classification instead.
     category = models.ForeignKey(RegulatoryCategory, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    regime = models.ForeignKey(RegulatoryRegime, on_delete=models.PROTECT, related_name="obligations")
+    regime = models.ForeignKey(
+        RegulatoryRegime, on_delete=models.PROTECT, default=default_regime_pk, related_name="obligations"
+    )
     stage = models.ForeignKey(RegimeStage, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     classification = models.ForeignKey(
         RegulatoryClassification, on_delete=models.PROTECT, null=True, blank=True, related_name="obligations"
