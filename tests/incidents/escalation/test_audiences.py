@@ -185,3 +185,23 @@ def test_demo_lists_cover_every_audience(team):
         assert audience.distribution_lists.exists(), audience.key
     executives = DistributionList.objects.get(name="Executive team")
     assert set(executives.email_list) == {team["head_of_risk"].email, team["cto"].email, team["ceo"].email}
+
+
+def test_the_api_posts_to_an_audience_and_refuses_an_unknown_one(team, lists):
+    from rest_framework.test import APIClient
+
+    incident = open_incident(reported_by=team["im"], level=2, user_impact="Orders slow")
+    api = APIClient()
+    api.force_authenticate(team["im"])
+    url = f"/api/v1/incidents/{incident.reference}/status-updates/"
+    answer = api.post(url, {"details": "Failing over", "audience": "users"}, format="json")
+    assert answer.status_code == 201, answer.json()
+    assert answer.json()["audience"] == "users"
+    update = StatusUpdate.objects.get()
+    assert update.impact == "What you may notice: Orders slow" and update.subject.startswith("[SERVICE NOTICE]")
+    assert list(Notification.objects.filter(status_update=update).values_list("address", flat=True)) == [
+        "client@clients.example"
+    ]
+    refused = api.post(url, {"details": "x", "audience": "press"}, format="json")
+    assert refused.status_code == 400 and "audience" in refused.json()
+    assert StatusUpdate.objects.count() == 1
