@@ -19,6 +19,7 @@ from incidents.escalation.regime_clock import stage_due_at
 from incidents.escalation.services import obligation_deadlines_schedule
 from incidents.models import OPEN_STATES, Incident, State, TimelineEntry
 from incidents.services.incident import timeline_record
+from incidents.validators import happened_problem
 
 CONTENT_FIELDS = ("summary", "impact", "timeline", "cause", "actions")
 CONTENT_MAX = 20_000
@@ -64,8 +65,8 @@ def regulatory_classify(
     elif reportable and not criteria_met:
         errors["criteria_met"] = "Tick the criteria that make the incident reportable."
     aware_at = aware_at or incident.detected_at
-    if aware_at > now:
-        errors["aware_at"] = "Awareness cannot be in the future."
+    if problem := happened_problem(aware_at, what="Awareness", now=now, began=incident.started_at):
+        errors["aware_at"] = problem
     if errors:
         raise ValidationError(errors)
     existing = RegulatoryClassification.objects.filter(incident=incident, regime=regime).first()

@@ -264,7 +264,8 @@ def test_raising_a_non_reportable_classification_starts_the_reports_then(team):
     [
         ({"criteria_met": ["not_a_criterion"]}, "criteria_met"),
         ({"criteria_met": []}, "criteria_met"),
-        ({"aware_at": at(FRIDAY, 11, 0)}, "aware_at"),
+        ({"aware_at": at(FRIDAY, 11, 0)}, "aware_at"),  # after the classification (in the future then)
+        ({"aware_at": datetime(1969, 12, 31, tzinfo=LONDON)}, "aware_at"),
     ],
 )
 def test_bad_classification_is_a_field_error_and_writes_nothing(team, kwargs, field):
@@ -372,3 +373,31 @@ def test_the_procedures_categories_are_on_the_default_regime(team):
     assert obligation.stage.key == obligation.category.window
     assert obligation.clock_started_at == obligation.raised_at
     assert obligation.due_at == obligation.raised_at + timedelta(hours=24)
+
+
+def test_awareness_before_the_incident_began_is_refused(team):
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    with pytest.raises(ValidationError) as exc:
+        regimes.regulatory_classify(
+            incident=incident,
+            regime=regime("dora"),
+            user=team["head_of_risk"],
+            reportable=True,
+            criteria_met=["clients"],
+            aware_at=incident.started_at - timedelta(days=2),
+        )
+    assert "before the incident began" in exc.value.message_dict["aware_at"][0]
+
+
+def test_classifying_an_incident_already_resolved_starts_the_uk_final_at_its_resolution(team, bank_holiday):
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    for name in ["acknowledge", "start_investigation"]:
+        services.incident_transition(incident=incident, name=name, user=team["oncall1"])
+    tick_initial_assessment(incident, team["oncall1"])
+    services.incident_transition(incident=incident, name="contain", user=team["oncall1"])
+    incident = services.incident_update(incident=incident, user=team["oncall1"], resolution_actions="Failover")
+    services.incident_transition(incident=incident, name="resolve", user=team["oncall1"], at=at(FRIDAY, 16, 0))
+    classify(incident, team["head_of_risk"], key="uk-oir", when=at(days(3), 9, 0), criteria=["consumer_harm"])
+    final = obligations(incident, "uk-oir")["final"]
+    assert final.clock_started_at == at(FRIDAY, 16, 0)
+    assert final.due_at == at(date(2027, 10, 11), 17, 30)

@@ -263,3 +263,15 @@ def test_the_procedures_categories_have_no_report_page(client, team):
     )
     panel = client.get(reverse("incidents:escalation_panel", args=[incident.reference])).content.decode()
     assert "Data integrity issues" in panel and "Regulatory reporting" in panel
+
+
+def test_the_regulatory_view_reads_a_constant_number_of_queries(client, team, django_assert_max_num_queries):
+    login(client, team["im"])
+    dora_incident(team)
+    url = reverse("incidents:regulatory")
+    with django_assert_max_num_queries(12) as few:
+        client.get(url)
+    for _ in range(4):
+        dora_incident(team)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert client.get(url).status_code == 200
