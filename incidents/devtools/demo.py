@@ -27,6 +27,7 @@ from drills.models import Certification
 from incidents import roles, services
 from incidents.api.models import AlertIntegration
 from incidents.api.services.api_tokens import alert_integration_issue_token
+from incidents.escalation.models import Audience
 from incidents.models import (
     OPEN_STATES,
     Category,
@@ -38,6 +39,7 @@ from incidents.models import (
     System,
     TimelineEntry,
 )
+from incidents.notifications.models import DistributionList
 from incidents.oncall.models import OnCallRotation, Person, RoleContact, RotationMember
 from reports import services as report_services
 from reports.models import PostIncidentReview
@@ -1407,9 +1409,6 @@ DEMO_DISTRIBUTION_LISTS: tuple[tuple[str, str, int, tuple[str, ...], tuple[str, 
 def ensure_demo_distribution_lists(*, people: dict[str, list]) -> None:
     """A distribution list or two for each audience, from the demo's people (get_or_create: an
     admin's edits to an existing list are kept)."""
-    from incidents.escalation.models import Audience
-    from incidents.notifications.models import DistributionList
-
     audiences = {a.key: a for a in Audience.objects.all()}
     for name, audience_key, level, role_names, extra in DEMO_DISTRIBUTION_LISTS:
         addresses = [u.email for role in role_names for u in people.get(role, []) if u.email] + list(extra)

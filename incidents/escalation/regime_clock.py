@@ -11,8 +11,11 @@ from incidents import business_days
 from incidents.escalation.models import RegimeStage, RegulatoryRegime
 
 
-def _holidays_for(start: datetime, stage: RegimeStage) -> set[date]:
-    first = start.date()
+def _holidays_for(start: datetime, stage: RegimeStage, aware_at: datetime | None) -> set[date]:
+    # From the earlier of the anchor and awareness: the cap after awareness can fall before the
+    # anchor's day.
+    # A day's margin: the UTC date can be a day after the firm's local one.
+    first = min(start, aware_at or start).date() - relativedelta(days=1)
     span = 45 * (stage.within_months or 0) + 2 * (stage.within_working_days or 0) + 14
     return business_days.holidays_between(first, first + relativedelta(days=span))
 
@@ -28,7 +31,7 @@ def stage_due_at(
     """The moment the stage's report is due, given when its anchor happened."""
     regime = regime or stage.regime
     if holidays is None:
-        holidays = _holidays_for(anchor_at, stage)
+        holidays = _holidays_for(anchor_at, stage, aware_at)
     if stage.within_working_days is not None:
         # Counting working days lands on one: nothing to move.
         due = business_days.close_after_business_days(anchor_at, stage.within_working_days, holidays=holidays)

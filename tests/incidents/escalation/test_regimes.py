@@ -132,6 +132,14 @@ def test_dora_initial_is_no_later_than_24_hours_after_awareness(team, aware, due
     assert obligations(incident)["initial"].due_at == due
 
 
+def test_dora_awareness_cap_falling_on_the_holiday_before_classification_moves_too(team, bank_holiday):
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    # Aware Sunday 10:00, classified Tuesday 09:00: 24 h after awareness is Monday 10:00 (the
+    # bank holiday, and earlier than Tuesday 13:00), so it moves to Tuesday at noon.
+    classify(incident, team["head_of_risk"], when=at(days(4), 9, 0), aware=at(days(2), 10, 0))
+    assert obligations(incident)["initial"].due_at == at(days(4), 12, 0)
+
+
 def test_dora_intermediate_runs_from_the_initial_submission_and_final_from_the_intermediate(
     team, bank_holiday, second_head_of_risk
 ):
