@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from incidents.escalation.models import Audience, StatusUpdate
@@ -92,6 +92,7 @@ def _fill(template: str, values: dict) -> str:
 
 
 NEXT_UPDATE = "The next update"
+INTERNAL = "internal"
 
 
 @transaction.atomic
@@ -114,8 +115,8 @@ def status_update_post(
 
     With an audience, exactly the members of that audience's lists receive it (lists for less
     severe incidents only are skipped, as always), and the commander when the audience says so
-    (internal teams); without one, every list for the incident's
-    severity and the commander, as before audiences existed."""
+    (internal teams); without one (older API clients), the internal audience's lists, lists
+    in no audience, and the commander."""
     now = now or timezone.now()
     errors = {}
     for field, value in {
@@ -154,6 +155,14 @@ def status_update_post(
     lists = DistributionList.objects.filter(max_severity_level__gte=locked.severity.level)
     if audience is not None:
         lists = lists.filter(pk__in=audience.distribution_lists.values("pk"))
+    else:
+        # An update that names no audience is an internal one: it never reaches a list kept for
+        # stakeholders, regulators or users (lists in no audience still get it, as before).
+        memberships = Audience.distribution_lists.through.objects
+        lists = lists.exclude(
+            Q(pk__in=memberships.values("distributionlist_id"))
+            & ~Q(pk__in=memberships.filter(audience__key=INTERNAL).values("distributionlist_id"))
+        )
     for dist in lists.prefetch_related("webhooks"):
         recipients.update(dist.email_list)
         for hook in dist.webhooks.filter(active=True):

@@ -205,3 +205,21 @@ def test_the_api_posts_to_an_audience_and_refuses_an_unknown_one(team, lists):
     refused = api.post(url, {"details": "x", "audience": "press"}, format="json")
     assert refused.status_code == 400 and "audience" in refused.json()
     assert StatusUpdate.objects.count() == 1
+
+
+def test_an_update_naming_no_audience_stays_internal(team, lists, smtp):
+    incident = open_incident(reported_by=team["im"], level=1, commander=team["oncall1"])
+    legacy = DistributionList.objects.create(name="Old list", max_severity_level=4, emails="old@tmt.example")
+    update = status_updates.status_update_post(
+        incident=incident,
+        user=team["oncall1"],
+        subject="s",
+        status="Investigating",
+        impact="i",
+        details="d",
+        contact="c",
+    )
+    deliver_outbox()
+    expected = sorted(["oncall@tmt.example", "shared@tmt.example", "old@tmt.example", team["oncall1"].email])
+    assert sorted(r for r, _ in smtp.received) == expected
+    assert update.audience is None and legacy.email_list == ["old@tmt.example"]
