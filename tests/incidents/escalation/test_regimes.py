@@ -409,3 +409,22 @@ def test_classifying_an_incident_already_resolved_starts_the_uk_final_at_its_res
     final = obligations(incident, "uk-oir")["final"]
     assert final.clock_started_at == at(FRIDAY, 16, 0)
     assert final.due_at == at(date(2027, 10, 11), 17, 30)
+
+
+def test_a_reopened_and_re_resolved_incident_keeps_the_uk_final_clock(team):
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    classify(incident, team["head_of_risk"], key="uk-oir", when=at(days(-3), 9, 0), criteria=["consumer_harm"])
+    for name in ["acknowledge", "start_investigation"]:
+        services.incident_transition(incident=incident, name=name, user=team["oncall1"])
+    tick_initial_assessment(incident, team["oncall1"])
+    services.incident_transition(incident=incident, name="contain", user=team["oncall1"])
+    incident = services.incident_update(incident=incident, user=team["oncall1"], resolution_actions="Failover")
+    services.incident_transition(incident=incident, name="resolve", user=team["oncall1"], at=at(days(-2), 16, 0))
+    first_due = obligations(incident, "uk-oir")["final"].due_at
+    services.incident_transition(incident=incident, name="reopen", user=team["im"], reason="Came back")
+    incident.refresh_from_db()
+    services.incident_transition(incident=incident, name="contain", user=team["oncall1"])
+    services.incident_transition(incident=incident, name="resolve", user=team["oncall1"], at=at(FRIDAY, 16, 0))
+    final = obligations(incident, "uk-oir")["final"]
+    assert final.due_at == first_due and final.clock_started_at == at(days(-2), 16, 0)
+    assert Deadline.objects.filter(rule=f"regulatory:{final.pk}", step=2, cancelled_at=None).count() == 1
