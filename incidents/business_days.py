@@ -42,3 +42,26 @@ def end_of_next_business_day(after: datetime) -> datetime:
     """'Within a business day': closing time of the next business day after `after`."""
     opening = next_business_day_start(after)
     return datetime.combine(opening.date(), settings.TMT_BUSINESS_DAY_CLOSES, tzinfo=opening.tzinfo)
+
+
+def is_business_day(at: datetime, *, holidays: set[date] | None = None) -> bool:
+    """Whether `at` falls on a business day, in the firm's time zone."""
+    day = at.astimezone(_zone()).date()
+    if holidays is None:
+        holidays = holidays_between(day, day)
+    return _is_business_day(day, holidays)
+
+
+def close_after_business_days(after: datetime, days: int, *, holidays: set[date] | None = None) -> datetime:
+    """'Within N working days': closing time of the Nth business day after the day of `after`."""
+    zone = _zone()
+    day = after.astimezone(zone).date()
+    if holidays is None:
+        # Holidays within reach: N business days span at most about 1.4 N calendar days plus holidays.
+        holidays = holidays_between(day, day + timedelta(days=2 * days + 14))
+    counted = 0
+    while counted < days:
+        day += timedelta(days=1)
+        if _is_business_day(day, holidays):
+            counted += 1
+    return datetime.combine(day, settings.TMT_BUSINESS_DAY_CLOSES, tzinfo=zone)

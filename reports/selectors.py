@@ -398,7 +398,7 @@ def report_context(
         ),
         "obligations": list(
             RegulatoryObligation.objects.filter(incident=incident)
-            .select_related("category", "submitted_by", "signed_off_by")
+            .select_related("category", "regime", "stage", "submitted_by", "signed_off_by")
             .order_by("due_at")
         ),
         "timeline": timeline_rows(incident, kinds),

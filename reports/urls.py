@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import regulatory, views
 
 app_name = "reports"
 
@@ -12,6 +12,7 @@ urlpatterns = [
     path("action-items/<int:pk>/", views.action_item_update, name="action_item_update"),
     path("<str:reference>/", views.report_page, name="report"),
     path("<str:reference>/pdf/", views.report_pdf, name="pdf"),
+    path("<str:reference>/regulatory/<int:obligation_id>.pdf", regulatory.regulatory_pdf, name="regulatory_pdf"),
     path("<str:reference>/pdf/status/", views.report_pdf_status, name="pdf_status"),
     path("<str:reference>/pdf/render/", views.report_render, name="render"),
     path("<str:reference>/action-items/", views.action_item_add, name="action_item_add"),

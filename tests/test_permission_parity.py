@@ -242,6 +242,7 @@ def timeline_note(world, subject, relation) -> Target:
 def status_update(world, subject, relation) -> Target:
     incident = _incident(world)
     web = {
+        "audience": "internal",
         "subject": "Market analysis degraded",
         "status": STATUS_UPDATE_WORDS[0],
         "impact": "Signals delayed",

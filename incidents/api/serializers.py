@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from incidents.escalation.models import Deadline, EscalationEvent, StatusUpdate
+from incidents.escalation.models import Audience, Deadline, EscalationEvent, StatusUpdate
 from incidents.monitoring.models import HealthTarget
 
 from ..models import Incident, IncidentRole, SeverityLevel, System, TimelineEntry
@@ -285,6 +285,7 @@ class TimelineNoteSerializer(StrictFieldsMixin, serializers.Serializer):
 
 class StatusUpdateSerializer(serializers.ModelSerializer):
     posted_by = UsernameField(read_only=True)
+    audience = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
 
     class Meta:
         model = StatusUpdate
@@ -299,6 +300,7 @@ class StatusUpdateSerializer(serializers.ModelSerializer):
             "details",
             "contact",
             "is_public",
+            "audience",
             "posted_by",
             "posted_at",
         ]
@@ -316,6 +318,13 @@ class StatusUpdatePostSerializer(StrictFieldsMixin, serializers.Serializer):
     details = serializers.CharField(max_length=10_000)
     contact = serializers.CharField(max_length=200, required=False)
     is_public = serializers.BooleanField(default=False, help_text="Also show it on the public status page.")
+    audience = serializers.SlugRelatedField(
+        slug_field="key",
+        queryset=Audience.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="internal, stakeholders, regulators or users: only its distribution lists receive it.",
+    )
 
 
 class DeadlineSerializer(serializers.ModelSerializer):

@@ -348,7 +348,9 @@ class IncidentViewSet(
         if request.method == "POST":
             body = s.StatusUpdatePostSerializer(data=request.data)
             body.is_valid(raise_exception=True)
-            draft = status_updates.status_update_draft(incident=incident).__dict__
+            draft = status_updates.status_update_draft(
+                incident=incident, audience=body.validated_data.get("audience")
+            ).__dict__
             fields = {name: draft[name] for name in ("subject", "status", "impact", "eta", "next_update_at", "contact")}
             fields.update(body.validated_data)
             update = status_updates.status_update_post(incident=incident, user=request.user, **fields)

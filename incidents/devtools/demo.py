@@ -27,6 +27,7 @@ from drills.models import Certification
 from incidents import roles, services
 from incidents.api.models import AlertIntegration
 from incidents.api.services.api_tokens import alert_integration_issue_token
+from incidents.escalation.models import Audience
 from incidents.models import (
     OPEN_STATES,
     Category,
@@ -38,6 +39,7 @@ from incidents.models import (
     System,
     TimelineEntry,
 )
+from incidents.notifications.models import DistributionList
 from incidents.oncall.models import OnCallRotation, Person, RoleContact, RotationMember
 from reports import services as report_services
 from reports.models import PostIncidentReview
@@ -1371,6 +1373,7 @@ def seed_demo(
     people, rows = ensure_demo_users(password=password)
     ensure_demo_roster(people=people, now=now)
     ensure_demo_readiness(people=people, now=now, seed=seed)
+    ensure_demo_distribution_lists(people=people)
     levels = {s.level: s for s in SeverityLevel.objects.all()}
     missing = {1, 2, 3, 4} - set(levels)
     if missing:
@@ -1382,6 +1385,38 @@ def seed_demo(
         builder = _IncidentBuilder(plan=plan, rng=rng, now=now, people=people, levels=levels, systems=systems)
         result.incidents.append(builder.build())
     return result
+
+
+# -- audiences' distribution lists ---------------------------------------------------------
+
+# (list name, audience key, least severe level it is used for, roles whose holders are on it, other
+# addresses). The audiences themselves are policy and come with the migrations.
+DEMO_DISTRIBUTION_LISTS: tuple[tuple[str, str, int, tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        "Incident response team",
+        "internal",
+        4,
+        (roles.ON_CALL_ENGINEER, roles.SYSTEM_ADMINISTRATOR, roles.RISK_MANAGER, roles.INCIDENT_MANAGER),
+        (),
+    ),
+    ("Executive team", "stakeholders", 2, (roles.CTO, roles.HEAD_OF_RISK, roles.CEO), ()),
+    ("Business desks", "stakeholders", 3, (), (f"fx-desk@{EMAIL_DOMAIN}", f"operations@{EMAIL_DOMAIN}")),
+    ("Regulatory contacts", "regulators", 2, (roles.HEAD_OF_RISK,), (f"compliance@{EMAIL_DOMAIN}",)),
+    ("Trading platform clients", "users", 4, (), ("client-a@clients.example", "client-b@clients.example")),
+)
+
+
+def ensure_demo_distribution_lists(*, people: dict[str, list]) -> None:
+    """A distribution list or two for each audience, from the demo's people (get_or_create: an
+    admin's edits to an existing list are kept)."""
+    audiences = {a.key: a for a in Audience.objects.all()}
+    for name, audience_key, level, role_names, extra in DEMO_DISTRIBUTION_LISTS:
+        addresses = [u.email for role in role_names for u in people.get(role, []) if u.email] + list(extra)
+        dist, _ = DistributionList.objects.get_or_create(
+            name=name, defaults={"max_severity_level": level, "emails": "\n".join(addresses)}
+        )
+        if audience_key in audiences:
+            audiences[audience_key].distribution_lists.add(dist)
 
 
 # -- monitoring -----------------------------------------------------------------------------

@@ -23,13 +23,17 @@ from incidents.admin import (
     save_allowing_swaps,
 )
 from incidents.escalation.models import (
+    Audience,
     Deadline,
     EscalationEvent,
     EscalationPolicy,
     EscalationStep,
     EscalationTrigger,
+    RegimeStage,
     RegulatoryCategory,
+    RegulatoryClassification,
     RegulatoryObligation,
+    RegulatoryRegime,
     StatusUpdate,
 )
 
@@ -377,23 +381,30 @@ class RegulatoryObligationAdmin(ReadOnlyAdmin):
     list_display = [
         "due_at",
         "incident",
-        "category",
+        "label",
         "status_display",
         "submitted_at",
         "signed_off_at",
     ]
-    list_filter = [ObligationStatusFilter, "category"]
-    list_select_related = ["incident", "category"]
+    list_filter = [ObligationStatusFilter, "regime", "category"]
+    list_select_related = ["incident", "category", "regime", "stage"]
     search_fields = ["incident__reference", "submission_reference", "category__name"]
     date_hierarchy = "due_at"
     ordering = ["-due_at", "-id"]
     fields = [
         "incident",
+        "regime",
+        "stage",
         "category",
+        "classification",
         "status_display",
         "raised_at",
         "raised_by",
+        "clock_started_at",
         "due_at",
+        "drafted_at",
+        "drafted_by",
+        "content",
         "submitted_at",
         "submitted_by",
         "submission_reference",
@@ -413,3 +424,83 @@ class RegulatoryObligationAdmin(ReadOnlyAdmin):
         if not obj.submission_evidence:
             return "—"
         return format_html("<code>{}</code>", obj.submission_evidence.name.rsplit("/", 1)[-1])
+
+
+class RegimeStageForm(forms.ModelForm):
+    class Meta:
+        model = RegimeStage
+        fields = [
+            "order",
+            "key",
+            "name",
+            "anchor",
+            "within",
+            "within_working_days",
+            "within_months",
+            "no_later_than_after_awareness",
+            "reminder_before",
+            "requires_sign_off",
+            "citation",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        not_negative(self, "within", positive=True)
+        not_negative(self, "no_later_than_after_awareness", positive=True)
+        not_negative(self, "reminder_before")
+        return cleaned
+
+
+class RegimeStageInline(admin.TabularInline):
+    model = RegimeStage
+    form = RegimeStageForm
+    extra = 0
+    can_delete = False  # obligations keep their stage (PROTECT); a stage is changed, not removed
+
+
+@admin.register(RegulatoryRegime)
+class RegulatoryRegimeAdmin(admin.ModelAdmin):
+    """Regimes are data: stages, clocks, anchors, the working-day rule and the texts they cite."""
+
+    list_display = ["name", "key", "effective_from", "is_default", "active", "moves_off_non_working_days"]
+    search_fields = ["key", "name"]
+    inlines = [RegimeStageInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The default regime stands for the procedures' categories, which the engine finds by it.
+        return ["key", "is_default"] if obj is not None else ["is_default"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # obligations point at regimes; retire one by unticking "active"
+
+    def get_actions(self, request):
+        return _without_delete_selected(super().get_actions(request))
+
+
+@admin.register(RegulatoryClassification)
+class RegulatoryClassificationAdmin(ReadOnlyAdmin):
+    list_display = ["classified_at", "incident", "regime", "reportable", "classified_by"]
+    list_filter = ["regime", "reportable"]
+    list_select_related = ["incident", "regime", "classified_by"]
+    search_fields = ["incident__reference"]
+    fields = [
+        "incident",
+        "regime",
+        "reportable",
+        "criteria_met",
+        "rationale",
+        "aware_at",
+        "classified_at",
+        "classified_by",
+    ]
+    readonly_fields = fields
+
+
+@admin.register(Audience)
+class AudienceAdmin(admin.ModelAdmin):
+    list_display = ["name", "key", "order", "include_commander", "suggest_public"]
+    filter_horizontal = ["distribution_lists"]
+    ordering = ["order", "name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["key"] if obj is not None else []

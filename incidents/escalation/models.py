@@ -154,14 +154,147 @@ class RegulatoryCategory(models.Model):
         return f"{self.name} ({self.get_window_display().lower()})"
 
 
+class RegulatoryRegime(models.Model):
+    """A reporting regime as data: its stages, their clocks and the working-day rule.
+
+    The seed's three windows are the default regime; DORA and the UK's operational incident
+    reporting are seeded beside it with the texts they come from (the `citation`)."""
+
+    key = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=160)
+    authority = models.CharField(max_length=160, blank=True, help_text="Who receives the reports.")
+    citation = models.TextField(help_text="The legal text the stages and clocks come from.")
+    effective_from = models.DateField(null=True, blank=True)
+    is_default = models.BooleanField(default=False)
+    active = models.BooleanField(default=True)
+    criteria = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The classification criteria (list of {key, label}) a reportable incident is judged against.",
+    )
+    moves_off_non_working_days = models.BooleanField(
+        default=False, help_text="A deadline falling on a weekend or holiday moves to the next working day."
+    )
+    moved_due_time = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="Time of day a moved deadline falls due on the next working day (blank: the same time of day).",
+    )
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_regime"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def criteria_labels(self) -> dict[str, str]:
+        return {c["key"]: c["label"] for c in self.criteria or []}
+
+
+class RegimeStage(models.Model):
+    """One report a regime asks for, and its clock: within a duration, working days or calendar
+    months of an anchor, optionally capped by a time after awareness."""
+
+    class Anchor(models.TextChoices):
+        CLASSIFICATION = "classification", "Classification as major / reportable"
+        AWARENESS = "awareness", "Becoming aware of the incident"
+        PREVIOUS_SUBMISSION = "previous_submission", "Submission of the previous stage"
+        RESOLUTION = "resolution", "Resolution of the incident"
+
+    regime = models.ForeignKey(RegulatoryRegime, on_delete=models.CASCADE, related_name="stages")
+    order = models.PositiveSmallIntegerField()
+    key = models.SlugField(max_length=60)
+    name = models.CharField(max_length=120)
+    anchor = models.CharField(max_length=30, choices=Anchor.choices)
+    within = models.DurationField(null=True, blank=True, help_text="A fixed time after the anchor.")
+    within_working_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Working days after the anchor's day (due at the close of business)."
+    )
+    within_months = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Calendar months after.")
+    no_later_than_after_awareness = models.DurationField(
+        null=True, blank=True, help_text="And in any case no later than this long after becoming aware."
+    )
+    reminder_before = models.DurationField(default=timedelta(hours=1), help_text="Remind this long before.")
+    requires_sign_off = models.BooleanField(
+        default=True, help_text="The Head of Risk signs the drafted report off before it is submitted."
+    )
+    citation = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["regime", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["regime", "order"], name="regime_stage_order_once"),
+            models.UniqueConstraint(fields=["regime", "key"], name="regime_stage_key_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.regime.name}: {self.name}"
+
+    def clean(self) -> None:
+        clocks = [self.within, self.within_working_days, self.within_months]
+        if sum(c is not None for c in clocks) != 1:
+            raise ValidationError("Give exactly one clock: a duration, working days or calendar months.")
+        if self.anchor == self.Anchor.PREVIOUS_SUBMISSION and self.order == 1:
+            raise ValidationError({"anchor": "The first stage has no previous submission to start from."})
+
+
+class RegulatoryClassification(models.Model):
+    """When an incident was classified under a regime, by whom, and against which criteria.
+
+    One per incident and regime: classifying again creates no second set of obligations."""
+
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="classifications")
+    regime = models.ForeignKey(RegulatoryRegime, on_delete=models.PROTECT, related_name="+")
+    reportable = models.BooleanField(help_text="Major (DORA) / reportable (UK): the regime's reports are owed.")
+    criteria_met = models.JSONField(default=list, blank=True)
+    rationale = models.TextField(blank=True)
+    aware_at = models.DateTimeField(help_text="When the firm became aware of the incident.")
+    classified_at = models.DateTimeField()
+    classified_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["incident", "regime"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "regime"], name="classification_once_per_regime"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.incident_id} under {self.regime.name}: {'reportable' if self.reportable else 'not reportable'}"
+
+
+def default_regime_pk() -> int | None:
+    """An obligation raised without a regime (the procedures' categories) is the default regime's."""
+    return RegulatoryRegime.objects.filter(is_default=True).values_list("pk", flat=True).first()
+
+
 class RegulatoryObligation(models.Model):
     incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="obligations")
-    category = models.ForeignKey(RegulatoryCategory, on_delete=models.PROTECT, related_name="+")
+    # The seed's categories (default regime) name the obligation; a staged regime's rows have a
+    # stage and a classification instead.
+    category = models.ForeignKey(RegulatoryCategory, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    regime = models.ForeignKey(
+        RegulatoryRegime, on_delete=models.PROTECT, default=default_regime_pk, related_name="obligations"
+    )
+    stage = models.ForeignKey(RegimeStage, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    classification = models.ForeignKey(
+        RegulatoryClassification, on_delete=models.PROTECT, null=True, blank=True, related_name="obligations"
+    )
+    clock_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="The anchor the clock runs from (blank: not started yet)."
+    )
     raised_at = models.DateTimeField()
     raised_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    due_at = models.DateTimeField()
+    due_at = models.DateTimeField(null=True, blank=True)
+    content = models.JSONField(default=dict, blank=True, help_text="The drafted report.")
+    drafted_at = models.DateTimeField(null=True, blank=True)
+    drafted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     submitted_at = models.DateTimeField(null=True, blank=True)
     submitted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -178,18 +311,35 @@ class RegulatoryObligation(models.Model):
         ordering = ["due_at"]
         constraints = [
             models.UniqueConstraint(fields=["incident", "category"], name="obligation_once_per_category"),
+            models.UniqueConstraint(
+                fields=["incident", "stage"], condition=Q(category__isnull=True), name="obligation_once_per_stage"
+            ),
         ]
         permissions = [("sign_off_obligation", "Can sign off a regulatory notification")]
 
     def __str__(self) -> str:
-        return f"{self.category.name} for {self.incident_id}, due {self.due_at:%Y-%m-%d %H:%M}"
+        due = f"due {self.due_at:%Y-%m-%d %H:%M}" if self.due_at else "clock not started"
+        return f"{self.label} for {self.incident_id}, {due}"
+
+    @property
+    def label(self) -> str:
+        if self.category_id:
+            return self.category.name
+        return f"{self.regime.name}: {self.stage.name}"
 
     @property
     def status(self) -> str:
-        if self.signed_off_at:
-            return "signed off"
         if self.submitted_at:
-            return "submitted" if self.submitted_at <= self.due_at else "submitted late"
+            late = self.due_at is not None and self.submitted_at > self.due_at
+            if self.signed_off_at and self.signed_off_at <= self.submitted_at:
+                return "submitted late" if late else "submitted"
+            if self.signed_off_at:
+                return "signed off"
+            return "submitted late" if late else "submitted"
+        if self.signed_off_at:
+            return "signed off, to submit"
+        if self.due_at is None:
+            return "clock not started"
         return "pending"
 
 
@@ -267,6 +417,34 @@ class EscalationEvent(models.Model):
         return f"{self.rule}#{self.step} at {self.fired_at:%Y-%m-%d %H:%M:%S}"
 
 
+class Audience(models.Model):
+    """Whom a status update is for (the seed's internal teams, stakeholders, regulators, users),
+    the template the composer offers for it, and the distribution lists it reaches."""
+
+    key = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    order = models.PositiveSmallIntegerField(default=0)
+    guidance = models.TextField(blank=True, help_text="What this audience needs (shown in the composer).")
+    subject_prefix = models.CharField(max_length=60, default="[INCIDENT]")
+    impact_template = models.TextField(
+        blank=True, help_text="Offered as the impact text; {impact}, {severity} and {title} are filled in."
+    )
+    details_template = models.TextField(
+        blank=True, help_text="Offered above the details; {eta}, {status} and {next_update} are filled in."
+    )
+    suggest_public = models.BooleanField(
+        default=False, help_text="Offer the public status page (in-app) for this audience."
+    )
+    include_commander = models.BooleanField(default=False, help_text="The incident commander receives a copy.")
+    distribution_lists = models.ManyToManyField("notifications.DistributionList", blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["order", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class StatusUpdate(models.Model):
     """A posted status update in the seed's template; posting resets the update clock."""
 
@@ -281,6 +459,7 @@ class StatusUpdate(models.Model):
     details = models.TextField()
     contact = models.CharField(max_length=200)
     is_public = models.BooleanField(default=False, help_text="Also shown on the public status page.")
+    audience = models.ForeignKey(Audience, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     posted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     posted_at = models.DateTimeField()
 

@@ -8,6 +8,7 @@ from incidents.escalation.models import (
     Deadline,
     EscalationEvent,
     RegulatoryCategory,
+    RegulatoryClassification,
     RegulatoryObligation,
 )
 from incidents.escalation.services import resolve_target, response_due_at
@@ -74,7 +75,7 @@ def escalation_panel(incident: Incident) -> dict:
         "failed_notifications": failed_notifications(incident),
         "obligations": list(
             RegulatoryObligation.objects.filter(incident=incident).select_related(
-                "category", "submitted_by", "signed_off_by"
+                "category", "regime", "stage", "submitted_by", "signed_off_by"
             )
         ),
         "raisable_categories": list(
@@ -83,3 +84,43 @@ def escalation_panel(incident: Incident) -> dict:
         "last_status_update": incident.status_updates.order_by("-sequence").first(),
         "now": now,
     }
+
+
+def regulatory_open_obligations() -> dict[str, list[dict]]:
+    """Every report still owed, across incidents: running clocks first by due time, then the
+    stages whose clock waits for an earlier submission or the resolution."""
+    rows = (
+        RegulatoryObligation.objects.filter(submitted_at=None, incident__is_drill=False)
+        .select_related("incident", "incident__severity", "category", "regime", "stage", "classification")
+        .order_by("due_at", "incident_id", "stage__order")
+    )
+    running, waiting = [], []
+    for obligation in rows:
+        item = {
+            "obligation": obligation,
+            "clock": Clock(
+                label=obligation.label,
+                started_at=obligation.clock_started_at or obligation.raised_at,
+                due_at=obligation.due_at,
+                done_at=None,
+            ),
+        }
+        (running if obligation.due_at else waiting).append(item)
+    return {"running": running, "waiting": waiting}
+
+
+def incident_regulatory(incident: Incident) -> dict:
+    """An incident's classifications and the reports they owe, by regime."""
+    classifications = list(
+        RegulatoryClassification.objects.filter(incident=incident).select_related("regime", "classified_by")
+    )
+    obligations = list(
+        RegulatoryObligation.objects.filter(incident=incident, category=None)
+        .select_related("regime", "stage", "submitted_by", "signed_off_by", "drafted_by")
+        .order_by("regime__name", "stage__order")
+    )
+    for c in classifications:
+        labels = c.regime.criteria_labels()
+        c.criteria_text = [labels.get(k, k) for k in c.criteria_met]
+        c.reports = [o for o in obligations if o.classification_id == c.pk]
+    return {"classifications": classifications}

@@ -26,9 +26,12 @@ from incidents.escalation.models import (
     EscalationPolicy,
     EscalationStep,
     EscalationTrigger,
+    RegimeStage,
     RegulatoryCategory,
     RegulatoryObligation,
+    RegulatoryRegime,
 )
+from incidents.escalation.regime_clock import stage_due_at
 from incidents.escalation.snapshot import (
     ChainStep,
     EscalationSnapshot,
@@ -364,6 +367,8 @@ def escalation_on_transition(*, incident: Incident, name: str, now: datetime | N
         )
         if name == "resolve" and incident.category == "security" and not incident.is_drill:
             regulatory_raise(incident=incident, category_key=RESOLVED_SECURITY_CATEGORY, now=now)
+        if name == "resolve":
+            _start_resolution_clocks(incident, now)
     elif name == "reopen":
         escalation_reevaluate(incident=incident, now=now)
 
@@ -377,6 +382,23 @@ def _obligation_due(category: RegulatoryCategory, raised_at: datetime) -> dateti
     if category.window == RegulatoryCategory.Window.WITHIN_24H:
         return raised_at + timedelta(hours=24)
     return business_days.end_of_next_business_day(raised_at)
+
+
+def _default_stage(category: RegulatoryCategory) -> tuple[RegulatoryRegime, RegimeStage | None]:
+    """The seed's categories belong to the default regime, on the stage of their window."""
+    regime = RegulatoryRegime.objects.get(is_default=True)
+    return regime, RegimeStage.objects.filter(regime=regime, key=category.window).first()
+
+
+def obligation_deadlines_schedule(
+    obligation: RegulatoryObligation, *, reminder_before: timedelta, now: datetime
+) -> None:
+    """The reminder and the due page of an obligation whose clock has started."""
+    rule = f"regulatory:{obligation.pk}"
+    reminder_at = obligation.due_at - reminder_before
+    if reminder_at > now:
+        deadline_schedule(obligation.incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=1, due_at=reminder_at)
+    deadline_schedule(obligation.incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at)
 
 
 @transaction.atomic
@@ -396,11 +418,15 @@ def regulatory_raise(
     existing = RegulatoryObligation.objects.filter(incident=incident, category=category).first()
     if existing:
         return existing
+    regime, stage = _default_stage(category)
     obligation = RegulatoryObligation.objects.create(
         incident=incident,
         category=category,
+        regime=regime,
+        stage=stage,
         raised_at=now,
         raised_by=user,
+        clock_started_at=now,
         due_at=_obligation_due(category, now),
     )
     timeline_record(
@@ -414,14 +440,43 @@ def regulatory_raise(
         owner_team="" if user else "Escalation engine",
         data={"obligation": obligation.pk},
     )
-    rule = f"regulatory:{obligation.pk}"
-    reminder_at = obligation.due_at - category.reminder_before
-    if reminder_at > now:
-        deadline_schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=1, due_at=reminder_at)
-    deadline_schedule(incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at)
+    obligation_deadlines_schedule(obligation, reminder_before=category.reminder_before, now=now)
     if category.is_compliance and incident.is_open:
         _arm_triggers(incident, now)
     return obligation
+
+
+def obligation_clock_start(obligation: RegulatoryObligation, *, anchor_at: datetime, now: datetime) -> None:
+    """Start a staged obligation's clock from its anchor (a submission, the resolution)."""
+    classification = obligation.classification
+    obligation.clock_started_at = anchor_at
+    obligation.due_at = stage_due_at(
+        obligation.stage, anchor_at=anchor_at, aware_at=classification.aware_at if classification else None
+    )
+    obligation.save(update_fields=["clock_started_at", "due_at"])
+    timeline_record(
+        obligation.incident,
+        kind=TimelineEntry.Kind.ESCALATION,
+        action=f"{obligation.label}: clock started, due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M %Z}",
+        owner_team="Escalation engine",
+        at=now,
+        data={"obligation": obligation.pk},
+    )
+    obligation_deadlines_schedule(obligation, reminder_before=obligation.stage.reminder_before, now=now)
+
+
+def _start_resolution_clocks(incident: Incident, now: datetime) -> None:
+    """Stages that run from the resolution (the UK's final report) start on the first one; a
+    reopened and re-resolved incident keeps the clock it had."""
+    waiting = RegulatoryObligation.objects.select_related("stage", "regime", "classification", "incident").filter(
+        incident=incident, stage__anchor=RegimeStage.Anchor.RESOLUTION, clock_started_at=None, category=None
+    )
+    for obligation in waiting:
+        obligation_clock_start(obligation, anchor_at=incident.resolved_at or now, now=now)
+
+
+def _needs_sign_off_first(obligation: RegulatoryObligation) -> bool:
+    return obligation.category_id is None and obligation.stage is not None and obligation.stage.requires_sign_off
 
 
 @transaction.atomic
@@ -433,15 +488,23 @@ def regulatory_submit(
     evidence=None,
     now: datetime | None = None,
 ) -> RegulatoryObligation:
-
+    """Record the submission and its reference; a staged regime's next stage starts its clock."""
     if evidence is not None:
         evidence_validate(evidence)
     reference = reference.strip()
     if not reference:
         raise ValidationError({"reference": "Give the regulator's reference or submission number."})
-    locked = RegulatoryObligation.objects.select_for_update().get(pk=obligation.pk)
+    locked = (
+        RegulatoryObligation.objects.select_for_update(of=("self",))
+        .select_related("category", "regime", "stage", "classification", "incident")
+        .get(pk=obligation.pk)
+    )
     if locked.submitted_at:
         raise ValidationError("This notification was already submitted.")
+    if locked.due_at is None:
+        raise ValidationError("This report's clock has not started: submit the previous stage first.")
+    if _needs_sign_off_first(locked) and not locked.signed_off_at:
+        raise ValidationError("The Head of Risk Management signs the report off before it is submitted.")
     locked.submitted_at = now or timezone.now()
     locked.submitted_by = user
     locked.submission_reference = reference
@@ -454,29 +517,57 @@ def regulatory_submit(
     timeline_record(
         locked.incident,
         kind=TimelineEntry.Kind.NOTIFICATION,
-        action=f"Regulatory notification submitted: {locked.category.name}, reference {reference} ({locked.status})",
+        action=f"Regulatory notification submitted: {locked.label}, reference {reference} ({locked.status})",
         owner=user,
         data={"obligation": locked.pk},
     )
+    if locked.classification_id:
+        following = (
+            RegulatoryObligation.objects.select_related("stage", "regime", "classification", "incident")
+            .filter(
+                classification=locked.classification,
+                stage__order__gt=locked.stage.order,
+                stage__anchor=RegimeStage.Anchor.PREVIOUS_SUBMISSION,
+                clock_started_at=None,
+            )
+            .order_by("stage__order")
+            .first()
+        )
+        if following is not None and following.stage.order == locked.stage.order + 1:
+            obligation_clock_start(following, anchor_at=locked.submitted_at, now=locked.submitted_at)
     return locked
 
 
 @transaction.atomic
 def regulatory_sign_off(*, obligation: RegulatoryObligation, user, now: datetime | None = None) -> RegulatoryObligation:
+    """The Head of Risk's sign-off: after submission for the seed's categories, before it (and by
+    someone other than the drafter) for a staged regime's report."""
     if not user.groups.filter(name=HEAD_OF_RISK).exists():
         raise PermissionDenied("Only the Head of Risk Management signs off regulatory notifications.")
-    locked = RegulatoryObligation.objects.select_for_update().get(pk=obligation.pk)
-    if not locked.submitted_at:
-        raise ValidationError("Submit the notification before signing it off.")
+    locked = (
+        RegulatoryObligation.objects.select_for_update(of=("self",))
+        .select_related("category", "regime", "stage", "incident")
+        .get(pk=obligation.pk)
+    )
     if locked.signed_off_at:
         return locked
+    if _needs_sign_off_first(locked):
+        if locked.submitted_at:
+            raise ValidationError("This report was submitted without sign-off; it cannot be signed off now.")
+        if not locked.drafted_at:
+            raise ValidationError("Draft the report before signing it off.")
+        if locked.drafted_by_id == user.pk:
+            # Four eyes: whoever wrote the report does not approve it.
+            raise PermissionDenied("The report's drafter cannot sign it off; another Head of Risk must.")
+    elif not locked.submitted_at:
+        raise ValidationError("Submit the notification before signing it off.")
     locked.signed_off_at = now or timezone.now()
     locked.signed_off_by = user
     locked.save(update_fields=["signed_off_at", "signed_off_by"])
     timeline_record(
         locked.incident,
         kind=TimelineEntry.Kind.NOTIFICATION,
-        action=f"Regulatory notification signed off: {locked.category.name}",
+        action=f"Regulatory notification signed off: {locked.label}",
         owner=user,
     )
     return locked
@@ -815,7 +906,9 @@ def _fire_status(deadline: Deadline, incident: Incident, now: datetime, batch: _
 
 
 def _fire_regulatory(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
-    obligation = RegulatoryObligation.objects.select_related("category").get(pk=int(deadline.rule.split(":", 1)[1]))
+    obligation = RegulatoryObligation.objects.select_related("category", "regime", "stage").get(
+        pk=int(deadline.rule.split(":", 1)[1])
+    )
     if obligation.submitted_at:
         return
     user = batch.contact(HEAD_OF_RISK) or batch.contact(HEAD_OF_RISK, deputy=True)
@@ -826,7 +919,7 @@ def _fire_regulatory(deadline: Deadline, incident: Incident, now: datetime, batc
         now,
         batch,
         summary=(
-            f"Regulatory notification {verb}: {obligation.category.name} (due "
+            f"Regulatory notification {verb}: {obligation.label} (due "
             f"{timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M %Z})"
         ),
         user=user,

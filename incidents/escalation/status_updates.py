@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
-from incidents.escalation.models import StatusUpdate
+from incidents.escalation.models import Audience, StatusUpdate
 from incidents.escalation.services import escalation_reevaluate, status_interval
 from incidents.models import Incident, PortalAction, TimelineEntry
 from incidents.notifications.models import (
@@ -35,8 +35,11 @@ class StatusDraft:
     contact: str
 
 
-def status_update_draft(*, incident: Incident, now: datetime | None = None) -> StatusDraft:
-    """The seed's status update template, pre-filled from the incident."""
+def status_update_draft(
+    *, incident: Incident, audience: Audience | None = None, now: datetime | None = None
+) -> StatusDraft:
+    """The seed's status update template, pre-filled from the incident (and shaped for the
+    audience: stakeholders get impact and timeline, users plain words)."""
     now = now or timezone.now()
     interval = status_interval(incident)
     last_notes = list(
@@ -49,19 +52,47 @@ def status_update_draft(*, incident: Incident, now: datetime | None = None) -> S
     if contact is not None:
         person = getattr(contact, "person", None)
         contact_text += " " + " ".join(x for x in [contact.email, person.phone if person else ""] if x)
+    next_update_at = now + interval if interval else None
+    impact = incident.user_impact or "Being assessed"
+    details = "\n".join(f"- {line}" for line in reversed(last_notes))
+    prefix = "[INCIDENT]"
+    if audience is not None:
+        prefix = audience.subject_prefix or prefix
+        fill = {
+            "impact": impact,
+            "severity": incident.severity.level,
+            "title": incident.title,
+            "status": incident.status_word,
+            "eta": "unknown",
+            "next_update": f"{next_update_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if next_update_at else "—",
+        }
+        if audience.impact_template:
+            impact = _fill(audience.impact_template, fill)
+        if audience.details_template:
+            details = _fill(audience.details_template, fill) + ("\n\n" + details if details else "")
     return StatusDraft(
-        subject=f"[INCIDENT] TMT System - Sev{incident.severity.level} - {incident.title}"[:300],
+        subject=f"{prefix} TMT System - Sev{incident.severity.level} - {incident.title}"[:300],
         status=incident.status_word,
         severity_level=incident.severity.level,
-        impact=incident.user_impact or "Being assessed",
+        impact=impact,
         eta="",
-        next_update_at=now + interval if interval else None,
-        details="\n".join(f"- {line}" for line in reversed(last_notes)),
+        next_update_at=next_update_at,
+        details=details,
         contact=contact_text.strip(),
     )
 
 
+def _fill(template: str, values: dict) -> str:
+    # An admin's template naming an unknown field (or a stray brace) is shown as written rather
+    # than breaking the composer.
+    try:
+        return template.format_map(values)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return template
+
+
 NEXT_UPDATE = "The next update"
+INTERNAL = "internal"
 
 
 @transaction.atomic
@@ -77,9 +108,15 @@ def status_update_post(
     eta: str = "",
     next_update_at: datetime | None = None,
     is_public: bool = False,
+    audience: Audience | None = None,
     now: datetime | None = None,
 ) -> StatusUpdate:
-    """Post a status update: record it, send it to the distribution list, reset the update clock."""
+    """Post a status update: record it, send it to the distribution lists, reset the update clock.
+
+    With an audience, exactly the members of that audience's lists receive it (lists for less
+    severe incidents only are skipped, as always), and the commander when the audience says so
+    (internal teams); without one (older API clients), the internal audience's lists, lists
+    in no audience, and the commander."""
     now = now or timezone.now()
     errors = {}
     for field, value in {
@@ -109,14 +146,24 @@ def status_update_post(
         details=details.strip(),
         contact=contact.strip(),
         is_public=is_public,
+        audience=audience,
         posted_by=user,
         posted_at=now,
     )
     body = status_update_text(update)
     recipients = set()
-    for dist in DistributionList.objects.filter(max_severity_level__gte=locked.severity.level).prefetch_related(
-        "webhooks"
-    ):
+    lists = DistributionList.objects.filter(max_severity_level__gte=locked.severity.level)
+    if audience is not None:
+        lists = lists.filter(pk__in=audience.distribution_lists.values("pk"))
+    else:
+        # An update that names no audience is an internal one: it never reaches a list kept for
+        # stakeholders, regulators or users (lists in no audience still get it, as before).
+        memberships = Audience.distribution_lists.through.objects
+        lists = lists.exclude(
+            Q(pk__in=memberships.values("distributionlist_id"))
+            & ~Q(pk__in=memberships.filter(audience__key=INTERNAL).values("distributionlist_id"))
+        )
+    for dist in lists.prefetch_related("webhooks"):
         recipients.update(dist.email_list)
         for hook in dist.webhooks.filter(active=True):
             notification_queue(
@@ -128,7 +175,7 @@ def status_update_post(
                 body=body,
                 next_attempt_at=now,
             )
-    if locked.commander and locked.commander.email:
+    if (audience is None or audience.include_commander) and locked.commander and locked.commander.email:
         recipients.add(locked.commander.email)
     for address in sorted(recipients):
         notification_queue(
@@ -143,10 +190,17 @@ def status_update_post(
     timeline_record(
         locked,
         kind=TimelineEntry.Kind.STATUS_UPDATE,
-        action=f"Status update #{sequence} ({update.status}){' [public]' if is_public else ''}: {update.details[:500]}",
+        action=(
+            f"Status update #{sequence} ({update.status})"
+            f"{f' to {audience.name}' if audience else ''}{' [public]' if is_public else ''}: {update.details[:500]}"
+        ),
         owner=user,
         at=now,
-        data={"status_update": update.pk, "recipients": len(recipients)},
+        data={
+            "status_update": update.pk,
+            "recipients": len(recipients),
+            "audience": audience.key if audience else None,
+        },
     )
     checklist_tick_for_action(
         incident=locked,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from incidents.escalation import views
+from incidents.escalation import regulatory_views, views
 
 # Included under the "incidents" namespace by tmt_ir/urls.py.
 urlpatterns = [
@@ -18,5 +18,17 @@ urlpatterns = [
         "incidents/<str:reference>/obligations/<int:obligation_id>/sign-off/",
         views.obligation_sign_off,
         name="obligation_sign_off",
+    ),
+    path("regulatory/", regulatory_views.regulatory_overview, name="regulatory"),
+    path("incidents/<str:reference>/regulatory/", regulatory_views.incident_regulatory, name="incident_regulatory"),
+    path(
+        "incidents/<str:reference>/regulatory/<int:obligation_id>/",
+        regulatory_views.obligation_report,
+        name="obligation_report",
+    ),
+    path(
+        "incidents/<str:reference>/regulatory/<int:obligation_id>.json",
+        regulatory_views.obligation_report_json,
+        name="obligation_report_json",
     ),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from incidents.escalation import selectors, status_updates
 from incidents.escalation import services as escalation
-from incidents.escalation.models import RegulatoryCategory, RegulatoryObligation
+from incidents.escalation.models import Audience, RegulatoryCategory, RegulatoryObligation
 from incidents.forms import DateTimeLocalInput
 from incidents.models import Incident
 from incidents.models.incident import STATUS_UPDATE_WORDS
@@ -23,6 +23,13 @@ STATUS_CHOICES = [(s, s) for s in STATUS_UPDATE_WORDS]
 
 
 class StatusUpdateForm(forms.Form):
+    audience = forms.ModelChoiceField(
+        queryset=Audience.objects.all(),
+        to_field_name="key",
+        empty_label=None,
+        error_messages={"invalid_choice": "Choose one of the listed audiences."},
+        help_text="Only the members of this audience's distribution lists receive it.",
+    )
     subject = forms.CharField(max_length=300)
     status = forms.ChoiceField(choices=STATUS_CHOICES)
     impact = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
@@ -66,26 +73,34 @@ def escalation_panel(request: HttpRequest, reference: str) -> HttpResponse:
 @permission_required("escalation.add_statusupdate", raise_exception=True)
 def status_update_compose(request: HttpRequest, reference: str) -> HttpResponse:
     incident = get_object_or_404(Incident.objects.select_related("severity", "commander"), reference=reference)
+    audiences = list(Audience.objects.prefetch_related("distribution_lists"))
     if not incident.is_open and request.method == "GET":
         messages.info(request, "This incident is no longer open; a final update can still be posted.")
     if request.method == "POST":
         form = StatusUpdateForm(request.POST)
+        audience = None
         if form.is_valid():
+            audience = form.cleaned_data["audience"]
             try:
                 status_updates.status_update_post(incident=incident, user=request.user, **form.cleaned_data)
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, errors)
             else:
-                messages.success(request, "Status update posted and sent to the distribution list.")
+                messages.success(request, f"Status update posted and sent to {audience.name}.")
                 return redirect(incident.get_absolute_url())
     else:
-        draft = status_updates.status_update_draft(incident=incident)
-        form = StatusUpdateForm(initial=draft.__dict__)
+        # The audience picked above the form (a plain GET link, no script) chooses the template.
+        wanted = request.GET.get("audience", "internal")
+        audience = next((a for a in audiences if a.key == wanted), audiences[0] if audiences else None)
+        draft = status_updates.status_update_draft(incident=incident, audience=audience)
+        initial = {**draft.__dict__, "audience": audience.key if audience else None}
+        initial["is_public"] = bool(audience and audience.suggest_public)
+        form = StatusUpdateForm(initial=initial)
     return render(
         request,
         "escalation/status_update.html",
-        {"incident": incident, "form": form},
+        {"incident": incident, "form": form, "audiences": audiences, "audience": audience},
         status=400 if form.errors else 200,
     )
 
@@ -108,7 +123,7 @@ def obligation_raise(request: HttpRequest, reference: str) -> HttpResponse:
             messages.error(request, " ".join(exc.messages))
         else:
             messages.success(
-                request, f"{obligation.category.name}: due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M}."
+                request, f"{obligation.label}: due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M}."
             )
     return redirect(incident.get_absolute_url() + "#escalation")
 
@@ -130,13 +145,13 @@ def obligation_submit(request: HttpRequest, reference: str, obligation_id: int) 
                 reference=form.cleaned_data["reference"],
                 evidence=form.cleaned_data["evidence"],
             )
-            messages.success(request, f"{obligation.category.name} recorded as submitted.")
+            messages.success(request, f"{obligation.label} recorded as submitted.")
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
     else:
         messages.error(request, "Give the regulator's reference to record the submission.")
     # (evidence problems come back as the ValidationError above, with the file's reason)
-    return redirect(obligation.incident.get_absolute_url() + "#escalation")
+    return _back(obligation)
 
 
 @require_POST
@@ -149,7 +164,18 @@ def obligation_sign_off(request: HttpRequest, reference: str, obligation_id: int
     )
     try:
         escalation.regulatory_sign_off(obligation=obligation, user=request.user)
-        messages.success(request, f"{obligation.category.name} signed off.")
+        messages.success(request, f"{obligation.label} signed off.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
+    except PermissionDenied as exc:
+        # The drafter (four eyes): a message on the report page, not a bare 403.
+        messages.error(request, str(exc))
+    return _back(obligation)
+
+
+def _back(obligation: RegulatoryObligation) -> HttpResponse:
+    if obligation.category_id is None:
+        return redirect(
+            "incidents:obligation_report", reference=obligation.incident.reference, obligation_id=obligation.pk
+        )
     return redirect(obligation.incident.get_absolute_url() + "#escalation")
