@@ -305,18 +305,24 @@ def checklist_toggle(request: HttpRequest, reference: str, item_id: int) -> Http
     )
     done = request.POST.get("done") == "1"
     error = ""
+    gate_was_open = item.gates_containment and item.incident.initial_assessment_done()
     try:
         item = services.checklist_item_set_done(item=item, user=request.user, done=done)
     except ValidationError as exc:
         error = " ".join(exc.messages)
         item.refresh_from_db()
     if request.htmx:
-        return render(
+        response = render(
             request,
             "incidents/_checklist_item.html",
             {"item": item, "incident": item.incident, "error": error},
             status=400 if error else 200,
         )
+        if item.gates_containment and item.incident.initial_assessment_done() != gate_was_open:
+            # The assessment just completed (or stopped being complete): the page's actions
+            # ("Mark contained", "Resolve") change with it, so the whole page reloads.
+            response["HX-Refresh"] = "true"
+        return response
     if error:
         messages.error(request, error)
     return redirect(item.incident.get_absolute_url() + "#checklist")

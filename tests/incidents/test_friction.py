@@ -313,3 +313,24 @@ def test_quick_search_needs_login_and_the_right(client):
 def test_every_page_has_the_quick_search_and_the_shortcuts_help(engineer_client):
     html = engineer_client.get(reverse("incidents:list")).content.decode()
     assert 'data-testid="quick-search"' in html and 'id="shortcuts-help"' in html
+
+
+# -- the page's actions follow the assessment --------------------------------------------------------
+
+
+def test_completing_the_assessment_reloads_the_page_so_contained_is_offered(engineer_client, engineer):
+    incident = open_incident(reported_by=engineer)
+    services.incident_transition(incident=incident, name="acknowledge", user=engineer)
+    gating = list(incident.checklist_items.filter(gates_containment=True).order_by("id"))
+    assert len(gating) > 1
+
+    def tick(item):
+        url = reverse("incidents:checklist_toggle", args=[incident.reference, item.pk])
+        return engineer_client.post(url, {"done": "1"}, HTTP_HX_REQUEST="true")
+
+    for item in gating[:-1]:
+        assert "HX-Refresh" not in tick(item)  # still incomplete: only the item is swapped
+    assert tick(gating[-1])["HX-Refresh"] == "true"
+    url = reverse("incidents:checklist_toggle", args=[incident.reference, gating[0].pk])
+    untick = engineer_client.post(url, {"done": "0"}, HTTP_HX_REQUEST="true")
+    assert untick["HX-Refresh"] == "true"  # incomplete again
