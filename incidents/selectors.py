@@ -231,8 +231,10 @@ def open_incidents(limit: int = 50) -> list[Incident]:
 
 def open_drill_incidents(limit: int = 10) -> list[Incident]:
     """The exercise incidents of drills under way, for a line beside the real ones."""
+    # "state" too: django-fsm's ConcurrentTransitionMixin reads it as each row loads, and a
+    # deferred state cost one query per drill on the dashboard.
     return list(
         Incident.objects.filter(state__in=OPEN_STATES, is_drill=True)
-        .only("reference", "title", "detected_at")
+        .only("reference", "title", "detected_at", "state")
         .order_by("detected_at")[:limit]
     )
