@@ -297,3 +297,32 @@ def test_the_commander_is_not_offered_take_command_in_the_browser(page: Page, li
     page.goto(live_server.url + incident.get_absolute_url())
     expect(page.get_by_test_id("commander")).to_be_visible()
     expect(page.get_by_role("button", name="Take command")).to_have_count(0)
+
+
+def test_every_page_in_the_menu_fits_a_phone(phone: Page, live_server, manager):
+    incident = open_incident(reported_by=manager, level=1, title=TITLE, commander=manager)
+    log_in(phone, live_server.url, manager.username)
+    open_menu(phone)
+    links = phone.get_by_test_id("site-menu").locator("a[href^='/']")
+    paths = sorted({links.nth(i).get_attribute("href") for i in range(links.count())} - {"/admin/"})
+    paths += [
+        incident.get_absolute_url(),
+        f"/incidents/{incident.reference}/edit/",
+        f"/reports/{incident.reference}/",
+        f"/incidents/{incident.reference}/status-update/",
+    ]
+    too_wide = []
+    for path in paths:
+        phone.goto(live_server.url + path)
+        phone.wait_for_load_state("networkidle")
+        width = phone.evaluate("document.scrollingElement.scrollWidth")
+        if width > PHONE["width"]:
+            too_wide.append(f"{path}: {width} px")
+    assert too_wide == [], too_wide
+    assert len(paths) >= 10, paths
+    # The measure itself: something wider than the phone does show.
+    phone.evaluate(
+        "() => { const d = document.createElement('div'); d.style.width = '1000px'; d.style.height = '1px';"
+        " document.querySelector('main').append(d); }"
+    )
+    assert phone.evaluate("document.scrollingElement.scrollWidth") > PHONE["width"]
