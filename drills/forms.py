@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from incidents.forms import ISODateInput, ISODateTimeInput
 from incidents.models import Incident
 from reports.models import ActionItem
 
@@ -20,20 +21,6 @@ from .models import (
 )
 
 User = get_user_model()
-
-
-class DateTimeLocalInput(forms.DateTimeInput):
-    input_type = "datetime-local"
-
-    def __init__(self, **kwargs):
-        super().__init__(format="%Y-%m-%dT%H:%M", **kwargs)
-
-
-class DateInput(forms.DateInput):
-    input_type = "date"
-
-    def __init__(self, **kwargs):
-        super().__init__(format="%Y-%m-%d", **kwargs)
 
 
 def active_people():
@@ -68,7 +55,7 @@ class DrillScheduleForm(forms.Form):
         error_messages={"invalid_choice": "Choose one of the drill kinds."},
     )
     title = forms.CharField(max_length=200, required=False, help_text="Blank: the kind and month.")
-    scheduled_start = forms.DateTimeField(label="Starts", widget=DateTimeLocalInput())
+    scheduled_start = forms.DateTimeField(label="Starts", widget=ISODateTimeInput())
     duration_minutes = forms.IntegerField(
         label="Duration (minutes)",
         min_value=5,
@@ -111,7 +98,7 @@ class DrillScheduleForm(forms.Form):
 
 class DrillEditForm(forms.Form):
     title = forms.CharField(max_length=200)
-    scheduled_start = forms.DateTimeField(label="Starts", widget=DateTimeLocalInput())
+    scheduled_start = forms.DateTimeField(label="Starts", widget=ISODateTimeInput())
     duration_minutes = forms.IntegerField(label="Duration (minutes)", min_value=5, max_value=3 * 24 * 60)
     facilitator = PersonChoiceField(queryset=active_people())
     scenario = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}))
@@ -162,7 +149,7 @@ class FindingForm(forms.Form):
     title = forms.CharField(label="Finding", max_length=200, required=False)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
     owner = PersonChoiceField(label="Action owner", queryset=active_people(), required=False, empty_label="Choose…")
-    due_date = forms.DateField(label="Due", widget=DateInput(), required=False)
+    due_date = forms.DateField(label="Due", widget=ISODateInput(), required=False)
     kind = forms.ChoiceField(label="Kind", choices=ActionItem.Kind.choices, initial=ActionItem.Kind.IMMEDIATE)
 
     def is_blank(self) -> bool:
@@ -185,10 +172,10 @@ class CertificationForm(forms.Form):
     kind = CertificationKindChoiceField(
         label="Certification", queryset=CertificationKind.objects.filter(active=True), empty_label="Choose…"
     )
-    issued_on = forms.DateField(label="Issued", widget=DateInput())
+    issued_on = forms.DateField(label="Issued", widget=ISODateInput())
     expires_on = forms.DateField(
         label="Expires",
-        widget=DateInput(),
+        widget=ISODateInput(),
         required=False,
         help_text="Blank: from the certification's validity (the annual one: 12 months).",
     )
@@ -221,7 +208,7 @@ class MentoringWaiverForm(forms.Form):
 
 
 class TrainingProfileForm(forms.Form):
-    joined_team_on = forms.DateField(label="Joined the response team", widget=DateInput(), required=False)
+    joined_team_on = forms.DateField(label="Joined the response team", widget=ISODateInput(), required=False)
     mentored_responses_required = forms.IntegerField(
         label="Mentored responses required",
         min_value=0,
@@ -246,7 +233,7 @@ class ReadinessOverrideForm(forms.Form):
         required=False,
         help_text="For command of one incident. Blank: any, within the window.",
     )
-    valid_until = forms.DateTimeField(widget=DateTimeLocalInput(), label="Valid until")
+    valid_until = forms.DateTimeField(widget=ISODateTimeInput(), label="Valid until")
     justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
 
     def clean_incident(self) -> Incident | None:

@@ -19,12 +19,39 @@ from .models import (
 )
 from .validators import happened_problem, incident_time_errors
 
+# Dates are typed as ISO 8601 into text fields, not the browser's date pickers: Chromium draws
+# <input type="date"> and "datetime-local" in the browser's own locale (mm/dd/yyyy and a 12-hour
+# clock in en-US), whatever the page's lang says. The pattern helps the browser say what is
+# wrong before sending; the form field still checks, with a field error, on the server.
+ISO_DATETIME_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?"
 
-class DateTimeLocalInput(forms.DateTimeInput):
-    input_type = "datetime-local"
 
-    def __init__(self, **kwargs):
-        super().__init__(format="%Y-%m-%dT%H:%M", **kwargs)
+def _iso_attrs(placeholder: str, pattern: str, title: str, attrs: dict | None) -> dict:
+    return {"placeholder": placeholder, "pattern": pattern, "title": title, "autocomplete": "off", **(attrs or {})}
+
+
+class ISODateTimeInput(forms.DateTimeInput):
+    input_type = "text"
+
+    def __init__(self, attrs: dict | None = None):
+        title = "Date and 24-hour time, e.g. 2026-12-06 14:05"
+        attrs = _iso_attrs("YYYY-MM-DD HH:MM", ISO_DATETIME_PATTERN, title, attrs)
+        super().__init__(attrs=attrs, format="%Y-%m-%d %H:%M")
+
+
+class ISODateInput(forms.DateInput):
+    input_type = "text"
+
+    def __init__(self, attrs: dict | None = None):
+        attrs = _iso_attrs("YYYY-MM-DD", r"\d{4}-\d{2}-\d{2}", "A date, e.g. 2026-12-06", attrs)
+        super().__init__(attrs=attrs, format="%Y-%m-%d")
+
+
+class ISOMonthInput(forms.DateInput):
+    input_type = "text"
+
+    def __init__(self, attrs: dict | None = None):
+        super().__init__(attrs=_iso_attrs("YYYY-MM", r"\d{4}-\d{2}", "A month, e.g. 2026-12", attrs), format="%Y-%m")
 
 
 class SeverityChoiceField(forms.ModelChoiceField):
@@ -48,7 +75,7 @@ class IncidentCreateForm(forms.ModelForm):
     started_at = forms.DateTimeField(
         label="Start time",
         required=False,
-        widget=DateTimeLocalInput(),
+        widget=ISODateTimeInput(),
         help_text="When the problem began, if before now. Leave empty for now.",
     )
 
@@ -105,8 +132,8 @@ class IncidentDetailsForm(forms.ModelForm):
     affected_systems = forms.ModelMultipleChoiceField(
         queryset=System.objects.all(), widget=forms.CheckboxSelectMultiple, required=False
     )
-    started_at = forms.DateTimeField(label="Start time", widget=DateTimeLocalInput())
-    ended_at = forms.DateTimeField(label="End time", required=False, widget=DateTimeLocalInput())
+    started_at = forms.DateTimeField(label="Start time", widget=ISODateTimeInput())
+    ended_at = forms.DateTimeField(label="End time", required=False, widget=ISODateTimeInput())
 
     class Meta:
         model = Incident
@@ -163,17 +190,35 @@ class TransitionForm(forms.Form):
     reason = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
 
 
+class ResolveForm(forms.Form):
+    """The Resolve action with its resolution actions, on the incident page."""
+
+    resolution_actions = forms.CharField(
+        label="Resolution actions",
+        max_length=10_000,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "What was done to resolve it"}),
+        error_messages={"required": services.RESOLUTION_ACTIONS_REQUIRED},
+    )
+    expected_state = forms.ChoiceField(choices=State.choices, widget=forms.HiddenInput)
+
+    def clean_resolution_actions(self) -> str:
+        text = self.cleaned_data["resolution_actions"].strip()
+        if not text:
+            raise forms.ValidationError(services.RESOLUTION_ACTIONS_REQUIRED)
+        return text
+
+
 class NoteForm(forms.Form):
     text = forms.CharField(
         label="Note",
         max_length=10_000,
-        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "What happened, what was done"}),
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "What happened, what was done", "data-shortcut": "n"}),
         error_messages={"required": "Write something."},
     )
     occurred_at = forms.DateTimeField(
         label="Happened at",
         required=False,
-        widget=DateTimeLocalInput(),
+        widget=ISODateTimeInput(),
         help_text="Only if earlier than now.",
     )
     owner_team = forms.CharField(label="Team", required=False, max_length=80)
@@ -233,13 +278,13 @@ class IncidentFilter(django_filters.FilterSet):
         field_name="detected_at",
         lookup_expr="date__gte",
         label="From",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=ISODateInput(),
     )
     detected_before = django_filters.DateFilter(
         field_name="detected_at",
         lookup_expr="date__lte",
         label="To",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=ISODateInput(),
     )
 
     class Meta:

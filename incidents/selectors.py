@@ -56,6 +56,20 @@ class Clock:
     def elapsed(self) -> timedelta:
         return (self.done_at or timezone.now()) - self.started_at
 
+    @property
+    def remaining(self) -> timedelta | None:
+        """Time left to the due moment (negative once overdue); None when done or not due."""
+        if self.done_at is not None or self.due_at is None:
+            return None
+        return self.due_at - timezone.now()
+
+    @property
+    def late_by(self) -> timedelta | None:
+        """How long after the due moment it was done (None: done in time, or not done)."""
+        if self.done_at is None or self.due_at is None or done_in_time(self.done_at, self.due_at):
+            return None
+        return self.done_at - self.due_at
+
 
 def response_clock(incident: Incident, *, holidays: set | None = None) -> Clock:
     """The response-time SLA: acknowledged within the severity's response time (as frozen at open)."""
@@ -219,9 +233,11 @@ def open_incidents(limit: int = 50) -> list[Incident]:
 
 def open_drill_incidents(limit: int = 10) -> list[Incident]:
     """The exercise incidents of drills under way, for a line beside the real ones."""
+    # "state" too: django-fsm's ConcurrentTransitionMixin reads it as each row loads, and a
+    # deferred state cost one query per drill on the dashboard.
     return list(
         Incident.objects.filter(state__in=OPEN_STATES, is_drill=True)
-        .only("reference", "title", "detected_at")
+        .only("reference", "title", "detected_at", "state")
         .order_by("detected_at")[:limit]
     )
 

@@ -10,7 +10,9 @@ from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
@@ -22,6 +24,7 @@ from .forms import (
     IncidentDetailsForm,
     IncidentFilter,
     NoteForm,
+    ResolveForm,
     RoleForm,
     TransitionForm,
 )
@@ -170,8 +173,10 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
         "phase_clocks": selectors.phase_clocks(incident, targets),
         "note_form": NoteForm(),
         "evidence_form": EvidenceForm(),
-        "commander_form": CommanderForm(initial={"commander": incident.commander_id}),
         "can_assign": request.user.has_perm("incidents.assign_commander"),
+        "resolve_form": ResolveForm(
+            initial={"expected_state": incident.state, "resolution_actions": incident.resolution_actions}
+        ),
     }
     for extra_context in hooks.incident_page_context:
         context.update(extra_context(incident))
@@ -220,6 +225,50 @@ def incident_transition(request: HttpRequest, reference: str) -> HttpResponse:
     else:
         messages.success(request, f"{incident.reference} is now {incident.get_state_display().lower()}.")
     return redirect(incident.get_absolute_url())
+
+
+@require_POST
+@permission_required("incidents.change_incident", raise_exception=True)
+def incident_resolve(request: HttpRequest, reference: str) -> HttpResponse:
+    """Record the resolution actions and resolve in one step."""
+    incident = _incident_or_404(reference)
+    form = ResolveForm(request.POST)
+    if form.is_valid():
+        # PermissionDenied (no right to resolve) propagates as a 403.
+        try:
+            services.incident_resolve(
+                incident=incident,
+                user=request.user,
+                resolution_actions=form.cleaned_data["resolution_actions"],
+                expected_state=form.cleaned_data["expected_state"],
+            )
+        except services.IncidentChangedError as exc:
+            messages.warning(request, str(exc))
+            return redirect(incident.get_absolute_url())
+        except services.TransitionRefusedError as exc:
+            messages.error(request, str(exc))
+            return redirect(incident.get_absolute_url())
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, f"{incident.reference} is now resolved.")
+            return redirect(incident.get_absolute_url())
+    incident = _incident_or_404(reference)
+    return render(request, "incidents/detail.html", _detail_context(request, incident, resolve_form=form), status=400)
+
+
+@require_GET
+@permission_required("incidents.view_incident", raise_exception=True)
+def quick_search(request: HttpRequest) -> HttpResponse:
+    """The header's search box: straight to the incident whose reference it names, else the list."""
+    # A NUL cannot reach PostgreSQL in a query parameter (it would be a 500): it is dropped.
+    query = request.GET.get("q", "").replace("\x00", "").strip()[:200]
+    if query:
+        reference = Incident.objects.filter(reference__iexact=query).values_list("reference", flat=True).first()
+        if reference is not None:
+            return redirect("incidents:detail", reference=reference)
+    return redirect(f"{reverse('incidents:list')}?{urlencode({'q': query})}" if query else reverse("incidents:list"))
 
 
 @require_POST
@@ -273,18 +322,24 @@ def checklist_toggle(request: HttpRequest, reference: str, item_id: int) -> Http
     )
     done = request.POST.get("done") == "1"
     error = ""
+    gate_was_open = item.gates_containment and item.incident.initial_assessment_done()
     try:
         item = services.checklist_item_set_done(item=item, user=request.user, done=done)
     except ValidationError as exc:
         error = " ".join(exc.messages)
         item.refresh_from_db()
     if request.htmx:
-        return render(
+        response = render(
             request,
             "incidents/_checklist_item.html",
             {"item": item, "incident": item.incident, "error": error},
             status=400 if error else 200,
         )
+        if item.gates_containment and item.incident.initial_assessment_done() != gate_was_open:
+            # The assessment just completed (or stopped being complete): the page's actions
+            # ("Mark contained", "Resolve") change with it, so the whole page reloads.
+            response["HX-Refresh"] = "true"
+        return response
     if error:
         messages.error(request, error)
     return redirect(item.incident.get_absolute_url() + "#checklist")

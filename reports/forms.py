@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth import get_user_model
 
+from incidents.forms import ISODateInput, ISOMonthInput
 from incidents.validators import EARLIEST_YEAR, LATEST_YEAR
 
 from .models import ActionItem, PostIncidentReview
@@ -87,7 +88,7 @@ class ActionItemForm(forms.Form):
         queryset=get_user_model().objects.filter(is_active=True).order_by("first_name", "last_name", "username"),
         error_messages={"invalid_choice": "Choose one of the listed people."},
     )
-    due_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    due_date = forms.DateField(widget=ISODateInput())
     description = forms.CharField(required=False, max_length=MAX_TEXT, widget=forms.Textarea(attrs={"rows": 2}))
 
 
@@ -105,13 +106,13 @@ class MetricsFilterForm(forms.Form):
         label="From month",
         input_formats=["%Y-%m"],
         required=False,
-        widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"),
+        widget=ISOMonthInput(),
     )
     end = forms.DateField(
         label="To month",
         input_formats=["%Y-%m"],
         required=False,
-        widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"),
+        widget=ISOMonthInput(),
     )
 
     def clean(self):

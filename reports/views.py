@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import http_date, urlencode
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from incidents.models import Incident, State, TimelineEntry
 
@@ -370,11 +370,17 @@ def review_request_changes(request: HttpRequest, reference: str, revision: int) 
     return redirect(_report_url(incident, anchor="#review"))
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @permission_required(APPROVE_PERMISSION, raise_exception=True)
 def review_approve(request: HttpRequest, reference: str, revision: int) -> HttpResponse:
+    """GET: the confirmation step (approving freezes the report for good); POST: approve."""
     incident = get_object_or_404(Incident, reference=reference)
     review = _review_of(incident, revision)
+    if request.method == "GET":
+        if review.state != PostIncidentReview.State.SUBMITTED:
+            messages.warning(request, f"Review r{review.revision} is not waiting for approval.")
+            return redirect(_report_url(incident, anchor="#review"))
+        return render(request, "reports/review_approve_confirm.html", {"incident": incident, "review": review})
     # PermissionDenied (the author approving their own review) propagates as a 403.
     try:
         review = services.review_approve(review=review, user=request.user)

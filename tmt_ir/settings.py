@@ -232,6 +232,8 @@ if PRODUCTION:
 
 LANGUAGE_CODE = "en-gb"
 USE_I18N = True
+# Dates shown and typed as ISO 8601, times on the 24-hour clock (tmt_ir/formats/).
+FORMAT_MODULE_PATH = ["tmt_ir.formats"]
 # Incident IDs and the report template are in UTC; TIME_ZONE is only how times are shown.
 USE_TZ = True
 TIME_ZONE = env.str("TMT_DISPLAY_TIME_ZONE", default="UTC")

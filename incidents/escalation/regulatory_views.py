@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from incidents.escalation import regimes, selectors
 from incidents.escalation.models import RegulatoryObligation, RegulatoryRegime
-from incidents.forms import DateTimeLocalInput
+from incidents.forms import ISODateTimeInput
 from incidents.models import Incident
 
 VIEW = "escalation.view_regulatoryobligation"
@@ -29,7 +29,7 @@ class ClassifyForm(forms.Form):
     reportable = forms.BooleanField(label="Major / reportable under this regime", required=False)
     criteria_met = forms.MultipleChoiceField(label="Criteria met", required=False, widget=forms.CheckboxSelectMultiple)
     aware_at = forms.DateTimeField(
-        label="Became aware at", required=False, widget=DateTimeLocalInput(), help_text="Blank: when it was detected."
+        label="Became aware at", required=False, widget=ISODateTimeInput(), help_text="Blank: when it was detected."
     )
     rationale = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000, required=False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.utils import timezone
 
 from incidents.escalation.models import (
@@ -20,6 +22,18 @@ from incidents.notifications.selectors import failed_notifications
 from incidents.oncall.selectors import role_contact
 from incidents.roles import HEAD_OF_RISK
 from incidents.selectors import Clock
+
+# A page due the moment it is armed (the first page at open, a Sev1's immediate role escalation)
+# is claimed by the deadline loop within seconds; until then it reads as being sent, not as
+# overdue. Still pending this long after it was armed, it is stuck, and shows as overdue.
+IMMEDIATE_GRACE = timedelta(seconds=60)
+
+
+def _sent_at_once(deadline: Deadline, incident: Incident, now) -> str:
+    """ "at open" / "at once" for a page due when it was armed and still within the grace; ""."""
+    if deadline.due_at > deadline.created_at or now - deadline.created_at > IMMEDIATE_GRACE:
+        return ""
+    return "at open" if deadline.due_at <= incident.detected_at + timedelta(seconds=1) else "at once"
 
 
 def escalation_panel(incident: Incident) -> dict:
@@ -55,6 +69,7 @@ def escalation_panel(incident: Incident) -> dict:
                 "who": who,
                 "label": label,
                 "clock": Clock(label=label, started_at=deadline.created_at, due_at=deadline.due_at, done_at=None),
+                "sent_at_once": _sent_at_once(deadline, incident, now),
             }
         )
     due = response_due_at(incident)

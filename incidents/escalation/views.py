@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from incidents.escalation import selectors, status_updates
 from incidents.escalation import services as escalation
 from incidents.escalation.models import Audience, RegulatoryCategory, RegulatoryObligation
-from incidents.forms import DateTimeLocalInput
+from incidents.forms import ISODateTimeInput
 from incidents.models import Incident
 from incidents.models.incident import STATUS_UPDATE_WORDS
 from incidents.validators import planned_problem
@@ -34,7 +34,7 @@ class StatusUpdateForm(forms.Form):
     status = forms.ChoiceField(choices=STATUS_CHOICES)
     impact = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
     eta = forms.CharField(label="ETA", max_length=120, required=False)
-    next_update_at = forms.DateTimeField(label="Next update", required=False, widget=DateTimeLocalInput())
+    next_update_at = forms.DateTimeField(label="Next update", required=False, widget=ISODateTimeInput())
     details = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), max_length=10_000)
     contact = forms.CharField(max_length=200)
     is_public = forms.BooleanField(label="Also show on the public status page", required=False)

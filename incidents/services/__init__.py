@@ -8,6 +8,8 @@ services.incident_open(...)` works.
 from .incident import (  # noqa: F401 - explicit for readers and type checkers
     EDITABLE_FIELDS,
     NOTE_TIME,
+    PASS_THROUGH,
+    RESOLUTION_ACTIONS_REQUIRED,
     IncidentChangedError,
     SeveritySuggestion,
     TransitionRefusedError,
@@ -20,6 +22,7 @@ from .incident import (  # noqa: F401 - explicit for readers and type checkers
     incident_available_transitions,
     incident_exercise_end,
     incident_open,
+    incident_resolve,
     incident_transition,
     incident_update,
     severity_suggest,

@@ -241,15 +241,25 @@ def _snapshot_at_open() -> dict:
 # -- lifecycle ------------------------------------------------------------------------------
 
 
+# Transitions a user may run from a state the fsm does not list as their source, by passing
+# through another one first, each step recorded as usual: "Mark contained" straight from
+# acknowledged (the responder contained it while investigating) starts the investigation at the
+# same moment. The final step's guards still apply, checked from the state passed through.
+PASS_THROUGH: dict[tuple[str, str], tuple[str, str]] = {
+    ("contain", State.ACKNOWLEDGED): ("start_investigation", State.INVESTIGATING),
+}
+
+
 def incident_available_transitions(*, incident: Incident, user) -> list[dict]:
     """Transitions this user may run now, with why a blocked one is blocked."""
     result = []
     for name in TRANSITION_NAMES:
         method = getattr(incident, name)
-        meta = method._django_fsm.get_transition(incident.state)
+        via = PASS_THROUGH.get((name, incident.state))
+        meta = method._django_fsm.get_transition(via[1] if via else incident.state)
         if meta is None or not meta.has_perm(incident, user):
             continue
-        allowed = can_proceed(method)
+        allowed = method._django_fsm.conditions_met(incident, via[1]) if via else can_proceed(method)
         result.append(
             {
                 "name": name,
@@ -286,6 +296,11 @@ def incident_transition(
     if expected_state is not None and incident.state != expected_state:
         raise IncidentChangedError(IncidentChangedError.message)
     method = getattr(incident, name)
+    if via := PASS_THROUGH.get((name, incident.state)):
+        if not method._django_fsm.conditions_met(incident, via[1]):
+            guard = method._django_fsm.get_transition(via[1]).custom.get("guard", "This action is not allowed yet.")
+            raise TransitionRefusedError(guard)
+        incident_transition(incident=incident, name=via[0], user=user, at=at)
     meta = method._django_fsm.get_transition(incident.state)
     if meta is None:
         raise TransitionRefusedError(
@@ -369,6 +384,33 @@ def _refuse_reopening_a_duplicate(incident: Incident) -> None:
             f"{other.reference} is now the open incident for the same "
             f"{'alert' if incident.alert_fingerprint else 'system outage'}; continue there (a note can link the two)."
         )
+
+
+RESOLUTION_ACTIONS_REQUIRED = "Describe what was done to resolve the incident."
+
+
+@transaction.atomic
+def incident_resolve(
+    *,
+    incident: Incident,
+    user: AbstractBaseUser,
+    resolution_actions: str,
+    expected_state: str | None = None,
+    at: datetime | None = None,
+) -> Incident:
+    """Record the resolution actions and resolve in one step (the incident page's Resolve form,
+    so resolving does not start with a hunt through the full edit form). All or nothing: a
+    refused resolve leaves the actions unrecorded too."""
+    if not (user.has_perm(TRANSITION_PERMISSIONS["resolve"]) and user.has_perm("incidents.change_incident")):
+        raise PermissionDenied("You do not have permission for this action.")
+    if expected_state is not None and incident.state != expected_state:
+        raise IncidentChangedError(IncidentChangedError.message)
+    text = resolution_actions.strip()
+    if not text:
+        raise ValidationError({"resolution_actions": RESOLUTION_ACTIONS_REQUIRED})
+    if text != incident.resolution_actions.strip():
+        incident = incident_update(incident=incident, user=user, resolution_actions=text)
+    return incident_transition(incident=incident, name="resolve", user=user, expected_state=expected_state, at=at)
 
 
 def incident_acknowledge(*, incident: Incident, user: AbstractBaseUser) -> Incident:

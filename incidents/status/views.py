@@ -263,8 +263,8 @@ class PublicUpdateForm(forms.Form):
 class MaintenanceForm(forms.Form):
     title = forms.CharField(max_length=200)
     message = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}))
-    starts_at = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    ends_at = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    starts_at = forms.DateTimeField(widget=ISODateTimeInput())
+    ends_at = forms.DateTimeField(widget=ISODateTimeInput())
     components = forms.ModelMultipleChoiceField(
         queryset=System.objects.order_by("name"), required=False, widget=forms.CheckboxSelectMultiple
     )

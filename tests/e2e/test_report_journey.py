@@ -105,6 +105,9 @@ def test_manager_downloads_requests_changes_and_approves(
     expect(page.get_by_test_id("review-state")).to_contain_text("Revision r1: Submitted")
     expect(page.get_by_test_id("report")).to_contain_text("212 orders were delayed")
     page.get_by_test_id("approve").click()
+    expect(page.get_by_test_id("approve-confirmation")).to_contain_text("cannot be undone")
+    assert PostIncidentReview.objects.get(incident=incident).state == "submitted"  # not by the first click
+    page.get_by_test_id("approve-confirm").click()
     expect(page.get_by_role("status")).to_contain_text("approved; the report is frozen")
     expect(page.get_by_test_id("review-state")).to_contain_text("Revision r1: Approved")
     content_hash = page.get_by_test_id("content-sha256").inner_text().strip()

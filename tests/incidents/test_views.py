@@ -117,7 +117,9 @@ def test_transition_buttons_only_when_allowed(engineer_client, engineer):
         {"name": "acknowledge", "expected_state": "detected"},
     )
     page = engineer_client.get(incident.get_absolute_url())
-    assert {t["name"] for t in page.context["transitions"]} == {"start_investigation", "cancel"}
+    # Containment is offered straight from acknowledged, blocked until the assessment is done.
+    offered = {t["name"]: t["allowed"] for t in page.context["transitions"]}
+    assert offered == {"start_investigation": True, "contain": False, "cancel": True}
 
 
 def test_stale_transition_says_reload(engineer_client, engineer):
