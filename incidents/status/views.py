@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils.feedgenerator import Atom1Feed
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from incidents.forms import ISODateTimeInput
 from incidents.models import OPEN_STATES, Incident, System
 from incidents.status import cache, selectors, services
 from incidents.status.models import Maintenance, PublicImpact, PublicIncident, PublicStatus
