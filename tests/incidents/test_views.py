@@ -301,7 +301,10 @@ def test_pages_run_a_constant_number_of_queries(engineer_client, engineer, djang
         assert engineer_client.get(reverse("incidents:list")).status_code == 200
     with django_assert_max_num_queries(12):
         assert engineer_client.get(reverse("incidents:dashboard")).status_code == 200
-    with django_assert_max_num_queries(15):
+    # The incident page: the request's own 4 (session, user, permissions), the incident with its
+    # systems, checklist, evidence, timeline and targets (6), and one or a few for each app's panel
+    # (roles and who is on call, failed pages, the trading halt, backups): the same for 3 as for 30.
+    with django_assert_max_num_queries(22):
         assert engineer_client.get(last.get_absolute_url()).status_code == 200
 
 
