@@ -14,6 +14,9 @@ class NotificationHooks:
     # Every page that could reach the person of an escalation event failed for good:
     # (*, event, now). The escalation app moves its chain on to whoever comes next.
     page_failed: list[Callable[..., None]] = field(default_factory=list)
+    # A paged person answered "ESC" (escalate now): (*, incident, user, via, now) -> str saying
+    # who is paged next, or raises acks.ReplyRefused. The escalation app fires its next step.
+    escalate_now: Callable[..., str] | None = None
 
 
 notification_hooks = NotificationHooks()

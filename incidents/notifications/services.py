@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from incidents import wakeups
 from incidents.models import Incident, TimelineEntry
+from incidents.notifications.acks import page_text
 from incidents.notifications.hooks import notification_hooks
 from incidents.notifications.models import (
     Notification,
@@ -290,7 +291,7 @@ def notifications_claim_due(*, limit: int, now: datetime | None = None) -> list[
     now = now or timezone.now()
     due = (
         Notification.objects.filter(_claimable(now))
-        .select_related("incident__severity", "event")
+        .select_related("incident__severity", "event", "recipient")
         .order_by(_URGENT_FIRST, "next_attempt_at", "pk")
     )
     if connection.features.has_select_for_update_skip_locked:
@@ -352,7 +353,9 @@ def notifications_deliver(*, notification_ids: list[int], now: datetime | None =
     ids = list(dict.fromkeys(notification_ids))
     claimed = [
         row
-        for row in Notification.objects.filter(pk__in=ids).select_related("incident__severity", "event").order_by("pk")
+        for row in Notification.objects.filter(pk__in=ids)
+        .select_related("incident__severity", "event", "recipient")
+        .order_by("pk")
         if Notification.objects.filter(_claimable(now), pk=row.pk).update(
             state=Notification.State.SENDING, claimed_at=now
         )
@@ -569,7 +572,7 @@ def _send_email(notification: Notification) -> None:
         headers["X-TMT-Incident"] = notification.incident.reference
     message = EmailMessage(
         subject=notification.subject,
-        body=notification.body,
+        body=page_text(notification),
         to=[notification.address],
         headers=headers,
     )
@@ -653,7 +656,7 @@ def _send_via_provider(notification: Notification) -> None:
         {
             "to": notification.address,
             "channel": "voice" if notification.channel == Notification.Channel.PHONE else "sms",
-            "body": notification.body,
+            "body": page_text(notification),
             "reference": _reference(notification),
         },
         headers,
