@@ -84,8 +84,9 @@ def _link_page(request: HttpRequest, link, *, refused: str = "", done: str = "",
         "channel": acks.link_channel_words(link) if link is not None else "",
     }
     response = render(request, "notifications/ack_link.html", context, status=status)
-    # The token is in the URL: don't pass it on to another site in a Referer.
-    response["Referrer-Policy"] = "no-referrer"
+    # The token is in the URL: no Referer to another site. Not "no-referrer": Chromium then sends
+    # "Origin: null" with the button's POST, which Django's CSRF check refuses.
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 
