@@ -4,14 +4,17 @@ way a provider relays a reply (signed), and the portal acts on it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from incidents.devtools.simulator import SimulatorServer
+from incidents.escalation.models import EscalationEvent
 from incidents.escalation.services import deadlines_fire_due
 from incidents.models import State, TimelineEntry
 from incidents.notifications.models import Notification
+from tests.celery_fixtures import wait_for
 from tests.factories import deliver_outbox, make_roster, open_incident
 
 # live_server needs transactional tests; serialized_rollback restores the seeded policy rows.
@@ -36,7 +39,12 @@ def _paged(level: int = 1):
     incident = open_incident(level=level, reported_by=team["im"])
     deadlines_fire_due()
     deliver_outbox()
-    sms = Notification.objects.filter(incident=incident, channel="sms", state="sent").order_by("pk").first()
+    # With a dispatcher running it may be the one that sends it.
+    sms = wait_for(
+        lambda: Notification.objects.filter(incident=incident, channel="sms", state="sent").order_by("pk").first(),
+        timeout=10,
+        what="the first SMS page",
+    )
     return incident, sms
 
 
@@ -89,3 +97,22 @@ def test_the_pager_refuses_a_reply_it_cannot_send(pager):
     for bad in ({"body": "ACK"}, {"from": "+447700900001"}, {"from": "+44", "body": "4", "channel": "fax"}):
         answer = httpx.post(f"{control}/pager/reply", json=bad, timeout=15)
         assert answer.status_code == 400, bad
+
+
+def test_esc_through_the_simulator_pages_the_next_level_within_seconds(pager, dispatcher):
+    _, control = pager
+    incident, sms = _paged(level=2)  # the dispatcher is running: it fires and delivers as well
+    first = sms.recipient
+    answer = httpx.post(f"{control}/pager/reply", json={"to": sms.address, "body": "ESC"}, timeout=15).json()
+    assert answer["status"] == 200 and answer["portal"]["result"] == "escalated", answer
+    # Step 1 fires at once (the dispatcher is woken at commit), long before its response time.
+    event = wait_for(
+        lambda: EscalationEvent.objects.filter(incident=incident, rule="ack", step=1).first(),
+        timeout=5,
+        what="step 1 to fire",
+    )
+    assert event.fired_at - incident.detected_at < timedelta(seconds=30)
+    incident.refresh_from_db()
+    assert incident.state == State.DETECTED
+    entry = TimelineEntry.objects.get(incident=incident, action__startswith="Escalated now by")
+    assert entry.owner == first and "by SMS reply: step 1" in entry.action
