@@ -18,6 +18,7 @@ from incidents.notifications import acks
 from incidents.notifications.models import AckLink, Notification
 from incidents.notifications.selectors import token_hash
 from tests.factories import deliver_outbox
+from tests.test_security_headers import _assert_page
 
 pytestmark = pytest.mark.django_db
 
@@ -205,3 +206,10 @@ def test_no_link_for_someone_whose_role_cannot_acknowledge(page_incident, team):
     AckLink.objects.filter(notification=fresh).delete()
     assert acks.ack_link_issue(notification=fresh) is None
     assert acks.page_text(fresh) == fresh.body
+
+
+def test_the_link_page_has_a_strict_policy_and_nothing_inline(page_incident):
+    paged = page_incident()
+    html = _assert_page(Client(), paged.link())
+    assert '<link rel="stylesheet" href="/static/css/ack.css">' in html
+    _assert_page(Client(), "/ack/" + "0" * 64 + "/", status=404)
