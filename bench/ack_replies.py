@@ -122,8 +122,10 @@ def load(incidents: int, history: int) -> list[dict]:
                 next_attempt_at=now,
                 sent_at=now,
             )
-        sms = Notification.objects.select_related("incident", "recipient").get(event=events[incident.pk], channel="sms")
-        url = acks.ack_link_issue(notification=sms)
+        pages = list(Notification.objects.filter(event=events[incident.pk]).select_related("incident"))
+        acks.ack_links_issue(pages)
+        sms = Notification.objects.select_related("incident", "ack_link").get(event=events[incident.pk], channel="sms")
+        url = acks.ack_link_url(sms)
         rows.append({"link": "/ack/" + url.rsplit("/ack/", 1)[1], "number": sms.address, "phone": f"+44207{i:07d}"})
     return rows
 

@@ -52,9 +52,9 @@ def test_production_mode_serves_pages_and_every_static_file(tmp_path):
     # The incident's first page (not sent: no provider here) and its one-tap link, a public page.
     deadlines_fire_due()
     page = Notification.objects.filter(incident=incident, channel=Notification.Channel.SMS).select_related(
-        "incident", "recipient"
+        "incident", "ack_link"
     )[0]
-    ack_path = urlsplit(acks.ack_link_issue(notification=page)).path
+    ack_path = urlsplit(acks.ack_link_url(page)).path
     # For the walk in Chromium: a manager who may also use the admin, and a resolved incident
     # whose report is rendered to PDF here (the reports queue's own service; no worker runs).
     manager = team["im"]

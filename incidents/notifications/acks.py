@@ -2,9 +2,9 @@
 
 - Each SMS, voice and email page to a person who may acknowledge carries a link
   (`/ack/<token>/`): it shows the incident's essentials and one "Acknowledge" button, and works
-  once, until TMT_ACK_LINK_TTL_SECONDS after the page was first sent. The token is an HMAC of the
+  once, until TMT_ACK_LINK_TTL_SECONDS after the page is due to go. The token is an HMAC of the
   page's id under the SECRET_KEY, so a re-send after a crash carries the same link, and only its
-  SHA-256 is stored.
+  SHA-256 is stored, made with the page's row; the token is put in the text only at sending.
 - The provider posts SMS replies ("ACK" or "4": acknowledge; "ESC": escalate now) and voice
   keypresses ("4": acknowledge) to signed webhooks (signatures.py). A reply is matched to the
   person by the sender's number and to the incident by the most recent page of its kind sent to
@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -63,43 +65,73 @@ def _token(notification: Notification) -> str:
     return salted_hmac(_TOKEN_SALT, f"notification:{notification.pk}", algorithm="sha256").hexdigest()
 
 
-def _may_acknowledge(user) -> bool:
-    return user is not None and user.is_active and user.has_perm(TRANSITION_PERMISSIONS["acknowledge"])
+LINK_CHANNELS = (Notification.Channel.SMS, Notification.Channel.PHONE, Notification.Channel.EMAIL)
 
 
-def _wants_acknowledgement(notification: Notification) -> bool:
-    """A page of an escalation, to a person who may acknowledge, while nobody has."""
+def _asks_for_acknowledgement(notification: Notification) -> bool:
+    """A page of an escalation to a person, about an incident nobody has acknowledged yet."""
     incident = notification.incident
     return (
-        notification.event_id is not None
+        notification.pk is not None
+        and notification.event_id is not None
+        and notification.recipient_id is not None
+        and notification.channel in LINK_CHANNELS
         and incident is not None
         and incident.is_open
         and incident.acknowledged_at is None
-        and _may_acknowledge(notification.recipient)
     )
 
 
-def ack_link_issue(*, notification: Notification, now: datetime | None = None) -> str | None:
-    """The link for this page (made on its first send), or None when it asks nobody to acknowledge."""
-    if not _wants_acknowledgement(notification):
+def ack_links_issue(notifications: list[Notification]) -> int:
+    """Make the links of pages just written, in their transaction (one query for who may
+    acknowledge, one INSERT), so that sending a page needs no database work of its own: a
+    dropped connection or a slow query at that moment would delay the page. Only for people
+    whose role may acknowledge. Returns how many were made."""
+    wanted = [n for n in notifications if _asks_for_acknowledgement(n)]
+    if not wanted:
+        return 0
+    app_label, codename = TRANSITION_PERMISSIONS["acknowledge"].split(".")
+    permission = Q(groups__permissions__codename=codename, groups__permissions__content_type__app_label=app_label)
+    permission |= Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label)
+    allowed = set(
+        get_user_model()
+        .objects.filter(Q(is_superuser=True) | permission, pk__in={n.recipient_id for n in wanted}, is_active=True)
+        .values_list("pk", flat=True)
+    )
+    rows = [
+        AckLink(
+            notification_id=n.pk,
+            incident_id=n.incident_id,
+            user_id=n.recipient_id,
+            key_hash=selectors.token_hash(_token(n)),
+            # From when the page is due to go (an email follow-up waits for the SMS and call).
+            expires_at=n.next_attempt_at + timedelta(seconds=settings.TMT_ACK_LINK_TTL_SECONDS),
+        )
+        for n in wanted
+        if n.recipient_id in allowed
+    ]
+    # ON CONFLICT DO NOTHING: a page's link is made once; its expiry stands.
+    AckLink.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def ack_link_url(notification: Notification) -> str | None:
+    """The link a page carries, from the row's own link (loaded with it: no query when the
+    delivery's claim selected it), or None when it asks nobody to acknowledge."""
+    try:
+        link = notification.ack_link
+    except AckLink.DoesNotExist:
         return None
-    raw = _token(notification)
-    AckLink.objects.get_or_create(
-        notification=notification,
-        defaults={
-            "incident_id": notification.incident_id,
-            "user_id": notification.recipient_id,
-            "key_hash": selectors.token_hash(raw),
-            "expires_at": (now or timezone.now()) + timedelta(seconds=settings.TMT_ACK_LINK_TTL_SECONDS),
-        },
-    )
-    return settings.TMT_SITE_URL.rstrip("/") + reverse("notifications:ack_link", args=[raw])
+    incident = notification.incident
+    if link.used_at is not None or not incident.is_open or incident.acknowledged_at is not None:
+        return None
+    return settings.TMT_SITE_URL.rstrip("/") + reverse("notifications:ack_link", args=[_token(notification)])
 
 
-def page_text(notification: Notification, *, now: datetime | None = None) -> str:
+def page_text(notification: Notification) -> str:
     """What the provider or the mail server is given: the stored body, plus the one-tap link and
     how to answer. The link is added here, at sending, so the outbox never stores a token."""
-    url = ack_link_issue(notification=notification, now=now)
+    url = ack_link_url(notification)
     if url is None:
         return notification.body
     reference = notification.incident.reference

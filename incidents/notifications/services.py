@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from incidents import wakeups
 from incidents.models import Incident, TimelineEntry
-from incidents.notifications.acks import page_text
+from incidents.notifications.acks import ack_links_issue, page_text
 from incidents.notifications.hooks import notification_hooks
 from incidents.notifications.models import (
     Notification,
@@ -101,6 +101,7 @@ class NotificationBatch:
             return
         rows = Notification.objects.bulk_create(self.rows)
         self.rows, self._keys = [], set()
+        ack_links_issue(rows)
         _wake_dispatcher(min(row.next_attempt_at for row in rows))
 
 
@@ -114,6 +115,7 @@ def notification_queue(incident: Incident | None, *, batch: NotificationBatch | 
         batch.add(Notification(incident=incident, **fields))
         return
     notification = Notification.objects.create(incident=incident, **fields)
+    ack_links_issue([notification])
     _wake_dispatcher(notification.next_attempt_at)
 
 
@@ -291,7 +293,7 @@ def notifications_claim_due(*, limit: int, now: datetime | None = None) -> list[
     now = now or timezone.now()
     due = (
         Notification.objects.filter(_claimable(now))
-        .select_related("incident__severity", "event", "recipient")
+        .select_related("incident__severity", "event", "ack_link")
         .order_by(_URGENT_FIRST, "next_attempt_at", "pk")
     )
     if connection.features.has_select_for_update_skip_locked:
@@ -354,7 +356,7 @@ def notifications_deliver(*, notification_ids: list[int], now: datetime | None =
     claimed = [
         row
         for row in Notification.objects.filter(pk__in=ids)
-        .select_related("incident__severity", "event", "recipient")
+        .select_related("incident__severity", "event", "ack_link")
         .order_by("pk")
         if Notification.objects.filter(_claimable(now), pk=row.pk).update(
             state=Notification.State.SENDING, claimed_at=now
