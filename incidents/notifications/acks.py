@@ -10,7 +10,8 @@
   person by the sender's number and to the incident by the most recent page of its kind sent to
   that number, or by the incident reference the reply names ("ACK TMT-INC-…").
 
-Every refusal raises ReplyRefused before anything is written; the acknowledgement itself goes
+Every refusal raises ReplyRefused and keeps nothing (a write made before it is rolled back with
+the request's transaction); the acknowledgement itself goes
 through the core's incident_acknowledge (deadlines cancelled, checklists attached, hooks told),
 and the timeline says how ("Acknowledged by Marcus O'Neill by SMS reply").
 """
@@ -90,6 +91,8 @@ def ack_links_issue(notifications: list[Notification]) -> int:
     wanted = [n for n in notifications if _asks_for_acknowledgement(n)]
     if not wanted:
         return 0
+    # ModelBackend's rule (superuser, or the permission through a group or directly) for the
+    # whole batch in one query: user.has_perm is two queries a person, in the firing's transaction.
     app_label, codename = TRANSITION_PERMISSIONS["acknowledge"].split(".")
     permission = Q(groups__permissions__codename=codename, groups__permissions__content_type__app_label=app_label)
     permission |= Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label)
@@ -216,13 +219,20 @@ def _locked(incident: Incident) -> Incident:
     )
 
 
+def closed_problem(incident: Incident) -> ReplyRefused | None:
+    if incident.is_open:
+        return None
+    return ReplyRefused(
+        f"{incident.reference} is {incident.get_state_display().lower()}: there is nothing to acknowledge.",
+        status=409,
+        code="incident_closed",
+    )
+
+
 def _refuse_closed(incident: Incident) -> None:
-    if not incident.is_open:
-        raise ReplyRefused(
-            f"{incident.reference} is {incident.get_state_display().lower()}: there is nothing to acknowledge.",
-            status=409,
-            code="incident_closed",
-        )
+    problem = closed_problem(incident)
+    if problem is not None:
+        raise problem
 
 
 def _acknowledge(incident: Incident, user, *, via: str) -> None:

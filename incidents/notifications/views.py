@@ -58,16 +58,14 @@ def ack_link(request: HttpRequest, token: str) -> HttpResponse:
         except acks.ReplyRefused as exc:
             return _link_page(request, selectors.ack_link_by_token(token), refused=exc.message, status=exc.status)
         return _link_page(request, selectors.ack_link_by_token(token), done=outcome.message)
+    # What a tap would answer, in the same order, without writing anything.
     link = selectors.ack_link_by_token(token)
     problem = acks.ack_link_problem(link, now=timezone.now())
-    if problem is None and link is not None:
+    if problem is None:
         done = acks.already_acknowledged(link.incident)
         if done is not None:
             return _link_page(request, link, done=done)
-        if not link.incident.is_open:
-            state = link.incident.get_state_display().lower()
-            refused = f"{link.incident.reference} is {state}: there is nothing to acknowledge."
-            return _link_page(request, link, refused=refused, status=409)
+        problem = acks.closed_problem(link.incident)
     if problem is not None:
         return _link_page(request, link, refused=problem.message, status=problem.status)
     return _link_page(request, link)
