@@ -48,6 +48,8 @@ run: install
 	$(PY) manage.py seed_demo --if-empty
 	@# Pages go to the agent simulator's pager (it logs each one) unless a real provider is set.
 	TMT_SMS_PROVIDER_URL=$${TMT_SMS_PROVIDER_URL:-http://127.0.0.1:$${TMT_AGENTS_CONTROL_PORT:-8009}/pager} \
+	TMT_SMS_PROVIDER_WEBHOOK_SECRET=$${TMT_SMS_PROVIDER_WEBHOOK_SECRET:-local-pager-secret} \
+	TMT_PAGER_REPLY_URL=$${TMT_PAGER_REPLY_URL:-http://127.0.0.1:$${TMT_WEB_PORT:-8000}} \
 	TMT_VAR_DIR=$${TMT_VAR_DIR:-$(CURDIR)/var} \
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/supervisord -c deploy/supervisord.conf
 

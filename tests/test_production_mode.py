@@ -18,6 +18,9 @@ from django.contrib.sessions.backends.db import SessionStore
 from playwright.sync_api import ConsoleMessage, Page, Response, expect, sync_playwright
 from pypdf import PdfReader
 
+from incidents.escalation.services import deadlines_fire_due
+from incidents.notifications import acks
+from incidents.notifications.models import Notification
 from reports import services as report_services
 from tests.browser import launch, watch_csp_violations
 from tests.factories import DEMO_PASSWORD, make_roster, open_incident
@@ -46,6 +49,12 @@ def _session_cookie(user) -> str:
 def test_production_mode_serves_pages_and_every_static_file(tmp_path):
     team = make_roster()
     incident = open_incident(reported_by=team["oncall1"], level=2)
+    # The incident's first page (not sent: no provider here) and its one-tap link, a public page.
+    deadlines_fire_due()
+    page = Notification.objects.filter(incident=incident, channel=Notification.Channel.SMS).select_related(
+        "incident", "ack_link"
+    )[0]
+    ack_path = urlsplit(acks.ack_link_url(page)).path
     # For the walk in Chromium: a manager who may also use the admin, and a resolved incident
     # whose report is rendered to PDF here (the reports queue's own service; no worker runs).
     manager = team["im"]
@@ -119,7 +128,7 @@ def test_production_mode_serves_pages_and_every_static_file(tmp_path):
             # Without the proxy's header the site sends everyone to HTTPS.
             plain = httpx.get(f"{base}/accounts/login/", headers={"Host": "127.0.0.1"})
             assert plain.status_code == 301 and plain.headers["location"].startswith("https://")
-            anonymous = ["/accounts/login/", "/status/"]
+            anonymous = ["/accounts/login/", "/status/", ack_path]
             signed_in = ["/", "/incidents/", incident.get_absolute_url(), "/health/"]
             statics = set()
             for path in anonymous:

@@ -306,6 +306,20 @@ TMT_NOTIFY_BACKOFF_SECONDS = env.int("TMT_NOTIFY_BACKOFF_SECONDS", default=10)
 TMT_NOTIFY_HTTP_TIMEOUT = env.float("TMT_NOTIFY_HTTP_TIMEOUT", default=5.0)
 if TMT_SMS_PROVIDER_URL and not TMT_SMS_PROVIDER_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured("TMT_SMS_PROVIDER_URL must be an http:// or https:// URL")
+# Acknowledging from the page (incidents/notifications/acks.py): each page's one-tap link works
+# once, for this long after the page is first sent; the link's page answers each client address
+# this often (a responder taps once; a guesser of links is slowed down).
+TMT_ACK_LINK_TTL_SECONDS = env.int("TMT_ACK_LINK_TTL_SECONDS", default=3600)
+TMT_ACK_LINK_THROTTLE = env.str("TMT_ACK_LINK_THROTTLE", default="30/min")
+# The provider's inbound SMS replies and voice keypresses are signed with this shared secret
+# (HMAC-SHA256 of "<timestamp>.<body>"); unset, they are refused. A signature older or newer than
+# the window is refused too, so a recorded request cannot be replayed later.
+TMT_SMS_PROVIDER_WEBHOOK_SECRET = env.str("TMT_SMS_PROVIDER_WEBHOOK_SECRET", default="")
+TMT_SMS_PROVIDER_SIGNATURE_WINDOW_SECONDS = env.int("TMT_SMS_PROVIDER_SIGNATURE_WINDOW_SECONDS", default=300)
+if TMT_ACK_LINK_TTL_SECONDS < 60 or TMT_SMS_PROVIDER_SIGNATURE_WINDOW_SECONDS < 1:
+    raise ImproperlyConfigured(
+        "TMT_ACK_LINK_TTL_SECONDS must be ≥ 60 and TMT_SMS_PROVIDER_SIGNATURE_WINDOW_SECONDS ≥ 1"
+    )
 # A row left "sending" this long is taken over by another dispatcher (its own was killed). It
 # must outlast the longest send (the HTTP and mail timeouts), or a slow send would be doubled.
 TMT_NOTIFY_TAKEOVER_SECONDS = env.float("TMT_NOTIFY_TAKEOVER_SECONDS", default=20.0)

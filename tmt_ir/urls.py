@@ -46,6 +46,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("", include("incidents.status.urls")),
+    # Acknowledging from a page: the one-tap link and the provider's signed webhooks.
+    path("", include("incidents.notifications.urls")),
     # REST API, OpenAPI schema and Swagger UI; DRF views answer 401/403 themselves.
     path("api/", include(([*api_urls.urlpatterns, path("v1/", include(api_urls.router.urls))], "api"))),
     path("account/api-tokens/", api_token_views.api_tokens, name="api_tokens"),

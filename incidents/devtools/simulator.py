@@ -12,6 +12,10 @@ including the ways they fail, so this module serves:
   ``GET|POST|DELETE /faults/<agent>``, ``POST /reset``; it also stands in for the SMS/voice
   provider (``POST /pager`` takes the portal's pages and logs them, ``GET /pager`` lists the
   latest), so `make run`'s pages are delivered somewhere a person can see them;
+* ``POST /pager/reply`` on the same control app plays the person answering a page: it signs an
+  SMS reply (``{"from", "body"}``) or a voice keypress (``{"from", "digits", "channel": "voice"}``)
+  the way the provider does and posts it to the portal's webhook (``TMT_PAGER_REPLY_URL``, else
+  ``TMT_SITE_URL``; secret ``TMT_SMS_PROVIDER_WEBHOOK_SECRET``), answering with the portal's reply;
 * optionally a "fleet" app that serves ``GET /agents/<n>/health`` for many cheap targets on one
   port, so a benchmark can poll a thousand endpoints without a thousand sockets listening.
 
@@ -26,6 +30,7 @@ import concurrent.futures
 import json
 import logging
 import math
+import os
 import re
 import signal
 import threading
@@ -39,6 +44,8 @@ from typing import Any
 
 import httpx
 from aiohttp import web
+
+from incidents.notifications.signatures import HEADER, sign
 
 logger = logging.getLogger("incidents.devtools.simulator")
 
@@ -77,6 +84,9 @@ PAGER_KEEP = 200
 # Idempotency keys remembered (oldest forgotten first): a re-send comes within minutes.
 PAGER_KEYS_KEPT = 100_000
 PAGER_CHANNELS = frozenset({"sms", "voice"})
+# Where POST /pager/reply sends replies: the portal's signed provider webhooks under this base.
+DEFAULT_REPLY_URL = "http://127.0.0.1:8000"
+REPLY_PATHS = {"sms": "/provider/sms/", "voice": "/provider/voice/"}
 
 
 def _now_iso() -> str:
@@ -590,6 +600,8 @@ class SimulatorServer:
         base_latency_ms: float = 0.0,
         initial_faults: Mapping[str, Fault] | None = None,
         access_log: bool = False,
+        reply_url: str | None = None,
+        reply_secret: str | None = None,
     ) -> None:
         ports = dict(DEFAULT_AGENT_PORTS if agent_ports is None else agent_ports)
         self.host = host
@@ -606,6 +618,13 @@ class SimulatorServer:
         if unknown:
             raise ValueError(f"faults given for unknown agents: {', '.join(sorted(unknown))}")
         self._access_log = access_log
+        self._reply_url = (
+            reply_url or os.environ.get("TMT_PAGER_REPLY_URL") or os.environ.get("TMT_SITE_URL") or DEFAULT_REPLY_URL
+        ).rstrip("/")
+        self._reply_secret = (
+            reply_secret if reply_secret is not None else os.environ.get("TMT_SMS_PROVIDER_WEBHOOK_SECRET", "")
+        )
+        self._replies: list[dict[str, Any]] = []
 
         self._agents: dict[str, AgentState] = {}
         self._pages: list[dict[str, Any]] = []
@@ -877,12 +896,21 @@ class SimulatorServer:
             return web.json_response({"status": "accepted", "id": received["id"]})
 
         async def list_pages(request: web.Request) -> web.Response:
-            return web.json_response({"pages": self._pages[::-1]})
+            return web.json_response({"pages": self._pages[::-1], "replies": self._replies[::-1]})
+
+        async def reply(request: web.Request) -> web.Response:
+            # A person answering a page: signed like the provider signs, posted to the portal.
+            try:
+                data = await _read_json_object(request, required=True)
+            except FaultError as exc:
+                return _error(400, "invalid_reply", exc.detail, exc.field)
+            return await self._send_reply(data)
 
         app = web.Application()
         app.router.add_get("/", overview)
         app.router.add_post("/pager", page)
         app.router.add_get("/pager", list_pages)
+        app.router.add_post("/pager/reply", reply)
         app.router.add_get("/faults", list_faults)
         app.router.add_get("/faults/{agent}", get_fault)
         app.router.add_post("/faults/{agent}", set_fault)
@@ -890,6 +918,43 @@ class SimulatorServer:
         app.router.add_post("/reset", reset)
         app.router.add_put("/positions/{agent}", put_positions)
         return app
+
+    async def _send_reply(self, data: dict[str, Any]) -> web.Response:
+        """Sign and post one reply; the answer carries the portal's status and JSON."""
+        channel = data.get("channel", "sms")
+        if channel not in PAGER_CHANNELS:
+            return _error(400, "invalid_reply", "“channel” must be “sms” or “voice”.", "channel")
+        # "to": the number a page went to, which is the number that answers it.
+        sender = data.get("from") or data.get("to")
+        text_field = "body" if channel == "sms" else "digits"
+        for name, value in (("from", sender), (text_field, data.get(text_field))):
+            if not isinstance(value, str) or not value.strip():
+                return _error(400, "invalid_reply", f"“{name}” must be a non-empty string.", name)
+        if not self._reply_secret:
+            return _error(409, "no_secret", "Set TMT_SMS_PROVIDER_WEBHOOK_SECRET to sign replies.")
+        message = {
+            "id": str(data.get("id") or f"sim-{uuid.uuid4().hex}"),
+            "from": sender,
+            text_field: data[text_field],
+            **({"reference": str(data["reference"])} if data.get("reference") else {}),
+        }
+        body = json.dumps(message).encode()
+        url = self._reply_url + REPLY_PATHS[channel]
+        headers = {"Content-Type": "application/json", HEADER: sign(body, secret=self._reply_secret)}
+        try:
+            async with httpx.AsyncClient(timeout=10.0) as client:
+                answer = await client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return _error(502, "portal_unreachable", f"{url}: {type(exc).__name__}: {exc}")
+        try:
+            portal = answer.json()
+        except ValueError:
+            portal = {"text": answer.text[:500]}
+        record = {"sent_at": _now_iso(), "url": url, **message, "status": answer.status_code, "portal": portal}
+        self._replies.append(record)
+        del self._replies[:-PAGER_KEEP]
+        logger.info("pager: reply from %s: %s -> %s %s", sender, data[text_field], answer.status_code, portal)
+        return web.json_response(record)
 
     # ---- fleet app --------------------------------------------------------------------------
 

@@ -19,3 +19,4 @@ class EscalationConfig(AppConfig):
         hooks.after_reclassify.append(services.escalation_reevaluate)
         hooks.response_due_at = services.response_due_at
         notification_hooks.page_failed.append(services.escalation_advance_after_failure)
+        notification_hooks.escalate_now = services.escalation_escalate_now

@@ -40,6 +40,7 @@ from incidents.escalation.snapshot import (
     snapshot_of,
 )
 from incidents.models import OPEN_STATES, Incident, SeverityLevel, State, TimelineEntry
+from incidents.notifications.acks import ReplyRefused, already_acknowledged
 from incidents.notifications.services import NotificationBatch, notify_webhooks, page_user
 from incidents.oncall.models import RoleContact
 from incidents.oncall.selectors import on_call_at, role_contact
@@ -1009,6 +1010,49 @@ def escalation_advance_after_failure(*, event: EscalationEvent, now: datetime | 
         trigger = snapshot_of(incident).trigger(key)
         if trigger is not None:
             _role_fallback(incident, trigger, key, fallback, now)
+
+
+def escalation_escalate_now(*, incident: Incident, user, via: str, now: datetime | None = None) -> str:
+    """A paged person asks for the next level now ("ESC" in reply to a page): the acknowledgement
+    chain's next step falls due at once and the dispatcher fires it (woken at commit), as it
+    would have at its time. Refused, with nothing written, when there is nobody further to page.
+    The caller holds the incident's lock."""
+    now = now or timezone.now()
+    if not incident.is_open:
+        raise ReplyRefused(
+            f"{incident.reference} is {incident.get_state_display().lower()}: nothing to escalate.",
+            status=409,
+            code="incident_closed",
+        )
+    done = already_acknowledged(incident)
+    if done is not None:
+        raise ReplyRefused(done.replace("Nothing was changed.", "Not escalated."), status=409, code="acknowledged")
+    step = (
+        Deadline.objects.filter(incident=incident, rule=ACK_RULE, fired_at=None, cancelled_at=None)
+        .order_by("step")
+        .first()
+    )
+    if step is None:
+        raise ReplyRefused(
+            f"{incident.reference}: every escalation level has been paged already; call the incident manager.",
+            status=409,
+            code="nothing_to_escalate",
+        )
+    chain = snapshot_of(incident).chain
+    target = chain[max(step.step, 1) - 1]
+    paged, label = resolve_target(target.target, target.role, now)
+    who = f"{label}: {_name(paged)}" if paged else label
+    Deadline.objects.filter(pk=step.pk, fired_at=None, cancelled_at=None).update(due_at=now)
+    wakeups.wake(wakeups.DEADLINES)
+    timeline_record(
+        incident,
+        kind=TimelineEntry.Kind.ESCALATION,
+        action=f"Escalated now by {_name(user)} {via}: step {step.step} of {len(chain)} pages {who}",
+        owner=user,
+        at=now,
+        data={"rule": ACK_RULE, "step": step.step, "escalated_now": True},
+    )
+    return f"{incident.reference} escalated: paging {who} now."
 
 
 def _role_fallback(incident: Incident, trigger: Trigger, key: str, fallback: list[str], now: datetime) -> None:

@@ -12,9 +12,11 @@ from incidents.admin import (
     known_severity_level,
 )
 from incidents.notifications.models import (
+    AckLink,
     DistributionList,
     Notification,
     NotificationAttempt,
+    ProviderReply,
     WebhookEndpoint,
 )
 
@@ -126,3 +128,24 @@ class NotificationAttemptAdmin(ReadOnlyAdmin):
     def incident_reference(self, obj: NotificationAttempt) -> str:
         incident = obj.notification.incident
         return incident.reference if incident is not None else "—"  # a reminder: no incident
+
+
+@admin.register(AckLink)
+class AckLinkAdmin(ReadOnlyAdmin):
+    # The token is not stored (only its hash, which is not shown): the admin cannot hand one out.
+    list_display = ["created_at", "incident", "user", "notification", "expires_at", "used_at"]
+    exclude = ["key_hash"]
+    list_select_related = ["incident", "user", "notification"]
+    search_fields = ["incident__reference", "user__username"]
+    ordering = ["-created_at", "-id"]
+    show_full_result_count = False
+
+
+@admin.register(ProviderReply)
+class ProviderReplyAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "channel", "sender", "text", "notification", "outcome"]
+    list_filter = ["channel"]
+    list_select_related = ["notification"]
+    search_fields = ["sender", "notification__incident__reference", "provider_id"]
+    ordering = ["-received_at", "-id"]
+    show_full_result_count = False

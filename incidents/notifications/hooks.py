@@ -20,6 +20,9 @@ class NotificationHooks:
     webhook_request: list[Callable[..., tuple[bytes, dict[str, str]] | None]] = field(default_factory=list)
     # Extra headers for an email row (List-Unsubscribe): (notification) -> dict.
     email_headers: list[Callable[..., dict[str, str]]] = field(default_factory=list)
+    # A paged person answered "ESC" (escalate now): (*, incident, user, via, now) -> str saying
+    # who is paged next, or raises acks.ReplyRefused. The escalation app fires its next step.
+    escalate_now: Callable[..., str] | None = None
 
 
 notification_hooks = NotificationHooks()

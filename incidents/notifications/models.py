@@ -140,3 +140,48 @@ class NotificationAttempt(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.get_outcome_display()} at {self.attempted_at:%H:%M:%S}"
+
+
+class AckLink(models.Model):
+    """The one-tap acknowledgement link a page carries (SMS, voice, email): it stands for the
+    paged person on this incident, once, until it expires, with no password and no session.
+
+    Only a SHA-256 of the token is stored, like the calendar feed tokens: the token itself is an
+    HMAC of the page's id under the SECRET_KEY (the same on a re-send after a crash), so someone
+    who reads the database or a backup, the outbox's bodies included, cannot acknowledge with it.
+    """
+
+    notification = models.OneToOneField(Notification, on_delete=models.PROTECT, related_name="ack_link")
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Acknowledgement link for {self.user} on {self.incident_id}"
+
+
+class ProviderReply(AppendOnlyModel):
+    """An SMS reply or voice keypress from the provider that did something (acknowledged or
+    escalated). Its provider id is unique, so a replayed request inside the signature's time
+    window is refused rather than escalating twice. Refused requests write nothing."""
+
+    class Channel(models.TextChoices):
+        SMS = "sms", "SMS reply"
+        VOICE = "voice", "Voice keypress"
+
+    provider_id = models.CharField(max_length=100, unique=True)
+    channel = models.CharField(max_length=5, choices=Channel.choices)
+    sender = models.CharField(max_length=50)
+    text = models.CharField(max_length=160)
+    notification = models.ForeignKey(Notification, on_delete=models.PROTECT, related_name="replies")
+    outcome = models.CharField(max_length=300)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["received_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} from {self.sender}: {self.text}"

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from incidents import wakeups
 from incidents.models import Incident, TimelineEntry
+from incidents.notifications.acks import ack_links_issue, page_text
 from incidents.notifications.hooks import notification_hooks
 from incidents.notifications.models import (
     Notification,
@@ -100,6 +101,7 @@ class NotificationBatch:
             return
         rows = Notification.objects.bulk_create(self.rows)
         self.rows, self._keys = [], set()
+        ack_links_issue(rows)
         _wake_dispatcher(min(row.next_attempt_at for row in rows))
 
 
@@ -113,6 +115,7 @@ def notification_queue(incident: Incident | None, *, batch: NotificationBatch | 
         batch.add(Notification(incident=incident, **fields))
         return
     notification = Notification.objects.create(incident=incident, **fields)
+    ack_links_issue([notification])
     _wake_dispatcher(notification.next_attempt_at)
 
 
@@ -290,7 +293,7 @@ def notifications_claim_due(*, limit: int, now: datetime | None = None) -> list[
     now = now or timezone.now()
     due = (
         Notification.objects.filter(_claimable(now))
-        .select_related("incident__severity", "event")
+        .select_related("incident__severity", "event", "ack_link")
         .order_by(_URGENT_FIRST, "next_attempt_at", "pk")
     )
     if connection.features.has_select_for_update_skip_locked:
@@ -352,7 +355,9 @@ def notifications_deliver(*, notification_ids: list[int], now: datetime | None =
     ids = list(dict.fromkeys(notification_ids))
     claimed = [
         row
-        for row in Notification.objects.filter(pk__in=ids).select_related("incident__severity", "event").order_by("pk")
+        for row in Notification.objects.filter(pk__in=ids)
+        .select_related("incident__severity", "event", "ack_link")
+        .order_by("pk")
         if Notification.objects.filter(_claimable(now), pk=row.pk).update(
             state=Notification.State.SENDING, claimed_at=now
         )
@@ -571,7 +576,7 @@ def _send_email(notification: Notification) -> None:
         headers.update(extra(notification))
     message = EmailMessage(
         subject=notification.subject,
-        body=notification.body,
+        body=page_text(notification),
         to=[notification.address],
         headers=headers,
     )
@@ -667,7 +672,7 @@ def _send_via_provider(notification: Notification) -> None:
         {
             "to": notification.address,
             "channel": "voice" if notification.channel == Notification.Channel.PHONE else "sms",
-            "body": notification.body,
+            "body": page_text(notification),
             "reference": _reference(notification),
         },
         headers,

@@ -281,10 +281,12 @@ def incident_transition(
     expected_state: str | None = None,
     reason: str = "",
     at: datetime | None = None,
+    label: str | None = None,
 ) -> Incident:
     """Run one lifecycle transition for a user, record it, and attach the next checklists.
 
     expected_state is the state the user saw; if it no longer holds, somebody else won.
+    label: the timeline's words for it, instead of the transition's own.
     """
     if name not in TRANSITION_NAMES:
         raise TransitionRefusedError(f"Unknown action “{name}”.")
@@ -321,7 +323,13 @@ def incident_transition(
     if at is not None and name != "reopen":
         kwargs["at"] = at
     return _transition_run(
-        incident, name=name, kwargs=kwargs, user=user, label=meta.custom.get("label", name), reason=reason, at=at
+        incident,
+        name=name,
+        kwargs=kwargs,
+        user=user,
+        label=label or meta.custom.get("label", name),
+        reason=reason,
+        at=at,
     )
 
 
@@ -413,8 +421,11 @@ def incident_resolve(
     return incident_transition(incident=incident, name="resolve", user=user, expected_state=expected_state, at=at)
 
 
-def incident_acknowledge(*, incident: Incident, user: AbstractBaseUser) -> Incident:
-    return incident_transition(incident=incident, name="acknowledge", user=user)
+def incident_acknowledge(*, incident: Incident, user: AbstractBaseUser, via: str = "") -> Incident:
+    """`via`: how, when not on the incident page ("by SMS reply"); the timeline says so, since a
+    reviewer asks whether the responder was at a desk or answering a phone at 3 a.m."""
+    label = f"Acknowledged by {_person(user)} {via}" if via else None
+    return incident_transition(incident=incident, name="acknowledge", user=user, label=label)
 
 
 @transaction.atomic
