@@ -113,9 +113,16 @@ _MONITORING_VIEW = _perms(
 ) + ["api.view_alertevent"]
 _HEALTH_EDIT = _perms("monitoring", ("healthtarget", "maintenancewindow"), ("add", "change"))
 _ALERTS_EDIT = _perms("api", ("alertintegration",), ("view", "add", "change"))
+# -- backups and recovery points: the responders and managers see them; the seed's emergency
+# backup is run by the system administrator, the risk manager and the incident manager, who also
+# say what is backed up ------------------------------------------------------------------------
+_BACKUPS_VIEW = _perms("recovery", ("backuprun", "backupartefact", "rpobreach"), ("view",))
+_BACKUPS_RUN = ["recovery.run_backup"] + _perms(
+    "recovery", ("backupdatabase", "backupfolder"), ("view", "add", "change")
+)
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    ON_CALL_ENGINEER: _RESPONDER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW,
+    ON_CALL_ENGINEER: _RESPONDER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _BACKUPS_VIEW,
     RISK_MANAGER: (
         _RESPONDER
         + _EMERGENCY_STOP
@@ -123,8 +130,12 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _ROSTER_VIEW
         + _DRILLS_VIEW
         + _MONITORING_VIEW
+        + _BACKUPS_VIEW
+        + _BACKUPS_RUN
     ),
-    SYSTEM_ADMINISTRATOR: _RESPONDER + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _HEALTH_EDIT,
+    SYSTEM_ADMINISTRATOR: (
+        _RESPONDER + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _HEALTH_EDIT + _BACKUPS_VIEW + _BACKUPS_RUN
+    ),
     INCIDENT_MANAGER: (
         _MANAGER
         + _POLICY_EDIT
@@ -135,8 +146,18 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _MONITORING_VIEW
         + _HEALTH_EDIT
         + _ALERTS_EDIT
+        + _BACKUPS_VIEW
+        + _BACKUPS_RUN
     ),
-    CTO: _MANAGER + _EMERGENCY_STOP + _ROSTER_VIEW + _DRILLS_VIEW + _READINESS_OVERRIDE + _MONITORING_VIEW,
+    CTO: (
+        _MANAGER
+        + _EMERGENCY_STOP
+        + _ROSTER_VIEW
+        + _DRILLS_VIEW
+        + _READINESS_OVERRIDE
+        + _MONITORING_VIEW
+        + _BACKUPS_VIEW
+    ),
     HEAD_OF_RISK: (
         _MANAGER
         + _EMERGENCY_STOP
@@ -145,6 +166,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _DRILLS_VIEW
         + _READINESS_OVERRIDE
         + _MONITORING_VIEW
+        + _BACKUPS_VIEW
     ),
     CEO: _EXECUTIVE_VIEW + ["incidents.close_incident"] + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW,
     TRAINER: (
