@@ -1,0 +1,128 @@
+"""Each data class's RPO against the age of its systems' newest verified backup."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from incidents.models import OPEN_STATES, Incident, RecoveryPointObjective, TimelineEntry
+from incidents.recovery import selectors, services
+from incidents.recovery.models import BackupArtefact, BackupFolder, BackupRun, RpoBreach
+from tests.factories import system
+
+pytestmark = pytest.mark.django_db
+
+FINGERPRINT_PREFIX = "recovery:rpo:"
+
+
+@pytest.fixture
+def config_source():
+    """The dashboard's configuration (seeded class: Configuration data, RPO 15 min)."""
+    return BackupFolder.objects.create(
+        name="Dashboard config", kind=BackupFolder.Kind.CONFIGURATION, path="/etc/tmt", system=system("dashboard")
+    )
+
+
+def _verified(source: BackupFolder, *, captured_at) -> BackupArtefact:
+    run = BackupRun.objects.create(trigger=BackupRun.Trigger.SCHEDULED, state=BackupRun.State.VERIFIED)
+    return BackupArtefact.objects.create(
+        run=run,
+        kind=BackupArtefact.Kind.FOLDER,
+        source_name=source.name,
+        folder=source,
+        system=source.system,
+        state=BackupArtefact.State.VERIFIED,
+        captured_at=captured_at,
+    )
+
+
+def _rpo_incidents() -> list[Incident]:
+    return list(Incident.objects.filter(alert_fingerprint__startswith=FINGERPRINT_PREFIX))
+
+
+@pytest.mark.parametrize(
+    ("age", "breached"),
+    [
+        (timedelta(minutes=15) - timedelta(seconds=1), False),
+        (timedelta(minutes=15), False),  # at the RPO: at most 15 minutes lost, within it
+        (timedelta(minutes=15) + timedelta(seconds=1), True),
+    ],
+)
+def test_an_rpo_breach_is_raised_only_past_the_rpo(config_source, age, breached):
+    configuration = RecoveryPointObjective.objects.get(name="Configuration data")
+    assert configuration.rpo == timedelta(minutes=15)
+    now = timezone.now()
+    _verified(config_source, captured_at=now - age)
+
+    outcome = services.rpo_check(now=now)
+
+    assert outcome.opened == (["Configuration data"] if breached else [])
+    incidents = _rpo_incidents()
+    if not breached:
+        assert incidents == [] and not RpoBreach.objects.exists()
+        return
+    (incident,) = incidents
+    assert incident.alert_fingerprint == f"{FINGERPRINT_PREFIX}{configuration.pk}"
+    assert list(incident.affected_systems.all()) == [system("dashboard")]
+    assert "RPO breached: Configuration data" in incident.title
+    assert "15 min" in incident.description
+    breach = RpoBreach.objects.get()
+    assert breach.incident == incident and breach.cleared_at is None
+    assert incident.timeline.filter(kind=TimelineEntry.Kind.HEALTH, data__state="breached").count() == 1
+
+
+def test_a_breach_opens_one_incident_and_recovery_is_noted_on_it(config_source):
+    now = timezone.now()
+    _verified(config_source, captured_at=now - timedelta(hours=1))
+    services.rpo_check(now=now)
+    services.rpo_check(now=now + timedelta(minutes=1))
+    (incident,) = _rpo_incidents()
+    assert RpoBreach.objects.count() == 1, "no second breach or incident while one is open"
+
+    # A new verified backup: the breach clears, noted on the still-open incident.
+    _verified(config_source, captured_at=now + timedelta(minutes=2))
+    outcome = services.rpo_check(now=now + timedelta(minutes=3))
+    assert outcome.cleared == ["Configuration data"]
+    assert RpoBreach.objects.get().cleared_at == now + timedelta(minutes=3)
+    assert incident.timeline.filter(data__state="met").exists()
+
+    # Breached again while that incident is still open: a new breach row, the same incident.
+    services.rpo_check(now=now + timedelta(minutes=40))
+    assert RpoBreach.objects.filter(cleared_at__isnull=True).get().incident == incident
+    assert _rpo_incidents() == [incident]
+    assert incident.state in OPEN_STATES
+
+
+def test_a_source_never_verified_is_a_breach_and_unconfigured_classes_are_not_measured(config_source):
+    now = timezone.now()
+    failed_run = BackupRun.objects.create(trigger=BackupRun.Trigger.SCHEDULED, state=BackupRun.State.FAILED)
+    BackupArtefact.objects.create(
+        run=failed_run,
+        kind=BackupArtefact.Kind.FOLDER,
+        source_name=config_source.name,
+        folder=config_source,
+        system=config_source.system,
+        state=BackupArtefact.State.FAILED,
+        captured_at=now,
+    )
+    statuses = {s.rpo_class.name: s for s in selectors.rpo_classes(now=now)}
+    assert statuses["Configuration data"].breached
+    assert "no verified backup of Dashboard config" in statuses["Configuration data"].detail
+    # No source is configured for trading, historical or log data: nothing to measure, no alarm.
+    assert not statuses["Trading data"].measured and not statuses["Trading data"].breached
+    assert services.rpo_check(now=now).opened == ["Configuration data"]
+
+
+def test_the_oldest_source_of_a_system_sets_its_recovery_point(config_source):
+    now = timezone.now()
+    logs = BackupFolder.objects.create(
+        name="Dashboard logs", kind=BackupFolder.Kind.LOGS, path="/var/log/tmt", system=system("dashboard")
+    )
+    _verified(config_source, captured_at=now - timedelta(minutes=1))
+    _verified(logs, captured_at=now - timedelta(minutes=20))
+    _verified(logs, captured_at=now - timedelta(minutes=40))
+    (row,) = selectors.system_rpo_rows(systems=[system("dashboard")], now=now)
+    assert row.age == timedelta(minutes=20)
+    assert row.breached
