@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Max
+from django.db.models import Max, Value
 from django.utils import timezone
 
 from incidents.models import OPEN_STATES, Incident, RecoveryPointObjective, System
@@ -98,18 +98,23 @@ class RpoClassStatus:
 
 
 def system_rpo_rows(*, systems: Iterable[System] | None = None, now: datetime | None = None) -> list[SystemRpo]:
+    """Given systems should come with their rpo_class loaded (select_related)."""
     now = now or timezone.now()
     if systems is None:
         systems = System.objects.select_related("rpo_class")
     systems = list(systems)
     ids = [s.pk for s in systems]
     sources: dict[int, list[tuple[str, int, str]]] = {s: [] for s in ids}
-    for d in BackupDatabase.objects.filter(enabled=True, system__in=ids).values("pk", "system", "name"):
-        sources[d["system"]].append(("database", d["pk"], d["name"]))
-    for f in BackupFolder.objects.filter(enabled=True, system__in=ids).values("pk", "system", "name"):
-        sources[f["system"]].append(("folder", f["pk"], f["name"]))
+    databases = BackupDatabase.objects.filter(enabled=True, system__in=ids).annotate(source_kind=Value("database"))
+    folders = BackupFolder.objects.filter(enabled=True, system__in=ids).annotate(source_kind=Value("folder"))
+    # One query for both kinds (the report page counts its queries).
+    for kind, pk, system_id, name in databases.values_list("source_kind", "pk", "system", "name").union(
+        folders.values_list("source_kind", "pk", "system", "name"), all=True
+    ):
+        sources[system_id].append((kind, pk, name))
     newest: dict[tuple[str, int], datetime] = {}
-    verified = BackupArtefact.objects.filter(state=BackupArtefact.State.VERIFIED, system__in=ids)
+    # As of `now`: a report asks what could have been restored when the incident began.
+    verified = BackupArtefact.objects.filter(state=BackupArtefact.State.VERIFIED, system__in=ids, captured_at__lte=now)
     for row in verified.order_by().values("database", "folder").annotate(last=Max("captured_at")):
         if row["database"]:
             newest[("database", row["database"])] = row["last"]
@@ -151,6 +156,15 @@ def recent_runs(*, limit: int = 20) -> list[BackupRun]:
 
 def incident_runs(incident: Incident) -> list[BackupRun]:
     return list(incident.backup_runs.select_related("requested_by").prefetch_related("artefacts"))
+
+
+def incident_report_context(incident: Incident) -> dict:
+    """The report's part: what a restore could have brought back when the incident began (the
+    affected systems' recovery points then, against their RPO), and the backups taken during it."""
+    return {
+        "recovery_points": system_rpo_rows(systems=incident.affected_systems.all(), now=incident.started_at),
+        "backup_runs": list(incident.backup_runs.all()),
+    }
 
 
 def incident_page_context(incident: Incident) -> dict:

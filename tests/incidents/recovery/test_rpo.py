@@ -126,3 +126,29 @@ def test_the_oldest_source_of_a_system_sets_its_recovery_point(config_source):
     (row,) = selectors.system_rpo_rows(systems=[system("dashboard")], now=now)
     assert row.age == timedelta(minutes=20)
     assert row.breached
+
+
+def test_the_report_and_the_incident_page_show_the_recovery_points(client, roles, config_source):
+    from django.contrib.auth.models import Group
+    from django.urls import reverse
+
+    from tests.factories import UserFactory, open_incident
+
+    user = UserFactory()
+    user.groups.add(Group.objects.get(name="Incident Manager"))
+    client.force_login(user)
+    started = timezone.now() - timedelta(minutes=5)
+    # Verified 10 minutes before the incident began: within the 15-minute RPO then. Another,
+    # taken during the incident, does not count towards the point a restore could go back to.
+    _verified(config_source, captured_at=started - timedelta(minutes=10))
+    _verified(config_source, captured_at=started + timedelta(minutes=1))
+    incident = open_incident(reported_by=user, systems=("dashboard", "market_analysis"), started_at=started)
+
+    report = client.get(reverse("reports:report", args=[incident.reference])).content.decode()
+    section = report[report.index('id="recovery-points"') :]
+    assert "Dashboard" in section and "10 min before" in section and "Within RPO" in section
+    assert "not backed up by the portal" in section  # the market analysis agent has no source
+
+    page = client.get(incident.get_absolute_url()).content.decode()
+    panel = page[page.index('data-testid="backups-panel"') :]
+    assert 'data-testid="rpo-dashboard"' in panel and "within RPO" in panel
