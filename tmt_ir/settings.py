@@ -357,7 +357,8 @@ TMT_DRILL_AGENT_URL = env.str("TMT_DRILL_AGENT_URL", default="http://127.0.0.1:8
 # Work files are made and verified here before they are moved into the backup storage (a rename
 # when both are on one file system).
 TMT_BACKUP_WORK_DIR = Path(env.str("TMT_BACKUP_WORK_DIR", default=str(VAR_DIR / "backup-work")))
-TMT_BACKUP_INTERVAL_SECONDS = env.float("TMT_BACKUP_INTERVAL_SECONDS", default=900.0)
+# Within the smallest non-zero seeded RPO (configuration, 15 min) with room for the run itself.
+TMT_BACKUP_INTERVAL_SECONDS = env.float("TMT_BACKUP_INTERVAL_SECONDS", default=600.0)
 TMT_RPO_CHECK_SECONDS = env.float("TMT_RPO_CHECK_SECONDS", default=60.0)
 TMT_RPO_BREACH_SEVERITY = env.int("TMT_RPO_BREACH_SEVERITY", default=2)
 # Where pg_dump and pg_restore are (blank: PATH); they must be as new as the servers dumped.
