@@ -152,3 +152,20 @@ def test_the_report_and_the_incident_page_show_the_recovery_points(client, roles
     page = client.get(incident.get_absolute_url()).content.decode()
     panel = page[page.index('data-testid="backups-panel"') :]
     assert 'data-testid="rpo-dashboard"' in panel and "within RPO" in panel
+
+
+def test_a_scheduled_backup_is_skipped_while_one_runs_and_a_dead_run_is_failed(settings, config_source):
+    now = timezone.now()
+    first = services.backup_schedule_due(now=now)
+    assert first.trigger == BackupRun.Trigger.SCHEDULED and first.state == BackupRun.State.QUEUED
+    assert services.backup_schedule_due(now=now) is None, "one already queued: not doubled"
+
+    # Its worker died mid-run: after the stale window it is failed, visibly, and the next is due.
+    BackupRun.objects.filter(pk=first.pk).update(state=BackupRun.State.RUNNING, progress_at=now)
+    later = now + settings.TMT_BACKUP_STALE_AFTER
+    assert services.backup_run_stale_fail(now=later) == 0, "at the window's edge it still counts as running"
+    assert services.backup_run_stale_fail(now=later + timedelta(seconds=1)) == 1
+    first.refresh_from_db()
+    assert first.state == BackupRun.State.FAILED and "stopped mid-run" in first.error
+    assert not first.artefacts.filter(state=BackupArtefact.State.VERIFIED).exists()
+    assert services.backup_schedule_due(now=later + timedelta(seconds=2)) is not None
