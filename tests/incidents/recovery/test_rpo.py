@@ -169,3 +169,21 @@ def test_a_scheduled_backup_is_skipped_while_one_runs_and_a_dead_run_is_failed(s
     assert first.state == BackupRun.State.FAILED and "stopped mid-run" in first.error
     assert not first.artefacts.filter(state=BackupArtefact.State.VERIFIED).exists()
     assert services.backup_schedule_due(now=later + timedelta(seconds=2)) is not None
+
+
+def test_the_health_page_shows_each_classs_recovery_point(client, roles, config_source):
+    from django.contrib.auth.models import Group
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    user = UserFactory()
+    user.groups.add(Group.objects.get(name="On-Call Engineer"))
+    client.force_login(user)
+    _verified(config_source, captured_at=timezone.now() - timedelta(hours=2))
+    page = client.get(reverse("incidents:health")).content.decode()
+    summary = page[page.index('data-testid="rpo-summary"') :]
+    row = summary[summary.index("Configuration data") :]
+    row = row[: row.index("</tr>")]
+    assert "Dashboard: 2 h old" in row and "RPO breached" in row
+    assert "no system backed up by the portal" in summary  # trading data: no source configured here
