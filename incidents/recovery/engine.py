@@ -236,9 +236,9 @@ def verify_dump(
         except BaseException as exc:  # noqa: BLE001 - reported below
             source_error.append(exc)
 
+    admin = server.connect(dbname=server.dbname if server is not target else "postgres", autocommit=True)
     counter = threading.Thread(target=count_source, name="backup-source-count")
     counter.start()
-    admin = server.connect(dbname=server.dbname if server is not target else "postgres", autocommit=True)
     try:
         with admin.cursor() as cur:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))

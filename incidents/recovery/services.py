@@ -224,16 +224,14 @@ class _WorkFile(File):
 
 
 def _store(storage, name: str, path: Path) -> str:
-    partial = ""
+    # The name is settled first, so a failed save removes only what it wrote, never another file.
+    name = storage.get_available_name(name)
     try:
         with open(path, "rb") as handle:
-            partial = name
-            saved = storage.save(name, _WorkFile(handle, name=path.name))
-            return saved
+            return storage.save(name, _WorkFile(handle, name=path.name))
     except OSError:
         # FileSystemStorage leaves what it had copied when the disk fills: remove it.
-        if partial:
-            _discard(storage, partial)
+        _discard(storage, name)
         raise
 
 
