@@ -171,6 +171,9 @@ def _execute_artefact(run: BackupRun, artefact: BackupArtefact, *, storage, work
         _progress(run, f"{artefact.source_name}: storing")
         store_started = time.monotonic()
         stored_name = _store(storage, final, made.path)
+        _fsync(storage, stored_name)
+        # Making and storing (with the flush to disk, as pg_dump -f does) is the backup's time;
+        # reading the stored copy back is the verification's.
         store_s = time.monotonic() - store_started
         read_started = time.monotonic()
         with storage.open(stored_name, "rb") as stored:
@@ -180,8 +183,10 @@ def _execute_artefact(run: BackupRun, artefact: BackupArtefact, *, storage, work
                 f"The stored copy differs from what was verified ({size} bytes, SHA-256 {sha[:12]}… "
                 f"instead of {made.size_bytes} bytes, {made.sha256[:12]}…)."
             )
+        read_s = time.monotonic() - read_started
         # The checksum file is written last: an artefact without one was never finished.
-        storage.save(f"{stored_name}.sha256", ContentFile(f"{sha}  {Path(stored_name).name}\n".encode()))
+        checksum = storage.save(f"{stored_name}.sha256", ContentFile(f"{sha}  {Path(stored_name).name}\n".encode()))
+        _fsync(storage, checksum)
         verification["stored_copy_sha256_matches"] = True
         artefact.state = BackupArtefact.State.VERIFIED
         artefact.storage_name = stored_name
@@ -189,7 +194,7 @@ def _execute_artefact(run: BackupRun, artefact: BackupArtefact, *, storage, work
         artefact.sha256 = made.sha256
         artefact.captured_at = made.captured_at
         artefact.backup_s = round(made.seconds + store_s, 3)
-        artefact.verify_s = round(verify_s + time.monotonic() - read_started, 3)
+        artefact.verify_s = round(verify_s + read_s, 3)
         artefact.verification = verification
         artefact.save()
     except (engine.BackupError, OSError) as exc:
@@ -213,6 +218,21 @@ def _discard(storage, name: str) -> None:
                 storage.delete(leftover)
         except OSError:
             log.warning("could not remove the partial backup %s", leftover, exc_info=True)
+
+
+def _fsync(storage, name: str) -> None:
+    """On a local storage, the artefact is on disk before it is called verified (pg_dump -f does
+    the same for its own output); a remote storage has confirmed the upload when save returns."""
+    try:
+        path = storage.path(name)
+    except NotImplementedError:
+        return
+    for target in (path, os.path.dirname(path)):
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class _WorkFile(File):
