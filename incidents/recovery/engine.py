@@ -258,15 +258,7 @@ def verify_dump(
             )
             if code != 0:
                 raise BackupError(f"The dump does not restore (pg_restore exit {code}): {err or 'no message'}")
-            with psycopg.connect(
-                host=server.host,
-                port=server.port,
-                dbname=scratch,
-                user=server.user,
-                password=server.password or None,
-                connect_timeout=int(settings.TMT_BACKUP_CONNECT_TIMEOUT),
-                autocommit=True,
-            ) as restored:
+            with server.connect(dbname=scratch, autocommit=True) as restored:
                 restored_counts = count_rows(restored)
         finally:
             with admin.cursor() as cur:
