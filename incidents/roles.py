@@ -122,6 +122,13 @@ _HEALTH_EDIT = _perms("monitoring", ("healthtarget", "maintenancewindow"), ("add
     "monitoring", ("diagnosticprobe",), ("view", "add", "change")
 )
 _ALERTS_EDIT = _perms("api", ("alertintegration",), ("view", "add", "change"))
+# -- backups and recovery points: the responders and managers see them; the seed's emergency
+# backup is run by the system administrator, the risk manager and the incident manager, who also
+# say what is backed up ------------------------------------------------------------------------
+_BACKUPS_VIEW = _perms("recovery", ("backuprun", "backupartefact", "rpobreach"), ("view",))
+_BACKUPS_RUN = ["recovery.run_backup"] + _perms(
+    "recovery", ("backupdatabase", "backupfolder"), ("view", "add", "change")
+)
 
 # -- the public status page: those the seed gives communication to publish (the on-call engineer
 # coordinates it, the CTO talks to media and stakeholders, the Head of Risk notifies stakeholders,
@@ -139,6 +146,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _RESUME_REQUEST
         + _HALT_WORK
         + _STATUS_PUBLISH
+        + _BACKUPS_VIEW
     ),
     RISK_MANAGER: (
         _RESPONDER
@@ -149,9 +157,19 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _MONITORING_VIEW
         + _RESUME_APPROVE
         + _HALT_WORK
+        + _BACKUPS_VIEW
+        + _BACKUPS_RUN
     ),
     SYSTEM_ADMINISTRATOR: (
-        _RESPONDER + _ROSTER_VIEW + _DRILLS_VIEW + _MONITORING_VIEW + _HEALTH_EDIT + _HALT_WORK + _STATUS_MAINTENANCE
+        _RESPONDER
+        + _ROSTER_VIEW
+        + _DRILLS_VIEW
+        + _MONITORING_VIEW
+        + _HEALTH_EDIT
+        + _HALT_WORK
+        + _STATUS_MAINTENANCE
+        + _BACKUPS_VIEW
+        + _BACKUPS_RUN
     ),
     INCIDENT_MANAGER: (
         _MANAGER
@@ -166,6 +184,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + ["monitoring.capture_system_state"]
         + _STATUS_PUBLISH
         + _STATUS_MAINTENANCE
+        + _BACKUPS_VIEW
+        + _BACKUPS_RUN
     ),
     CTO: (
         _MANAGER
@@ -176,6 +196,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _MONITORING_VIEW
         + _STATUS_PUBLISH
         + _STATUS_MAINTENANCE
+        + _BACKUPS_VIEW
     ),
     HEAD_OF_RISK: (
         _MANAGER
@@ -187,6 +208,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _MONITORING_VIEW
         + _RESUME_APPROVE
         + _STATUS_PUBLISH
+        + _BACKUPS_VIEW
     ),
     CEO: (
         _EXECUTIVE_VIEW

@@ -20,6 +20,7 @@ from django.db.models import (
     F,
     Max,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -43,6 +44,7 @@ from incidents.models import (
     format_duration,
 )
 from incidents.oncall.selectors import role_contact
+from incidents.recovery import selectors as recovery_selectors
 from incidents.roles import INCIDENT_MANAGER
 from incidents.selectors import (
     Clock,
@@ -363,7 +365,8 @@ def report_text(incident: Incident, review: PostIncidentReview | None) -> dict[s
 
 def report_incidents() -> QuerySet[Incident]:
     return Incident.objects.select_related("severity", "commander", "reported_by", "acknowledged_by").prefetch_related(
-        "affected_systems"
+        # With their RPO class, for the recovery points section.
+        Prefetch("affected_systems", queryset=System.objects.select_related("rpo_class"))
     )
 
 
@@ -413,6 +416,7 @@ def report_context(
         "generated_label": _utc(generated_at),
         "content_sha256": content_sha256,
         "site_url": settings.TMT_SITE_URL.rstrip("/"),
+        **recovery_selectors.incident_report_context(incident),
     }
 
 

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "incidents.notifications",
     "incidents.escalation",
     "incidents.monitoring",
+    "incidents.recovery",
     "incidents.api",
     "incidents.status",
     "corsheaders",
@@ -258,6 +259,7 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+TMT_BACKUP_DIR = Path(env.str("TMT_BACKUP_DIR", default=str(VAR_DIR / "backups")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -266,6 +268,13 @@ STORAGES = {
             if PRODUCTION
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
+    },
+    # Backup artefacts (dumps, archives, manifests): a folder by default; any Django storage
+    # (e.g. django-storages' S3 backend for an S3-compatible store) with TMT_BACKUP_STORAGE_BACKEND
+    # and its options as JSON in TMT_BACKUP_STORAGE_OPTIONS.
+    "backups": {
+        "BACKEND": env.str("TMT_BACKUP_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": env.json("TMT_BACKUP_STORAGE_OPTIONS", default={"location": str(TMT_BACKUP_DIR)}),
     },
 }
 
@@ -373,6 +382,28 @@ TMT_ENFORCE_READINESS = env.bool("TMT_ENFORCE_READINESS", default=True)
 # (checked before every stop), so a drill can never halt real trading.
 TMT_DRILL_AGENT_URL = env.str("TMT_DRILL_AGENT_URL", default="http://127.0.0.1:8001")
 
+# -- backups and recovery points (incidents.recovery) ----------------------------------------------
+# Work files are made and verified here before they are moved into the backup storage (a rename
+# when both are on one file system).
+TMT_BACKUP_WORK_DIR = Path(env.str("TMT_BACKUP_WORK_DIR", default=str(VAR_DIR / "backup-work")))
+# Within the smallest non-zero seeded RPO (configuration, 15 min) with room for the run itself.
+TMT_BACKUP_INTERVAL_SECONDS = env.float("TMT_BACKUP_INTERVAL_SECONDS", default=600.0)
+TMT_RPO_CHECK_SECONDS = env.float("TMT_RPO_CHECK_SECONDS", default=60.0)
+TMT_RPO_BREACH_SEVERITY = env.int("TMT_RPO_BREACH_SEVERITY", default=2)
+# Where pg_dump and pg_restore are (blank: PATH); they must be as new as the servers dumped.
+TMT_BACKUP_PG_BIN_DIR = env.str("TMT_BACKUP_PG_BIN_DIR", default="")
+TMT_BACKUP_CONNECT_TIMEOUT = env.int("TMT_BACKUP_CONNECT_TIMEOUT", default=10)
+TMT_BACKUP_TIMEOUT_SECONDS = env.int("TMT_BACKUP_TIMEOUT_SECONDS", default=3600)
+TMT_BACKUP_RESTORE_JOBS = env.int("TMT_BACKUP_RESTORE_JOBS", default=2)
+# Verification restores into a scratch database named with this prefix, on this server (blank:
+# the source's own server, with the source's credentials, which then need CREATEDB).
+TMT_BACKUP_SCRATCH_PREFIX = env.str("TMT_BACKUP_SCRATCH_PREFIX", default="tmt_backup_verify")
+TMT_BACKUP_SCRATCH_DATABASE = (
+    env.db_url("TMT_BACKUP_SCRATCH_DATABASE_URL") if env.str("TMT_BACKUP_SCRATCH_DATABASE_URL", default="") else {}
+)
+# A run with no progress for this long was interrupted (its worker died) and is failed.
+TMT_BACKUP_STALE_AFTER = timedelta(seconds=TMT_BACKUP_TIMEOUT_SECONDS + 60)
+
 # -- Celery: broker, queues, beat -----------------------------------------------------------------
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -415,6 +446,11 @@ CELERY_TASK_ROUTES = {
     "incidents.monitoring.tasks.recheck_trading_halt": {"queue": "health"},
     "incidents.status.tasks.roll_up_uptime": {"queue": "health"},
     "incidents.status.tasks.advance_maintenance": {"queue": "default"},
+    # Backups on a queue and a worker of their own (minutes of pg_dump never delay a poll); the
+    # RPO check on the general worker, so it goes on while a backup runs.
+    "incidents.recovery.tasks.run_backup": {"queue": "backups"},
+    "incidents.recovery.tasks.scheduled_backup": {"queue": "backups"},
+    "incidents.recovery.tasks.check_rpo": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Proves that the reports queue is consumed (a report asked for now would be rendered).
@@ -459,6 +495,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "incidents.monitoring.tasks.prune_health_samples",
         "schedule": 3600.0,
         "options": {"expires": 1800},
+    },
+    # Scheduled backups give every RPO class a recovery point to measure; a run already going
+    # makes the next one skip (backup_schedule_due).
+    "recovery-scheduled-backup": {
+        "task": "incidents.recovery.tasks.scheduled_backup",
+        "schedule": TMT_BACKUP_INTERVAL_SECONDS,
+        "options": {"expires": TMT_BACKUP_INTERVAL_SECONDS},
+    },
+    "recovery-check-rpo": {
+        "task": "incidents.recovery.tasks.check_rpo",
+        "schedule": TMT_RPO_CHECK_SECONDS,
+        "options": {"expires": TMT_RPO_CHECK_SECONDS},
     },
     # The API's Idempotency-Keys are kept 24 hours (incidents/api/services/idempotency.py).
     # The status page's 90 days of uptime outlive the samples (pruned after a few days).

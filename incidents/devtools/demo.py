@@ -27,6 +27,7 @@ from drills.models import Certification
 from incidents import roles, services
 from incidents.api.models import AlertIntegration
 from incidents.api.services.api_tokens import alert_integration_issue_token
+from incidents.devtools.demo_backups import ensure_demo_backup_sources
 from incidents.escalation.models import Audience
 from incidents.models import (
     OPEN_STATES,
@@ -1381,6 +1382,7 @@ def seed_demo(
     systems = System.objects.in_bulk(field_name="key")
     result = SeedResult(users=rows)
     result.alert_integration, result.alert_token = ensure_demo_alert_integration()
+    ensure_demo_backup_sources()
     for plan in plan_month(rng=rng, now=now, count=incidents, days=days):
         builder = _IncidentBuilder(plan=plan, rng=rng, now=now, people=people, levels=levels, systems=systems)
         result.incidents.append(builder.build())
