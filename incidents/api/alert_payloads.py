@@ -94,6 +94,12 @@ class _Timestamp(serializers.Field):
         return value.isoformat() if value else None
 
 
+_TIME_HELP = (
+    "RFC 3339. The zero time (0001-01-01T00:00:00Z) and anything before 1971 read as unset; "
+    "a time more than a year ahead is refused (the sender's clock is wrong)."
+)
+
+
 def _fingerprint_field() -> serializers.CharField:
     return _Text(
         max_length=MAX_FINGERPRINT_LENGTH,
@@ -135,8 +141,8 @@ class AlertmanagerAlertSerializer(_PayloadSerializer):
     status = serializers.ChoiceField(choices=STATUSES)
     labels = _labels_field("The alert's labels: the integration's system and severity labels are read from here.")
     annotations = _labels_field("`summary` becomes the incident title, `description` its description.")
-    startsAt = _Timestamp(required=False)  # noqa: N815 - Alertmanager's own field names
-    endsAt = _Timestamp(required=False)  # noqa: N815
+    startsAt = _Timestamp(required=False, help_text=_TIME_HELP)  # noqa: N815 - Alertmanager's own field names
+    endsAt = _Timestamp(required=False, help_text=_TIME_HELP)  # noqa: N815
     generatorURL = _Text(required=False, allow_blank=True)  # noqa: N815
     fingerprint = _fingerprint_field()
 

@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from hypothesis import HealthCheck
 from rest_framework.test import APIClient
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -24,6 +25,7 @@ from incidents.api.models import AlertEvent, AlertIntegration
 from incidents.api.services import alerts as alert_services
 from incidents.api.services.api_tokens import alert_integration_issue_token, api_token_create
 from incidents.models import DetectionMethod, Incident, SeverityLevel, State, TimelineEntry
+from incidents.validators import reported_problem
 from tests.factories import UserFactory
 from tests.incidents.api.conftest import FUZZ_EXAMPLES, served_schema
 
@@ -645,7 +647,23 @@ _PAYLOAD_SCHEMAS = {
 
 def _valid_as(component: str, body) -> bool:
     schema = {"$ref": f"#/components/schemas/{component}", "components": _SCHEMA["components"]}
-    return jsonschema.Draft4Validator(schema).is_valid(body)
+    return jsonschema.Draft4Validator(schema).is_valid(body) and not _times_past_the_horizon(body)
+
+
+def _times_past_the_horizon(body) -> bool:
+    """A startsAt or endsAt more than a year ahead: refused as a sender's wrong clock (the field's
+    description says so; JSON Schema's date-time format has no bounds to say it with)."""
+    alerts = body.get("alerts") if isinstance(body, dict) else None
+    for alert in alerts if isinstance(alerts, list) else []:
+        for name in ("startsAt", "endsAt"):
+            value = alert.get(name) if isinstance(alert, dict) else None
+            try:
+                when = parse_datetime(value) if isinstance(value, str) else None
+            except ValueError:
+                when = None
+            if when is not None and when.tzinfo is not None and reported_problem(when):
+                return True
+    return False
 
 
 @pytest.fixture
