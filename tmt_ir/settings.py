@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "incidents.notifications",
     "incidents.escalation",
     "incidents.monitoring",
+    "incidents.runbooks",
     "incidents.api",
     "incidents.status",
     "corsheaders",
