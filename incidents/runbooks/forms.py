@@ -19,6 +19,8 @@ class StartForm(forms.Form):
 
 
 class StepRecordForm(forms.Form):
+    # The step is in the URL; the field carries its errors (out of order, already recorded).
+    step = forms.CharField(required=False, widget=forms.HiddenInput)
     outcome = forms.ChoiceField(choices=StepRecord.Outcome.choices)
     reason = forms.CharField(required=False, max_length=MAX_TEXT, label="Why skipped")
     restored_system = forms.ModelChoiceField(

@@ -49,7 +49,7 @@ def _refuse_closed(incident: Incident, field: str = "incident") -> None:
 def runbook_run_start(*, incident: Incident, runbook: Runbook, user: AbstractBaseUser) -> RunbookRun:
     incident = Incident.objects.select_for_update().get(pk=incident.pk)
     _refuse_closed(incident)
-    runbook = Runbook.objects.select_for_update().select_related("current_revision").get(pk=runbook.pk)
+    runbook = Runbook.objects.select_for_update(of=("self",)).select_related("current_revision").get(pk=runbook.pk)
     if runbook.current_revision is None:
         raise ValidationError({"runbook": "This runbook has no approved revision yet."})
     if RunbookRun.objects.filter(incident=incident, runbook=runbook).exists():
@@ -83,9 +83,11 @@ def runbook_step_record(
     restored_system: System | None = None,
     restored_service: str = "",
 ) -> StepRecord:
-    # The run's lock serialises two people ticking steps of one run, so the order check holds.
-    run = RunbookRun.objects.select_for_update().select_related("incident", "runbook", "revision").get(pk=run.pk)
-    _refuse_closed(run.incident, "step")
+    # The incident's lock orders a step against a concurrent cancel or resolve; the run's
+    # serialises two people ticking steps of one run, so the order check holds.
+    incident = Incident.objects.select_for_update().get(pk=run.incident_id)
+    run = RunbookRun.objects.select_for_update(of=("self",)).select_related("runbook", "revision").get(pk=run.pk)
+    _refuse_closed(incident, "step")
     reason = reason.strip()
     restored_service = restored_service.strip()
     errors: dict[str, str] = {}
@@ -137,7 +139,7 @@ def runbook_step_record(
     if reason:
         action += f" (reason: {reason})"
     timeline_record(
-        run.incident,
+        incident,
         kind=TimelineEntry.Kind.CHECKLIST,
         action=action,
         owner=user,
@@ -222,8 +224,9 @@ def runbook_revision_propose(
 
 @transaction.atomic
 def runbook_revision_approve(*, revision: RunbookRevision, user: AbstractBaseUser) -> RunbookRevision:
-    revision = RunbookRevision.objects.select_for_update().select_related("runbook").get(pk=revision.pk)
-    runbook = Runbook.objects.select_for_update().select_related("current_revision").get(pk=revision.runbook_id)
+    revision = RunbookRevision.objects.select_for_update().get(pk=revision.pk)
+    runbook = Runbook.objects.select_for_update(of=("self",)).select_related("current_revision")
+    runbook = runbook.get(pk=revision.runbook_id)
     if not user.has_perm(APPROVE_PERMISSION):
         raise ValidationError({"revision": "Only an Incident Manager or a System Administrator approves runbooks."})
     if revision.author_id == user.pk:
