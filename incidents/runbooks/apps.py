@@ -11,5 +11,5 @@ class RunbooksConfig(AppConfig):
         from incidents.hooks import hooks
         from incidents.runbooks import selectors
 
-        # The incident page's runbooks: those of its affected systems first, and its runs.
-        hooks.incident_page_context.append(selectors.incident_runbook_context)
+        # The incident page's runbooks panel (its affected systems' runbooks first, its runs).
+        hooks.incident_page_context.append(selectors.incident_page_context)

@@ -6,6 +6,7 @@ import difflib
 from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
+from django.urls import reverse
 
 from incidents.models import Incident, System
 from incidents.runbooks.models import Runbook, RunbookRevision, RunbookRun, RunbookStep, StepRecord
@@ -19,12 +20,12 @@ def runbook_search(*, q: str = "", system_key: str = "") -> QuerySet[Runbook]:
         runbooks = runbooks.filter(system__key=system_key)
     q = q.strip()
     if q:
-        runbooks = runbooks.filter(
-            Q(title__icontains=q)
-            | Q(current_revision__steps__title__icontains=q)
-            | Q(current_revision__steps__instructions__icontains=q)
-            | Q(current_revision__steps__commands__icontains=q)
-        ).distinct()
+        # A subquery on the steps, not a join: each column's trigram index answers its part
+        # (a bitmap OR), and no DISTINCT over the joined rows is needed.
+        matching_revisions = RunbookStep.objects.filter(
+            Q(title__icontains=q) | Q(instructions__icontains=q) | Q(commands__icontains=q)
+        ).values("revision_id")
+        runbooks = runbooks.filter(Q(title__icontains=q) | Q(current_revision_id__in=matching_revisions))
     return runbooks.order_by("system__name", "procedure", "title")
 
 
@@ -96,6 +97,11 @@ def runbooks_for_incident(incident: Incident) -> list[Runbook]:
         return (group, runbook.system.name if runbook.system else "", runbook.title)
 
     return sorted(runbooks, key=rank)
+
+
+def incident_page_context(incident: Incident) -> dict[str, Any]:
+    """The incident page only learns where its runbooks panel loads from (no query)."""
+    return {"runbooks_panel_url": reverse("runbooks:incident_panel", args=[incident.reference])}
 
 
 def incident_runbook_context(incident: Incident) -> dict[str, Any]:

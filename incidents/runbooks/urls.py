@@ -8,6 +8,7 @@ app_name = "runbooks"
 urlpatterns = [
     path("", views.runbook_list, name="list"),
     path("propose/", views.propose_choose, name="propose_choose"),
+    path("incident/<str:reference>/", views.incident_panel, name="incident_panel"),
     path("incident/<str:reference>/start/", views.run_start, name="run_start"),
     path("run/<int:run_id>/", views.run_detail, name="run"),
     path("run/<int:run_id>/step/<int:step_id>/", views.step_record, name="step_record"),

@@ -6,11 +6,13 @@ from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from incidents.models import VIEW_PERMISSION as INCIDENT_VIEW_PERMISSION
 from incidents.models import Incident
 from incidents.runbooks import selectors, services
 from incidents.runbooks.forms import ProposeForm, SearchForm, StartForm, StepFormSet, StepRecordForm
@@ -24,6 +26,8 @@ from incidents.runbooks.models import (
     RunbookRun,
     RunbookStep,
 )
+
+PAGE_SIZE = 50
 
 
 def _add_errors(form, exc: ValidationError, *, fallback: str | None = None) -> None:
@@ -46,7 +50,11 @@ def runbook_list(request: HttpRequest) -> HttpResponse:
         system = form.cleaned_data["system"]
         runbooks = selectors.runbook_search(q=form.cleaned_data["q"], system_key=system.key if system else "")
     status = 400 if form.is_bound and not form.is_valid() else 200
-    return render(request, "runbooks/list.html", {"form": form, "runbooks": runbooks}, status=status)
+    page = Paginator(runbooks, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "runbooks": page.object_list, "page": page, "query": query.urlencode()}
+    return render(request, "runbooks/list.html", context, status=status)
 
 
 def _runbook(key: str) -> Runbook:
@@ -210,6 +218,15 @@ def propose(request: HttpRequest, key: str) -> HttpResponse:
         "query": request.GET.urlencode(),
     }
     return render(request, "runbooks/propose.html", context, status=status)
+
+
+@require_GET
+@permission_required((VIEW_PERMISSION, INCIDENT_VIEW_PERMISSION), raise_exception=True)
+def incident_panel(request: HttpRequest, reference: str) -> HttpResponse:
+    """The incident page's runbooks panel, loaded after the page (htmx)."""
+    incident = get_object_or_404(Incident, reference=reference)
+    context = {"incident": incident, **selectors.incident_runbook_context(incident)}
+    return render(request, "runbooks/_incident_runbooks_panel.html", context)
 
 
 @require_POST

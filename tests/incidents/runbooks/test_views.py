@@ -78,9 +78,11 @@ def test_incident_page_offers_runbooks_and_steps_are_ticked_from_it(client, engi
     client.force_login(engineer)
     incident = open_incident(reported_by=engineer, systems=("circuit_breaker",))
     page = client.get(incident.get_absolute_url())
-    assert page.status_code == 200
-    assert page.context["runbooks_offered"][0].key == "circuit-breaker-restart"
-    assert b'data-testid="start-runbook"' in page.content
+    panel_url = reverse("runbooks:incident_panel", args=[incident.reference])
+    assert page.status_code == 200 and panel_url.encode() in page.content
+    panel = client.get(panel_url)
+    assert panel.context["runbooks_offered"][0].key == "circuit-breaker-restart"
+    assert b'data-testid="start-runbook"' in panel.content
 
     runbook = _runbook("circuit-breaker-restart")
     response = client.post(reverse("runbooks:run_start", args=[incident.reference]), {"runbook": runbook.pk})
