@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from incidents import services as incident_services
 from incidents.models import TimelineEntry
 from incidents.runbooks import services
 from incidents.runbooks.models import Runbook, RunbookRevision, RunbookRun, StepRecord
@@ -196,3 +197,18 @@ def test_the_runbook_page_lists_the_incidents_it_was_used_on(client, engineer):
     assert [run.incident for run in page.context["past_runs"]] == [incident]
     assert incident.reference in page.content.decode()
     assert b'<pre class="runbook-commands"' in page.content
+
+
+def test_a_cancelled_incidents_panel_offers_nothing_and_its_steps_are_refused(client, engineer):
+    client.force_login(engineer)
+    incident = open_incident(reported_by=engineer)
+    runbook = _runbook("configuration-fixes")
+    run = services.runbook_run_start(incident=incident, runbook=runbook, user=engineer)
+    incident_services.incident_transition(incident=incident, name="cancel", user=engineer, reason="False alarm")
+    panel = client.get(reverse("runbooks:incident_panel", args=[incident.reference]))
+    assert b'data-testid="start-runbook"' not in panel.content
+    assert b'data-testid="step-done"' not in panel.content
+    response = client.post(reverse("runbooks:step_record", args=[run.pk, _step(runbook, 1).pk]), {"outcome": "done"})
+    assert response.status_code == 400
+    assert "runbooks are closed" in response.content.decode()
+    assert not StepRecord.objects.exists()
