@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from incidents.models import System
-from incidents.runbooks.models import StepRecord
+from incidents.runbooks.models import Procedure, StepRecord
 from incidents.runbooks.services import MAX_STEPS, MAX_TEXT, StepInput
 
 
@@ -61,3 +61,9 @@ class ProposeForm(forms.Form):
     summary = forms.CharField(
         max_length=MAX_TEXT, widget=forms.Textarea(attrs={"rows": 3}), help_text="What changed and why (the lesson)."
     )
+
+
+class NewRunbookForm(forms.Form):
+    title = forms.CharField(max_length=150)
+    procedure = forms.ChoiceField(choices=Procedure.choices)
+    system = forms.ModelChoiceField(queryset=System.objects.all(), required=False, empty_label="Any system")

@@ -11,10 +11,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.text import slugify
 
 from incidents.models import Incident, System, TimelineEntry
 from incidents.runbooks.models import (
     APPROVE_PERMISSION,
+    Procedure,
     Runbook,
     RunbookRevision,
     RunbookRun,
@@ -24,6 +26,8 @@ from incidents.runbooks.models import (
 from incidents.services import timeline_record
 
 MAX_STEPS = 50
+# The knowledge base's own pages sit beside /runbooks/<key>/ (see urls.py).
+RESERVED_KEYS = {"new", "propose", "run", "incident"}
 MAX_TEXT = 5000
 
 
@@ -168,6 +172,30 @@ def _validate_steps(steps: list[StepInput]) -> dict[str, str]:
         if max(len(step.instructions), len(step.commands)) > MAX_TEXT:
             return {"steps": f"Step {number}'s text is longer than {MAX_TEXT} characters."}
     return {}
+
+
+@transaction.atomic
+def runbook_create(*, title: str, procedure: str, system: System | None, author: AbstractBaseUser) -> Runbook:
+    """A new, empty runbook; its steps come with its first revision (proposed, then approved)."""
+    title = title.strip()
+    errors: dict[str, str] = {}
+    if not title:
+        errors["title"] = "Give the runbook a title."
+    elif len(title) > 150:
+        errors["title"] = "At most 150 characters."
+    if procedure not in Procedure.values:
+        errors["procedure"] = "Choose one of the recovery procedures."
+    key = slugify(title)[:70]
+    if title and not key:
+        errors["title"] = "Use some letters or digits in the title."
+    if errors:
+        raise ValidationError(errors)
+    if key in RESERVED_KEYS:
+        key = f"{key}-runbook"
+    base, n = key, 2
+    while Runbook.objects.filter(key=key).exists():
+        key, n = f"{base}-{n}", n + 1
+    return Runbook.objects.create(key=key, title=title, procedure=procedure, system=system)
 
 
 @transaction.atomic

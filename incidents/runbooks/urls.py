@@ -7,6 +7,7 @@ from incidents.runbooks import views
 app_name = "runbooks"
 urlpatterns = [
     path("", views.runbook_list, name="list"),
+    path("new/", views.runbook_new, name="new"),
     path("propose/", views.propose_choose, name="propose_choose"),
     path("incident/<str:reference>/", views.incident_panel, name="incident_panel"),
     path("incident/<str:reference>/start/", views.run_start, name="run_start"),

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from incidents.models import VIEW_PERMISSION as INCIDENT_VIEW_PERMISSION
 from incidents.models import Incident
 from incidents.runbooks import selectors, services
-from incidents.runbooks.forms import ProposeForm, SearchForm, StartForm, StepFormSet, StepRecordForm
+from incidents.runbooks.forms import NewRunbookForm, ProposeForm, SearchForm, StartForm, StepFormSet, StepRecordForm
 from incidents.runbooks.models import (
     APPROVE_PERMISSION,
     PROPOSE_PERMISSION,
@@ -55,6 +55,26 @@ def runbook_list(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     context = {"form": form, "runbooks": page.object_list, "page": page, "query": query.urlencode()}
     return render(request, "runbooks/list.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(PROPOSE_PERMISSION, raise_exception=True)
+def runbook_new(request: HttpRequest) -> HttpResponse:
+    form = NewRunbookForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                runbook = services.runbook_create(
+                    title=data["title"], procedure=data["procedure"], system=data["system"], author=request.user
+                )
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                messages.success(request, "Runbook created: propose its first revision (its steps).")
+                return redirect("runbooks:propose", key=runbook.key)
+        return render(request, "runbooks/new.html", {"form": form}, status=400)
+    return render(request, "runbooks/new.html", {"form": form})
 
 
 def _runbook(key: str) -> Runbook:

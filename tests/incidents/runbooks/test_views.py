@@ -7,11 +7,11 @@ from django.urls import reverse
 
 from incidents import services as incident_services
 from incidents.models import TimelineEntry
-from incidents.runbooks import services
+from incidents.runbooks import selectors, services
 from incidents.runbooks.models import Runbook, RunbookRevision, RunbookRun, StepRecord
 from reports import services as report_services
 from tests.conftest import _user_in
-from tests.factories import open_incident
+from tests.factories import open_incident, system
 from tests.reports.helpers import resolved_incident
 
 pytestmark = pytest.mark.django_db
@@ -212,3 +212,36 @@ def test_a_cancelled_incidents_panel_offers_nothing_and_its_steps_are_refused(cl
     assert response.status_code == 400
     assert "runbooks are closed" in response.content.decode()
     assert not StepRecord.objects.exists()
+
+
+def test_a_new_runbook_is_offered_only_once_its_first_revision_is_approved(client, engineer, sysadmin, manager):
+    client.force_login(engineer)
+    refused = client.post(reverse("runbooks:new"), {"title": "Broker failover", "procedure": "system_restart"})
+    assert refused.status_code == 403
+    client.force_login(sysadmin)
+    bad = client.post(reverse("runbooks:new"), {"title": "", "procedure": "juggling"})
+    assert bad.status_code == 400
+    assert set(bad.context["form"].errors) == {"title", "procedure"}
+    assert Runbook.objects.count() == 7
+
+    created = client.post(
+        reverse("runbooks:new"),
+        {"title": "Message broker failover", "procedure": "system_restart", "system": system("message_broker").pk},
+    )
+    assert created.status_code == 302
+    runbook = Runbook.objects.get(key="message-broker-failover")
+    incident = open_incident(reported_by=engineer, systems=("message_broker",))
+    offered = lambda: [rb.key for rb in selectors.runbooks_for_incident(incident)]  # noqa: E731
+    assert "message-broker-failover" not in offered()
+
+    url = reverse("runbooks:propose", args=[runbook.key])
+    assert client.post(url, _formset([{"title": "Promote the standby broker"}])).status_code == 302
+    client.force_login(manager)
+    assert client.post(reverse("runbooks:revision_approve", args=[runbook.key, 1])).status_code == 302
+    assert offered()[0] == "message-broker-failover"
+
+
+def test_a_runbook_titled_like_a_page_gets_a_key_of_its_own(sysadmin):
+    runbook = services.runbook_create(title="New", procedure="system_restart", system=None, author=sysadmin)
+    assert runbook.key == "new-runbook"
+    assert reverse("runbooks:detail", args=[runbook.key]) == "/runbooks/new-runbook/"
