@@ -43,6 +43,12 @@ _RESPONDER = [
     "reports.view_actionitem",
     "reports.add_actionitem",
     "reports.change_actionitem",
+    # the knowledge base: responders read runbooks and work them on incidents
+    "runbooks.view_runbook",
+    "runbooks.view_runbookrevision",
+    "runbooks.view_runbookrun",
+    "runbooks.add_runbookrun",
+    "runbooks.add_steprecord",
 ]
 _MANAGER = _RESPONDER + [
     "escalation.change_regulatoryobligation",
@@ -60,7 +66,13 @@ _EXECUTIVE_VIEW = [
     "reports.approve_review",
     "reports.view_actionitem",
     "reports.view_metrics",
+    "runbooks.view_runbook",
+    "runbooks.view_runbookrevision",
+    "runbooks.view_runbookrun",
 ]
+# The seed gives recovery operations to the System Administrator and the response to the
+# incident manager: they propose runbook revisions and approve each other's (four eyes).
+_RUNBOOK_EDIT = ["runbooks.add_runbookrevision", "runbooks.approve_runbookrevision"]
 _POLICY_EDIT = _perms(
     "incidents",
     ("severitylevel", "system", "phasetarget", "checklisttemplate", "checklisttemplateitem", "recoverypointobjective"),
@@ -170,6 +182,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _STATUS_MAINTENANCE
         + _BACKUPS_VIEW
         + _BACKUPS_RUN
+        + _RUNBOOK_EDIT
     ),
     INCIDENT_MANAGER: (
         _MANAGER
@@ -186,6 +199,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         + _STATUS_MAINTENANCE
         + _BACKUPS_VIEW
         + _BACKUPS_RUN
+        + _RUNBOOK_EDIT
     ),
     CTO: (
         _MANAGER
@@ -220,6 +234,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ),
     TRAINER: (
         ["incidents.view_incident", "incidents.view_timelineentry", "reports.view_actionitem", "reports.add_actionitem"]
+        + ["runbooks.view_runbook", "runbooks.view_runbookrevision"]
         + _ROSTER_VIEW
         + _DRILLS_VIEW
         + _TRAINING_MANAGE

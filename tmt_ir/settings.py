@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "incidents.escalation",
     "incidents.monitoring",
     "incidents.recovery",
+    "incidents.runbooks",
     "incidents.api",
     "incidents.status",
     "corsheaders",

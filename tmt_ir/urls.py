@@ -55,6 +55,7 @@ urlpatterns = [
     path("reports/", include("reports.urls")),
     path("drills/", include("drills.urls")),
     path("backups/", include("incidents.recovery.urls")),
+    path("runbooks/", include("incidents.runbooks.urls")),
     # The incident pages and those of the sub-apps share the "incidents" namespace.
     path("", include((incident_pages, "incidents"))),
 ]

@@ -1,0 +1,34 @@
+"""Read-only in the admin: revisions are written through the knowledge base's pages (proposal,
+four-eyes approval), never edited."""
+
+from django.contrib import admin
+
+from incidents.runbooks.models import Runbook, RunbookRevision, RunbookRun
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Runbook)
+class RunbookAdmin(ReadOnlyAdmin):
+    list_display = ("title", "procedure", "system", "current_revision")
+    search_fields = ("title", "key")
+
+
+@admin.register(RunbookRevision)
+class RunbookRevisionAdmin(ReadOnlyAdmin):
+    list_display = ("runbook", "number", "state", "author", "approved_by", "approved_at")
+    list_filter = ("state",)
+
+
+@admin.register(RunbookRun)
+class RunbookRunAdmin(ReadOnlyAdmin):
+    list_display = ("runbook", "incident", "revision", "started_by", "started_at")
