@@ -43,6 +43,9 @@ class Hooks:
     # When the post-incident review was done: (incident) -> datetime | None. One answer (the
     # reports app: its approval since the resolution); without it, closing is the review's end.
     review_done_at: Callable[..., datetime | None] | None = None
+    # After a timeline entry is written, inside its transaction: (*, entry). Every change to an
+    # incident is on its timeline, so this is where a page showing it goes stale.
+    after_record: list[Callable[..., None]] = field(default_factory=list)
     # Extra context for the incident page: (incident) -> dict.
     incident_page_context: list[Callable[..., dict[str, Any]]] = field(default_factory=list)
 

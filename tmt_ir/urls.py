@@ -52,6 +52,8 @@ urlpatterns = [
     path("account/api-tokens/<int:token_id>/revoke/", api_token_views.api_token_revoke_view, name="api_token_revoke"),
     path("reports/", include("reports.urls")),
     path("drills/", include("drills.urls")),
+    # The live pages' event stream and unacknowledged-incident summary.
+    path("live/", include("incidents.live.urls")),
     # The incident pages and those of the sub-apps share the "incidents" namespace.
     path("", include((incident_pages, "incidents"))),
 ]
