@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from .models import LiveEvent
@@ -78,7 +78,6 @@ class _Reader:
             raise
 
     def _read(self) -> list[Event]:
-        close_old_connections()
         if self.last_id is None:
             self.last_id = LiveEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
             return []

@@ -57,6 +57,35 @@
     }
   });
 
+  // A refresh never takes away what someone is in the middle of: a region holding the focused
+  // field, a typed but unsent value or an opened "Cancel…" keeps its old content until the next change.
+  function busy(region) {
+    if (!region || !region.querySelector) return false;
+    const active = document.activeElement;
+    if (active && active !== body && region.contains(active) && active.matches("input, textarea, select")) return true;
+    if (region.querySelector("details[open]")) return true;
+    return Array.from(region.querySelectorAll("input:not([type=hidden]), textarea")).some((field) =>
+      field.type === "checkbox" || field.type === "radio" ? field.checked !== field.defaultChecked : field.value !== field.defaultValue,
+    );
+  }
+
+  function fromLiveEvent(detail) {
+    const trigger = detail.requestConfig && detail.requestConfig.triggeringEvent;
+    return Boolean(trigger && trigger.type && trigger.type.startsWith("live:"));
+  }
+
+  let liveSwap = false; // a swap under way was asked for by a live event (its out-of-band parts too)
+  body.addEventListener("htmx:beforeSwap", (event) => {
+    liveSwap = fromLiveEvent(event.detail);
+    if (liveSwap && busy(event.detail.target)) event.detail.shouldSwap = false;
+  });
+  body.addEventListener("htmx:oobBeforeSwap", (event) => {
+    if (liveSwap && busy(event.detail.target)) event.detail.shouldSwap = false;
+  });
+  body.addEventListener("htmx:afterRequest", () => {
+    liveSwap = false;
+  });
+
   function setStatus(state, text) {
     if (!statusEl) return;
     statusEl.dataset.state = state;
