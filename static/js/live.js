@@ -213,6 +213,16 @@
     }
   }
 
+  let unacknowledged = 0;
+
+  function showCount() {
+    const title = unacknowledged ? `(${unacknowledged}) ${baseTitle}` : baseTitle;
+    if (document.title !== title) document.title = title;
+  }
+
+  // A swapped-in page carries its own <title>; the count stays on it.
+  body.addEventListener("htmx:afterSettle", showCount);
+
   let summaryInFlight = false;
   let summaryAgain = false;
 
@@ -227,7 +237,8 @@
       .then((summary) => {
         if (!summary) return;
         const count = summary.unacknowledged;
-        document.title = count ? `(${count}) ${baseTitle}` : baseTitle;
+        unacknowledged = count;
+        showCount();
         drawFavicon(count);
         const seen = readSeen();
         const ids = summary.major.map((incident) => incident.id);
