@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import queue
+import sys
 import threading
 import time
 
 import httpx
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group
+from django.db import connection
 
 from incidents import services
 from incidents.live.models import LiveEvent
 from incidents.live.publish import publish
 from incidents.roles import ensure_role_groups
-from tests.asgi_server import AsgiServer, client_for
+from tests.asgi_server import AsgiServer, client_for, session_cookie
+from tests.celery_fixtures import wait_for
 from tests.factories import UserFactory, open_incident
+from tests.processes import free_port, start, stop
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -148,3 +153,64 @@ def test_favicon_ico_is_an_icon_not_a_404(client):
     answer = client.get("/favicon.ico", follow=True)
     assert answer.status_code == 200
     assert answer.redirect_chain and answer.redirect_chain[-1][0].endswith(".svg")
+
+
+def _connections_to_the_test_database() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.usefixtures("postgres")
+def test_an_open_page_holds_no_database_connection(asgi_server: AsgiServer):
+    engineer = _user("On-Call Engineer", "priya")
+    incident = open_incident(reported_by=engineer)
+    streams = [Stream(client_for(asgi_server, engineer)) for _ in range(8)]
+    try:
+        # This test's own, the relay's, and at most one being closed: not one per page.
+        assert _connections_to_the_test_database() <= 3
+        services.timeline_add_note(incident=incident, author=engineer, text="Still one relay")
+        for stream in streams:
+            assert stream.next(timeout=3)[0] == "incident"
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+@pytest.mark.usefixtures("postgres")
+def test_the_production_live_process_streams_behind_the_proxy(tmp_path):
+    """The `live` process of the production layout: uvicorn in production mode, HTTPS at the proxy."""
+    engineer = _user("On-Call Engineer", "priya")
+    port = free_port()
+    server = start(
+        [sys.executable, "-m", "uvicorn", "tmt_ir.asgi:application", "--port", str(port), "--no-access-log"],
+        tmp_path,
+        "live",
+        DJANGO_PRODUCTION="1",
+        DJANGO_SECRET_KEY=settings.SECRET_KEY,  # the session below is signed with it
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DJANGO_STATIC_ROOT=str(tmp_path / "static"),
+        TMT_SMS_PROVIDER_URL="http://127.0.0.1:9/unused",
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(f"{base}/live/summary/"), timeout=30, what="uvicorn to answer")
+        with httpx.Client(base_url=base, headers={"X-Forwarded-Proto": "https"}, timeout=10) as client:
+            client.cookies.set(settings.SESSION_COOKIE_NAME, session_cookie(engineer))
+            with client.stream("GET", "/live/stream/", timeout=httpx.Timeout(10, read=10)) as answer:
+                assert answer.status_code == 200, answer.read()
+                lines = answer.iter_lines()
+                assert next(lines) == "retry: 2000"
+                assert next(lines) == "event: ready"
+        # Without the proxy's header the process sends the page to HTTPS, as gunicorn does.
+        assert httpx.get(f"{base}/live/stream/").status_code == 301
+    finally:
+        stop(server)
+
+
+def _answers(url: str) -> bool:
+    try:
+        # Signed out: sent to the login page (no page rendered: no collected static files here).
+        return httpx.get(url, headers={"X-Forwarded-Proto": "https"}, timeout=2).status_code == 302
+    except httpx.TransportError:
+        return False
