@@ -39,6 +39,11 @@ window.Notification = class {
 };
 """
 
+COUNT_PERMISSION_REQUESTS = """
+window.__permissionRequests = 0;
+Notification.requestPermission = () => { window.__permissionRequests += 1; return Promise.resolve("default"); };
+"""
+
 
 def _user(role: str, username: str):
     ensure_role_groups()
@@ -144,6 +149,7 @@ def test_with_the_stream_down_the_list_still_updates_by_polling(asgi_server: Asg
     engineer = _user("On-Call Engineer", "priya")
     _signed_in(page.context, asgi_server, engineer)
     page.context.route(re.compile(r".*/live/stream/.*"), lambda route: route.abort())
+    page.context.add_init_script(COUNT_PERMISSION_REQUESTS)
     page.goto(f"{asgi_server.url}/incidents/")
     expect(page.get_by_test_id("live-status")).to_have_attribute("data-state", "polling")
     expect(page.get_by_test_id("live-status")).to_have_text("Updates every 1 s")
@@ -159,9 +165,12 @@ def test_with_the_stream_down_the_list_still_updates_by_polling(asgi_server: Asg
     # Notifications are asked for once, from a click, never on load.
     ask = page.get_by_test_id("live-notify")
     expect(ask).to_be_visible()
+    assert page.evaluate("window.__permissionRequests") == 0
     ask.click()
     expect(ask).to_be_hidden()
+    assert page.evaluate("window.__permissionRequests") == 1
     page.reload()
     expect(page.get_by_test_id("live-sound")).to_have_text("Sound off")
     expect(page.get_by_test_id("live-notify")).to_be_hidden()
+    assert page.evaluate("window.__permissionRequests") == 0
     assert page.js_errors == []  # type: ignore[attr-defined]
