@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -151,10 +152,14 @@ class Hub:
             await asyncio.sleep(interval)
 
 
-_hubs: dict[int, Hub] = {}
+# Keyed by the loop itself, not its id(): a test server's loop that has closed must not hand its
+# hub (and its reader task, which will never run again) to a new loop given the same id.
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
 
 
 def hub() -> Hub:
     """This event loop's hub (one per ASGI process; a test server in a thread has its own)."""
     loop = asyncio.get_running_loop()
-    return _hubs.setdefault(id(loop), Hub())
+    if (found := _hubs.get(loop)) is None:
+        found = _hubs[loop] = Hub()
+    return found
