@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 # A page slower than this many events behind is told to re-fetch everything instead.
 QUEUE_SIZE = 200
 # Sequence numbers are taken at INSERT but become visible at COMMIT, so a lower id can appear
-# after a higher one was read. A missing id is looked for again for this long.
+# after a higher one was read. A missing id is looked for again for this long (an announcement
+# is one autocommitted INSERT, so one missing longer than this failed and never comes).
 GAP_WAIT_S = 3.0
 PRUNE_EVERY_S = 60.0
 
