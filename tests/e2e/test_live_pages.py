@@ -174,3 +174,35 @@ def test_with_the_stream_down_the_list_still_updates_by_polling(asgi_server: Asg
     expect(page.get_by_test_id("live-notify")).to_be_hidden()
     assert page.evaluate("window.__permissionRequests") == 0
     assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+def test_the_health_page_shows_a_target_going_down_within_2s(asgi_server: AsgiServer, page: Page, monkeypatch):
+    from django.utils import timezone
+
+    from incidents.monitoring import poller
+    from incidents.monitoring import views as monitoring_views
+    from incidents.monitoring.models import HealthTarget
+    from incidents.monitoring.services import health_results_apply
+
+    # The panel's own timer out of the way: what updates it here is the push.
+    monkeypatch.setattr(monitoring_views, "PANEL_REFRESH_SECONDS", 300)
+    engineer = _user("On-Call Engineer", "priya")
+    target = HealthTarget.objects.order_by("pk").first()
+    now = timezone.now()
+    health_results_apply([poller.ProbeResult(target.pk, now, True, 10.0, 200, "")])
+    _signed_in(page.context, asgi_server, engineer)
+    page.goto(f"{asgi_server.url}/health/")
+    _live(page)
+    row = page.locator(f'[data-testid="health-target"][data-target="{target.name}"] [data-testid="health-state"]')
+    expect(row).to_have_text("Healthy")
+
+    target.refresh_from_db()
+    started = time.monotonic()
+    for i in range(1, target.failures_before_down + 1):
+        at = now + timezone.timedelta(seconds=i)
+        health_results_apply([poller.ProbeResult(target.pk, at, False, 5000.0, None, "connection refused")])
+    target.refresh_from_db()
+    assert target.state == HealthTarget.State.DOWN
+    expect(row).to_have_text("Down", timeout=PUSH_S * 1000)
+    print(f"health page updated after {time.monotonic() - started:.2f} s")
+    assert page.js_errors == []  # type: ignore[attr-defined]
