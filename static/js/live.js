@@ -75,9 +75,20 @@
   }
 
   let liveSwap = false; // a swap under way was asked for by a live event (its out-of-band parts too)
+  function signedOut(url) {
+    return Boolean(config.liveLogin && url && new URL(url, window.location.href).pathname === config.liveLogin);
+  }
+
   body.addEventListener("htmx:beforeSwap", (event) => {
     liveSwap = fromLiveEvent(event.detail);
-    if (liveSwap && busy(event.detail.target)) event.detail.shouldSwap = false;
+    if (!liveSwap) return;
+    // The session ended: show the login page rather than swap it into a fragment.
+    if (signedOut(event.detail.xhr && event.detail.xhr.responseURL)) {
+      event.detail.shouldSwap = false;
+      window.location.reload();
+    } else if (busy(event.detail.target)) {
+      event.detail.shouldSwap = false;
+    }
   });
   body.addEventListener("htmx:oobBeforeSwap", (event) => {
     if (liveSwap && busy(event.detail.target)) event.detail.shouldSwap = false;
@@ -233,7 +244,7 @@
     }
     summaryInFlight = true;
     fetch(config.liveSummary, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then((answer) => (answer.ok ? answer.json() : null))
+      .then((answer) => (answer.ok && !signedOut(answer.url) ? answer.json() : null))
       .then((summary) => {
         if (!summary) return;
         const count = summary.unacknowledged;

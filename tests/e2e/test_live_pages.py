@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 from django.contrib.auth.models import Group
+from django.contrib.sessions.models import Session
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from incidents import services
@@ -173,6 +174,11 @@ def test_with_the_stream_down_the_list_still_updates_by_polling(asgi_server: Asg
     expect(page.get_by_test_id("live-sound")).to_have_text("Sound off")
     expect(page.get_by_test_id("live-notify")).to_be_hidden()
     assert page.evaluate("window.__permissionRequests") == 0
+
+    # Signed out meanwhile (the session ended): the next poll shows the login page, not a
+    # login form swapped into the table.
+    Session.objects.all().delete()
+    expect(page).to_have_url(re.compile(r"/accounts/login/"), timeout=5000)
     assert page.js_errors == []  # type: ignore[attr-defined]
 
 

@@ -14,9 +14,10 @@ def live_body_attrs(context: template.Context) -> str:
     if user is None or not user.is_authenticated:
         return ""
     return format_html(
-        'data-live-stream="{}" data-live-summary="{}" data-live-poll="{}" data-live-sound="{}"',
+        'data-live-stream="{}" data-live-summary="{}" data-live-login="{}" data-live-poll="{}" data-live-sound="{}"',
         reverse("live:stream"),
         reverse("live:summary"),
+        reverse("login"),
         settings.TMT_LIVE_POLL_SECONDS,
         static("sounds/alert.wav"),
     )
