@@ -137,6 +137,7 @@ class Clients:
         self.ready = 0
         self.delays: list[float] = []
         self.received = [0] * len(sessions)
+        self.connected = [False] * len(sessions)
         self.failed: list[str] = []
 
     async def _one(self, http, index: int, session: str) -> None:
@@ -155,6 +156,7 @@ class Clients:
                     line = raw.decode().rstrip("\n")
                     if line.startswith("event: ready"):
                         self.ready += 1
+                        self.connected[index] = True
                     elif line.startswith('data: {"incident"'):
                         self.delays.append(time.time() - json.loads(line[6:])["at"])
                         self.received[index] += 1
@@ -228,7 +230,7 @@ async def main_async(args, base: str, sessions: list[str], incidents: list, auth
     stop.set()
     await runner
     changes = done[0] if done else 0
-    missed = sum(max(0, changes - got) for got in clients.received[: clients.ready])
+    missed = sum(max(0, changes - got) for got, up in zip(clients.received, clients.connected, strict=True) if up)
     return {
         "connected": clients.ready,
         "connect_s": connect_s,

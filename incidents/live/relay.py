@@ -111,9 +111,14 @@ class _Reader:
         return events
 
 
+# Pages being signed in at once, per process (each holds a database connection meanwhile).
+SETUP_SLOTS = 4
+
+
 class Hub:
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
+        self.setup_slots = asyncio.Semaphore(SETUP_SLOTS)
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-relay")
         self._reader = _Reader()

@@ -15,6 +15,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 
 from incidents import services
+from incidents.live import relay, views
 from incidents.live.models import LiveEvent
 from incidents.live.publish import publish
 from incidents.roles import ensure_role_groups
@@ -162,13 +163,39 @@ def _connections_to_the_test_database() -> int:
 
 
 @pytest.mark.usefixtures("postgres")
-def test_an_open_page_holds_no_database_connection(asgi_server: AsgiServer):
+def test_pages_connecting_at_once_are_signed_in_a_few_at_a_time_and_keep_no_connection(
+    asgi_server: AsgiServer, monkeypatch
+):
     engineer = _user("On-Call Engineer", "priya")
     incident = open_incident(reported_by=engineer)
-    streams = [Stream(client_for(asgi_server, engineer)) for _ in range(8)]
+    # Each sign-in holds a database connection while it runs: count how many run at once.
+    lock, running, most = threading.Lock(), [0], [0]
+    signing_in = views._topics_for
+
+    def counted(request):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.05)  # long enough for the pages to overlap
+            return signing_in(request)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(views, "_topics_for", counted)
+    clients = [client_for(asgi_server, engineer) for _ in range(24)]  # sessions made here, not in the threads
+    streams: list[Stream] = []
+    opening = [threading.Thread(target=lambda c=client: streams.append(Stream(c))) for client in clients]
     try:
-        # This test's own, the relay's, and at most one being closed: not one per page.
-        assert _connections_to_the_test_database() <= 3
+        for thread in opening:
+            thread.start()
+        for thread in opening:
+            thread.join(30)
+        assert len(streams) == 24
+        assert most[0] == relay.SETUP_SLOTS
+        # The test's own and the relay's: none kept for the pages that stay open.
+        wait_for(lambda: _connections_to_the_test_database() <= 2, timeout=5, what="sign-in connections closed")
         services.timeline_add_note(incident=incident, author=engineer, text="Still one relay")
         for stream in streams:
             assert stream.next(timeout=3)[0] == "incident"
