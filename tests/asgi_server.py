@@ -13,10 +13,10 @@ import pytest
 import uvicorn
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
-from django.core.asgi import get_asgi_application
 from django.db import connection
 
 from tests.processes import free_port
+from tmt_ir.asgi import application
 
 
 class AsgiServer:
@@ -24,7 +24,7 @@ class AsgiServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            get_asgi_application(),
+            application,
             host="127.0.0.1",
             port=self.port,
             lifespan="off",

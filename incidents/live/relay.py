@@ -111,7 +111,8 @@ class _Reader:
         return events
 
 
-# Pages being signed in at once, per process (each holds a database connection meanwhile).
+# Stream requests let into Django at once, per process (each holds a database connection
+# while it is signed in: incidents/live/asgi.py).
 SETUP_SLOTS = 4
 
 
@@ -122,12 +123,21 @@ class Hub:
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-relay")
         self._reader = _Reader()
+        self._starting = asyncio.Lock()
 
-    def subscribe(self, topics: frozenset[str]) -> Subscriber:
+    async def subscribe(self, topics: frozenset[str]) -> Subscriber:
         subscriber = Subscriber(topics)
-        self.subscribers.add(subscriber)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        async with self._starting:
+            if self._task is None or self._task.done():
+                loop = asyncio.get_running_loop()
+                # Where reading starts is fixed before the page hears "ready": a change it makes
+                # right after must come after that point, not be taken for the past.
+                try:
+                    await loop.run_in_executor(self._executor, self._reader.read)
+                except Exception:
+                    log.warning("reading live events failed; the relay retries", exc_info=True)
+                self._task = loop.create_task(self._run())
+            self.subscribers.add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:

@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.views import redirect_to_login
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -31,31 +29,23 @@ TOPIC_PERMISSIONS = {
 UNAVAILABLE = "retry: 60000\nevent: unavailable\ndata: {}\n\n"
 
 
-def _topics_for(request: HttpRequest) -> frozenset[str] | None:
-    """The topics the signed-in person may hear of; None when nobody is signed in."""
+def _topics_for(request: HttpRequest) -> frozenset[str]:
+    """The topics the signed-in person may hear of."""
     try:
-        if not request.user.is_authenticated:
-            return None
         return frozenset(topic for topic, perm in TOPIC_PERMISSIONS.items() if request.user.has_perm(perm))
     finally:
         # The session, the user and the permissions were read on this request's thread, whose
         # connection would otherwise stay open for as long as the page does (hundreds of them).
-        # The stream itself reads nothing: the process's one relay reads for every page.
+        # The stream itself reads nothing: the process's one relay reads for every page. How
+        # many pages are signed in at once is limited around Django (incidents/live/asgi.py).
         connection.close()
 
 
-# Signed-in check done here rather than by LoginRequiredMiddleware, so that it runs under the
-# hub's set-up slots: every page reconnecting at once (a restart) would otherwise open one
-# database connection per page at the same moment, past PostgreSQL's max_connections.
-@login_not_required
 @require_GET
 async def stream(request: HttpRequest) -> HttpResponse:
     if not isinstance(request, ASGIRequest):
         return HttpResponse(UNAVAILABLE, content_type="text/event-stream")
-    async with relay.hub().setup_slots:
-        topics = await sync_to_async(_topics_for)(request)
-    if topics is None:
-        return redirect_to_login(request.get_full_path())
+    topics = await sync_to_async(_topics_for)(request)
     response = StreamingHttpResponse(_events(topics), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     # nginx buffers proxied answers unless told not to; a buffered event arrives too late.
@@ -65,7 +55,7 @@ async def stream(request: HttpRequest) -> HttpResponse:
 
 async def _events(topics: frozenset[str]) -> AsyncIterator[str]:
     hub = relay.hub()
-    subscriber = hub.subscribe(topics)
+    subscriber = await hub.subscribe(topics)
     heartbeat = settings.TMT_LIVE_HEARTBEAT_SECONDS
     # Ended now and then so a reconnecting page is logged in and allowed again (a revoked role
     # or an expired session stops the stream within this long).
