@@ -46,6 +46,9 @@ class Hooks:
     # After someone took, was given or left an incident role, commander included:
     # (*, incident, role, holder, previous, by, now); holder None when the role was left empty.
     after_role_change: list[Callable[..., None]] = field(default_factory=list)
+    # After a timeline entry is written, inside its transaction: (*, entry). Every change to an
+    # incident is on its timeline, so this is where a page showing it goes stale.
+    after_record: list[Callable[..., None]] = field(default_factory=list)
     # Extra context for the incident page: (incident) -> dict.
     incident_page_context: list[Callable[..., dict[str, Any]]] = field(default_factory=list)
 

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from incidents.roles import ensure_role_groups
+from tests.asgi_server import asgi_server  # noqa: F401 - fixture
 from tests.celery_fixtures import celery_worker, dispatcher, sms_provider  # noqa: F401 - fixtures
 
 REQUIRE_SERVICES = os.environ.get("TMT_REQUIRE_SERVICES") == "1"

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "incidents.api",
     "incidents.status",
     "corsheaders",
+    "incidents.live",
     "reports",
     "drills",
     "incidents.devtools",
@@ -199,11 +200,11 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 # Browser features no page of the portal uses, denied to it and to anything it might embed.
-PERMISSIONS_POLICY: dict[str, list[str]] = {
+# Autoplay stays the site's own: the live pages' alert sound for a new major incident.
+PERMISSIONS_POLICY: dict[str, list[str]] = {"autoplay": ["self"]} | {
     feature: []
     for feature in (
         "accelerometer",
-        "autoplay",
         "camera",
         "display-capture",
         "geolocation",
@@ -632,6 +633,19 @@ SPECTACULAR_SETTINGS = {
         "a personal token (`Authorization: Bearer <token>`) or, in a browser, your session."
     ),
 }
+
+# -- live pages ----------------------------------------------------------------------------------
+
+# How often each event-stream process reads the change table (the push delay's floor); how often
+# a page polls its fragments when the stream is down; the stream's keep-alive and lifetime (a
+# page reconnects at once, checked again); how long change rows are kept.
+TMT_LIVE_RELAY_INTERVAL = env.float("TMT_LIVE_RELAY_INTERVAL", default=0.2)
+TMT_LIVE_POLL_SECONDS = env.int("TMT_LIVE_POLL_SECONDS", default=10)
+TMT_LIVE_HEARTBEAT_SECONDS = env.float("TMT_LIVE_HEARTBEAT_SECONDS", default=15.0)
+TMT_LIVE_STREAM_MAX_SECONDS = env.float("TMT_LIVE_STREAM_MAX_SECONDS", default=300.0)
+TMT_LIVE_EVENT_RETENTION_MINUTES = env.int("TMT_LIVE_EVENT_RETENTION_MINUTES", default=10)
+if not (0 < TMT_LIVE_RELAY_INTERVAL <= 5 and TMT_LIVE_POLL_SECONDS >= 1 and TMT_LIVE_HEARTBEAT_SECONDS > 0):
+    raise ImproperlyConfigured("TMT_LIVE_RELAY_INTERVAL must be in (0, 5], TMT_LIVE_POLL_SECONDS at least 1")
 
 # -- logging --------------------------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ urlpatterns = [
     path("drills/", include("drills.urls")),
     path("backups/", include("incidents.recovery.urls")),
     path("runbooks/", include("incidents.runbooks.urls")),
+    # The live pages' event stream and unacknowledged-incident summary.
+    path("live/", include("incidents.live.urls")),
     # The incident pages and those of the sub-apps share the "incidents" namespace.
     path("", include((incident_pages, "incidents"))),
 ]

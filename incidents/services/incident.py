@@ -825,7 +825,7 @@ def timeline_record(
 ) -> TimelineEntry:
     """The one writer of timeline entries; escalation, health and report services use it too."""
     now = timezone.now()
-    return TimelineEntry.objects.create(
+    entry = TimelineEntry.objects.create(
         incident=incident,
         kind=kind,
         action=action,
@@ -837,3 +837,6 @@ def timeline_record(
         recorded_at=now,
         data=data or {},
     )
+    for listener in hooks.after_record:
+        listener(entry=entry)
+    return entry
