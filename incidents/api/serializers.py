@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import ProhibitNullCharactersValidator
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
@@ -38,6 +39,7 @@ class StrictFieldsMixin:
 _TEXT_CHECKS = (ProhibitNullCharactersValidator(), ProhibitSurrogateCharactersValidator())
 
 
+@extend_schema_field(OpenApiTypes.STR)  # a serializer without a model gives the schema no type to derive
 class UsernameField(serializers.SlugRelatedField):
     """A person by username: readable in a payload, stable across databases."""
 

@@ -88,7 +88,9 @@ def test_the_report_page_runs_a_constant_number_of_queries(manager_client, engin
             due_date=timezone.localdate() + timedelta(days=n + 1),
         )
     assert queries(big) == queries(small)
-    with django_assert_max_num_queries(25):
+    # The report, its review and action items, and each app's section (recovery points, the halt
+    # banner on every page): a bound, so a new section's cost is a decision, not a drift.
+    with django_assert_max_num_queries(28):
         manager_client.get(reverse("reports:report", args=[big.reference]))
 
 
