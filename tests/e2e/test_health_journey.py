@@ -15,6 +15,7 @@ from incidents.models import Incident, TimelineEntry
 from incidents.monitoring import services as health
 from incidents.monitoring.models import EmergencyStop, HealthTarget
 from tests.factories import DEMO_PASSWORD
+from tests.health_targets import point_trading_database_at_portal
 
 # live_server needs transactional tests; serialized_rollback restores the seeded policy rows.
 pytestmark = [
@@ -26,6 +27,7 @@ TARGETS = {
     "circuit_breaker": "Circuit Breaker Agent",
     "market_analysis": "Market Analysis Agent",
     "risk_management": "Risk Management Agent",
+    "execution_engine": "Execution Engine",
 }
 
 
@@ -39,6 +41,7 @@ def agents(settings) -> Iterator[SimulatorServer]:
             interval=timedelta(seconds=1),
             timeout=timedelta(milliseconds=500),
         )
+    point_trading_database_at_portal(interval=timedelta(seconds=1), timeout=timedelta(milliseconds=900))
     settings.TMT_CIRCUIT_BREAKER_URL = endpoints.agent_url("circuit_breaker")
     settings.TMT_CIRCUIT_BREAKER_TIMEOUT = 2.0
     yield server
