@@ -1,4 +1,9 @@
-"""The health poller's HTTP side: check many ``/health`` endpoints at once in one event loop.
+"""The health poller's network side: check many targets at once in one event loop.
+
+A target is an HTTP endpoint (headers from environment variables, an expected status, a JSON path
+holding an expected value or a pattern on the body), a PostgreSQL database (connect + SELECT 1),
+a TCP port (connect) or a Redis server (PING); every kind shares the gate and the timeout rules
+below.
 
 No Django in here: the service (``incidents.monitoring.services``) claims the due targets, hands this
 module plain ``Probe`` values and applies the ``ProbeResult`` values it gets back, so the network

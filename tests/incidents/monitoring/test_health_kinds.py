@@ -356,3 +356,15 @@ def test_the_admin_shows_a_bad_target_with_its_field_errors(admin_client):
     errors = response.context["adminform"].form.errors
     assert set(errors) == {"host", "database", "username"}
     assert HealthTarget.objects.count() == before
+
+
+@pytest.mark.django_db
+def test_the_demo_points_the_trading_database_at_the_portals_postgres():
+    from incidents.devtools.demo import ensure_demo_trading_database
+
+    target = HealthTarget.objects.get(name="Trading Database")
+    assert target.database == "tmt_production"  # the seed's psql command, until configured
+    ensure_demo_trading_database()
+    target.refresh_from_db()
+    assert target.database == connection.settings_dict["NAME"]
+    assert poller.poll([health.health_probe(target)])[0].healthy
