@@ -73,7 +73,7 @@ def test_circuit_breaker_down_on_the_health_page_then_an_engineer_stops_trading(
     expect(page.get_by_role("heading", name="Health", exact=True)).to_be_visible()
     breaker = page.get_by_test_id("health-target").filter(has_text="Circuit Breaker Agent")
     expect(breaker.get_by_test_id("health-state")).to_have_text("Healthy")
-    expect(page.get_by_test_id("health-target")).to_have_count(3)
+    expect(page.get_by_test_id("health-target")).to_have_count(len(TARGETS) + 1)  # and the trading database
 
     # The agent dies; three failed checks in a row (the seeded failures_before_down) make it down.
     agents.inject_fault("circuit_breaker", "down")
@@ -140,7 +140,7 @@ def test_the_emergency_stop_button_is_not_offered_without_the_permission(page: P
     sweep()
     log_in(page, live_server.url, sysadmin.username)
     page.get_by_role("navigation").get_by_role("link", name="Health").click()
-    expect(page.get_by_test_id("health-target")).to_have_count(3)
+    expect(page.get_by_test_id("health-target")).to_have_count(len(TARGETS) + 1)  # and the trading database
     expect(page.get_by_test_id("emergency-stop-button")).to_have_count(0)
     response = page.goto(live_server.url + "/health/emergency-stop/")
     assert response is not None and response.status == 403
