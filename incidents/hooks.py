@@ -29,7 +29,7 @@ class Hooks:
     after_open: list[Callable[..., None]] = field(default_factory=list)
     # After a lifecycle transition is saved and recorded: (*, incident, name, now).
     after_transition: list[Callable[..., None]] = field(default_factory=list)
-    # After severity, financial impact or category changed: (*, incident).
+    # After severity, financial impact, category, affected systems or start time changed: (*, incident).
     after_reclassify: list[Callable[..., None]] = field(default_factory=list)
     # The "closed" transition's guard: each gets (*, incident) and must answer True.
     close_guards: list[Callable[..., bool]] = field(default_factory=list)

@@ -82,13 +82,41 @@ def response_clock(incident: Incident, *, holidays: set | None = None) -> Clock:
     )
 
 
+def rto_started_at(incident: Incident) -> datetime:
+    """When an affected system's RTO starts counting: the incident's start time.
+
+    The seed's RTO is the time to restore a system, so it runs from when the system stopped
+    working (the report's Start Time, which may precede detection), not from when someone
+    noticed. It stops at the report's End Time (the resolution unless edited).
+    """
+    return incident.started_at
+
+
+def rto_clocks(incident: Incident) -> list[Clock]:
+    """One clock per affected system: restored within the system's RTO, or not (yet)."""
+    start = rto_started_at(incident)
+    done = (incident.ended_at or incident.resolved_at or incident.cancelled_at) if not incident.is_open else None
+    return [
+        Clock(
+            label=system.name,
+            started_at=start,
+            due_at=start + system.rto,
+            done_at=done,
+            target_label=format_duration(system.rto),
+        )
+        for system in sorted(incident.affected_systems.all(), key=lambda s: (s.rto, s.name))
+    ]
+
+
 def response_clocks(incidents: list[Incident]) -> list[dict]:
     """Rows of {incident, clock} for a list page, with holidays loaded once for all of them."""
     holidays: set = set()
     if incidents:
         days = [i.detected_at.date() for i in incidents]
         holidays = business_days.holidays_between(min(days), max(days) + timedelta(days=1))
-    return [{"incident": i, "clock": response_clock(i, holidays=holidays)} for i in incidents]
+    return [
+        {"incident": i, "clock": response_clock(i, holidays=holidays), "rto_clocks": rto_clocks(i)} for i in incidents
+    ]
 
 
 def commander_problems(*, user, at) -> list[str]:
@@ -156,7 +184,7 @@ def review_clock(incident: Incident, target: PhaseTarget | None) -> Clock | None
 def incident_list_queryset() -> QuerySet[Incident]:
     return (
         Incident.objects.select_related("severity", "commander")
-        .prefetch_related(Prefetch("affected_systems", queryset=System.objects.only("id", "key", "name")))
+        .prefetch_related(Prefetch("affected_systems", queryset=System.objects.only("id", "key", "name", "rto")))
         .defer(
             "description",
             "user_impact",

@@ -171,6 +171,7 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
         "transitions": services.incident_available_transitions(incident=incident, user=request.user),
         "response_clock": selectors.response_clock(incident),
         "phase_clocks": selectors.phase_clocks(incident, targets),
+        "rto_clocks": selectors.rto_clocks(incident),
         "note_form": NoteForm(),
         "evidence_form": EvidenceForm(),
         "can_assign": request.user.has_perm("incidents.assign_commander"),

@@ -31,7 +31,7 @@ from django.db.models.functions import Coalesce, TruncMonth
 from django.template.loader import get_template
 from django.utils import timezone
 
-from incidents.escalation.models import EscalationEvent, RegulatoryObligation
+from incidents.escalation.models import RTO_RULE_PREFIX, EscalationEvent, RegulatoryObligation
 from incidents.models import (
     BusinessHoliday,
     DetectionMethod,
@@ -210,6 +210,9 @@ def pdf_status(*, incident: Incident, kinds: list[str]) -> PdfStatus:
 class SystemRecovery:
     system: System
     recovery: timedelta | None
+    # When the incident manager was paged for this system's RTO (the escalation engine's
+    # rto_breach rule); None when the system was restored in time or the page never went out.
+    paged_at: datetime | None = None
 
     @property
     def breached(self) -> bool:
@@ -384,7 +387,15 @@ def report_context(
 ) -> dict:
     """Everything templates/reports/report.html shows (the page preview and the PDF alike)."""
     recovery = measured_recovery(incident)
-    systems = [SystemRecovery(system=s, recovery=recovery) for s in incident.affected_systems.all()]
+    rto_pages = dict(
+        EscalationEvent.objects.filter(incident=incident, rule__startswith=RTO_RULE_PREFIX).values_list(
+            "rule", "fired_at"
+        )
+    )
+    systems = [
+        SystemRecovery(system=s, recovery=recovery, paged_at=rto_pages.get(f"{RTO_RULE_PREFIX}{s.key}"))
+        for s in incident.affected_systems.all()
+    ]
     state_label = "Approved" if review is not None and review.state == PostIncidentReview.State.APPROVED else "Draft"
     return {
         "incident": incident,

@@ -354,6 +354,14 @@ TMT_HEALTH_POLL_CONCURRENCY = env.int("TMT_HEALTH_POLL_CONCURRENCY", default=200
 TMT_HEALTH_MAX_TARGETS_PER_SWEEP = env.int("TMT_HEALTH_MAX_TARGETS_PER_SWEEP", default=5000)
 # Samples older than this are pruned; the health page's uptime looks back 7 days.
 TMT_HEALTH_SAMPLE_RETENTION_DAYS = env.int("TMT_HEALTH_SAMPLE_RETENTION_DAYS", default=8)
+# The trading database the seeded "Trading Database" health target checks (the seed's psql command).
+# Read when the seed migration runs (the target is edited in the admin after that); a password in
+# it is dropped: the target reads it from TMT_TRADING_DB_PASSWORD at each check.
+TMT_TRADING_DATABASE_URL = env.str(
+    "TMT_TRADING_DATABASE_URL", default="postgres://tmt_user@localhost:5432/tmt_production"
+)
+# The execution engine's health endpoint seeded as a target (the simulator serves it on 8004).
+TMT_EXECUTION_ENGINE_HEALTH_URL = env.str("TMT_EXECUTION_ENGINE_HEALTH_URL", default="http://localhost:8004/health")
 # Workers write a heartbeat this often and beat sends one through the broker; silent for longer
 # than TMT_HEARTBEAT_STALE_SECONDS counts as dead (and opens an automated incident).
 TMT_HEARTBEAT_SECONDS = env.float("TMT_HEARTBEAT_SECONDS", default=10.0)

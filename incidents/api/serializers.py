@@ -348,6 +348,8 @@ class EscalationEventSerializer(serializers.ModelSerializer):
 class HealthTargetSerializer(serializers.ModelSerializer):
     system = serializers.SlugRelatedField(slug_field="key", read_only=True)
     state_label = serializers.CharField(source="get_state_display", read_only=True)
+    # What is checked, without secrets (header values and passwords live in the environment).
+    endpoint = serializers.CharField(read_only=True)
 
     class Meta:
         model = HealthTarget
@@ -355,6 +357,8 @@ class HealthTargetSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "system",
+            "kind",
+            "endpoint",
             "url",
             "enabled",
             "state",

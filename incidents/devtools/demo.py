@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from drills import selectors as drill_selectors
@@ -40,6 +40,7 @@ from incidents.models import (
     System,
     TimelineEntry,
 )
+from incidents.monitoring.models import HealthTarget
 from incidents.notifications.models import DistributionList
 from incidents.oncall.models import OnCallRotation, Person, RoleContact, RotationMember
 from reports import services as report_services
@@ -1383,10 +1384,33 @@ def seed_demo(
     result = SeedResult(users=rows)
     result.alert_integration, result.alert_token = ensure_demo_alert_integration()
     ensure_demo_backup_sources()
+    ensure_demo_trading_database()
     for plan in plan_month(rng=rng, now=now, count=incidents, days=days):
         builder = _IncidentBuilder(plan=plan, rng=rng, now=now, people=people, levels=levels, systems=systems)
         result.incidents.append(builder.build())
     return result
+
+
+def portal_database_target() -> dict:
+    """A PostgreSQL health target's fields for the portal's own database."""
+    db = connection.settings_dict
+    return {
+        "host": db["HOST"] or "127.0.0.1",
+        "port": int(db["PORT"] or 5432),
+        "database": db["NAME"],
+        "username": db["USER"] or "postgres",
+        # A local database without a password needs no variable; with one, set it.
+        "password_env": "TMT_TRADING_DB_PASSWORD" if db.get("PASSWORD") else "",
+    }
+
+
+def ensure_demo_trading_database() -> None:
+    """The demo has no trading database of its own: its health target checks the portal's
+    PostgreSQL instead (left alone once someone has pointed it elsewhere in the admin)."""
+    if connection.vendor == "postgresql":
+        HealthTarget.objects.filter(name="Trading Database", database="tmt_production").update(
+            **portal_database_target()
+        )
 
 
 # -- audiences' distribution lists ---------------------------------------------------------

@@ -6,7 +6,8 @@ benchmarks need something on the other end of those calls that behaves like the 
 including the ways they fail, so this module serves:
 
 * one small aiohttp app per agent (circuit_breaker on 8001, market_analysis on 8002,
-  risk_management on 8003 by default) with ``GET /health``, ``POST /api/v1/emergency-stop``,
+  risk_management on 8003, and the execution engine on 8004 by default) with ``GET /health``,
+  ``POST /api/v1/emergency-stop``,
   ``GET /api/v1/emergency-status`` and ``POST /api/v1/resume-trading``;
 * a control app (8009 by default) to inject faults into a running simulator: ``GET /faults``,
   ``GET|POST|DELETE /faults/<agent>``, ``POST /reset``; it also stands in for the SMS/voice
@@ -54,6 +55,8 @@ DEFAULT_AGENT_PORTS: dict[str, int] = {
     "circuit_breaker": 8001,
     "market_analysis": 8002,
     "risk_management": 8003,
+    # Not an agent in the seed, but a trading system the portal monitors (its /health only).
+    "execution_engine": 8004,
 }
 DEFAULT_CONTROL_PORT = 8009
 DEFAULT_FLEET_PORT = 8010

@@ -343,6 +343,10 @@ class RegulatoryObligation(models.Model):
         return "pending"
 
 
+# An RTO deadline's rule names its system: "rto_breach:<system key>".
+RTO_RULE_PREFIX = "rto_breach:"
+
+
 class Deadline(models.Model):
     class Kind(models.TextChoices):
         ACKNOWLEDGE = "acknowledge", "Acknowledge (escalation chain)"
@@ -352,6 +356,8 @@ class Deadline(models.Model):
         OUTAGE = "outage", "Outage duration check"
         # Post-incident review and action-item reminders (the reports app decides whom they reach).
         REVIEW = "review", "Post-incident review / action item reminder"
+        # An affected system not restored within its recovery time objective.
+        RTO_BREACH = "rto_breach", "System RTO breached"
 
     incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="deadlines")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -21,6 +21,7 @@ from django.utils import timezone
 from incidents import business_days, wakeups
 from incidents.escalation.hooks import escalation_hooks
 from incidents.escalation.models import (
+    RTO_RULE_PREFIX,
     Deadline,
     EscalationEvent,
     EscalationPolicy,
@@ -39,12 +40,13 @@ from incidents.escalation.snapshot import (
     Trigger,
     snapshot_of,
 )
-from incidents.models import OPEN_STATES, Incident, SeverityLevel, State, TimelineEntry
+from incidents.models import OPEN_STATES, Incident, SeverityLevel, State, System, TimelineEntry, format_duration
 from incidents.notifications.acks import ReplyRefused, already_acknowledged
 from incidents.notifications.services import NotificationBatch, notify_webhooks, page_user
 from incidents.oncall.models import RoleContact
 from incidents.oncall.selectors import on_call_at, role_contact
 from incidents.roles import HEAD_OF_RISK, INCIDENT_MANAGER
+from incidents.selectors import rto_started_at
 from incidents.services.incident import evidence_validate, timeline_record
 
 log = logging.getLogger(__name__)
@@ -305,6 +307,38 @@ def _arm_outage(incident: Incident, now: datetime) -> None:
         _cancel(incident, reason="severity no longer an outage", rules=[OUTAGE_RULE])
 
 
+def _rto_wanted(incident: Incident, now: datetime) -> list[_Wanted]:
+    """One row per affected system, due when its RTO has passed since the incident started.
+
+    Armed from each system's RTO as it is when the system is added (a later admin edit does
+    not move a clock already running). A drill restores nothing real: no RTO page for it.
+    """
+    if incident.is_drill or not incident.is_open:
+        return []
+    start = rto_started_at(incident)
+    return [
+        _Wanted(Deadline.Kind.RTO_BREACH, f"{RTO_RULE_PREFIX}{system.key}", 0, max(start + system.rto, now))
+        for system in incident.affected_systems.all()
+    ]
+
+
+def _arm_rto(incident: Incident, now: datetime) -> None:
+    """Keep one pending RTO row per affected system: arm added systems, cancel removed ones,
+    and move a row whose due time changed (an edited start time)."""
+    wanted = {w.rule: w for w in _rto_wanted(incident, now)}
+    pending = Deadline.objects.filter(
+        incident=incident, kind=Deadline.Kind.RTO_BREACH, fired_at=None, cancelled_at=None
+    )
+    pending.exclude(rule__in=list(wanted)).update(cancelled_at=now, cancel_reason="system no longer affected")
+    for row in pending.filter(rule__in=list(wanted)):
+        if row.due_at != wanted[row.rule].due_at:
+            Deadline.objects.filter(pk=row.pk).update(cancelled_at=now, cancel_reason="start time changed")
+    fired = set(EscalationEvent.objects.filter(incident=incident, rule__in=list(wanted)).values_list("rule", flat=True))
+    for rule, w in wanted.items():
+        if rule not in fired:
+            _schedule(incident, w)
+
+
 def escalation_arm(*, incident: Incident, now: datetime | None = None) -> None:
     """Create the deadlines of an incident opened in this transaction, from the policy frozen
     into it (escalation_snapshot_build).
@@ -325,6 +359,7 @@ def escalation_arm(*, incident: Incident, now: datetime | None = None) -> None:
         )
     wanted.append(_outage_wanted(incident, now))
     wanted.append(_status_update_wanted(incident, now, last_update=None))
+    wanted.extend(_rto_wanted(incident, now))
     rows = [
         Deadline(incident=incident, kind=w.kind, rule=w.rule, step=w.step, due_at=w.due_at)
         for w in wanted
@@ -348,6 +383,7 @@ def escalation_reevaluate(*, incident: Incident, now: datetime | None = None) ->
         _arm_triggers(incident, now)
     _arm_outage(incident, now)
     _arm_status_update(incident, now)
+    _arm_rto(incident, now)
 
 
 def escalation_on_transition(*, incident: Incident, name: str, now: datetime | None = None) -> None:
@@ -364,6 +400,7 @@ def escalation_on_transition(*, incident: Incident, name: str, now: datetime | N
                 Deadline.Kind.ROLE_ESCALATION,
                 Deadline.Kind.STATUS_UPDATE,
                 Deadline.Kind.OUTAGE,
+                Deadline.Kind.RTO_BREACH,
             ],
         )
         if name == "resolve" and incident.category == "security" and not incident.is_drill:
@@ -948,6 +985,34 @@ def _fire_outage(deadline: Deadline, incident: Incident, now: datetime, batch: _
     batch.forget_obligations()
 
 
+def _fire_rto(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
+    key = deadline.rule.removeprefix(RTO_RULE_PREFIX)
+    system = System.objects.filter(key=key).first()
+    if system is None or not incident.affected_systems.filter(pk=system.pk).exists():
+        # Removed from the incident while this row waited: its clock no longer runs.
+        return
+    user = batch.contact(INCIDENT_MANAGER) or batch.contact(INCIDENT_MANAGER, deputy=True)
+    who = _name(user) if user else "nobody (no Incident Manager contact configured)"
+    event = _record_event(
+        deadline,
+        incident,
+        now,
+        batch,
+        summary=f"{system.name} not restored within its RTO of {format_duration(system.rto)}: "
+        f"paging the incident manager {who}",
+        target_label="incident manager",
+        user=user,
+    )
+    if user is not None:
+        page_user(
+            event=event,
+            user=user,
+            now=now,
+            email_follow_up=snapshot_of(incident).email_follow_up,
+            batch=batch.notifications,
+        )
+
+
 def _fire_review(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
     # Post-incident review and action-item reminders. The reports app decides whether the
     # reminder still applies and whom it goes to (one person per step, so the event's webhook
@@ -989,6 +1054,7 @@ _HANDLERS = {
     Deadline.Kind.REGULATORY: _fire_regulatory,
     Deadline.Kind.OUTAGE: _fire_outage,
     Deadline.Kind.REVIEW: _fire_review,
+    Deadline.Kind.RTO_BREACH: _fire_rto,
 }
 # Duties that outlive the incident: a regulator still needs its notification, a resolved
 # incident still needs its review.

@@ -26,13 +26,27 @@ from incidents.monitoring.models import (
 )
 from incidents.monitoring.poller import url_problem
 
+# Kept by the poller, shown read-only.
+HEALTH_STATE_FIELDS = [
+    "state",
+    "state_changed_at",
+    "consecutive_failures",
+    "consecutive_ok",
+    "consecutive_slow",
+    "consecutive_fast",
+    "last_checked_at",
+    "last_latency_ms",
+    "last_error",
+    "next_check_at",
+]
+
 
 class HealthTargetForm(forms.ModelForm):
     class Meta:
         model = HealthTarget
         fields = [
             "name",
-            "url",
+            *health.PROBE_FIELDS,
             "system",
             "interval",
             "timeout",
@@ -46,8 +60,18 @@ class HealthTargetForm(forms.ModelForm):
             "timeout": "No answer within this counts as a failure; must be shorter than the interval.",
         }
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out (a form or script from before kinds): an HTTP target, as every target was.
+        self.fields["kind"].required = False
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data.get("kind") or HealthTarget.Kind.HTTP
+
     def clean_url(self) -> str:
         url = self.cleaned_data["url"].strip()
+        if not url:
+            return url  # required for HTTP only: the model's clean says so per kind
         problem = url_problem(url)
         if problem:
             reason = problem.removeprefix("invalid URL: ")
@@ -64,22 +88,39 @@ class HealthTargetForm(forms.ModelForm):
 @admin.register(HealthTarget)
 class HealthTargetAdmin(admin.ModelAdmin):
     form = HealthTargetForm
-    list_display = ["name", "system", "url", "state_badge", "last_checked_at", "last_latency", "last_error", "enabled"]
-    list_filter = ["state", "enabled", "system"]
-    list_select_related = ["system"]
-    search_fields = ["name", "url", "system__name"]
-    readonly_fields = [
-        "state",
-        "state_changed_at",
-        "consecutive_failures",
-        "consecutive_ok",
-        "consecutive_slow",
-        "consecutive_fast",
-        "last_checked_at",
-        "last_latency_ms",
-        "last_error",
-        "next_check_at",
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "system", "enabled"]}),
+        ("HTTP", {"fields": ["url", "headers", "expected_status", "json_path", "json_expected", "body_pattern"]}),
+        ("PostgreSQL, TCP, Redis", {"fields": ["host", "port", "database", "username", "password_env"]}),
+        (
+            "Polling",
+            {
+                "fields": [
+                    "interval",
+                    "timeout",
+                    "failures_before_down",
+                    "latency_threshold_ms",
+                    "degraded_severity",
+                ]
+            },
+        ),
+        ("Current state", {"fields": HEALTH_STATE_FIELDS}),
     ]
+    list_display = [
+        "name",
+        "kind",
+        "system",
+        "endpoint",
+        "state_badge",
+        "last_checked_at",
+        "last_latency",
+        "last_error",
+        "enabled",
+    ]
+    list_filter = ["kind", "state", "enabled", "system"]
+    list_select_related = ["system"]
+    search_fields = ["name", "url", "host", "system__name"]
+    readonly_fields = HEALTH_STATE_FIELDS
     actions = ["check_now"]
 
     class Media:

@@ -3,6 +3,7 @@ heartbeats that show each background duty (firing, delivery, polling, rendering)
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -20,6 +21,10 @@ VIEW_EMERGENCY_STOPS_PERMISSION = "monitoring.view_emergencystop"
 http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
 
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_PORTS = {"postgres": 5432, "redis": 6379}
+
+
 class HealthTarget(models.Model):
     class State(models.TextChoices):
         UNKNOWN = "unknown", "Unknown"
@@ -27,8 +32,57 @@ class HealthTarget(models.Model):
         DEGRADED = "degraded", "Degraded"
         DOWN = "down", "Down"
 
+    class Kind(models.TextChoices):
+        HTTP = "http", "HTTP"
+        POSTGRES = "postgres", "PostgreSQL (connect + SELECT 1)"
+        TCP = "tcp", "TCP (connect)"
+        REDIS = "redis", "Redis (PING)"
+
     name = models.CharField(max_length=100, unique=True)
-    url = models.CharField("URL", max_length=500, validators=[http_url])
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.HTTP)
+    url = models.CharField("URL", max_length=500, blank=True, validators=[http_url], help_text="HTTP only.")
+    # Secrets never live in the database: a header's value is read from the named environment
+    # variable at each check, as is a database's or Redis's password.
+    headers = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='HTTP: header name → the environment variable holding its value, e.g. {"Authorization": '
+        '"TMT_ENGINE_TOKEN"}.',
+    )
+    expected_status = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(100), MaxValueValidator(599)],
+        help_text="HTTP: the status code a healthy answer has (blank: any 2xx).",
+    )
+    json_path = models.CharField(
+        "JSON path",
+        max_length=200,
+        blank=True,
+        help_text='HTTP: dotted path into the JSON answer, e.g. "status" or "checks.0.state". Blank with no '
+        'pattern: the answer must say {"status": "healthy"} (or ok/up/pass).',
+    )
+    json_expected = models.CharField(
+        "expected value", max_length=200, blank=True, help_text="HTTP: what the JSON path must hold (as text)."
+    )
+    body_pattern = models.CharField(
+        max_length=200, blank=True, help_text="HTTP: a regular expression the body must match."
+    )
+    host = models.CharField(max_length=253, blank=True, help_text="PostgreSQL, TCP, Redis: host name or address.")
+    port = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text="Blank: 5432 for PostgreSQL, 6379 for Redis.",
+    )
+    database = models.CharField(max_length=63, blank=True, help_text="PostgreSQL: the database name.")
+    username = models.CharField(max_length=63, blank=True, help_text="PostgreSQL: the user.")
+    password_env = models.CharField(
+        "password environment variable",
+        max_length=100,
+        blank=True,
+        help_text="PostgreSQL, Redis: the environment variable holding the password (never the password).",
+    )
     system = models.ForeignKey("incidents.System", on_delete=models.PROTECT, related_name="health_targets")
     interval = models.DurationField(default=timedelta(seconds=15))
     timeout = models.DurationField(default=timedelta(seconds=2))
@@ -77,12 +131,67 @@ class HealthTarget(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def endpoint(self) -> str:
+        """What is checked, as shown on the health page (never a secret)."""
+        port = self.port or DEFAULT_PORTS.get(self.kind)
+        if self.kind == self.Kind.POSTGRES:
+            return f"postgresql://{self.username}@{self.host}:{port}/{self.database}"
+        if self.kind == self.Kind.REDIS:
+            return f"redis://{self.host}:{port}"
+        if self.kind == self.Kind.TCP:
+            return f"tcp://{self.host}:{self.port}"
+        return self.url
+
     def clean(self) -> None:
+        errors: dict[str, str] = {}
         if self.timeout is not None and self.interval is not None:
             if self.timeout >= self.interval:
-                raise ValidationError({"timeout": "The timeout must be shorter than the interval."})
-            if self.interval < timedelta(seconds=1):
-                raise ValidationError({"interval": "Poll at most once a second."})
+                errors["timeout"] = "The timeout must be shorter than the interval."
+            elif self.interval < timedelta(seconds=1):
+                errors["interval"] = "Poll at most once a second."
+        errors.update(self.kind_errors())
+        if errors:
+            raise ValidationError(errors)
+
+    def kind_errors(self) -> dict[str, str]:
+        """What this kind of target needs and does not have, field by field."""
+        required = {
+            self.Kind.HTTP: ["url"],
+            self.Kind.POSTGRES: ["host", "database", "username"],
+            self.Kind.TCP: ["host", "port"],
+            self.Kind.REDIS: ["host"],
+        }.get(self.kind, [])
+        errors = {
+            name: f"Required for a {self.get_kind_display()} target." for name in required if not getattr(self, name)
+        }
+        if self.kind == self.Kind.HTTP:
+            headers = self.headers or {}
+            if not isinstance(headers, dict) or not all(
+                isinstance(k, str) and k.strip() and isinstance(v, str) and ENV_NAME.match(v)
+                for k, v in headers.items()
+            ):
+                errors["headers"] = (
+                    'A JSON object of header name → environment variable name, e.g. {"Authorization": "TMT_TOKEN"}.'
+                )
+            if self.json_expected and not self.json_path:
+                errors["json_path"] = "Give the JSON path whose value must be the expected value."
+            if self.json_path and not self.json_expected:
+                errors["json_expected"] = "Give the value the JSON path must hold."
+            if self.body_pattern:
+                try:
+                    re.compile(self.body_pattern)
+                except re.error as exc:
+                    errors["body_pattern"] = f"Not a regular expression: {exc}."
+        else:
+            for name in ("url", "json_path", "json_expected", "body_pattern"):
+                if getattr(self, name):
+                    errors.setdefault(name, f"Only for an HTTP target; leave it blank for {self.get_kind_display()}.")
+            if self.headers:
+                errors["headers"] = "Only for an HTTP target."
+        if self.password_env and not ENV_NAME.match(self.password_env):
+            errors["password_env"] = "The name of an environment variable (letters, digits, _), not the password."  # noqa: S105 - an error message
+        return errors
 
 
 class HealthSample(models.Model):

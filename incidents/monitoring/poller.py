@@ -1,4 +1,9 @@
-"""The health poller's HTTP side: check many ``/health`` endpoints at once in one event loop.
+"""The health poller's network side: check many targets at once in one event loop.
+
+A target is an HTTP endpoint (headers from environment variables, an expected status, a JSON path
+holding an expected value or a pattern on the body), a PostgreSQL database (connect + SELECT 1),
+a TCP port (connect) or a Redis server (PING); every kind shares the gate and the timeout rules
+below.
 
 No Django in here: the service (``incidents.monitoring.services``) claims the due targets, hands this
 module plain ``Probe`` values and applies the ``ProbeResult`` values it gets back, so the network
@@ -37,6 +42,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -47,6 +53,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+import psycopg
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +77,23 @@ class Probe:
     target_id: int
     url: str
     timeout_s: float
+    kind: str = "http"  # http, postgres, tcp, redis
+    # HTTP: (header name, environment variable name) pairs; the value is read at each check.
+    headers: tuple[tuple[str, str], ...] = ()
+    expected_status: int | None = None  # None: any 2xx
+    json_path: str = ""
+    json_expected: str = ""
+    body_pattern: str = ""
+    host: str = ""
+    port: int | None = None
+    database: str = ""
+    username: str = ""
+    password_env: str = ""
+
+    @property
+    def legacy_http(self) -> bool:
+        """No expectation configured: the answer must say {"status": "healthy"} (as always)."""
+        return self.expected_status is None and not self.json_path and not self.body_pattern
 
 
 @dataclass(frozen=True)
@@ -132,6 +160,65 @@ def classify(status_code: int, body: bytes) -> tuple[bool, str]:
     return False, error[:MAX_ERROR_LENGTH]
 
 
+def _json_at(data: Any, path: str) -> tuple[bool, Any]:
+    """(found, value) at a dotted path: object keys, or list indexes as numbers."""
+    for part in path.split("."):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return False, None
+    return True, data
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def classify_expected(probe: Probe, status_code: int, body: bytes) -> tuple[bool, str]:
+    """(healthy, error) for an HTTP answer, judged by the target's own expectations."""
+    if probe.legacy_http:
+        return classify(status_code, body)
+    if probe.expected_status is not None:
+        if status_code != probe.expected_status:
+            return False, f"unhealthy: HTTP {status_code}, expected {probe.expected_status}"
+    elif not 200 <= status_code < 300:
+        return False, f"unhealthy: HTTP {status_code}"
+    if len(body) > MAX_BODY_BYTES:
+        return False, f"{MALFORMED} (body over {MAX_BODY_BYTES // 1024} KiB)"
+    if probe.json_path:
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return False, f"{MALFORMED} (not JSON)"
+        found, value = _json_at(data, probe.json_path)
+        if not found:
+            return False, f"unhealthy: no {probe.json_path!r} in the answer"[:MAX_ERROR_LENGTH]
+        if _as_text(value) != probe.json_expected:
+            return False, (
+                f"unhealthy: {probe.json_path} is {_as_text(value)[:60]!r}, expected {probe.json_expected!r}"
+            )[:MAX_ERROR_LENGTH]
+    if probe.body_pattern and not re.search(probe.body_pattern, body.decode("utf-8", "replace")):
+        return False, f"unhealthy: the body does not match /{probe.body_pattern}/"[:MAX_ERROR_LENGTH]
+    return True, ""
+
+
+def _headers(probe: Probe) -> dict[str, str]:
+    """The header values from the environment; a missing variable is the check's failure."""
+    values = {}
+    for name, env in probe.headers:
+        value = os.environ.get(env)
+        if value is None:
+            raise LookupError(f"configuration: environment variable {env} is not set")
+        values[name] = value
+    return values
+
+
 def _result(
     probe: Probe,
     started_at: datetime,
@@ -153,6 +240,12 @@ def _result(
 
 
 def _precheck(probe: Probe) -> str:
+    if probe.kind != "http":
+        if not probe.host:
+            return "invalid target: no host"
+        if probe.kind == "tcp" and not probe.port:
+            return "invalid target: no port"
+        return timeout_problem(probe.timeout_s)
     return url_problem(probe.url) or timeout_problem(probe.timeout_s)
 
 
@@ -172,12 +265,18 @@ async def _check_aiohttp(session: aiohttp.ClientSession, gate: asyncio.Semaphore
     problem = _precheck(probe)
     if problem:
         return _result(probe, started_at, None, error=problem)
+    if probe.kind != "http":
+        return await _check_other(gate, probe)
+    try:
+        headers = _headers(probe)
+    except LookupError as exc:
+        return _result(probe, started_at, None, error=str(exc))
     async with gate:
         started_at = datetime.now(UTC)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(probe.timeout_s):
-                async with session.get(probe.url, allow_redirects=False) as response:
+                async with session.get(probe.url, allow_redirects=False, headers=headers) as response:
                     body = await response.content.read(MAX_BODY_BYTES + 1)
                     status = response.status
         except TimeoutError:
@@ -189,7 +288,7 @@ async def _check_aiohttp(session: aiohttp.ClientSession, gate: asyncio.Semaphore
         except Exception as exc:  # noqa: BLE001 - one odd target must never crash the whole sweep
             log.warning("health check of %s failed unexpectedly", probe.url, exc_info=True)
             return _result(probe, started_at, started, error=f"poller error: {type(exc).__name__}: {exc}")
-        healthy, error = classify(status, body)
+        healthy, error = classify_expected(probe, status, body)
         return _result(probe, started_at, started, healthy=healthy, status_code=status, error=error)
 
 
@@ -206,6 +305,97 @@ async def _poll_aiohttp(probes: Sequence[Probe], concurrency: int, on_result: On
         return list(await asyncio.gather(*(_reported(_check_aiohttp(session, gate, p), on_result) for p in probes)))
 
 
+# -- PostgreSQL, TCP, Redis ---------------------------------------------------------------------
+
+
+async def _postgres(probe: Probe) -> None:
+    password = os.environ.get(probe.password_env) if probe.password_env else None
+    if probe.password_env and password is None:
+        raise LookupError(f"configuration: environment variable {probe.password_env} is not set")
+    conn = await psycopg.AsyncConnection.connect(
+        host=probe.host,
+        port=probe.port or 5432,
+        dbname=probe.database,
+        user=probe.username,
+        password=password,
+        connect_timeout=max(1, math.ceil(probe.timeout_s)),
+        application_name="tmt-health-poller",
+        autocommit=True,
+    )
+    try:
+        cursor = await conn.execute("SELECT 1")
+        row = await cursor.fetchone()
+        if row != (1,):
+            raise ValueError(f"unhealthy: SELECT 1 answered {row!r}")
+    finally:
+        await conn.close()
+
+
+async def _tcp(probe: Probe) -> None:
+    _, writer = await asyncio.open_connection(probe.host, probe.port)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def _redis(probe: Probe) -> None:
+    password = os.environ.get(probe.password_env) if probe.password_env else None
+    if probe.password_env and password is None:
+        raise LookupError(f"configuration: environment variable {probe.password_env} is not set")
+    client = redis.asyncio.Redis(
+        host=probe.host,
+        port=probe.port or 6379,
+        password=password,
+        socket_connect_timeout=probe.timeout_s,
+        socket_timeout=probe.timeout_s,
+        # One attempt: the poller's own counters decide when a target is down, and redis-py's
+        # default retries would turn a refused connection into a timeout.
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        if not await client.ping():
+            raise ValueError("unhealthy: PING not answered with PONG")
+    finally:
+        await client.aclose()
+
+
+_OTHER_CHECKS = {"postgres": _postgres, "tcp": _tcp, "redis": _redis}
+
+
+async def _check_other(gate: asyncio.Semaphore, probe: Probe) -> ProbeResult:
+    started_at = datetime.now(UTC)
+    check = _OTHER_CHECKS.get(probe.kind)
+    if check is None:
+        return _result(probe, started_at, None, error=f"invalid target: unknown kind {probe.kind!r}")
+    async with gate:
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        try:
+            # One clock for the whole check (connect, authenticate, query), like an HTTP check.
+            async with asyncio.timeout(probe.timeout_s):
+                await check(probe)
+        except TimeoutError:
+            return _result(probe, started_at, started, error=f"timeout: no answer within {probe.timeout_s:g} s")
+        except LookupError as exc:
+            return _result(probe, started_at, started, error=str(exc))
+        except ValueError as exc:
+            return _result(probe, started_at, started, error=str(exc))
+        except (OSError, psycopg.OperationalError, redis.exceptions.ConnectionError) as exc:
+            return _result(probe, started_at, started, error=_other_error(exc))
+        except Exception as exc:  # noqa: BLE001 - one odd target must never crash the whole sweep
+            log.warning("health check of %s:%s failed unexpectedly", probe.host, probe.port, exc_info=True)
+            return _result(probe, started_at, started, error=f"poller error: {type(exc).__name__}: {exc}")
+        return _result(probe, started_at, started, healthy=True)
+
+
+def _other_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+        return _connect_error(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "timeout" in text.lower() or "timed out" in text.lower():
+        return f"timeout: {text}"
+    return f"unreachable: {text}"
+
+
 # -- httpx (kept for the benchmark's comparison) ---------------------------------------------
 
 
@@ -214,12 +404,18 @@ async def _check_httpx(client: httpx.AsyncClient, gate: asyncio.Semaphore, probe
     problem = _precheck(probe)
     if problem:
         return _result(probe, started_at, None, error=problem)
+    if probe.kind != "http":
+        return await _check_other(gate, probe)
+    try:
+        headers = _headers(probe)
+    except LookupError as exc:
+        return _result(probe, started_at, None, error=str(exc))
     async with gate:
         started_at = datetime.now(UTC)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(probe.timeout_s):
-                async with client.stream("GET", probe.url) as response:
+                async with client.stream("GET", probe.url, headers=headers) as response:
                     body = b""
                     async for chunk in response.aiter_bytes():
                         body += chunk
@@ -235,7 +431,7 @@ async def _check_httpx(client: httpx.AsyncClient, gate: asyncio.Semaphore, probe
         except Exception as exc:  # noqa: BLE001 - see _check_aiohttp
             log.warning("health check of %s failed unexpectedly", probe.url, exc_info=True)
             return _result(probe, started_at, started, error=f"poller error: {type(exc).__name__}: {exc}")
-        healthy, error = classify(status, body)
+        healthy, error = classify_expected(probe, status, body)
         return _result(probe, started_at, started, healthy=healthy, status_code=status, error=error)
 
 

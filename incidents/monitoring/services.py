@@ -171,6 +171,43 @@ def _due_order():
     ]
 
 
+# What a check needs of its target, besides its timeout.
+PROBE_FIELDS = [
+    "kind",
+    "url",
+    "headers",
+    "expected_status",
+    "json_path",
+    "json_expected",
+    "body_pattern",
+    "host",
+    "port",
+    "database",
+    "username",
+    "password_env",
+]
+
+
+def health_probe(target: HealthTarget) -> poller.Probe:
+    """The poller's plain value for one target (the poller knows nothing of Django)."""
+    return poller.Probe(
+        target_id=target.pk,
+        url=target.url,
+        timeout_s=target.timeout.total_seconds(),
+        kind=target.kind,
+        headers=tuple(sorted((target.headers or {}).items())) if isinstance(target.headers, dict) else (),
+        expected_status=target.expected_status,
+        json_path=target.json_path,
+        json_expected=target.json_expected,
+        body_pattern=target.body_pattern,
+        host=target.host,
+        port=target.port,
+        database=target.database,
+        username=target.username,
+        password_env=target.password_env,
+    )
+
+
 def health_targets_claim(*, now: datetime | None = None, limit: int | None = None) -> list[HealthTarget]:
     """Claim the enabled targets that are due: their next check moves on by their interval."""
     now = now or timezone.now()
@@ -180,7 +217,7 @@ def health_targets_claim(*, now: datetime | None = None, limit: int | None = Non
             HealthTarget.objects.filter(enabled=True)
             .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
             .order_by(*_due_order())
-            .only("pk", "name", "url", "timeout", "latency_threshold_ms")
+            .only("pk", "name", "timeout", "latency_threshold_ms", *PROBE_FIELDS)
         )
         if connection.features.has_select_for_update_skip_locked:
             # Another sweep holding some rows: take the others instead of waiting for it.
@@ -212,7 +249,7 @@ def health_poll_due(
     if not targets:
         return summary
     threshold_ms = {t.pk: t.latency_threshold_ms for t in targets}
-    probes = [poller.Probe(target_id=t.pk, url=t.url, timeout_s=t.timeout.total_seconds()) for t in targets]
+    probes = [health_probe(t) for t in targets]
     started = time.perf_counter()
     for batch in poller.poll_stream(
         probes, concurrency=concurrency or settings.TMT_HEALTH_POLL_CONCURRENCY, backend=backend
@@ -743,9 +780,9 @@ def database_check() -> InfraCheck:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError as exc:
-        return InfraCheck("database", "Database", False, f"unreachable: {exc}"[:300])
+        return InfraCheck("database", "Portal database", False, f"unreachable: {exc}"[:300])
     latency = (time.perf_counter() - started) * 1000
-    return InfraCheck("database", "Database", True, f"{connection.vendor} answers", round(latency, 1))
+    return InfraCheck("database", "Portal database", True, f"{connection.vendor} answers", round(latency, 1))
 
 
 def broker_check(*, timeout: float = 2.0) -> InfraCheck:
@@ -759,9 +796,11 @@ def broker_check(*, timeout: float = 2.0) -> InfraCheck:
                 conn.default_channel.client.ping()
             transport = conn.transport.driver_type
     except Exception as exc:  # noqa: BLE001 - any failure to reach the broker is the answer
-        return InfraCheck("broker", "Message broker", False, f"unreachable: {type(exc).__name__}: {exc}"[:300])
+        return InfraCheck(
+            "broker", "Portal message broker (Celery)", False, f"unreachable: {type(exc).__name__}: {exc}"[:300]
+        )
     latency = (time.perf_counter() - started) * 1000
-    return InfraCheck("broker", "Message broker", True, f"{transport} answers", round(latency, 1))
+    return InfraCheck("broker", "Portal message broker (Celery)", True, f"{transport} answers", round(latency, 1))
 
 
 def _system(key: str) -> System | None:
@@ -852,9 +891,11 @@ def infrastructure_alerts_evaluate(
         outcomes.append(
             infrastructure_alert(
                 check="broker",
-                system_key="message_broker",
+                # The portal's own broker, not the trading systems' Message Broker: its outage
+                # is the portal's monitoring failing, and is filed under Monitoring.
+                system_key="monitoring",
                 failing=not broker.ok,
-                what="the message broker does not answer",
+                what="the portal's message broker (Celery) does not answer",
                 detail=broker.detail,
             )
         )

@@ -137,9 +137,9 @@ def _panel_context() -> dict:
     broker = health.broker_check(timeout=1.0)
     alerts = []
     if not database.ok:
-        alerts.append(f"The database does not answer: {database.detail}")
+        alerts.append(f"The portal's own database does not answer: {database.detail}")
     if not broker.ok:
-        alerts.append(f"The message broker does not answer: {broker.detail}")
+        alerts.append(f"The portal's own message broker does not answer: {broker.detail}")
     duties = health.duty_status(now=now)
     for duty in duties:
         if not duty.alive:

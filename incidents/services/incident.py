@@ -534,8 +534,10 @@ def incident_update(
             action="Updated " + ", ".join(changes),
             owner=user,
         )
-    if severity_changed or "financial_impact_usd" in fields or "category" in fields:
+    rto_changed = "affected systems" in changes or "started_at" in fields
+    if severity_changed or "financial_impact_usd" in fields or "category" in fields or rto_changed:
         # A raised severity or impact arms new escalations; a lowered one cancels pending ones.
+        # An added system (or an earlier start time) starts or moves an RTO clock.
         for listener in hooks.after_reclassify:
             listener(incident=locked)
     incident.refresh_from_db()

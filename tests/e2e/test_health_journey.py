@@ -15,6 +15,7 @@ from incidents.models import Incident, TimelineEntry
 from incidents.monitoring import services as health
 from incidents.monitoring.models import EmergencyStop, HealthTarget
 from tests.factories import DEMO_PASSWORD
+from tests.health_targets import point_trading_database_at_portal
 
 # live_server needs transactional tests; serialized_rollback restores the seeded policy rows.
 pytestmark = [
@@ -26,6 +27,7 @@ TARGETS = {
     "circuit_breaker": "Circuit Breaker Agent",
     "market_analysis": "Market Analysis Agent",
     "risk_management": "Risk Management Agent",
+    "execution_engine": "Execution Engine",
 }
 
 
@@ -39,6 +41,7 @@ def agents(settings) -> Iterator[SimulatorServer]:
             interval=timedelta(seconds=1),
             timeout=timedelta(milliseconds=500),
         )
+    point_trading_database_at_portal(interval=timedelta(seconds=1), timeout=timedelta(milliseconds=900))
     settings.TMT_CIRCUIT_BREAKER_URL = endpoints.agent_url("circuit_breaker")
     settings.TMT_CIRCUIT_BREAKER_TIMEOUT = 2.0
     yield server
@@ -70,7 +73,7 @@ def test_circuit_breaker_down_on_the_health_page_then_an_engineer_stops_trading(
     expect(page.get_by_role("heading", name="Health", exact=True)).to_be_visible()
     breaker = page.get_by_test_id("health-target").filter(has_text="Circuit Breaker Agent")
     expect(breaker.get_by_test_id("health-state")).to_have_text("Healthy")
-    expect(page.get_by_test_id("health-target")).to_have_count(3)
+    expect(page.get_by_test_id("health-target")).to_have_count(len(TARGETS) + 1)  # and the trading database
 
     # The agent dies; three failed checks in a row (the seeded failures_before_down) make it down.
     agents.inject_fault("circuit_breaker", "down")
@@ -137,7 +140,7 @@ def test_the_emergency_stop_button_is_not_offered_without_the_permission(page: P
     sweep()
     log_in(page, live_server.url, sysadmin.username)
     page.get_by_role("navigation").get_by_role("link", name="Health").click()
-    expect(page.get_by_test_id("health-target")).to_have_count(3)
+    expect(page.get_by_test_id("health-target")).to_have_count(len(TARGETS) + 1)  # and the trading database
     expect(page.get_by_test_id("emergency-stop-button")).to_have_count(0)
     response = page.goto(live_server.url + "/health/emergency-stop/")
     assert response is not None and response.status == 403

@@ -70,7 +70,7 @@ def set_fault(endpoints: SimulatorEndpoints, agent: str, payload: object) -> htt
 
 
 def test_health_reports_each_agent_in_the_seed_shape(http: httpx.Client, endpoints: SimulatorEndpoints) -> None:
-    assert set(endpoints.agent_urls) == {"circuit_breaker", "market_analysis", "risk_management"}
+    assert set(endpoints.agent_urls) == {"circuit_breaker", "market_analysis", "risk_management", "execution_engine"}
     for name, url in endpoints.agent_urls.items():
         response = http.get(f"{url}/health")
         assert response.status_code == 200
@@ -87,6 +87,7 @@ def test_default_ports_follow_the_seed() -> None:
         "circuit_breaker": 8001,
         "market_analysis": 8002,
         "risk_management": 8003,
+        "execution_engine": 8004,
     }
 
 
@@ -292,6 +293,7 @@ def test_control_lists_faults_and_reset_restores_everything(
         "circuit_breaker": {"mode": "down"},
         "market_analysis": {"mode": "slow", "delay_ms": 150.0},
         "risk_management": {"mode": "ok"},
+        "execution_engine": {"mode": "ok"},
     }
 
     client.reset()
@@ -449,7 +451,7 @@ def test_command_serves_until_sigterm_then_exits_cleanly(http: httpx.Client) -> 
                 urls[match[1]] = match[2]
             if line.startswith("press Ctrl-C") or time.monotonic() > deadline:
                 break
-        assert set(urls) == {"circuit_breaker", "market_analysis", "risk_management", "control"}
+        assert set(urls) == {"circuit_breaker", "market_analysis", "risk_management", "execution_engine", "control"}
         assert http.get(f"{urls['circuit_breaker']}/health").json()["status"] == "healthy"
 
         process.send_signal(signal.SIGTERM)

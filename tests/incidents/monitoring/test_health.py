@@ -23,12 +23,16 @@ from incidents.monitoring.models import DutyHeartbeat, HealthSample, HealthTarge
 from incidents.notifications.models import Notification
 from tests.celery_fixtures import wait_for
 from tests.factories import UserFactory, open_incident, severity
+from tests.health_targets import point_trading_database_at_portal
 
 AGENT_TARGETS = {
     "circuit_breaker": "Circuit Breaker Agent",
     "market_analysis": "Market Analysis Agent",
     "risk_management": "Risk Management Agent",
+    "execution_engine": "Execution Engine",
 }
+# The seeded targets: the agents, the execution engine and the trading database.
+SEEDED_TARGETS = len(AGENT_TARGETS) + 1
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +53,7 @@ def agents(simulator: SimulatorServer, db) -> Iterator[SimulatorServer]:
             interval=timedelta(seconds=1),
             timeout=timedelta(milliseconds=500),
         )
+    point_trading_database_at_portal(interval=timedelta(seconds=1), timeout=timedelta(milliseconds=900))
     yield simulator
     simulator.reset()
 
@@ -250,7 +255,7 @@ def test_urls_that_are_not_http_are_recorded_not_fetched(agents):
     HealthTarget.objects.filter(pk=ma.pk).update(url="ftp://127.0.0.1/health")
     HealthTarget.objects.filter(name=AGENT_TARGETS["risk_management"]).update(url="not a url at all")
     summary = sweep(3)
-    assert summary.polled == 3
+    assert summary.polled == SEEDED_TARGETS
     assert HealthSample.objects.filter(error="invalid URL: only http:// and https:// URLs are polled").count() == 6
     assert target("market_analysis").state == HealthTarget.State.DOWN
     assert target("circuit_breaker").state == HealthTarget.State.HEALTHY
@@ -373,14 +378,14 @@ def test_a_claimed_target_is_not_polled_again_until_its_interval_passed(agents):
     now = timezone.now()
     HealthTarget.objects.update(next_check_at=None)
     first = health.health_targets_claim(now=now)
-    assert len(first) == 3
+    assert len(first) == SEEDED_TARGETS
     assert health.health_targets_claim(now=now) == [], "an overlapping sweep finds nothing due"
-    assert len(health.health_targets_claim(now=now + timedelta(seconds=1))) == 3
+    assert len(health.health_targets_claim(now=now + timedelta(seconds=1))) == SEEDED_TARGETS
 
 
 def test_disabled_targets_are_not_polled(agents):
     HealthTarget.objects.filter(name=AGENT_TARGETS["market_analysis"]).update(enabled=False)
-    assert sweep().polled == 2
+    assert sweep().polled == SEEDED_TARGETS - 1
 
 
 def test_results_older_than_the_last_check_are_ignored(agents):
@@ -555,11 +560,12 @@ def test_the_poll_task_runs_on_a_real_worker(simulator, celery_worker, postgres)
                 interval=timedelta(seconds=1),
                 timeout=timedelta(milliseconds=500),
             )
+        point_trading_database_at_portal()
         for _ in range(3):
             HealthTarget.objects.update(next_check_at=None)
             before = HealthSample.objects.count()
             poll_health_targets.delay()
-            wait_for(lambda b=before: HealthSample.objects.count() >= b + 3, what="a sweep on the worker")
+            wait_for(lambda b=before: HealthSample.objects.count() >= b + SEEDED_TARGETS, what="a sweep on the worker")
         assert target("circuit_breaker").state == HealthTarget.State.DOWN
         assert automated("circuit_breaker").count() == 1
     finally:
@@ -659,7 +665,7 @@ def test_health_page_query_count_does_not_grow_with_targets(agents, engineer_cli
     sweep(2)
     with CaptureQueriesContext(connection) as many:
         response = engineer_client.get(reverse("incidents:health"))
-    assert len(response.context["rows"]) == 15
+    assert len(response.context["rows"]) == SEEDED_TARGETS + 12
     assert len(many.captured_queries) == len(few.captured_queries)
 
 

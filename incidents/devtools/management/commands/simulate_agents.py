@@ -2,7 +2,7 @@
 
 Serve (blocks until Ctrl-C / SIGTERM)::
 
-    manage.py simulate_agents                       # 8001-8003, control on 8009
+    manage.py simulate_agents                       # 8001-8004, control on 8009
     manage.py simulate_agents --base-port 9001 --agent execution_engine=9004
     manage.py simulate_agents --fault market_analysis=flapping --fleet 1000 --fleet-slow-fraction 0.05
 
