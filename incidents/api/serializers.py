@@ -317,7 +317,9 @@ class StatusUpdatePostSerializer(StrictFieldsMixin, serializers.Serializer):
     next_update_at = serializers.DateTimeField(required=False, allow_null=True)
     details = serializers.CharField(max_length=10_000)
     contact = serializers.CharField(max_length=200, required=False)
-    is_public = serializers.BooleanField(default=False, help_text="Also show it on the public status page.")
+    is_public = serializers.BooleanField(
+        default=False, help_text="Users only: also publish it on the public status page (needs status.publish_status)."
+    )
     audience = serializers.SlugRelatedField(
         slug_field="key",
         queryset=Audience.objects.all(),

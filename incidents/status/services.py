@@ -42,6 +42,7 @@ from incidents.status.models import (
     SubscriberNotice,
     UptimeDay,
 )
+from incidents.status.selectors import public_draft
 from incidents.status.webhook_urls import RefusedURL, check_webhook_url
 
 SIGNATURE_HEADER = "X-TMT-Signature-256"
@@ -504,3 +505,43 @@ def uptime_roll_up(*, now: datetime | None = None) -> int:
 
 def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+# -- publishing from the status update composer (registered in apps.py) ------------------------------
+
+# The internal words of a status update, as the public page says them.
+_PUBLIC_STATUS_OF = {"Contained": PublicStatus.IDENTIFIED, "Resolved": PublicStatus.RESOLVED}
+
+
+def may_publish(user) -> bool:
+    return user.has_perm("status.publish_status")
+
+
+def public_publish_status_update(*, update, user, now: datetime) -> None:
+    """A status update for users, posted with "publish" ticked: the incident's first public update
+    (published under the drafted public title) or its next one. Errors come back keyed
+    "is_public" so the composer shows them beside the box."""
+    if not may_publish(user):
+        raise ValidationError({"is_public": "Publishing on the public status page needs a communications role."})
+    incident = update.incident
+    status = _PUBLIC_STATUS_OF.get(update.status, PublicStatus.INVESTIGATING)
+    message = "\n\n".join(part for part in (update.impact.strip(), update.details.strip()) if part)
+    public = PublicIncident.objects.filter(incident=incident).first()
+    try:
+        if public is not None:
+            public_incident_update(public_incident=public, user=user, status=status, message=message, now=now)
+        elif status == PublicStatus.RESOLVED:
+            raise ValidationError("This incident was never on the public status page; a resolution is not published.")
+        else:
+            draft = public_draft(incident=incident)
+            public_incident_publish(
+                incident=incident,
+                user=user,
+                title=draft["title"],
+                impact=draft["impact"],
+                status=status,
+                message=message,
+                now=now,
+            )
+    except ValidationError as exc:
+        raise ValidationError({"is_public": exc.messages}) from exc
