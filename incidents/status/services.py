@@ -44,10 +44,12 @@ from incidents.status.models import (
 )
 from incidents.status.selectors import public_draft
 from incidents.status.webhook_urls import RefusedURL, check_webhook_url
+from incidents.validators import planned_problem
 
 SIGNATURE_HEADER = "X-TMT-Signature-256"
 EVENT_HEADER = "X-TMT-Event"
 CONFIRM_DAYS = 7  # a confirmation link older than this no longer confirms
+MAINTENANCE_LATE_START = timedelta(days=1)
 SLUG = re.compile(r"[-a-zA-Z0-9_]{1,60}")
 
 
@@ -179,10 +181,17 @@ def maintenance_schedule(
         errors["title"] = "At most 200 characters."
     if starts_at is None:
         errors["starts_at"] = "Required."
+    elif starts_at < now - MAINTENANCE_LATE_START:
+        # Announcing work already under way is fine; a start days back is a mistyped date.
+        errors["starts_at"] = "The start is more than a day in the past; check the date."
+    elif problem := planned_problem(starts_at, what="The start", now=now, past_ok=True):
+        errors["starts_at"] = problem
     if ends_at is None:
         errors["ends_at"] = "Required."
     elif ends_at <= now:
         errors["ends_at"] = "The end must be in the future."
+    elif problem := planned_problem(ends_at, what="The end", now=now):
+        errors["ends_at"] = problem
     elif starts_at is not None and ends_at <= starts_at:
         errors["ends_at"] = "The end must be after the start."
     if errors:
