@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-
 from incidents import roles
 from incidents.escalation import regimes
 from incidents.escalation.models import RegulatoryClassification, RegulatoryRegime
