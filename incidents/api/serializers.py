@@ -38,14 +38,8 @@ class StrictFieldsMixin:
 _TEXT_CHECKS = (ProhibitNullCharactersValidator(), ProhibitSurrogateCharactersValidator())
 
 
-class UsernameField(serializers.SlugRelatedField):
-    """A person by username: readable in a payload, stable across databases."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("slug_field", "username")
-        if not kwargs.get("read_only"):
-            kwargs.setdefault("queryset", get_user_model().objects.filter(is_active=True))
-        super().__init__(**kwargs)
+class CheckedSlugRelatedField(serializers.SlugRelatedField):
+    """A row by a text key, with the text checked before the lookup."""
 
     def to_internal_value(self, data):
         # The checks DRF's CharField makes, made before the lookup: PostgreSQL refuses a NUL in
@@ -57,6 +51,16 @@ class UsernameField(serializers.SlugRelatedField):
             except DjangoValidationError as exc:
                 raise serializers.ValidationError(exc.messages) from exc
         return super().to_internal_value(data)
+
+
+class UsernameField(CheckedSlugRelatedField):
+    """A person by username: readable in a payload, stable across databases."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("slug_field", "username")
+        if not kwargs.get("read_only"):
+            kwargs.setdefault("queryset", get_user_model().objects.filter(is_active=True))
+        super().__init__(**kwargs)
 
 
 def _severity_field(**kwargs) -> serializers.SlugRelatedField:

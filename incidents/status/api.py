@@ -9,7 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from incidents.api.permissions import RolePermissions
-from incidents.api.serializers import StrictFieldsMixin
+from incidents.api.serializers import CheckedSlugRelatedField, StrictFieldsMixin
 from incidents.models import Incident, System
 from incidents.status import services
 from incidents.status.models import Maintenance, PublicImpact, PublicIncident, PublicStatus, PublicUpdate
@@ -25,7 +25,7 @@ _ERRORS = {
 
 
 def _components(help_text: str = "Component (system) keys.") -> serializers.SlugRelatedField:
-    return serializers.SlugRelatedField(
+    return CheckedSlugRelatedField(
         slug_field="key", queryset=System.objects.all(), many=True, required=False, help_text=help_text
     )
 
@@ -62,7 +62,7 @@ class PublicIncidentSerializer(serializers.ModelSerializer):
 
 
 class PublishSerializer(StrictFieldsMixin, serializers.Serializer):
-    incident = serializers.SlugRelatedField(
+    incident = CheckedSlugRelatedField(
         slug_field="reference", queryset=Incident.objects.all(), help_text="The internal incident's reference."
     )
     title = serializers.CharField(max_length=200, help_text="The public title, written for customers.")

@@ -78,6 +78,8 @@ def test_publish_update_and_resolve_through_the_api(client, incident, engineer, 
         ({"impact": "operational"}, "impact"),
         ({"title": ""}, "title"),
         ({"message": "x", "internal_note": "leak"}, "internal_note"),
+        ({"incident": "TMT-INC\x00"}, "incident"),
+        ({"components": ["circuit_breaker\x00"]}, "components"),
     ],
 )
 def test_bad_input_is_a_json_field_error_and_nothing_is_published(
