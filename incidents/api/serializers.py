@@ -324,7 +324,7 @@ class StatusUpdatePostSerializer(StrictFieldsMixin, serializers.Serializer):
     is_public = serializers.BooleanField(
         default=False, help_text="Users only: also publish it on the public status page (needs status.publish_status)."
     )
-    audience = serializers.SlugRelatedField(
+    audience = CheckedSlugRelatedField(
         slug_field="key",
         queryset=Audience.objects.all(),
         required=False,

@@ -133,6 +133,8 @@ def test_the_api_publishes_with_the_same_rule(incident, engineer, db):
     assert refused.status_code == 400 and "is_public" in refused.json(), refused.json()
     assert not StatusUpdate.objects.exists() and not PublicIncident.objects.exists()
     api.force_authenticate(engineer)
+    odd = api.post(url, {"details": "x", "audience": "users\x00", "is_public": True}, format="json")
+    assert odd.status_code == 400 and "audience" in odd.json()
     answer = api.post(url, {"details": "Failing over.", "audience": "users", "is_public": True}, format="json")
     assert answer.status_code == 201 and answer.json()["is_public"] is True
     assert PublicIncident.objects.get().updates.get().message.endswith("Failing over.")
