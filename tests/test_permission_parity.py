@@ -371,6 +371,81 @@ def may_see_training_record(person, user) -> bool:
     return drills_selectors.training_record_visible_to(person.pk, user)
 
 
+def _public_incident(world: World):
+    from incidents.status import services as status_services
+
+    return status_services.public_incident_publish(
+        incident=_incident(world),
+        user=world.manager,
+        title="Orders delayed",
+        impact="degraded_performance",
+        status="investigating",
+        message="We are looking into delayed orders.",
+    )
+
+
+def status_publish(world, subject, relation) -> Target:
+    incident = _incident(world)
+    body = {
+        "title": "Orders delayed",
+        "impact": "degraded_performance",
+        "status": "investigating",
+        "message": "We are looking into delayed orders.",
+    }
+    return Target(
+        web=Call(_web("status_publish", incident.reference), body),
+        api=Call(_api("status-incident-list"), {"incident": incident.reference, **body}),
+    )
+
+
+def status_public_update(resolve: bool) -> Make:
+    def make(world, subject, relation) -> Target:
+        public = _public_incident(world)
+        message = "Orders flow again." if resolve else "We found the cause."
+        return Target(
+            web=Call(
+                _web("status_public_update", public.pk),
+                {"status": "resolved" if resolve else "identified", "message": message},
+            ),
+            api=Call(
+                _api(f"status-incident-{'resolve' if resolve else 'updates'}", pk=public.pk),
+                {"message": message} if resolve else {"status": "identified", "message": message},
+            ),
+        )
+
+    return make
+
+
+def maintenance_schedule(world, subject, relation) -> Target:
+    starts = timezone.now() + timedelta(days=2)
+    ends = starts + timedelta(hours=2)
+    body = {"title": "Database upgrade", "message": "Orders paused for two hours."}
+    web = {
+        **body,
+        "starts_at": timezone.localtime(starts).strftime("%Y-%m-%dT%H:%M"),
+        "ends_at": timezone.localtime(ends).strftime("%Y-%m-%dT%H:%M"),
+    }
+    api = {**body, "starts_at": starts.isoformat(), "ends_at": ends.isoformat()}
+    return Target(web=Call(_web("status_maintenance_new"), web), api=Call(_api("status-maintenance-list"), api))
+
+
+def maintenance_advance(world, subject, relation) -> Target:
+    from incidents.status import services as status_services
+
+    starts = timezone.now() + timedelta(days=2)
+    maintenance = status_services.maintenance_schedule(
+        user=world.manager,
+        title="Database upgrade",
+        message="Paused",
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=2),
+    )
+    return Target(
+        web=Call(_web("status_maintenance_step", maintenance.pk, "start")),
+        api=Call(_api("status-maintenance-advance", pk=maintenance.pk), {"step": "start"}),
+    )
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 TWINS: list[Twin] = [
@@ -538,6 +613,40 @@ TWINS: list[Twin] = [
         )
         for action, body in (("start", {}), ("complete", {"note": "Alert added"}), ("decline", {"reason": "Covered"}))
     ],
+    # The status page: who publishes on it, and who announces maintenance.
+    Twin("status-incident-list", "POST", "status_publish", "POST", perm("status.publish_status"), status_publish),
+    Twin(
+        "status-incident-updates",
+        "POST",
+        "status_public_update",
+        "POST",
+        perm("status.publish_status"),
+        status_public_update(resolve=False),
+    ),
+    Twin(
+        "status-incident-resolve",
+        "POST",
+        "status_public_update",
+        "POST",
+        perm("status.publish_status"),
+        status_public_update(resolve=True),
+    ),
+    Twin(
+        "status-maintenance-list",
+        "POST",
+        "status_maintenance_new",
+        "POST",
+        perm("status.announce_maintenance"),
+        maintenance_schedule,
+    ),
+    Twin(
+        "status-maintenance-advance",
+        "POST",
+        "status_maintenance_step",
+        "POST",
+        perm("status.announce_maintenance"),
+        maintenance_advance,
+    ),
 ]
 
 # API routes no page does, and why.

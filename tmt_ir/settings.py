@@ -631,6 +631,7 @@ SPECTACULAR_SETTINGS = {
         "TimelineKindEnum": "incidents.models.timeline.TimelineEntry.Kind",
         "ActionItemKindEnum": "reports.models.ActionItem.Kind",
         "StatusUpdateStatusEnum": "incidents.models.incident.STATUS_UPDATE_WORDS",
+        "PublicStatusEnum": "incidents.status.models.PublicStatus",
         "AlertStatusEnum": "incidents.api.alert_payloads.STATUSES",
     },
     "COMPONENT_SPLIT_REQUEST": True,

@@ -12,12 +12,15 @@ import incidents.urls
 from drills.api import CertificationViewSet, DrillViewSet
 from incidents.api import token_views as api_token_views
 from incidents.api import urls as api_urls
+from incidents.status.api import MaintenanceViewSet, PublicIncidentViewSet
 from reports.api import ActionItemViewSet
 
 # The other apps' endpoints join the API app's router (the API app imports none of them).
 api_urls.router.register("drills", DrillViewSet, basename="drill")
 api_urls.router.register("certifications", CertificationViewSet, basename="certification")
 api_urls.router.register("action-items", ActionItemViewSet, basename="action-item")
+api_urls.router.register("status/incidents", PublicIncidentViewSet, basename="status-incident")
+api_urls.router.register("status/maintenance", MaintenanceViewSet, basename="status-maintenance")
 
 incident_pages = [
     *incidents.urls.urlpatterns,

@@ -39,15 +39,8 @@ class StrictFieldsMixin:
 _TEXT_CHECKS = (ProhibitNullCharactersValidator(), ProhibitSurrogateCharactersValidator())
 
 
-@extend_schema_field(OpenApiTypes.STR)  # a serializer without a model gives the schema no type to derive
-class UsernameField(serializers.SlugRelatedField):
-    """A person by username: readable in a payload, stable across databases."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("slug_field", "username")
-        if not kwargs.get("read_only"):
-            kwargs.setdefault("queryset", get_user_model().objects.filter(is_active=True))
-        super().__init__(**kwargs)
+class CheckedSlugRelatedField(serializers.SlugRelatedField):
+    """A row by a text key, with the text checked before the lookup."""
 
     def to_internal_value(self, data):
         # The checks DRF's CharField makes, made before the lookup: PostgreSQL refuses a NUL in
@@ -59,6 +52,17 @@ class UsernameField(serializers.SlugRelatedField):
             except DjangoValidationError as exc:
                 raise serializers.ValidationError(exc.messages) from exc
         return super().to_internal_value(data)
+
+
+@extend_schema_field(OpenApiTypes.STR)  # a serializer without a model gives the schema no type to derive
+class UsernameField(CheckedSlugRelatedField):
+    """A person by username: readable in a payload, stable across databases."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("slug_field", "username")
+        if not kwargs.get("read_only"):
+            kwargs.setdefault("queryset", get_user_model().objects.filter(is_active=True))
+        super().__init__(**kwargs)
 
 
 def _severity_field(**kwargs) -> serializers.SlugRelatedField:
@@ -319,8 +323,10 @@ class StatusUpdatePostSerializer(StrictFieldsMixin, serializers.Serializer):
     next_update_at = serializers.DateTimeField(required=False, allow_null=True)
     details = serializers.CharField(max_length=10_000)
     contact = serializers.CharField(max_length=200, required=False)
-    is_public = serializers.BooleanField(default=False, help_text="Also show it on the public status page.")
-    audience = serializers.SlugRelatedField(
+    is_public = serializers.BooleanField(
+        default=False, help_text="Users only: also publish it on the public status page (needs status.publish_status)."
+    )
+    audience = CheckedSlugRelatedField(
         slug_field="key",
         queryset=Audience.objects.all(),
         required=False,

@@ -28,6 +28,7 @@ from incidents import roles, services
 from incidents.api.models import AlertIntegration
 from incidents.api.services.api_tokens import alert_integration_issue_token
 from incidents.devtools.demo_backups import ensure_demo_backup_sources
+from incidents.devtools.demo_status import ensure_demo_regulatory, ensure_demo_status_page
 from incidents.escalation.models import Audience
 from incidents.models import (
     OPEN_STATES,
@@ -1388,6 +1389,8 @@ def seed_demo(
     for plan in plan_month(rng=rng, now=now, count=incidents, days=days):
         builder = _IncidentBuilder(plan=plan, rng=rng, now=now, people=people, levels=levels, systems=systems)
         result.incidents.append(builder.build())
+    ensure_demo_status_page(people=people, incidents=result.incidents, now=now)
+    ensure_demo_regulatory(people=people, incidents=result.incidents, now=now)
     return result
 
 

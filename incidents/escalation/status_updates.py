@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from incidents.escalation.hooks import escalation_hooks
 from incidents.escalation.models import Audience, StatusUpdate
 from incidents.escalation.services import escalation_reevaluate, status_interval
 from incidents.models import Incident, PortalAction, TimelineEntry
@@ -68,6 +69,9 @@ def status_update_draft(
         }
         if audience.impact_template:
             impact = _fill(audience.impact_template, fill)
+        if audience.suggest_public:
+            # Written for customers (it may go on the public page): the internal notes stay out.
+            details = ""
         if audience.details_template:
             details = _fill(audience.details_template, fill) + ("\n\n" + details if details else "")
     return StatusDraft(
@@ -92,6 +96,19 @@ def _fill(template: str, values: dict) -> str:
 
 
 NEXT_UPDATE = "The next update"
+
+
+def public_offered(audience: Audience | None) -> bool:
+    """Whether an update for `audience` may also be published on the public status page (an app
+    above this one must have registered to publish it)."""
+    return bool(audience and audience.suggest_public and escalation_hooks.publish_public)
+
+
+def public_offered_to(user) -> bool:
+    """Whether the composer offers `user` the public status page (their role may publish there)."""
+    return any(may(user) for may in escalation_hooks.may_publish_public)
+
+
 INTERNAL = "internal"
 
 
@@ -130,6 +147,10 @@ def status_update_post(
             errors[field] = "Required."
     if problem := planned_problem(next_update_at, what=NEXT_UPDATE, now=now):
         errors["next_update_at"] = problem
+    if is_public and not public_offered(audience):
+        errors["is_public"] = (
+            "Only an update for an audience that offers the public status page (Users) is published there."
+        )
     if errors:
         raise ValidationError(errors)
     locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
@@ -150,6 +171,9 @@ def status_update_post(
         posted_by=user,
         posted_at=now,
     )
+    if is_public:
+        for publish in escalation_hooks.publish_public:
+            publish(update=update, user=user, now=now)
     body = status_update_text(update)
     recipients = set()
     lists = DistributionList.objects.filter(max_severity_level__gte=locked.severity.level)

@@ -37,7 +37,17 @@ class StatusUpdateForm(forms.Form):
     next_update_at = forms.DateTimeField(label="Next update", required=False, widget=ISODateTimeInput())
     details = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), max_length=10_000)
     contact = forms.CharField(max_length=200)
-    is_public = forms.BooleanField(label="Also show on the public status page", required=False)
+    is_public = forms.BooleanField(
+        label="Also publish on the public status page",
+        required=False,
+        help_text="Users only: the impact and details become the page's public update; subscribers are told.",
+    )
+
+    def __init__(self, *args, offer_public: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not offer_public:
+            # Without the status page (or the role to publish on it) there is nothing to offer.
+            del self.fields["is_public"]
 
     def clean_next_update_at(self):
         value = self.cleaned_data.get("next_update_at")
@@ -74,10 +84,11 @@ def escalation_panel(request: HttpRequest, reference: str) -> HttpResponse:
 def status_update_compose(request: HttpRequest, reference: str) -> HttpResponse:
     incident = get_object_or_404(Incident.objects.select_related("severity", "commander"), reference=reference)
     audiences = list(Audience.objects.prefetch_related("distribution_lists"))
+    offer_public = status_updates.public_offered_to(request.user)
     if not incident.is_open and request.method == "GET":
         messages.info(request, "This incident is no longer open; a final update can still be posted.")
     if request.method == "POST":
-        form = StatusUpdateForm(request.POST)
+        form = StatusUpdateForm(request.POST, offer_public=offer_public)
         audience = None
         if form.is_valid():
             audience = form.cleaned_data["audience"]
@@ -95,12 +106,18 @@ def status_update_compose(request: HttpRequest, reference: str) -> HttpResponse:
         audience = next((a for a in audiences if a.key == wanted), audiences[0] if audiences else None)
         draft = status_updates.status_update_draft(incident=incident, audience=audience)
         initial = {**draft.__dict__, "audience": audience.key if audience else None}
-        initial["is_public"] = bool(audience and audience.suggest_public)
-        form = StatusUpdateForm(initial=initial)
+        initial["is_public"] = status_updates.public_offered(audience)
+        form = StatusUpdateForm(initial=initial, offer_public=offer_public)
     return render(
         request,
         "escalation/status_update.html",
-        {"incident": incident, "form": form, "audiences": audiences, "audience": audience},
+        {
+            "incident": incident,
+            "form": form,
+            "audiences": audiences,
+            "audience": audience,
+            "offer_public": offer_public and status_updates.public_offered(audience),
+        },
         status=400 if form.errors else 200,
     )
 

@@ -42,11 +42,14 @@ from incidents.status.models import (
     SubscriberNotice,
     UptimeDay,
 )
+from incidents.status.selectors import public_draft
 from incidents.status.webhook_urls import RefusedURL, check_webhook_url
+from incidents.validators import planned_problem
 
 SIGNATURE_HEADER = "X-TMT-Signature-256"
 EVENT_HEADER = "X-TMT-Event"
 CONFIRM_DAYS = 7  # a confirmation link older than this no longer confirms
+MAINTENANCE_LATE_START = timedelta(days=1)
 SLUG = re.compile(r"[-a-zA-Z0-9_]{1,60}")
 
 
@@ -178,10 +181,17 @@ def maintenance_schedule(
         errors["title"] = "At most 200 characters."
     if starts_at is None:
         errors["starts_at"] = "Required."
+    elif starts_at < now - MAINTENANCE_LATE_START:
+        # Announcing work already under way is fine; a start days back is a mistyped date.
+        errors["starts_at"] = "The start is more than a day in the past; check the date."
+    elif problem := planned_problem(starts_at, what="The start", now=now, past_ok=True):
+        errors["starts_at"] = problem
     if ends_at is None:
         errors["ends_at"] = "Required."
     elif ends_at <= now:
         errors["ends_at"] = "The end must be in the future."
+    elif problem := planned_problem(ends_at, what="The end", now=now):
+        errors["ends_at"] = problem
     elif starts_at is not None and ends_at <= starts_at:
         errors["ends_at"] = "The end must be after the start."
     if errors:
@@ -504,3 +514,43 @@ def uptime_roll_up(*, now: datetime | None = None) -> int:
 
 def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+# -- publishing from the status update composer (registered in apps.py) ------------------------------
+
+# The internal words of a status update, as the public page says them.
+_PUBLIC_STATUS_OF = {"Contained": PublicStatus.IDENTIFIED, "Resolved": PublicStatus.RESOLVED}
+
+
+def may_publish(user) -> bool:
+    return user.has_perm("status.publish_status")
+
+
+def public_publish_status_update(*, update, user, now: datetime) -> None:
+    """A status update for users, posted with "publish" ticked: the incident's first public update
+    (published under the drafted public title) or its next one. Errors come back keyed
+    "is_public" so the composer shows them beside the box."""
+    if not may_publish(user):
+        raise ValidationError({"is_public": "Publishing on the public status page needs a communications role."})
+    incident = update.incident
+    status = _PUBLIC_STATUS_OF.get(update.status, PublicStatus.INVESTIGATING)
+    message = "\n\n".join(part for part in (update.impact.strip(), update.details.strip()) if part)
+    public = PublicIncident.objects.filter(incident=incident).first()
+    try:
+        if public is not None:
+            public_incident_update(public_incident=public, user=user, status=status, message=message, now=now)
+        elif status == PublicStatus.RESOLVED:
+            raise ValidationError("This incident was never on the public status page; a resolution is not published.")
+        else:
+            draft = public_draft(incident=incident)
+            public_incident_publish(
+                incident=incident,
+                user=user,
+                title=draft["title"],
+                impact=draft["impact"],
+                status=status,
+                message=message,
+                now=now,
+            )
+    except ValidationError as exc:
+        raise ValidationError({"is_public": exc.messages}) from exc

@@ -119,6 +119,24 @@ def _base_bodies(who: str) -> dict[str, dict]:
         "incidents_roles_create": {"role": "scribe", "holder": who},
         "incidents_status_updates_create": {"details": "Feed restored", "next_update_at": soon},
         "incidents_timeline_create": {"text": "Restarted the feed", "occurred_at": before},
+        "status_incidents_create": {
+            "incident": "TMT-INC-2000-01-01-001",  # replaced by the edge client's incident
+            "title": "Orders delayed",
+            "impact": "degraded_performance",
+            "status": "investigating",
+            "message": "We are looking into it.",
+            "components": ["circuit_breaker"],
+        },
+        "status_incidents_updates_create": {"status": "identified", "message": "Cause found."},
+        "status_incidents_resolve_create": {"message": "Orders flow again."},
+        "status_maintenance_create": {
+            "title": "Database upgrade",
+            "message": "Orders paused.",
+            "starts_at": (now + timedelta(days=1)).isoformat(),
+            "ends_at": (now + timedelta(days=1, hours=2)).isoformat(),
+            "components": ["circuit_breaker"],
+        },
+        "status_maintenance_advance_create": {"step": "start", "message": "Under way."},
         # Every lifecycle transition takes the same body.
         **{op: transition for op, path, method in _BODY_OPERATIONS if _request_schema(path, method) == _TRANSITION},
     }
@@ -203,12 +221,25 @@ def edge_client(db, settings):
     bodies = _base_bodies(superuser.username)
     drill = client.post("/api/v1/drills/", bodies["drills_create"], content_type="application/json").json()
     item = client.post("/api/v1/action-items/", bodies["action_items_create"], content_type="application/json").json()
-    ids = {"reference": incident.reference, "drills": drill["id"], "action-items": item["id"]}
+    bodies["status_incidents_create"]["incident"] = incident.reference
+    public = client.post(
+        "/api/v1/status/incidents/", bodies["status_incidents_create"], content_type="application/json"
+    ).json()
+    maintenance = client.post(
+        "/api/v1/status/maintenance/", bodies["status_maintenance_create"], content_type="application/json"
+    ).json()
+    ids = {
+        "reference": incident.reference,
+        "drills": drill["id"],
+        "action-items": item["id"],
+        "status/incidents": public["id"],
+        "status/maintenance": maintenance["id"],
+    }
 
     def call(operation: str, path: str, method: str, raw_body: str | bytes):
         url = path.replace("{reference}", ids["reference"])
         if "{id}" in path:
-            url = url.replace("{id}", str(ids[path.split("/")[3]]))
+            url = url.replace("{id}", str(ids[path.split("/{id}")[0].removeprefix("/api/v1/")]))
         headers = {"HTTP_AUTHORIZATION": f"Bearer {alerts_token}"} if operation == "alerts_ingest" else {}
         answer = client.generic(method.upper(), url, raw_body, content_type="application/json", **headers)
         documented = _SCHEMA["paths"][path][method]["responses"]

@@ -114,6 +114,34 @@ class TestDefaultMonth:
         assert all(i.primary_cause and i.resolution_actions and i.verification_steps for i in done)
         assert all(i.cancel_reason for i in month if i.state == State.CANCELLED)
 
+    def test_status_page_shows_grouped_components_history_and_maintenance(self, month, client):
+        from incidents.status import cache as status_cache
+        from incidents.status.models import PublicIncident, Subscriber
+
+        status_cache.invalidate()  # the seed's own invalidation waits for a commit this class never makes
+        shown = client.get("/status.json").json()
+        assert [g["name"] for g in shown["groups"]] == ["Trading", "Market data and analytics", "Client portal"]
+        assert "Database" not in {c["name"] for g in shown["groups"] for c in g["components"]}
+        assert shown["incidents"] == [] and len(shown["history"]) == 1
+        published = PublicIncident.objects.get()
+        assert [u["status"] for u in shown["history"][0]["updates"]] == ["resolved", "identified", "investigating"]
+        assert published.incident.title not in str(shown) and published.resolved_at == published.incident.resolved_at
+        assert [(m["title"], m["state"]) for m in shown["maintenance"]] == [("Database upgrade", "scheduled")]
+        assert Subscriber.objects.get(confirmed_at__isnull=False, unsubscribed_at=None).email.endswith(
+            "clients.example"
+        )
+
+    def test_a_live_incident_is_classified_under_dora_with_its_initial_report_drafted(self, month):
+        from incidents.escalation.models import RegulatoryClassification
+
+        classification = RegulatoryClassification.objects.select_related("incident").get(regime__key="dora")
+        assert classification.reportable and classification.incident.is_open
+        assert classification.classified_by.groups.filter(name="Risk Manager").exists()
+        initial = classification.obligations.get(stage__key="initial")
+        assert initial.drafted_at and initial.content["summary"].startswith(classification.incident.reference)
+        assert initial.signed_off_at is None and initial.submitted_at is None
+        assert initial.due_at > timezone.now()  # the clock is running, not yet overdue
+
 
 @pytest.mark.django_db
 def test_if_empty_on_a_non_empty_db_creates_nothing():

@@ -140,7 +140,9 @@ def test_composer_offers_the_audience_template(client, team, lists):
     assert initial["details"].startswith("Timeline:\n- Status now: Investigating")
     assert "Impact assessment and timeline" in page.content.decode()
     users = client.get(url, {"audience": "users"}).context["form"].initial
-    assert users["impact"] == "What you may notice: Orders slow" and users["is_public"] is True
+    assert (
+        users["impact"] == "What you may notice: Orders slow" and users["is_public"] is True
+    )  # offered (and ticked) for users
     assert client.get(url).context["form"].initial["audience"] == "internal"
 
 
