@@ -32,6 +32,7 @@ from .models import (
     Incident,
     IncidentChecklistItem,
     IncidentDaySequence,
+    IncidentRole,
     IncidentRoleAssignment,
     PhaseTarget,
     RecoveryPointObjective,
@@ -41,6 +42,7 @@ from .models import (
     TimelineEntry,
     format_duration,
 )
+from .services.roles import role_holder_problem
 
 
 def _without_delete_selected(actions: dict) -> dict:
@@ -133,6 +135,14 @@ class IncidentAdminForm(forms.ModelForm):
             and not self.user.has_perm("incidents.assign_commander")
         ):
             raise ValidationError("Only an incident manager may assign someone else as commander.")
+        # The roles service's rule, as a field error here rather than a 500 from save_model.
+        problem = (
+            role_holder_problem(holder=commander, role=IncidentRole.COMMANDER)
+            if "commander" in self.changed_data and commander is not None
+            else ""
+        )
+        if problem:
+            raise ValidationError(problem)
         return commander
 
 
@@ -434,7 +444,13 @@ class IncidentAdmin(FSMAdminMixin, admin.ModelAdmin):
             **{name: data[name] for name in services.EDITABLE_FIELDS if name in changed},
         )
         if "commander" in changed:
-            services.incident_assign_commander(incident=obj, commander=data["commander"], user=request.user)
+            # The roles service, as on the incident page: the new commander is paged.
+            if data["commander"] is None:
+                services.incident_role_release(incident=obj, role=IncidentRole.COMMANDER, by=request.user)
+            else:
+                services.incident_role_assign(
+                    incident=obj, role=IncidentRole.COMMANDER, holder=data["commander"], by=request.user
+                )
         obj.refresh_from_db()
 
     def save_related(self, request, form, formsets, change: bool) -> None:

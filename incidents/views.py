@@ -371,6 +371,12 @@ def incident_edit(request: HttpRequest, reference: str) -> HttpResponse:
     )
 
 
+def _commander_set(incident: Incident, commander, *, by) -> Incident:
+    if commander is None:
+        return services.incident_role_release(incident=incident, role=IncidentRole.COMMANDER, by=by)
+    return services.incident_role_assign(incident=incident, role=IncidentRole.COMMANDER, holder=commander, by=by)
+
+
 @require_POST
 @permission_required("incidents.change_incident", raise_exception=True)
 def incident_commander(request: HttpRequest, reference: str) -> HttpResponse:
@@ -380,10 +386,10 @@ def incident_commander(request: HttpRequest, reference: str) -> HttpResponse:
         messages.error(request, "Choose a person from the list.")
         return redirect(incident.get_absolute_url())
     # PermissionDenied (someone else's assignment without the right) propagates as a 403.
+    # Through the roles service, as the roles panel does: the new commander is paged and must be
+    # eligible, whichever form or client assigned them.
     try:
-        services.incident_assign_commander(
-            incident=incident, commander=form.cleaned_data["commander"], user=request.user
-        )
+        _commander_set(incident, form.cleaned_data["commander"], by=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect(incident.get_absolute_url())

@@ -34,7 +34,7 @@ from incidents.monitoring.models import VIEW_HEALTH_PERMISSION, HealthTarget
 
 from .. import selectors, services
 from ..forms import IncidentFilter as IncidentPageFilter
-from ..models import TRANSITION_NAMES, TRANSITION_PERMISSIONS, VIEW_PERMISSION, Incident
+from ..models import TRANSITION_NAMES, TRANSITION_PERMISSIONS, VIEW_PERMISSION, Incident, IncidentRole
 from ..validators import EARLIEST_YEAR, LATEST_YEAR
 from . import serializers as s
 from .permissions import RolePermissions
@@ -273,9 +273,14 @@ class IncidentViewSet(
         incident = self.get_object()
         body = s.CommanderSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        services.incident_assign_commander(
-            incident=incident, commander=body.validated_data["commander"], user=request.user
-        )
+        # Through the roles service, as the roles route does: paged, and checked for eligibility.
+        commander = body.validated_data["commander"]
+        if commander is None:
+            services.incident_role_release(incident=incident, role=IncidentRole.COMMANDER, by=request.user)
+        else:
+            services.incident_role_assign(
+                incident=incident, role=IncidentRole.COMMANDER, holder=commander, by=request.user
+            )
         return Response(s.IncidentSerializer(self._reload(incident), context=self.get_serializer_context()).data)
 
     @extend_schema(

@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from incidents.models import DetectionMethod, SeverityLevel, System, TimelineEntry
@@ -64,16 +64,22 @@ def trading_halt_begin(*, stop: EmergencyStop, positions: agent.AgentAnswer | No
     held = []
     if positions is not None and positions.ok and isinstance(positions.body, dict):
         held = [p for p in positions.body.get("positions", []) if isinstance(p, dict)][:200]
-    halt = TradingHalt.objects.create(
-        emergency_stop=stop,
-        incident=stop.incident,
-        agent_url=stop.agent_url,
-        started_at=now,
-        started_by=stop.requested_by,
-        reason_code=stop.reason_code,
-        reason_text=stop.reason,
-        agent_positions=held,
-    )
+    try:
+        # Two stops verified at once: no row to lock yet, so the unique index decides; the one
+        # that loses joins the other's halt instead of losing its own stop's outcome to a 500.
+        with transaction.atomic():
+            halt = TradingHalt.objects.create(
+                emergency_stop=stop,
+                incident=stop.incident,
+                agent_url=stop.agent_url,
+                started_at=now,
+                started_by=stop.requested_by,
+                reason_code=stop.reason_code,
+                reason_text=stop.reason,
+                agent_positions=held,
+            )
+    except IntegrityError:
+        return TradingHalt.objects.select_for_update().get(agent_url=stop.agent_url, ended_at=None)
     open_positions = (
         "; ".join(f"{p.get('quantity')} {p.get('instrument')} at {p.get('venue')}" for p in held) or "none reported"
     )

@@ -41,7 +41,7 @@ def verify(body: bytes, header: str, *, secret: str, window_s: int, now: float |
         if sep:
             parts.setdefault(key, []).append(value)
     stamps = parts.get("t", [])
-    if len(stamps) != 1 or not stamps[0].isdigit() or len(stamps[0]) > 12:
+    if len(stamps) != 1 or not (stamps[0].isascii() and stamps[0].isdigit()) or len(stamps[0]) > 12:
         raise SignatureError(f"The {HEADER} header has no timestamp (t=<unix seconds>).")
     t = int(stamps[0])
     now = time.time() if now is None else now

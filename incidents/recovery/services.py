@@ -313,7 +313,18 @@ def _finish(run: BackupRun, *, storage) -> BackupRun:
         log.warning("could not store the manifest of backup run %s: %s", run.pk, exc)
     run.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
     with transaction.atomic():
-        run.save(update_fields=["state", "finished_at", "step", "error", "manifest_sha256"])
+        # Conditional: a run the RPO check already failed as stuck (its worker seemed dead) stays
+        # failed; its artefacts' own rows still say what was verified.
+        finished = BackupRun.objects.filter(pk=run.pk, state=BackupRun.State.RUNNING).update(
+            state=run.state,
+            finished_at=run.finished_at,
+            step=run.step,
+            error=run.error,
+            manifest_sha256=run.manifest_sha256,
+        )
+        if not finished:
+            run.refresh_from_db()
+            return run
         if run.incident_id:
             _record_on_incident(run, artefacts, failed, manifest)
     return run

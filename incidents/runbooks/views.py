@@ -149,7 +149,8 @@ def _source(request: HttpRequest) -> tuple[Incident | None, int | None, dict[str
     review_id = None
     reference = request.GET.get("incident", "").strip()
     if reference:
-        incident = Incident.objects.filter(reference=reference).first()
+        # A NUL cannot be in a query PostgreSQL takes, nor in a reference.
+        incident = Incident.objects.filter(reference=reference).first() if "\x00" not in reference else None
         if incident is None:
             errors["incident"] = f"No incident {reference}."
     raw_review = request.GET.get("review", "").strip()

@@ -63,7 +63,7 @@ def _refuse_unless_allowed(*, user: AbstractBaseUser, holder: AbstractBaseUser |
     raise PermissionDenied("Only an incident manager may assign someone else to a role.")
 
 
-def _eligibility_problem(*, holder: AbstractBaseUser, role: str) -> str:
+def role_holder_problem(*, holder: AbstractBaseUser, role: str) -> str:
     if not holder.is_active:
         return f"{_person(holder)}'s account is disabled."
     if not holder.has_perm("incidents.view_incident"):
@@ -91,7 +91,7 @@ def incident_role_assign(
     if holder is None:
         raise ValidationError({"holder": "Choose a person."})
     locked, role, current = _lock_for_change(incident=incident, role=role, holder=holder, by=by)
-    if problem := _eligibility_problem(holder=holder, role=role):
+    if problem := role_holder_problem(holder=holder, role=role):
         raise ValidationError({"holder": problem})
     if current is not None and current.pk == holder.pk:
         return locked

@@ -61,7 +61,25 @@ def _updates(public: PublicIncident) -> list[dict]:
     ]
 
 
-def _incident(public: PublicIncident) -> dict:
+def public_components(
+    systems: list[System], components: dict[int, StatusComponent] | None = None
+) -> list[tuple[str, str]]:
+    """(key, public name) of the systems customers may be told about: a component hidden from the
+    page is left out, and one with a public name is called by it, wherever the page, its JSON,
+    feed, mails or webhooks name systems."""
+    if components is None:
+        components = {c.system_id: c for c in StatusComponent.objects.filter(system__in=[s.pk for s in systems])}
+    shown = []
+    for system in systems:
+        component = components.get(system.pk)
+        if component is not None and not component.visible:
+            continue
+        shown.append((system.key, (component.public_name if component else "") or system.name))
+    return shown
+
+
+def _incident(public: PublicIncident, components: dict[int, StatusComponent]) -> dict:
+    named = public_components(list(public.systems.all()), components)
     return {
         "id": public.pk,
         "title": public.title,
@@ -71,13 +89,14 @@ def _incident(public: PublicIncident) -> dict:
         "status_label": public.get_status_display(),
         "published_at": public.published_at,
         "resolved_at": public.resolved_at,
-        "components": [s.key for s in public.systems.all()],
-        "component_names": [s.name for s in public.systems.all()],
+        "components": [key for key, _ in named],
+        "component_names": [name for _, name in named],
         "updates": _updates(public),
     }
 
 
-def _maintenance(m: Maintenance) -> dict:
+def _maintenance(m: Maintenance, components: dict[int, StatusComponent]) -> dict:
+    named = public_components(list(m.systems.all()), components)
     return {
         "id": m.pk,
         "title": m.title,
@@ -88,8 +107,8 @@ def _maintenance(m: Maintenance) -> dict:
         "ends_at": m.ends_at,
         "started_at": m.started_at,
         "completed_at": m.completed_at,
-        "components": [s.key for s in m.systems.all()],
-        "component_names": [s.name for s in m.systems.all()],
+        "components": [key for key, _ in named],
+        "component_names": [name for _, name in named],
         "notices": [
             {
                 "state": n.state,
@@ -224,10 +243,12 @@ def public_status(*, now: datetime | None = None) -> dict:
         "status": overall,
         "status_label": OVERALL[ComponentState(overall)],
         "groups": [{"name": name, "components": rows} for name, rows in groups.items()],
-        "incidents": [_incident(p) for p in active],
-        "maintenance": [_maintenance(m) for m in maintenance if m.state != Maintenance.State.COMPLETED],
-        "history": [_incident(p) for p in resolved],
-        "maintenance_history": [_maintenance(m) for m in maintenance if m.state == Maintenance.State.COMPLETED],
+        "incidents": [_incident(p, components) for p in active],
+        "maintenance": [_maintenance(m, components) for m in maintenance if m.state != Maintenance.State.COMPLETED],
+        "history": [_incident(p, components) for p in resolved],
+        "maintenance_history": [
+            _maintenance(m, components) for m in maintenance if m.state == Maintenance.State.COMPLETED
+        ],
         "history_days": days,
     }
 
@@ -236,7 +257,7 @@ def public_draft(*, incident) -> dict:
     """A first public title and message, from the seed's status update template: the impact,
     the ETA and the next update, never the internal details, severity or contact."""
     draft = status_update_draft(incident=incident)
-    names = [s.name for s in incident.affected_systems.all()]
+    names = [name for _, name in public_components(list(incident.affected_systems.all()))]
     title = incident.public_title.strip() or (
         f"Service disruption affecting {', '.join(names)}" if names else "Service disruption"
     )

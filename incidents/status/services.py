@@ -42,7 +42,7 @@ from incidents.status.models import (
     SubscriberNotice,
     UptimeDay,
 )
-from incidents.status.selectors import public_draft
+from incidents.status.selectors import public_components, public_draft
 from incidents.status.webhook_urls import RefusedURL, check_webhook_url
 from incidents.validators import planned_problem
 
@@ -265,7 +265,7 @@ def _maintenance_notice(maintenance: Maintenance, *, user, message: str, now: da
             "state": maintenance.state,
             "starts_at": maintenance.starts_at.isoformat(),
             "ends_at": maintenance.ends_at.isoformat(),
-            "components": [s.key for s in maintenance.systems.all()],
+            "components": [key for key, _ in public_components(list(maintenance.systems.all()))],
         },
         "notice": {"state": notice.state, "message": message, "published_at": now.isoformat()},
     }
@@ -309,7 +309,7 @@ def subscriber_subscribe_email(
     subscriber.systems.set(systems)
     confirm = absolute_url("status_confirm", subscriber.confirm_token)
     unsubscribe = absolute_url("status_unsubscribe", subscriber.unsubscribe_token)
-    what = ", ".join(s.name for s in systems) or "all components"
+    what = ", ".join(name for _, name in public_components(systems)) or "all components"
     body = (
         "Someone (hopefully you) asked to receive TMT status notifications at this address "
         f"for: {what}.\n\nConfirm the subscription: {confirm}\n\n"
@@ -322,9 +322,20 @@ def subscriber_subscribe_email(
     return subscriber
 
 
+def _plausible_token(token: str) -> bool:
+    """The links' tokens are URL-safe text; anything else (a NUL PostgreSQL cannot take in a query)
+    is no token of ours."""
+    return _TOKEN_SHAPE.fullmatch(token) is not None
+
+
+_TOKEN_SHAPE = re.compile(r"[-\w]{1,100}", re.ASCII)
+
+
 @transaction.atomic
 def subscriber_confirm(*, token: str, now: datetime | None = None) -> Subscriber:
     now = now or timezone.now()
+    if not _plausible_token(token):
+        raise ValidationError("This confirmation link is unknown, used up or expired; subscribe again.")
     subscriber = (
         Subscriber.objects.select_for_update()
         .filter(confirm_token=token, unsubscribed_at=None, created_at__gte=now - timedelta(days=CONFIRM_DAYS))
@@ -345,7 +356,11 @@ def subscriber_confirm(*, token: str, now: datetime | None = None) -> Subscriber
 @transaction.atomic
 def subscriber_unsubscribe(*, token: str, now: datetime | None = None) -> Subscriber:
     now = now or timezone.now()
-    subscriber = Subscriber.objects.select_for_update().filter(unsubscribe_token=token).first()
+    subscriber = (
+        Subscriber.objects.select_for_update().filter(unsubscribe_token=token).first()
+        if _plausible_token(token)
+        else None
+    )
     if subscriber is None:
         raise ValidationError("This unsubscribe link is unknown.")
     if subscriber.unsubscribed_at is None:
@@ -385,7 +400,8 @@ def sign(secret: str, body: bytes) -> str:
 
 def _notify_incident(public: PublicIncident, update: PublicUpdate, *, event: str, now: datetime) -> None:
     systems = list(public.systems.all())
-    affected = ", ".join(s.name for s in systems)
+    named = public_components(systems)
+    affected = ", ".join(name for _, name in named)
     subject = f"[TMT status] {public.title}: {update.get_status_display()}"
     text = f"{public.title}\n{update.get_status_display()}: {update.message}\n" + (
         f"\nAffected: {affected}\n" if affected else ""
@@ -398,7 +414,7 @@ def _notify_incident(public: PublicIncident, update: PublicUpdate, *, event: str
             "impact": public.impact,
             "published_at": public.published_at.isoformat(),
             "resolved_at": public.resolved_at.isoformat() if public.resolved_at else None,
-            "components": [s.key for s in systems],
+            "components": [key for key, _ in named],
         },
         "update": {"status": update.status, "message": update.message, "published_at": now.isoformat()},
     }

@@ -146,7 +146,8 @@ class SubscribeForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["components"].choices = [(s.key, s.name) for s in System.objects.order_by("name")]
+        # What the public page shows: hidden components are not offered, public names are used.
+        self.fields["components"].choices = selectors.public_components(list(System.objects.order_by("name")))
         # Unknown keys are the service's to report (a clearer message than Django's choice error).
         self.fields["components"].valid_value = lambda value: True
 

@@ -6,6 +6,7 @@ from django import forms
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
@@ -23,8 +24,9 @@ from incidents.models import (
     System,
     TimelineEntry,
 )
+from incidents.roles import INCIDENT_MANAGER
 from reports.models import ActionItem, PostIncidentReview
-from tests.factories import UserFactory, open_incident, severity, tick_initial_assessment
+from tests.factories import UserFactory, certify, open_incident, severity, tick_initial_assessment
 
 APPS = {"incidents", "reports"}
 
@@ -352,6 +354,8 @@ def test_editing_an_incident_goes_through_the_service(su_client, superuser):
     incident = open_incident()
     page = su_client.get(_url(Incident, "change", incident.pk))
     commander = UserFactory(username="cmdr")
+    commander.groups.add(Group.objects.get(name=INCIDENT_MANAGER))  # someone who may hold a role
+    certify(commander)
     data = _form_data(page) | {
         "title": "Market analysis agent down",
         "severity": severity(1).pk,
@@ -451,3 +455,15 @@ def test_checklist_action_ticks_through_the_service(su_client, superuser):
     item.refresh_from_db()
     assert item.done_by == superuser
     assert TimelineEntry.objects.filter(incident=incident, kind=TimelineEntry.Kind.CHECKLIST).exists()
+
+
+def test_a_commander_who_cannot_see_incidents_is_a_field_error_in_the_admin(su_client):
+    incident = open_incident()
+    page = su_client.get(_url(Incident, "change", incident.pk))
+    outsider = UserFactory(username="outsider")
+    data = _form_data(page) | {"commander": outsider.pk, "_save": "Save"}
+    answer = su_client.post(_url(Incident, "change", incident.pk), data)
+    assert answer.status_code == 200
+    assert "cannot see incidents" in str(answer.context["adminform"].form.errors["commander"])
+    incident.refresh_from_db()
+    assert incident.commander is None

@@ -22,7 +22,7 @@ from incidents.oncall.models import OnCallOverride, OnCallRotation, RotationMemb
 from incidents.oncall.selectors import on_call_at
 from tests.celery_fixtures import sms_provider  # noqa: F401 - fixture
 from tests.conftest import _user_in
-from tests.factories import deliver_outbox, make_roster, open_incident, person
+from tests.factories import certify, deliver_outbox, make_roster, open_incident, person
 
 pytestmark = pytest.mark.django_db
 
@@ -340,3 +340,22 @@ def test_only_one_current_holder_per_role(manager, responder, risk):
             incident=incident, role=SCRIBE, holder=risk, assigned_by=manager, assigned_at=timezone.now()
         )
     assert _current(incident).holder == responder
+
+
+def test_every_way_of_naming_a_commander_pages_them_through_the_roles(manager, manager_client, responder):
+    # The incident page's older commander form, the API's commander action and the roles panel
+    # all go through the same service: the new commander is paged whichever was used.
+    certify(responder)
+    by_form = open_incident(reported_by=manager)
+    manager_client.post(reverse("incidents:commander", args=[by_form.reference]), {"commander": responder.pk})
+    api = APIClient()
+    api.force_authenticate(manager)
+    by_api = open_incident(reported_by=manager)
+    answer = api.post(
+        reverse("api:incident-commander", args=[by_api.reference]), {"commander": responder.username}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    for incident in (by_form, by_api):
+        incident.refresh_from_db()
+        assert incident.commander == responder
+        assert Notification.objects.filter(incident=incident, recipient=responder).exists(), "the commander is paged"

@@ -251,3 +251,11 @@ def test_a_rotated_secret_may_send_two_digests():
     old = signatures.sign(body, secret="old", timestamp=100)
     new = signatures.sign(body, secret="new", timestamp=100).split(",")[1]
     assert signatures.verify(body, f"{old},{new}", secret="new", window_s=10, now=100) == 100
+
+
+@pytest.mark.parametrize("stamp", ["²", "١٧٠٠٠٠٠٠٠٠", "+1700000000", " 17"])
+def test_a_timestamp_of_other_digits_is_refused_as_a_bad_signature_not_a_500(stamp):
+    from incidents.notifications.signatures import SignatureError, verify
+
+    with pytest.raises(SignatureError):
+        verify(b"{}", f"t={stamp},v1=00", secret="s", window_s=300, now=1_700_000_000)

@@ -245,3 +245,11 @@ def test_a_runbook_titled_like_a_page_gets_a_key_of_its_own(sysadmin):
     runbook = services.runbook_create(title="New", procedure="system_restart", system=None, author=sysadmin)
     assert runbook.key == "new-runbook"
     assert reverse("runbooks:detail", args=[runbook.key]) == "/runbooks/new-runbook/"
+
+
+@pytest.mark.parametrize("query", ["?incident=%00", "?incident=TMT-INC-%00&review=1", "?review=%00"])
+def test_a_proposal_from_a_reference_postgresql_cannot_query_is_a_field_error_not_a_500(client, manager, query):
+    client.force_login(manager)
+    answer = client.get(reverse("runbooks:propose_choose") + query)
+    assert answer.status_code in (200, 400)
+    assert not RunbookRevision.objects.filter(state="draft").exists()

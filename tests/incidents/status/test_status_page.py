@@ -15,6 +15,7 @@ from incidents.monitoring.models import HealthSample, HealthTarget
 from incidents.notifications.models import Notification
 from incidents.status import services
 from incidents.status.models import Maintenance, PublicIncident, StatusComponent, Subscriber, UptimeDay
+from incidents.status.selectors import public_draft
 from tests.factories import UserFactory, open_incident
 
 INTERNAL_TITLE = "Sev1: CB agent OOM-killed on host trd-prod-07 after bad deploy 4f2a"
@@ -328,3 +329,29 @@ def test_who_publishes_and_who_announces_maintenance(client, roles):
         answer = client.post("/status/manage/maintenance/", {"title": "", "message": ""})
         assert answer.status_code == (400 if role in announcers else 403), role
         assert client.get("/status/manage/").status_code == (200 if role in publishers | announcers else 403), role
+
+
+def test_a_hidden_component_is_never_named_and_a_public_name_replaces_the_internal_one(client, outage, engineer):
+    breaker = System.objects.get(key="circuit_breaker")
+    StatusComponent.objects.create(system=breaker, visible=False)
+    market = System.objects.get(key="market_analysis")
+    StatusComponent.objects.create(system=market, public_name="Market data")
+    outage.affected_systems.add(market)
+    subscriber = active_subscriber("watcher@clients.example")
+    publish(outage, engineer)
+    data = as_json(client)
+    (incident,) = data["incidents"]
+    assert incident["components"] == ["market_analysis"] and incident["component_names"] == ["Market data"]
+    assert breaker.name not in json.dumps(data) and breaker.name not in page(client)
+    mail = Notification.objects.get(status_notice__subscriber=subscriber)
+    assert breaker.name not in mail.body and "Market data" in mail.body
+    draft = public_draft(incident=outage)
+    assert breaker.name not in draft["title"] and "Market data" in draft["title"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/status/subscribe/confirm/%00/", "/status/unsubscribe/%00/", "/status/unsubscribe/x%C2%B2/"]
+)
+def test_a_link_token_postgresql_cannot_query_is_an_unknown_link_not_a_500(client, db, path):
+    assert client.get(path).status_code < 500
+    assert client.post(path).status_code < 500
