@@ -108,14 +108,20 @@ def rto_clocks(incident: Incident) -> list[Clock]:
     ]
 
 
-def response_clocks(incidents: list[Incident]) -> list[dict]:
-    """Rows of {incident, clock} for a list page, with holidays loaded once for all of them."""
+def response_clocks(incidents: list[Incident], *, with_rto: bool = False) -> list[dict]:
+    """Rows of {incident, clock} for a list page, with holidays loaded once for all of them, and
+    each affected system's RTO clock where the page shows them (the dashboard)."""
     holidays: set = set()
     if incidents:
         days = [i.detected_at.date() for i in incidents]
         holidays = business_days.holidays_between(min(days), max(days) + timedelta(days=1))
     return [
-        {"incident": i, "clock": response_clock(i, holidays=holidays), "rto_clocks": rto_clocks(i)} for i in incidents
+        {
+            "incident": i,
+            "clock": response_clock(i, holidays=holidays),
+            "rto_clocks": rto_clocks(i) if with_rto else [],
+        }
+        for i in incidents
     ]
 
 

@@ -58,7 +58,7 @@ def _incident_or_404(reference: str) -> Incident:
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     summary = selectors.dashboard_summary(since=now - timedelta(days=30))
-    open_rows = selectors.response_clocks(selectors.open_incidents())
+    open_rows = selectors.response_clocks(selectors.open_incidents(), with_rto=True)
     return render(
         request,
         "incidents/dashboard.html",
