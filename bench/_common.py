@@ -17,11 +17,13 @@ import json
 import math
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -561,3 +563,52 @@ class ProviderSink(ThreadingHTTPServer):
         """(accepted key -> receive time, replays so far), copied under the lock."""
         with self.lock:
             return dict(self.accepted), sum(self.replays.values())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(base: str, server: subprocess.Popen, log: Path, timeout: float = 60, path: str = "/status.json") -> None:
+    """Until the server just started answers `path` with 200 (its log's tail if it dies or stays
+    silent past `timeout`)."""
+    name = log.stem
+    limit = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"{name} exited with {server.returncode}:\n{tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{base}{path}", timeout=2) as answer:  # noqa: S310 - our own server
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > limit:
+            raise RuntimeError(f"{name} not answering after {timeout:.0f} s:\n{tail(log)}")
+        time.sleep(0.2)
+
+
+def print_phase_tables(results: Sequence[Any], cpu: dict[str, dict[str, float]], *, ms_decimals: int = 1) -> None:
+    """The phases' rates and latencies, then the CPU each process used per phase (bench/api.py's
+    PhaseResult rows and CpuMeter readings)."""
+    print()
+    print_table(["phase", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "answers"], [r.row() for r in results])
+    print()
+    print("CPU seconds used per phase (2 cores = 2 CPU-seconds per second of wall time):")
+    print_table(
+        ["phase", "wall s", "gunicorn", "postgres", "bench client", "whole machine", "gunicorn ms/request"],
+        [
+            [
+                r.name,
+                f"{r.seconds:.1f}",
+                f"{cpu[r.name].get('gunicorn', 0):.1f}",
+                f"{cpu[r.name].get('postgres backends', 0):.1f}",
+                f"{cpu[r.name]['bench client']:.1f}",
+                f"{cpu[r.name]['machine']:.1f}",
+                f"{cpu[r.name].get('gunicorn', 0) / r.requests * 1000:.{ms_decimals}f}",
+            ]
+            for r in results
+        ],
+    )

@@ -31,12 +31,10 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,16 +46,17 @@ from bench._common import (
     PROJECT_ROOT,
     CpuMeter,
     flush_broker,
+    free_port,
     load_average,
     migrate,
     percentile,
+    print_phase_tables,
     print_result_json,
-    print_table,
     setup_django,
     stop_all,
-    tail,
     use_bench_broker,
     use_bench_database,
+    wait_ready,
 )
 
 DEFAULT_DATABASE = "tmt_ir_bench_api"
@@ -126,12 +125,6 @@ def seed() -> Credentials:
 # -- the server -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_gunicorn(port: int, workers: int, threads: int, var_dir: Path) -> subprocess.Popen:
     env = dict(os.environ)  # DATABASE_URL and CELERY_BROKER_URL already point at the bench's
     env.update(
@@ -151,22 +144,6 @@ def start_gunicorn(port: int, workers: int, threads: int, var_dir: Path) -> subp
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-
-
-def wait_ready(base: str, server: subprocess.Popen, var_dir: Path, timeout: float = 60) -> None:
-    limit = time.monotonic() + timeout
-    while True:
-        if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {server.returncode}:\n{tail(var_dir / 'gunicorn.log')}")
-        try:
-            with urllib.request.urlopen(f"{base}/status.json", timeout=2) as answer:  # noqa: S310 - our server
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > limit:
-            raise RuntimeError(f"gunicorn not answering after {timeout:.0f} s:\n{tail(var_dir / 'gunicorn.log')}")
-        time.sleep(0.2)
 
 
 # -- the requests ---------------------------------------------------------------------------
@@ -351,7 +328,7 @@ def main() -> None:
     results: list[PhaseResult] = []
     cpu: dict[str, dict[str, float]] = {}
     try:
-        wait_ready(base, server, var_dir)
+        wait_ready(base, server, var_dir / "gunicorn.log")
         user, alert = credentials.user_token, credentials.alert_token
         fingerprints = (f"{rng.getrandbits(64):016x}" for _ in iter(int, 1))
         # Warm every worker (imports, connections, caches) outside the timings; the warm-up's
@@ -403,25 +380,7 @@ def main() -> None:
     finally:
         stop_all({"gunicorn": server})
 
-    print()
-    print_table(["phase", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "answers"], [r.row() for r in results])
-    print()
-    print("CPU seconds used per phase (2 cores = 2 CPU-seconds per second of wall time):")
-    print_table(
-        ["phase", "wall s", "gunicorn", "postgres", "bench client", "whole machine", "gunicorn ms/request"],
-        [
-            [
-                r.name,
-                f"{r.seconds:.1f}",
-                f"{cpu[r.name].get('gunicorn', 0):.1f}",
-                f"{cpu[r.name].get('postgres backends', 0):.1f}",
-                f"{cpu[r.name]['bench client']:.1f}",
-                f"{cpu[r.name]['machine']:.1f}",
-                f"{cpu[r.name].get('gunicorn', 0) / r.requests * 1000:.1f}",
-            ]
-            for r in results
-        ],
-    )
+    print_phase_tables(results, cpu)
     verify(results)
     by_name = {r.name: r for r in results}
     if set(by_name) != set(PHASES):

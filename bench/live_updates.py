@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     PROJECT_ROOT,
     CpuMeter,
+    free_port,
     load_average,
     migrate,
     percentile,
@@ -46,22 +47,14 @@ from bench._common import (
     print_table,
     setup_django,
     stop_all,
-    tail,
     use_bench_database,
+    wait_ready,
 )
 
 GOAL_CLIENTS = 500
 GOAL_P99_S = 1.0
 GOAL_IDLE_CPU_PCT = 50.0
 INCIDENTS = 20
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_uvicorn(port: int, var_dir: Path) -> subprocess.Popen:
@@ -88,23 +81,6 @@ def start_uvicorn(port: int, var_dir: Path) -> subprocess.Popen:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-
-
-def wait_ready(base: str, server: subprocess.Popen, var_dir: Path, timeout: float = 60) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if server.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {server.returncode}:\n{tail(var_dir / 'uvicorn.log')}")
-        try:
-            urllib.request.urlopen(f"{base}/accounts/login/", timeout=2).read()  # noqa: S310 - our own server
-            return
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn not answering:\n{tail(var_dir / 'uvicorn.log')}") from None
-            time.sleep(0.2)
 
 
 def make_people_and_incidents(clients: int) -> tuple[list[str], list, object]:
@@ -267,7 +243,7 @@ def main() -> None:
     server = start_uvicorn(port, var_dir)
     print(f"load before: {load_average()}")
     try:
-        wait_ready(base, server, var_dir)
+        wait_ready(base, server, var_dir / "uvicorn.log", path="/accounts/login/")
         meter = CpuMeter({"uvicorn": server}, bench_db.name)
         result = asyncio.run(main_async(args, base, sessions, incidents, author, meter))
     finally:

@@ -37,17 +37,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     CpuMeter,
     flush_broker,
+    free_port,
     load_average,
     migrate,
     percentile,
+    print_phase_tables,
     print_result_json,
-    print_table,
     setup_django,
     stop_all,
     use_bench_broker,
     use_bench_database,
+    wait_ready,
 )
-from bench.api import _machine_cpu, free_port, run_phase, start_gunicorn, wait_ready
+from bench.api import _machine_cpu, run_phase, start_gunicorn
 
 DEFAULT_DATABASE = "tmt_ir_bench_status"
 DEFAULT_REDIS_DB = 14
@@ -162,7 +164,7 @@ def main() -> None:
     results, cpu = [], {}
     published = 0
     try:
-        wait_ready(base, server, var_dir)
+        wait_ready(base, server, var_dir / "gunicorn.log")
         run_phase("warm-up", base, [("GET", p, None, "") for p in ["/status/", "/status.json"] * 200], args.concurrency)
 
         def measured(name: str, paths: list[str]) -> None:
@@ -204,25 +206,7 @@ def main() -> None:
     finally:
         stop_all({"gunicorn": server})
 
-    print()
-    print_table(["phase", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "answers"], [r.row() for r in results])
-    print()
-    print("CPU seconds used per phase (2 cores = 2 CPU-seconds per second of wall time):")
-    print_table(
-        ["phase", "wall s", "gunicorn", "postgres", "bench client", "whole machine", "gunicorn ms/request"],
-        [
-            [
-                r.name,
-                f"{r.seconds:.1f}",
-                f"{cpu[r.name].get('gunicorn', 0):.1f}",
-                f"{cpu[r.name].get('postgres backends', 0):.1f}",
-                f"{cpu[r.name]['bench client']:.1f}",
-                f"{cpu[r.name]['machine']:.1f}",
-                f"{cpu[r.name].get('gunicorn', 0) / r.requests * 1000:.2f}",
-            ]
-            for r in results
-        ],
-    )
+    print_phase_tables(results, cpu, ms_decimals=2)
     mixed = results[-1]
     rps, p99 = mixed.rps, percentile(mixed.latencies_ms, 99)
     print(f"\npublic updates published during the mixed phase: {published}")

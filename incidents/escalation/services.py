@@ -40,7 +40,7 @@ from incidents.escalation.snapshot import (
     Trigger,
     snapshot_of,
 )
-from incidents.models import OPEN_STATES, Incident, SeverityLevel, State, System, TimelineEntry, format_duration
+from incidents.models import OPEN_STATES, Incident, SeverityLevel, State, TimelineEntry, format_duration
 from incidents.notifications.acks import ReplyRefused, already_acknowledged
 from incidents.notifications.services import NotificationBatch, notify_webhooks, page_user
 from incidents.oncall.models import RoleContact
@@ -987,8 +987,8 @@ def _fire_outage(deadline: Deadline, incident: Incident, now: datetime, batch: _
 
 def _fire_rto(deadline: Deadline, incident: Incident, now: datetime, batch: _FiringBatch) -> None:
     key = deadline.rule.removeprefix(RTO_RULE_PREFIX)
-    system = System.objects.filter(key=key).first()
-    if system is None or not incident.affected_systems.filter(pk=system.pk).exists():
+    system = incident.affected_systems.filter(key=key).first()
+    if system is None:
         # Removed from the incident while this row waited: its clock no longer runs.
         return
     user = batch.contact(INCIDENT_MANAGER) or batch.contact(INCIDENT_MANAGER, deputy=True)

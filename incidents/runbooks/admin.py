@@ -3,18 +3,8 @@ four-eyes approval), never edited."""
 
 from django.contrib import admin
 
+from incidents.admin import ReadOnlyAdmin
 from incidents.runbooks.models import Runbook, RunbookRevision, RunbookRun
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Runbook)
