@@ -283,69 +283,69 @@ def _save_transition(review: PostIncidentReview) -> None:
         raise ReviewChangedError(ReviewChangedError.message) from exc
 
 
-@transaction.atomic
 def review_start(*, incident: Incident, user: AbstractBaseUser, now: datetime | None = None) -> PostIncidentReview:
     """Start the post-incident review (revision 1), or a new revision of an approved one."""
-    if not user.has_perm("reports.add_postincidentreview"):
-        raise PermissionDenied("You do not have permission to write post-incident reviews.")
-    now = now or timezone.now()
-    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
-    if locked.state not in (State.RESOLVED, State.IN_REVIEW, State.CLOSED):
-        raise ValidationError("The post-incident review starts once the incident is resolved.")
-    revisions = PostIncidentReview.objects.filter(incident=locked)
-    open_one = revisions.filter(state__in=PostIncidentReview.OPEN_STATES).first()
-    if open_one is not None:
-        raise ValidationError(f"Revision {open_one.revision} is already {open_one.get_state_display().lower()}.")
-    previous = revisions.order_by("-revision").first()
-    number = (revisions.aggregate(n=Max("revision"))["n"] or 0) + 1
-    if previous is not None:
-        texts = {f: getattr(previous, f) for f in (*AGENDA_FIELDS, *REPORT_TEXT_FIELDS)}
-    else:
-        texts = {f: getattr(locked, f) for f in REPORT_TEXT_FIELDS}
-    review = PostIncidentReview.objects.create(incident=locked, revision=number, author=user, **texts)
-    action = f"Post-incident review r{number} started"
-    if previous is not None:
-        action += f" (revises r{previous.revision}, {previous.get_state_display().lower()})"
-    _record(review, action, user, at=now)
-    if locked.state == State.RESOLVED and user.has_perm(TRANSITION_PERMISSION):
-        incident_transition(incident=locked, name="start_review", user=user, at=now)
-    return review
+    with transaction.atomic():
+        if not user.has_perm("reports.add_postincidentreview"):
+            raise PermissionDenied("You do not have permission to write post-incident reviews.")
+        now = now or timezone.now()
+        locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
+        if locked.state not in (State.RESOLVED, State.IN_REVIEW, State.CLOSED):
+            raise ValidationError("The post-incident review starts once the incident is resolved.")
+        revisions = PostIncidentReview.objects.filter(incident=locked)
+        open_one = revisions.filter(state__in=PostIncidentReview.OPEN_STATES).first()
+        if open_one is not None:
+            raise ValidationError(f"Revision {open_one.revision} is already {open_one.get_state_display().lower()}.")
+        previous = revisions.order_by("-revision").first()
+        number = (revisions.aggregate(n=Max("revision"))["n"] or 0) + 1
+        if previous is not None:
+            texts = {f: getattr(previous, f) for f in (*AGENDA_FIELDS, *REPORT_TEXT_FIELDS)}
+        else:
+            texts = {f: getattr(locked, f) for f in REPORT_TEXT_FIELDS}
+        review = PostIncidentReview.objects.create(incident=locked, revision=number, author=user, **texts)
+        action = f"Post-incident review r{number} started"
+        if previous is not None:
+            action += f" (revises r{previous.revision}, {previous.get_state_display().lower()})"
+        _record(review, action, user, at=now)
+        if locked.state == State.RESOLVED and user.has_perm(TRANSITION_PERMISSION):
+            incident_transition(incident=locked, name="start_review", user=user, at=now)
+        return review
 
 
-@transaction.atomic
 def review_update(
     *, review: PostIncidentReview, user: AbstractBaseUser, expected_updated_at: str | None = None, **fields: str
 ) -> PostIncidentReview:
     """Change the text of a draft (or of a revision with changes requested)."""
-    unknown = set(fields) - set(AGENDA_FIELDS) - set(REPORT_TEXT_FIELDS)
-    if unknown:
-        raise ValidationError(f"Not editable: {', '.join(sorted(unknown))}")
-    if not user.has_perm("reports.change_postincidentreview"):
-        raise PermissionDenied("You do not have permission to edit post-incident reviews.")
-    locked = _locked_review(review)
-    if not locked.is_editable:
-        raise ValidationError(
-            f"Revision {locked.revision} is {locked.get_state_display().lower()} and cannot change"
-            + ("; start a new revision." if locked.state == PostIncidentReview.State.APPROVED else ".")
-        )
-    if expected_updated_at and locked.updated_at.isoformat() != expected_updated_at:
-        raise ReviewChangedError(ReviewChangedError.message)
-    errors = {}
-    changed = []
-    for name, value in fields.items():
-        value = (value or "").replace("\r\n", "\n").strip()
-        if len(value) > MAX_TEXT:
-            errors[name] = f"At most {MAX_TEXT:,} characters (this is {len(value):,})."
-            continue
-        if getattr(locked, name) != value:
-            setattr(locked, name, value)
-            changed.append(PostIncidentReview._meta.get_field(name).verbose_name)
-    if errors:
-        raise ValidationError(errors)
-    if changed:
-        locked.save()
-        _record(locked, f"Post-incident review r{locked.revision} updated: {', '.join(changed)}", user)
-    return locked
+    with transaction.atomic():
+        unknown = set(fields) - set(AGENDA_FIELDS) - set(REPORT_TEXT_FIELDS)
+        if unknown:
+            raise ValidationError(f"Not editable: {', '.join(sorted(unknown))}")
+        if not user.has_perm("reports.change_postincidentreview"):
+            raise PermissionDenied("You do not have permission to edit post-incident reviews.")
+        locked = _locked_review(review)
+        if not locked.is_editable:
+            raise ValidationError(
+                f"Revision {locked.revision} is {locked.get_state_display().lower()} and cannot change"
+                + ("; start a new revision." if locked.state == PostIncidentReview.State.APPROVED else ".")
+            )
+        if expected_updated_at and locked.updated_at.isoformat() != expected_updated_at:
+            raise ReviewChangedError(ReviewChangedError.message)
+        errors = {}
+        changed = []
+        for name, value in fields.items():
+            value = (value or "").replace("\r\n", "\n").strip()
+            if len(value) > MAX_TEXT:
+                errors[name] = f"At most {MAX_TEXT:,} characters (this is {len(value):,})."
+                continue
+            if getattr(locked, name) != value:
+                setattr(locked, name, value)
+                changed.append(PostIncidentReview._meta.get_field(name).verbose_name)
+        if errors:
+            raise ValidationError(errors)
+        if changed:
+            locked.save()
+            _record(locked, f"Post-incident review r{locked.revision} updated: {', '.join(changed)}", user)
+        return locked
 
 
 SUBMIT_REQUIRED = {
@@ -357,29 +357,29 @@ SUBMIT_REQUIRED = {
 PREVENTION_FIELDS = ("prevention_immediate", "prevention_long_term", "monitoring_improvements", "prevention_measures")
 
 
-@transaction.atomic
 def review_submit(
     *, review: PostIncidentReview, user: AbstractBaseUser, now: datetime | None = None
 ) -> PostIncidentReview:
-    if not user.has_perm("reports.change_postincidentreview"):
-        raise PermissionDenied("You do not have permission to submit post-incident reviews.")
-    now = now or timezone.now()
-    locked = _locked_review(review)
-    if not can_proceed(locked.submit):
-        raise ValidationError(
-            f"Revision {locked.revision} is {locked.get_state_display().lower()}; only a draft can be submitted."
-        )
-    text = selectors.report_text(locked.incident, locked)
-    have = {**text, **{f: getattr(locked, f).strip() for f in AGENDA_FIELDS}}
-    errors = {f: message for f, message in SUBMIT_REQUIRED.items() if not have.get(f)}
-    if not any(have.get(f) for f in PREVENTION_FIELDS):
-        errors["prevention_immediate"] = "Plan at least one prevention measure (agenda item 5)."
-    if errors:
-        raise ValidationError(errors)
-    locked.submit(by=user, at=now)
-    _save_transition(locked)
-    _record(locked, f"Post-incident review r{locked.revision} submitted for approval", user, at=now)
-    return locked
+    with transaction.atomic():
+        if not user.has_perm("reports.change_postincidentreview"):
+            raise PermissionDenied("You do not have permission to submit post-incident reviews.")
+        now = now or timezone.now()
+        locked = _locked_review(review)
+        if not can_proceed(locked.submit):
+            raise ValidationError(
+                f"Revision {locked.revision} is {locked.get_state_display().lower()}; only a draft can be submitted."
+            )
+        text = selectors.report_text(locked.incident, locked)
+        have = {**text, **{f: getattr(locked, f).strip() for f in AGENDA_FIELDS}}
+        errors = {f: message for f, message in SUBMIT_REQUIRED.items() if not have.get(f)}
+        if not any(have.get(f) for f in PREVENTION_FIELDS):
+            errors["prevention_immediate"] = "Plan at least one prevention measure (agenda item 5)."
+        if errors:
+            raise ValidationError(errors)
+        locked.submit(by=user, at=now)
+        _save_transition(locked)
+        _record(locked, f"Post-incident review r{locked.revision} submitted for approval", user, at=now)
+        return locked
 
 
 def _reviewer_checks(locked: PostIncidentReview, user: AbstractBaseUser, verb: str) -> None:
@@ -393,58 +393,59 @@ def _reviewer_checks(locked: PostIncidentReview, user: AbstractBaseUser, verb: s
         raise ValidationError(f"Revision {locked.revision} is {locked.get_state_display().lower()}, not submitted.")
 
 
-@transaction.atomic
 def review_request_changes(
     *, review: PostIncidentReview, user: AbstractBaseUser, comments: str, now: datetime | None = None
 ) -> PostIncidentReview:
-    comments = (comments or "").strip()
-    if not comments:
-        raise ValidationError({"comments": "Say what needs to change."})
-    if len(comments) > MAX_TEXT:
-        raise ValidationError({"comments": f"At most {MAX_TEXT:,} characters."})
-    now = now or timezone.now()
-    locked = _locked_review(review)
-    _reviewer_checks(locked, user, "review")
-    locked.request_changes(comments=comments, by=user, at=now)
-    _save_transition(locked)
-    _record(locked, f"Changes requested on post-incident review r{locked.revision}: {comments}", user, at=now)
-    return locked
+    with transaction.atomic():
+        comments = (comments or "").strip()
+        if not comments:
+            raise ValidationError({"comments": "Say what needs to change."})
+        if len(comments) > MAX_TEXT:
+            raise ValidationError({"comments": f"At most {MAX_TEXT:,} characters."})
+        now = now or timezone.now()
+        locked = _locked_review(review)
+        _reviewer_checks(locked, user, "review")
+        locked.request_changes(comments=comments, by=user, at=now)
+        _save_transition(locked)
+        _record(locked, f"Changes requested on post-incident review r{locked.revision}: {comments}", user, at=now)
+        return locked
 
 
-@transaction.atomic
 def review_approve(
     *, review: PostIncidentReview, user: AbstractBaseUser, now: datetime | None = None
 ) -> PostIncidentReview:
     """Approve a submitted revision and freeze its report; the PDF is rendered once, after commit."""
-    now = now or timezone.now()
-    locked = _locked_review(review)
-    _reviewer_checks(locked, user, "approve")
-    locked.approve(by=user, at=now)
-    # Freeze: the report as approved, with its own SHA-256 in place of the placeholder (so the
-    # footer can carry the content hash; the PDF file's hash is stored when it is rendered).
-    fragment = report_html(
-        incident_id=locked.incident_id,
-        review=locked,
-        kinds=[],
-        generated_at=now,
-        pdf=False,
-        content_sha256=CONTENT_HASH_PLACEHOLDER,
-    )
-    digest = hashlib.sha256(fragment.encode()).hexdigest()
-    locked.frozen_html = fragment.replace(CONTENT_HASH_PLACEHOLDER, digest)
-    locked.content_sha256 = digest
-    _save_transition(locked)
-    _cancel_review_deadlines(locked.incident, reason=f"review r{locked.revision} approved")
-    _record(
-        locked,
-        f"Post-incident review r{locked.revision} approved by {_name(user)}; report frozen (content SHA-256 {digest})",
-        user,
-        at=now,
-        content_sha256=digest,
-    )
-    review_id = locked.pk
-    transaction.on_commit(lambda: _send_frozen_render(review_id))
-    return locked
+    with transaction.atomic():
+        now = now or timezone.now()
+        locked = _locked_review(review)
+        _reviewer_checks(locked, user, "approve")
+        locked.approve(by=user, at=now)
+        # Freeze: the report as approved, with its own SHA-256 in place of the placeholder (so the
+        # footer can carry the content hash; the PDF file's hash is stored when it is rendered).
+        fragment = report_html(
+            incident_id=locked.incident_id,
+            review=locked,
+            kinds=[],
+            generated_at=now,
+            pdf=False,
+            content_sha256=CONTENT_HASH_PLACEHOLDER,
+        )
+        digest = hashlib.sha256(fragment.encode()).hexdigest()
+        locked.frozen_html = fragment.replace(CONTENT_HASH_PLACEHOLDER, digest)
+        locked.content_sha256 = digest
+        _save_transition(locked)
+        _cancel_review_deadlines(locked.incident, reason=f"review r{locked.revision} approved")
+        _record(
+            locked,
+            f"Post-incident review r{locked.revision} approved by {_name(user)}; "
+            f"report frozen (content SHA-256 {digest})",
+            user,
+            at=now,
+            content_sha256=digest,
+        )
+        review_id = locked.pk
+        transaction.on_commit(lambda: _send_frozen_render(review_id))
+        return locked
 
 
 def review_content_verifies(review: PostIncidentReview) -> bool:
@@ -569,7 +570,6 @@ def _validate_item(*, title: str, kind: str, owner, due_date, now: datetime) -> 
     return errors
 
 
-@transaction.atomic
 def action_item_create(
     *,
     incident: Incident,
@@ -581,33 +581,34 @@ def action_item_create(
     description: str = "",
     now: datetime | None = None,
 ) -> ActionItem:
-    if not user.has_perm("reports.add_actionitem"):
-        raise PermissionDenied("You do not have permission to add action items.")
-    now = now or timezone.now()
-    title = (title or "").strip()
-    description = (description or "").strip()
-    errors = _validate_item(title=title, kind=kind, owner=owner, due_date=due_date, now=now)
-    if len(description) > MAX_TEXT:
-        errors["description"] = f"At most {MAX_TEXT:,} characters."
-    if errors:
-        raise ValidationError(errors)
-    item = ActionItem.objects.create(
-        incident=incident,
-        title=title,
-        kind=kind,
-        owner=owner,
-        due_date=due_date,
-        description=description,
-        created_by=user,
-    )
-    _record_item(
-        item,
-        f"Action item added ({item.get_kind_display().lower()}): "
-        f"{title} — owner {_name(owner)}, due {due_date:%Y-%m-%d}",
-        user,
-    )
-    _schedule_action_item(item)
-    return item
+    with transaction.atomic():
+        if not user.has_perm("reports.add_actionitem"):
+            raise PermissionDenied("You do not have permission to add action items.")
+        now = now or timezone.now()
+        title = (title or "").strip()
+        description = (description or "").strip()
+        errors = _validate_item(title=title, kind=kind, owner=owner, due_date=due_date, now=now)
+        if len(description) > MAX_TEXT:
+            errors["description"] = f"At most {MAX_TEXT:,} characters."
+        if errors:
+            raise ValidationError(errors)
+        item = ActionItem.objects.create(
+            incident=incident,
+            title=title,
+            kind=kind,
+            owner=owner,
+            due_date=due_date,
+            description=description,
+            created_by=user,
+        )
+        _record_item(
+            item,
+            f"Action item added ({item.get_kind_display().lower()}): "
+            f"{title} — owner {_name(owner)}, due {due_date:%Y-%m-%d}",
+            user,
+        )
+        _schedule_action_item(item)
+        return item
 
 
 def _locked_item(item: ActionItem) -> ActionItem:
@@ -629,66 +630,66 @@ def _item_transition(item: ActionItem, user, name: str, **kwargs) -> ActionItem:
     return locked
 
 
-@transaction.atomic
 def action_item_start(*, item: ActionItem, user: AbstractBaseUser) -> ActionItem:
-    locked = _item_transition(item, user, "start")
-    _record_item(locked, f"Action item in progress: {locked.title}", user)
-    return locked
+    with transaction.atomic():
+        locked = _item_transition(item, user, "start")
+        _record_item(locked, f"Action item in progress: {locked.title}", user)
+        return locked
 
 
-@transaction.atomic
 def action_item_complete(
     *, item: ActionItem, user: AbstractBaseUser, note: str = "", now: datetime | None = None
 ) -> ActionItem:
-    note = (note or "").strip()
-    if len(note) > MAX_TEXT:
-        raise ValidationError({"note": f"At most {MAX_TEXT:,} characters."})
-    locked = _item_transition(item, user, "complete", at=now or timezone.now(), note=note)
-    _cancel_action_item(locked, reason="done")
-    _record_item(locked, f"Action item done: {locked.title}" + (f". {note}" if note else ""), user)
-    return locked
+    with transaction.atomic():
+        note = (note or "").strip()
+        if len(note) > MAX_TEXT:
+            raise ValidationError({"note": f"At most {MAX_TEXT:,} characters."})
+        locked = _item_transition(item, user, "complete", at=now or timezone.now(), note=note)
+        _cancel_action_item(locked, reason="done")
+        _record_item(locked, f"Action item done: {locked.title}" + (f". {note}" if note else ""), user)
+        return locked
 
 
-@transaction.atomic
 def action_item_decline(
     *, item: ActionItem, user: AbstractBaseUser, reason: str, now: datetime | None = None
 ) -> ActionItem:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": "Say why this will not be done."})
-    if len(reason) > MAX_TEXT:
-        raise ValidationError({"reason": f"At most {MAX_TEXT:,} characters."})
-    locked = _item_transition(item, user, "decline", reason=reason, at=now or timezone.now())
-    _cancel_action_item(locked, reason="won't do")
-    _record_item(locked, f"Action item won't be done: {locked.title}. Reason: {reason}", user)
-    return locked
+    with transaction.atomic():
+        reason = (reason or "").strip()
+        if not reason:
+            raise ValidationError({"reason": "Say why this will not be done."})
+        if len(reason) > MAX_TEXT:
+            raise ValidationError({"reason": f"At most {MAX_TEXT:,} characters."})
+        locked = _item_transition(item, user, "decline", reason=reason, at=now or timezone.now())
+        _cancel_action_item(locked, reason="won't do")
+        _record_item(locked, f"Action item won't be done: {locked.title}. Reason: {reason}", user)
+        return locked
 
 
-@transaction.atomic
 def action_item_reschedule(
     *, item: ActionItem, user: AbstractBaseUser, due_date: date, owner=None, now: datetime | None = None
 ) -> ActionItem:
     """Move the due date (and optionally hand the item to someone else); reminders follow."""
-    now = now or timezone.now()
-    locked = _locked_item(item)
-    if not selectors.action_item_changeable_by(locked, user):
-        raise PermissionDenied("Only the owner or a responder may update this action item.")
-    if not locked.is_active:
-        raise ValidationError(f"This action item is {locked.get_state_display().lower()}.")
-    owner = owner or locked.owner
-    errors = _validate_item(title=locked.title, kind=locked.kind, owner=owner, due_date=due_date, now=now)
-    if errors:
-        raise ValidationError(errors)
-    if (due_date, owner.pk) == (locked.due_date, locked.owner_id):
+    with transaction.atomic():
+        now = now or timezone.now()
+        locked = _locked_item(item)
+        if not selectors.action_item_changeable_by(locked, user):
+            raise PermissionDenied("Only the owner or a responder may update this action item.")
+        if not locked.is_active:
+            raise ValidationError(f"This action item is {locked.get_state_display().lower()}.")
+        owner = owner or locked.owner
+        errors = _validate_item(title=locked.title, kind=locked.kind, owner=owner, due_date=due_date, now=now)
+        if errors:
+            raise ValidationError(errors)
+        if (due_date, owner.pk) == (locked.due_date, locked.owner_id):
+            return locked
+        _cancel_action_item(locked, reason="rescheduled")
+        locked.due_date, locked.owner = due_date, owner
+        locked.save(update_fields=["due_date", "owner", "updated_at"])
+        _record_item(
+            locked, f"Action item rescheduled: {locked.title} — owner {_name(owner)}, due {due_date:%Y-%m-%d}", user
+        )
+        _schedule_action_item(locked)
         return locked
-    _cancel_action_item(locked, reason="rescheduled")
-    locked.due_date, locked.owner = due_date, owner
-    locked.save(update_fields=["due_date", "owner", "updated_at"])
-    _record_item(
-        locked, f"Action item rescheduled: {locked.title} — owner {_name(owner)}, due {due_date:%Y-%m-%d}", user
-    )
-    _schedule_action_item(locked)
-    return locked
 
 
 def active_users():

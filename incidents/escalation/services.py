@@ -439,49 +439,50 @@ def obligation_deadlines_schedule(
     deadline_schedule(obligation.incident, kind=Deadline.Kind.REGULATORY, rule=rule, step=2, due_at=obligation.due_at)
 
 
-@transaction.atomic
 def regulatory_raise(
     *, incident: Incident, category_key: str, user=None, now: datetime | None = None
 ) -> RegulatoryObligation | None:
     """Record that the incident needs this regulatory notification; idempotent per category."""
-    if incident.is_drill:
-        return None
-    now = now or timezone.now()
-    category = RegulatoryCategory.objects.get(key=category_key)
-    # The incident row lock makes a double-click (or a flag raced by the outage clock) find the
-    # first obligation instead of failing on the unique constraint.
-    incident = Incident.objects.select_for_update(no_key=True).select_related("severity").get(pk=incident.pk)
-    if incident.state not in (State.RESOLVED, *OPEN_STATES):
-        raise ValidationError("A closed or cancelled incident takes no new regulatory notifications.")
-    existing = RegulatoryObligation.objects.filter(incident=incident, category=category).first()
-    if existing:
-        return existing
-    regime, stage = _default_stage(category)
-    obligation = RegulatoryObligation.objects.create(
-        incident=incident,
-        category=category,
-        regime=regime,
-        stage=stage,
-        raised_at=now,
-        raised_by=user,
-        clock_started_at=now,
-        due_at=_obligation_due(category, now),
-    )
-    timeline_record(
-        incident,
-        kind=TimelineEntry.Kind.ESCALATION,
-        action=(
-            f"Regulatory notification required: {category.name} "
-            f"({category.get_window_display().lower()}, due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M %Z})"
-        ),
-        owner=user,
-        owner_team="" if user else "Escalation engine",
-        data={"obligation": obligation.pk},
-    )
-    obligation_deadlines_schedule(obligation, reminder_before=category.reminder_before, now=now)
-    if category.is_compliance and incident.is_open:
-        _arm_triggers(incident, now)
-    return obligation
+    with transaction.atomic():
+        if incident.is_drill:
+            return None
+        now = now or timezone.now()
+        category = RegulatoryCategory.objects.get(key=category_key)
+        # The incident row lock makes a double-click (or a flag raced by the outage clock) find the
+        # first obligation instead of failing on the unique constraint.
+        incident = Incident.objects.select_for_update(no_key=True).select_related("severity").get(pk=incident.pk)
+        if incident.state not in (State.RESOLVED, *OPEN_STATES):
+            raise ValidationError("A closed or cancelled incident takes no new regulatory notifications.")
+        existing = RegulatoryObligation.objects.filter(incident=incident, category=category).first()
+        if existing:
+            return existing
+        regime, stage = _default_stage(category)
+        obligation = RegulatoryObligation.objects.create(
+            incident=incident,
+            category=category,
+            regime=regime,
+            stage=stage,
+            raised_at=now,
+            raised_by=user,
+            clock_started_at=now,
+            due_at=_obligation_due(category, now),
+        )
+        timeline_record(
+            incident,
+            kind=TimelineEntry.Kind.ESCALATION,
+            action=(
+                f"Regulatory notification required: {category.name} "
+                f"({category.get_window_display().lower()}, "
+                f"due {timezone.localtime(obligation.due_at):%Y-%m-%d %H:%M %Z})"
+            ),
+            owner=user,
+            owner_team="" if user else "Escalation engine",
+            data={"obligation": obligation.pk},
+        )
+        obligation_deadlines_schedule(obligation, reminder_before=category.reminder_before, now=now)
+        if category.is_compliance and incident.is_open:
+            _arm_triggers(incident, now)
+        return obligation
 
 
 def obligation_clock_start(obligation: RegulatoryObligation, *, anchor_at: datetime, now: datetime) -> None:
@@ -517,7 +518,6 @@ def _needs_sign_off_first(obligation: RegulatoryObligation) -> bool:
     return obligation.category_id is None and obligation.stage is not None and obligation.stage.requires_sign_off
 
 
-@transaction.atomic
 def regulatory_submit(
     *,
     obligation: RegulatoryObligation,
@@ -527,88 +527,89 @@ def regulatory_submit(
     now: datetime | None = None,
 ) -> RegulatoryObligation:
     """Record the submission and its reference; a staged regime's next stage starts its clock."""
-    if evidence is not None:
-        evidence_validate(evidence)
-    reference = reference.strip()
-    if not reference:
-        raise ValidationError({"reference": "Give the regulator's reference or submission number."})
-    locked = (
-        RegulatoryObligation.objects.select_for_update(of=("self",))
-        .select_related("category", "regime", "stage", "classification", "incident")
-        .get(pk=obligation.pk)
-    )
-    if locked.submitted_at:
-        raise ValidationError("This notification was already submitted.")
-    if locked.due_at is None:
-        raise ValidationError("This report's clock has not started: submit the previous stage first.")
-    if _needs_sign_off_first(locked) and not locked.signed_off_at:
-        raise ValidationError("The Head of Risk Management signs the report off before it is submitted.")
-    locked.submitted_at = now or timezone.now()
-    locked.submitted_by = user
-    locked.submission_reference = reference
-    if evidence is not None:
-        locked.submission_evidence.save(evidence.name, evidence, save=False)
-    locked.save()
-    Deadline.objects.filter(rule=f"regulatory:{locked.pk}", fired_at=None, cancelled_at=None).update(
-        cancelled_at=locked.submitted_at, cancel_reason="submitted"
-    )
-    timeline_record(
-        locked.incident,
-        kind=TimelineEntry.Kind.NOTIFICATION,
-        action=f"Regulatory notification submitted: {locked.label}, reference {reference} ({locked.status})",
-        owner=user,
-        data={"obligation": locked.pk},
-    )
-    if locked.classification_id:
-        following = (
-            RegulatoryObligation.objects.select_related("stage", "regime", "classification", "incident")
-            .filter(
-                classification=locked.classification,
-                stage__order__gt=locked.stage.order,
-                stage__anchor=RegimeStage.Anchor.PREVIOUS_SUBMISSION,
-                clock_started_at=None,
-            )
-            .order_by("stage__order")
-            .first()
+    with transaction.atomic():
+        if evidence is not None:
+            evidence_validate(evidence)
+        reference = reference.strip()
+        if not reference:
+            raise ValidationError({"reference": "Give the regulator's reference or submission number."})
+        locked = (
+            RegulatoryObligation.objects.select_for_update(of=("self",))
+            .select_related("category", "regime", "stage", "classification", "incident")
+            .get(pk=obligation.pk)
         )
-        if following is not None and following.stage.order == locked.stage.order + 1:
-            obligation_clock_start(following, anchor_at=locked.submitted_at, now=locked.submitted_at)
-    return locked
+        if locked.submitted_at:
+            raise ValidationError("This notification was already submitted.")
+        if locked.due_at is None:
+            raise ValidationError("This report's clock has not started: submit the previous stage first.")
+        if _needs_sign_off_first(locked) and not locked.signed_off_at:
+            raise ValidationError("The Head of Risk Management signs the report off before it is submitted.")
+        locked.submitted_at = now or timezone.now()
+        locked.submitted_by = user
+        locked.submission_reference = reference
+        if evidence is not None:
+            locked.submission_evidence.save(evidence.name, evidence, save=False)
+        locked.save()
+        Deadline.objects.filter(rule=f"regulatory:{locked.pk}", fired_at=None, cancelled_at=None).update(
+            cancelled_at=locked.submitted_at, cancel_reason="submitted"
+        )
+        timeline_record(
+            locked.incident,
+            kind=TimelineEntry.Kind.NOTIFICATION,
+            action=f"Regulatory notification submitted: {locked.label}, reference {reference} ({locked.status})",
+            owner=user,
+            data={"obligation": locked.pk},
+        )
+        if locked.classification_id:
+            following = (
+                RegulatoryObligation.objects.select_related("stage", "regime", "classification", "incident")
+                .filter(
+                    classification=locked.classification,
+                    stage__order__gt=locked.stage.order,
+                    stage__anchor=RegimeStage.Anchor.PREVIOUS_SUBMISSION,
+                    clock_started_at=None,
+                )
+                .order_by("stage__order")
+                .first()
+            )
+            if following is not None and following.stage.order == locked.stage.order + 1:
+                obligation_clock_start(following, anchor_at=locked.submitted_at, now=locked.submitted_at)
+        return locked
 
 
-@transaction.atomic
 def regulatory_sign_off(*, obligation: RegulatoryObligation, user, now: datetime | None = None) -> RegulatoryObligation:
     """The Head of Risk's sign-off: after submission for the seed's categories, before it (and by
     someone other than the drafter) for a staged regime's report."""
-    if not user.groups.filter(name=HEAD_OF_RISK).exists():
-        raise PermissionDenied("Only the Head of Risk Management signs off regulatory notifications.")
-    locked = (
-        RegulatoryObligation.objects.select_for_update(of=("self",))
-        .select_related("category", "regime", "stage", "incident")
-        .get(pk=obligation.pk)
-    )
-    if locked.signed_off_at:
+    with transaction.atomic():
+        if not user.groups.filter(name=HEAD_OF_RISK).exists():
+            raise PermissionDenied("Only the Head of Risk Management signs off regulatory notifications.")
+        locked = (
+            RegulatoryObligation.objects.select_for_update(of=("self",))
+            .select_related("category", "regime", "stage", "incident")
+            .get(pk=obligation.pk)
+        )
+        if locked.signed_off_at:
+            return locked
+        if _needs_sign_off_first(locked):
+            if locked.submitted_at:
+                raise ValidationError("This report was submitted without sign-off; it cannot be signed off now.")
+            if not locked.drafted_at:
+                raise ValidationError("Draft the report before signing it off.")
+            if locked.drafted_by_id == user.pk:
+                # Four eyes: whoever wrote the report does not approve it.
+                raise PermissionDenied("The report's drafter cannot sign it off; another Head of Risk must.")
+        elif not locked.submitted_at:
+            raise ValidationError("Submit the notification before signing it off.")
+        locked.signed_off_at = now or timezone.now()
+        locked.signed_off_by = user
+        locked.save(update_fields=["signed_off_at", "signed_off_by"])
+        timeline_record(
+            locked.incident,
+            kind=TimelineEntry.Kind.NOTIFICATION,
+            action=f"Regulatory notification signed off: {locked.label}",
+            owner=user,
+        )
         return locked
-    if _needs_sign_off_first(locked):
-        if locked.submitted_at:
-            raise ValidationError("This report was submitted without sign-off; it cannot be signed off now.")
-        if not locked.drafted_at:
-            raise ValidationError("Draft the report before signing it off.")
-        if locked.drafted_by_id == user.pk:
-            # Four eyes: whoever wrote the report does not approve it.
-            raise PermissionDenied("The report's drafter cannot sign it off; another Head of Risk must.")
-    elif not locked.submitted_at:
-        raise ValidationError("Submit the notification before signing it off.")
-    locked.signed_off_at = now or timezone.now()
-    locked.signed_off_by = user
-    locked.save(update_fields=["signed_off_at", "signed_off_by"])
-    timeline_record(
-        locked.incident,
-        kind=TimelineEntry.Kind.NOTIFICATION,
-        action=f"Regulatory notification signed off: {locked.label}",
-        owner=user,
-    )
-    return locked
 
 
 # -- who gets paged -------------------------------------------------------------------------

@@ -105,7 +105,6 @@ def emergency_stop_validate(
     return reason
 
 
-@transaction.atomic
 def _record_request(
     *,
     user: AbstractBaseUser,
@@ -116,93 +115,96 @@ def _record_request(
     now: datetime,
     url: str,
 ) -> EmergencyStop:
-    if incident is not None:
-        incident = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
-    if incident is None or not incident.is_open:
-        related = (
-            f" Related to {incident.reference}, which is {incident.get_state_display().lower()}." if incident else ""
+    with transaction.atomic():
+        if incident is not None:
+            incident = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
+        if incident is None or not incident.is_open:
+            related = (
+                f" Related to {incident.reference}, which is {incident.get_state_display().lower()}."
+                if incident
+                else ""
+            )
+            incident = incident_open(
+                title=f"Trading emergency stop: {reason}"[:200],
+                description=f"Emergency stop triggered by {_person(user)} from the portal. Reason: {reason}.{related}",
+                severity=SeverityLevel.objects.get(level=1),
+                reported_by=user,
+                commander=user,
+                detection_method=DetectionMethod.USER_REPORT,
+                affected_systems=list(System.objects.filter(key=CIRCUIT_BREAKER_SYSTEM)),
+                detected_at=now,
+            )
+        stop = EmergencyStop.objects.create(
+            incident=incident,
+            requested_by=user,
+            reason=reason,
+            reason_code=reason_code,
+            stop_all_trading=stop_all_trading,
+            requested_at=now,
+            agent_url=url,
         )
-        incident = incident_open(
-            title=f"Trading emergency stop: {reason}"[:200],
-            description=f"Emergency stop triggered by {_person(user)} from the portal. Reason: {reason}.{related}",
-            severity=SeverityLevel.objects.get(level=1),
-            reported_by=user,
-            commander=user,
-            detection_method=DetectionMethod.USER_REPORT,
-            affected_systems=list(System.objects.filter(key=CIRCUIT_BREAKER_SYSTEM)),
-            detected_at=now,
+        scope = "all trading" if stop_all_trading else "trading (not all)"
+        label = StopReason(reason_code).label
+        timeline_record(
+            incident,
+            kind=TimelineEntry.Kind.EMERGENCY_STOP,
+            action=f"Emergency stop of {scope} requested by {_person(user)} ({label}, {reason_code}). Reason: {reason}",
+            owner=user,
+            at=now,
+            data={"emergency_stop": stop.pk, "agent_url": url, "stop_all_trading": stop_all_trading},
         )
-    stop = EmergencyStop.objects.create(
-        incident=incident,
-        requested_by=user,
-        reason=reason,
-        reason_code=reason_code,
-        stop_all_trading=stop_all_trading,
-        requested_at=now,
-        agent_url=url,
-    )
-    scope = "all trading" if stop_all_trading else "trading (not all)"
-    label = StopReason(reason_code).label
-    timeline_record(
-        incident,
-        kind=TimelineEntry.Kind.EMERGENCY_STOP,
-        action=f"Emergency stop of {scope} requested by {_person(user)} ({label}, {reason_code}). Reason: {reason}",
-        owner=user,
-        at=now,
-        data={"emergency_stop": stop.pk, "agent_url": url, "stop_all_trading": stop_all_trading},
-    )
-    return stop
+        return stop
 
 
-@transaction.atomic
 def _record_outcome(
     stop: EmergencyStop, *, stop_answer: AgentAnswer, status_answer: AgentAnswer, positions: AgentAnswer | None
 ) -> EmergencyStop:
-    outcome, error = _outcome(stop_answer, status_answer)
-    now = timezone.now()
-    EmergencyStop.objects.filter(pk=stop.pk).update(
-        completed_at=now,
-        outcome=outcome,
-        agent_response=stop_answer.as_json(),
-        status_response=status_answer.as_json(),
-        error=error[:500],
-    )
-    stop.refresh_from_db()
-    label = EmergencyStop.Outcome(outcome).label
-    elapsed = (now - stop.requested_at).total_seconds()
-    text = f"Emergency stop result: {label.upper()} ({elapsed:.1f} s). Agent: {describe(stop_answer)}"
-    if isinstance(stop_answer.body, dict) and stop_answer.body.get("stop_id"):
-        text += f", stop ID {stop_answer.body['stop_id']}"
-    text += f". Status check: {describe(status_answer)}"
-    if isinstance(status_answer.body, dict) and "trading_halted" in status_answer.body:
-        text += f", trading_halted={str(status_answer.body['trading_halted']).lower()}"
-    text += "." + (f" {error}." if error else "")
-    timeline_record(
-        stop.incident,
-        kind=TimelineEntry.Kind.EMERGENCY_STOP,
-        action=text,
-        owner=stop.requested_by,
-        at=now,
-        data={
-            "emergency_stop": stop.pk,
-            "outcome": outcome,
-            "agent_response": stop.agent_response,
-            "status_response": stop.status_response,
-        },
-    )
-    if outcome == EmergencyStop.Outcome.STOPPED:
-        trading_halt_begin(stop=stop, positions=positions, now=now)
-    if outcome in (EmergencyStop.Outcome.STOPPED, EmergencyStop.Outcome.UNVERIFIED):
-        # "Safety first: initiate emergency stop" is done once the circuit breaker took the stop
-        # (a refused or unanswered one leaves the item for the people to see to).
-        checklist_tick_for_action(
-            incident=stop.incident,
-            action=PortalAction.EMERGENCY_STOP,
-            when=f"{_person(stop.requested_by)} sent an emergency stop: {label.lower()}",
-            by=stop.requested_by,
-            at=now,
+    with transaction.atomic():
+        outcome, error = _outcome(stop_answer, status_answer)
+        now = timezone.now()
+        EmergencyStop.objects.filter(pk=stop.pk).update(
+            completed_at=now,
+            outcome=outcome,
+            agent_response=stop_answer.as_json(),
+            status_response=status_answer.as_json(),
+            error=error[:500],
         )
-    return stop
+        stop.refresh_from_db()
+        label = EmergencyStop.Outcome(outcome).label
+        elapsed = (now - stop.requested_at).total_seconds()
+        text = f"Emergency stop result: {label.upper()} ({elapsed:.1f} s). Agent: {describe(stop_answer)}"
+        if isinstance(stop_answer.body, dict) and stop_answer.body.get("stop_id"):
+            text += f", stop ID {stop_answer.body['stop_id']}"
+        text += f". Status check: {describe(status_answer)}"
+        if isinstance(status_answer.body, dict) and "trading_halted" in status_answer.body:
+            text += f", trading_halted={str(status_answer.body['trading_halted']).lower()}"
+        text += "." + (f" {error}." if error else "")
+        timeline_record(
+            stop.incident,
+            kind=TimelineEntry.Kind.EMERGENCY_STOP,
+            action=text,
+            owner=stop.requested_by,
+            at=now,
+            data={
+                "emergency_stop": stop.pk,
+                "outcome": outcome,
+                "agent_response": stop.agent_response,
+                "status_response": stop.status_response,
+            },
+        )
+        if outcome == EmergencyStop.Outcome.STOPPED:
+            trading_halt_begin(stop=stop, positions=positions, now=now)
+        if outcome in (EmergencyStop.Outcome.STOPPED, EmergencyStop.Outcome.UNVERIFIED):
+            # "Safety first: initiate emergency stop" is done once the circuit breaker took the stop
+            # (a refused or unanswered one leaves the item for the people to see to).
+            checklist_tick_for_action(
+                incident=stop.incident,
+                action=PortalAction.EMERGENCY_STOP,
+                when=f"{_person(stop.requested_by)} sent an emergency stop: {label.lower()}",
+                by=stop.requested_by,
+                at=now,
+            )
+        return stop
 
 
 def emergency_stop_trigger(

@@ -120,7 +120,6 @@ def _next_reference(day) -> tuple[int, str]:
     return number, f"TMT-INC-{day:%Y-%m-%d}-{number:03d}"
 
 
-@transaction.atomic
 def incident_open(
     *,
     title: str,
@@ -146,89 +145,94 @@ def incident_open(
     incident, unique among open incidents. Another open one with the key makes the INSERT fail
     with IntegrityError (after waiting for a concurrent opener's commit): callers open in a
     savepoint and join the other incident."""
-    # Required here: full_clean below does not look the passed-in objects up again.
-    missing = {
-        name: "This field is required."
-        for name, value in [("severity", severity), ("reported_by", reported_by)]
-        if value is None
-    }
-    if missing:
-        raise ValidationError(missing)
-    times = incident_time_errors(started_at=started_at, ended_at=None)
-    if times:
-        raise ValidationError(times)
-    if commander is not None and commander != reported_by and not reported_by.has_perm("incidents.assign_commander"):
-        raise PermissionDenied("Only an incident manager may make someone else the commander.")
-    now = detected_at or timezone.now()
-    incident = Incident(
-        title=title,
-        description=description,
-        severity=severity,
-        category=category,
-        detection_method=detection_method,
-        financial_impact_usd=financial_impact_usd,
-        user_impact=user_impact,
-        started_at=started_at or now,
-        detected_at=now,
-        reported_by=reported_by,
-        commander=commander,
-        is_drill=is_drill,
-        escalation_snapshot=_snapshot_at_open(),  # the policy, frozen at open
-        automated_system=automated_system,
-        alert_fingerprint=alert_fingerprint,
-    )
-    # Constraint checks skipped here: the table's constraints concern what an open does not set
-    # (the end time), what the day counter makes unique, or the automated keys, whose conflicts
-    # the caller handles; the impact's floor is a field validator. Evaluating them
-    # was 6 ms of the 35 ms an open costs (profiled for bench/api.py); PostgreSQL still enforces
-    # them. The related rows are skipped too: they come as loaded objects, and each check was a
-    # query of its own.
-    incident.full_clean(exclude=[*_SET_BY_SERVICES, *_PASSED_AS_OBJECTS], validate_constraints=False)
-    # Numbered as late as it can be: the day's counter row stays locked until commit.
-    incident.reference_day = now.astimezone(UTC).date()
-    incident.reference_number, incident.reference = _next_reference(incident.reference_day)
-    incident.save()
-    systems = list(affected_systems)
-    if systems:
-        incident.affected_systems.add(*systems)
-    timeline_record(
-        incident,
-        kind=TimelineEntry.Kind.STATE_CHANGE,
-        action=f"Incident opened as {severity.label}: {title}",
-        owner=None if opened_by_team else reported_by,
-        owner_team=opened_by_team,
-        to_state=State.DETECTED,
-        at=now,
-    )
-    if commander is not None:
+    with transaction.atomic():
+        # Required here: full_clean below does not look the passed-in objects up again.
+        missing = {
+            name: "This field is required."
+            for name, value in [("severity", severity), ("reported_by", reported_by)]
+            if value is None
+        }
+        if missing:
+            raise ValidationError(missing)
+        times = incident_time_errors(started_at=started_at, ended_at=None)
+        if times:
+            raise ValidationError(times)
+        if (
+            commander is not None
+            and commander != reported_by
+            and not reported_by.has_perm("incidents.assign_commander")
+        ):
+            raise PermissionDenied("Only an incident manager may make someone else the commander.")
+        now = detected_at or timezone.now()
+        incident = Incident(
+            title=title,
+            description=description,
+            severity=severity,
+            category=category,
+            detection_method=detection_method,
+            financial_impact_usd=financial_impact_usd,
+            user_impact=user_impact,
+            started_at=started_at or now,
+            detected_at=now,
+            reported_by=reported_by,
+            commander=commander,
+            is_drill=is_drill,
+            escalation_snapshot=_snapshot_at_open(),  # the policy, frozen at open
+            automated_system=automated_system,
+            alert_fingerprint=alert_fingerprint,
+        )
+        # Constraint checks skipped here: the table's constraints concern what an open does not set
+        # (the end time), what the day counter makes unique, or the automated keys, whose conflicts
+        # the caller handles; the impact's floor is a field validator. Evaluating them
+        # was 6 ms of the 35 ms an open costs (profiled for bench/api.py); PostgreSQL still enforces
+        # them. The related rows are skipped too: they come as loaded objects, and each check was a
+        # query of its own.
+        incident.full_clean(exclude=[*_SET_BY_SERVICES, *_PASSED_AS_OBJECTS], validate_constraints=False)
+        # Numbered as late as it can be: the day's counter row stays locked until commit.
+        incident.reference_day = now.astimezone(UTC).date()
+        incident.reference_number, incident.reference = _next_reference(incident.reference_day)
+        incident.save()
+        systems = list(affected_systems)
+        if systems:
+            incident.affected_systems.add(*systems)
         timeline_record(
             incident,
-            kind=TimelineEntry.Kind.UPDATE,
-            action=f"Incident commander: {_person(commander)}",
-            owner=reported_by,
+            kind=TimelineEntry.Kind.STATE_CHANGE,
+            action=f"Incident opened as {severity.label}: {title}",
+            owner=None if opened_by_team else reported_by,
+            owner_team=opened_by_team,
+            to_state=State.DETECTED,
             at=now,
         )
-    # The only items a new incident has are these: no need to ask for ones with a key.
-    keys = {item.action_key for item in _attach_checklists(incident, state=State.DETECTED, new_incident=True)}
-    if PortalAction.INCIDENT_LOGGED in keys:
-        checklist_tick_for_action(
-            incident=incident,
-            action=PortalAction.INCIDENT_LOGGED,
-            when=f"{opened_by_team or _person(reported_by)} logged the incident",
-            by=None if opened_by_team else reported_by,
-            at=now,
-        )
-    if commander is not None and PortalAction.COMMANDER_ASSIGNED in keys:
-        checklist_tick_for_action(
-            incident=incident,
-            action=PortalAction.COMMANDER_ASSIGNED,
-            when=f"{_person(commander)} was made incident commander as the incident was logged",
-            by=reported_by,
-            at=now,
-        )
-    for listener in hooks.after_open:
-        listener(incident=incident, now=now)
-    return incident
+        if commander is not None:
+            timeline_record(
+                incident,
+                kind=TimelineEntry.Kind.UPDATE,
+                action=f"Incident commander: {_person(commander)}",
+                owner=reported_by,
+                at=now,
+            )
+        # The only items a new incident has are these: no need to ask for ones with a key.
+        keys = {item.action_key for item in _attach_checklists(incident, state=State.DETECTED, new_incident=True)}
+        if PortalAction.INCIDENT_LOGGED in keys:
+            checklist_tick_for_action(
+                incident=incident,
+                action=PortalAction.INCIDENT_LOGGED,
+                when=f"{opened_by_team or _person(reported_by)} logged the incident",
+                by=None if opened_by_team else reported_by,
+                at=now,
+            )
+        if commander is not None and PortalAction.COMMANDER_ASSIGNED in keys:
+            checklist_tick_for_action(
+                incident=incident,
+                action=PortalAction.COMMANDER_ASSIGNED,
+                when=f"{_person(commander)} was made incident commander as the incident was logged",
+                by=reported_by,
+                at=now,
+            )
+        for listener in hooks.after_open:
+            listener(incident=incident, now=now)
+        return incident
 
 
 def _snapshot_at_open() -> dict:
@@ -272,7 +276,6 @@ def incident_available_transitions(*, incident: Incident, user) -> list[dict]:
     return result
 
 
-@transaction.atomic
 def incident_transition(
     *,
     incident: Incident,
@@ -288,49 +291,51 @@ def incident_transition(
     expected_state is the state the user saw; if it no longer holds, somebody else won.
     label: the timeline's words for it, instead of the transition's own.
     """
-    if name not in TRANSITION_NAMES:
-        raise TransitionRefusedError(f"Unknown action “{name}”.")
-    # The transition's own permission, first: a role without it is refused whatever the state
-    # (as the API refuses it before looking at the incident). Not django_fsm.has_transition_perm:
-    # that one also evaluates the guards, which would report a blocked guard as a missing permission.
-    if not user.has_perm(TRANSITION_PERMISSIONS[name]):
-        raise PermissionDenied("You do not have permission for this action.")
-    if expected_state is not None and incident.state != expected_state:
-        raise IncidentChangedError(IncidentChangedError.message)
-    method = getattr(incident, name)
-    if via := PASS_THROUGH.get((name, incident.state)):
-        if not method._django_fsm.conditions_met(incident, via[1]):
-            guard = method._django_fsm.get_transition(via[1]).custom.get("guard", "This action is not allowed yet.")
-            raise TransitionRefusedError(guard)
-        incident_transition(incident=incident, name=via[0], user=user, at=at)
-    meta = method._django_fsm.get_transition(incident.state)
-    if meta is None:
-        raise TransitionRefusedError(
-            f"“{name.replace('_', ' ')}” is not possible while the incident is {incident.get_state_display().lower()}."
+    with transaction.atomic():
+        if name not in TRANSITION_NAMES:
+            raise TransitionRefusedError(f"Unknown action “{name}”.")
+        # The transition's own permission, first: a role without it is refused whatever the state
+        # (as the API refuses it before looking at the incident). Not django_fsm.has_transition_perm:
+        # that one also evaluates the guards, which would report a blocked guard as a missing permission.
+        if not user.has_perm(TRANSITION_PERMISSIONS[name]):
+            raise PermissionDenied("You do not have permission for this action.")
+        if expected_state is not None and incident.state != expected_state:
+            raise IncidentChangedError(IncidentChangedError.message)
+        method = getattr(incident, name)
+        if via := PASS_THROUGH.get((name, incident.state)):
+            if not method._django_fsm.conditions_met(incident, via[1]):
+                guard = method._django_fsm.get_transition(via[1]).custom.get("guard", "This action is not allowed yet.")
+                raise TransitionRefusedError(guard)
+            incident_transition(incident=incident, name=via[0], user=user, at=at)
+        meta = method._django_fsm.get_transition(incident.state)
+        if meta is None:
+            raise TransitionRefusedError(
+                f"“{name.replace('_', ' ')}” is not possible "
+                f"while the incident is {incident.get_state_display().lower()}."
+            )
+        if not can_proceed(method):
+            raise TransitionRefusedError(meta.custom.get("guard", "This action is not allowed yet."))
+        if name == "reopen":
+            _refuse_reopening_a_duplicate(incident)
+        kwargs: dict = {}
+        if meta.custom.get("needs_reason"):
+            reason = reason.strip()
+            if not reason:
+                raise ValidationError({"reason": "Give a reason."})
+            kwargs["reason"] = reason
+        if name == "acknowledge":
+            kwargs["by"] = user
+        if at is not None and name != "reopen":
+            kwargs["at"] = at
+        return _transition_run(
+            incident,
+            name=name,
+            kwargs=kwargs,
+            user=user,
+            label=label or meta.custom.get("label", name),
+            reason=reason,
+            at=at,
         )
-    if not can_proceed(method):
-        raise TransitionRefusedError(meta.custom.get("guard", "This action is not allowed yet."))
-    if name == "reopen":
-        _refuse_reopening_a_duplicate(incident)
-    kwargs: dict = {}
-    if meta.custom.get("needs_reason"):
-        reason = reason.strip()
-        if not reason:
-            raise ValidationError({"reason": "Give a reason."})
-        kwargs["reason"] = reason
-    if name == "acknowledge":
-        kwargs["by"] = user
-    if at is not None and name != "reopen":
-        kwargs["at"] = at
-    return _transition_run(
-        incident,
-        name=name,
-        kwargs=kwargs,
-        user=user,
-        label=label or meta.custom.get("label", name),
-        reason=reason,
-        at=at,
-    )
 
 
 def _transition_run(
@@ -397,7 +402,6 @@ def _refuse_reopening_a_duplicate(incident: Incident) -> None:
 RESOLUTION_ACTIONS_REQUIRED = "Describe what was done to resolve the incident."
 
 
-@transaction.atomic
 def incident_resolve(
     *,
     incident: Incident,
@@ -409,16 +413,17 @@ def incident_resolve(
     """Record the resolution actions and resolve in one step (the incident page's Resolve form,
     so resolving does not start with a hunt through the full edit form). All or nothing: a
     refused resolve leaves the actions unrecorded too."""
-    if not (user.has_perm(TRANSITION_PERMISSIONS["resolve"]) and user.has_perm("incidents.change_incident")):
-        raise PermissionDenied("You do not have permission for this action.")
-    if expected_state is not None and incident.state != expected_state:
-        raise IncidentChangedError(IncidentChangedError.message)
-    text = resolution_actions.strip()
-    if not text:
-        raise ValidationError({"resolution_actions": RESOLUTION_ACTIONS_REQUIRED})
-    if text != incident.resolution_actions.strip():
-        incident = incident_update(incident=incident, user=user, resolution_actions=text)
-    return incident_transition(incident=incident, name="resolve", user=user, expected_state=expected_state, at=at)
+    with transaction.atomic():
+        if not (user.has_perm(TRANSITION_PERMISSIONS["resolve"]) and user.has_perm("incidents.change_incident")):
+            raise PermissionDenied("You do not have permission for this action.")
+        if expected_state is not None and incident.state != expected_state:
+            raise IncidentChangedError(IncidentChangedError.message)
+        text = resolution_actions.strip()
+        if not text:
+            raise ValidationError({"resolution_actions": RESOLUTION_ACTIONS_REQUIRED})
+        if text != incident.resolution_actions.strip():
+            incident = incident_update(incident=incident, user=user, resolution_actions=text)
+        return incident_transition(incident=incident, name="resolve", user=user, expected_state=expected_state, at=at)
 
 
 def incident_acknowledge(*, incident: Incident, user: AbstractBaseUser, via: str = "") -> Incident:
@@ -428,7 +433,6 @@ def incident_acknowledge(*, incident: Incident, user: AbstractBaseUser, via: str
     return incident_transition(incident=incident, name="acknowledge", user=user, label=label)
 
 
-@transaction.atomic
 def incident_exercise_end(
     *, incident: Incident, user: AbstractBaseUser, reason: str, at: datetime | None = None
 ) -> Incident:
@@ -442,19 +446,20 @@ def incident_exercise_end(
     transition permission (a trainer has none; the drills app checked they run the drill), which
     is why a real incident is refused here and needs incident_transition.
     """
-    reason = reason.strip()
-    if not reason:
-        raise ValidationError({"reason": "Give a reason."})
-    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
-    if not locked.is_drill:
-        raise PermissionDenied("Only an exercise incident ends with its drill.")
-    if locked.is_open:
-        kwargs: dict = {"reason": reason} | ({"at": at} if at is not None else {})
-        return _transition_run(
-            locked, name="cancel", kwargs=kwargs, user=user, label="Exercise over", reason=reason, at=at
-        )
-    timeline_record(locked, kind=TimelineEntry.Kind.NOTE, action=reason, owner=user, at=at)
-    return locked
+    with transaction.atomic():
+        reason = reason.strip()
+        if not reason:
+            raise ValidationError({"reason": "Give a reason."})
+        locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
+        if not locked.is_drill:
+            raise PermissionDenied("Only an exercise incident ends with its drill.")
+        if locked.is_open:
+            kwargs: dict = {"reason": reason} | ({"at": at} if at is not None else {})
+            return _transition_run(
+                locked, name="cancel", kwargs=kwargs, user=user, label="Exercise over", reason=reason, at=at
+            )
+        timeline_record(locked, kind=TimelineEntry.Kind.NOTE, action=reason, owner=user, at=at)
+        return locked
 
 
 # -- details --------------------------------------------------------------------------------
@@ -481,7 +486,6 @@ EDITABLE_FIELDS = (
 )
 
 
-@transaction.atomic
 def incident_update(
     *,
     incident: Incident,
@@ -491,99 +495,100 @@ def incident_update(
     **fields,
 ) -> Incident:
     """Change descriptive fields; each change is recorded on the timeline."""
-    unknown = set(fields) - set(EDITABLE_FIELDS)
-    if unknown:
-        raise ValidationError(f"Not editable: {', '.join(sorted(unknown))}")
-    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
-    if locked.state in (State.CLOSED, State.CANCELLED):
-        raise ValidationError(
-            f"A {locked.get_state_display().lower()} incident cannot be changed; add a timeline note instead."
-        )
-    changes = []
-    for name, value in fields.items():
-        old = getattr(locked, name)
-        if old != value:
-            setattr(locked, name, value)
-            changes.append(Incident._meta.get_field(name).verbose_name)
-    times = incident_time_errors(started_at=locked.started_at, ended_at=locked.ended_at)
-    if times:
-        raise ValidationError(times)
-    severity_changed = severity is not None and severity.pk != locked.severity_id
-    if severity_changed:
-        old_label = locked.severity.label
-        locked.severity = severity
-        timeline_record(
-            locked,
-            kind=TimelineEntry.Kind.UPDATE,
-            action=f"Severity changed from {old_label} to {severity.label}",
-            owner=user,
-            data={"severity_from": old_label, "severity_to": severity.label},
-        )
-    locked.full_clean(exclude=_SET_BY_SERVICES)
-    locked.save()
-    if affected_systems is not None:
-        new = set(affected_systems)
-        old_set = set(locked.affected_systems.all())
-        if new != old_set:
-            locked.affected_systems.set(new)
-            changes.append("affected systems")
-    if changes:
-        timeline_record(
-            locked,
-            kind=TimelineEntry.Kind.UPDATE,
-            action="Updated " + ", ".join(changes),
-            owner=user,
-        )
-    rto_changed = "affected systems" in changes or "started_at" in fields
-    if severity_changed or "financial_impact_usd" in fields or "category" in fields or rto_changed:
-        # A raised severity or impact arms new escalations; a lowered one cancels pending ones.
-        # An added system (or an earlier start time) starts or moves an RTO clock.
-        for listener in hooks.after_reclassify:
-            listener(incident=locked)
-    incident.refresh_from_db()
-    return locked
+    with transaction.atomic():
+        unknown = set(fields) - set(EDITABLE_FIELDS)
+        if unknown:
+            raise ValidationError(f"Not editable: {', '.join(sorted(unknown))}")
+        locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
+        if locked.state in (State.CLOSED, State.CANCELLED):
+            raise ValidationError(
+                f"A {locked.get_state_display().lower()} incident cannot be changed; add a timeline note instead."
+            )
+        changes = []
+        for name, value in fields.items():
+            old = getattr(locked, name)
+            if old != value:
+                setattr(locked, name, value)
+                changes.append(Incident._meta.get_field(name).verbose_name)
+        times = incident_time_errors(started_at=locked.started_at, ended_at=locked.ended_at)
+        if times:
+            raise ValidationError(times)
+        severity_changed = severity is not None and severity.pk != locked.severity_id
+        if severity_changed:
+            old_label = locked.severity.label
+            locked.severity = severity
+            timeline_record(
+                locked,
+                kind=TimelineEntry.Kind.UPDATE,
+                action=f"Severity changed from {old_label} to {severity.label}",
+                owner=user,
+                data={"severity_from": old_label, "severity_to": severity.label},
+            )
+        locked.full_clean(exclude=_SET_BY_SERVICES)
+        locked.save()
+        if affected_systems is not None:
+            new = set(affected_systems)
+            old_set = set(locked.affected_systems.all())
+            if new != old_set:
+                locked.affected_systems.set(new)
+                changes.append("affected systems")
+        if changes:
+            timeline_record(
+                locked,
+                kind=TimelineEntry.Kind.UPDATE,
+                action="Updated " + ", ".join(changes),
+                owner=user,
+            )
+        rto_changed = "affected systems" in changes or "started_at" in fields
+        if severity_changed or "financial_impact_usd" in fields or "category" in fields or rto_changed:
+            # A raised severity or impact arms new escalations; a lowered one cancels pending ones.
+            # An added system (or an earlier start time) starts or moves an RTO clock.
+            for listener in hooks.after_reclassify:
+                listener(incident=locked)
+        incident.refresh_from_db()
+        return locked
 
 
-@transaction.atomic
 def incident_assign_commander(
     *, incident: Incident, commander: AbstractBaseUser | None, user: AbstractBaseUser
 ) -> Incident:
-    locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
-    if not locked.is_open:
-        raise ValidationError("Only an open incident has a commander to change.")
-    if not user.has_perm("incidents.change_incident"):
-        raise PermissionDenied("You do not have permission to change this incident.")
-    taking_command = commander == user
-    stepping_down = commander is None and locked.commander_id == user.pk
-    if not (user.has_perm("incidents.assign_commander") or taking_command or stepping_down):
-        raise PermissionDenied("Only an incident manager may assign someone else as commander.")
-    if locked.commander_id == (commander.pk if commander else None):
-        return locked
-    if commander is not None:
-        # The readiness gate (the drills app's): refuses, with the reason, a commander who is not
-        # ready (a required certification expired, mentoring unfinished, procedures unread).
-        for guard in hooks.commander_guards:
-            guard(user=commander, incident=locked)
-    locked.commander = commander
-    locked.save(update_fields=["commander", "updated_at"])
-    timeline_record(
-        locked,
-        kind=TimelineEntry.Kind.UPDATE,
-        action=f"Incident commander: {_person(commander) if commander else 'none'}",
-        owner=user,
-    )
-    if commander is not None:
-        checklist_tick_for_action(
-            incident=locked,
-            action=PortalAction.COMMANDER_ASSIGNED,
-            when=(
-                f"{_person(user)} took command"
-                if commander == user
-                else f"{_person(user)} made {_person(commander)} incident commander"
-            ),
-            by=user,
+    with transaction.atomic():
+        locked = Incident.objects.select_for_update(no_key=True).get(pk=incident.pk)
+        if not locked.is_open:
+            raise ValidationError("Only an open incident has a commander to change.")
+        if not user.has_perm("incidents.change_incident"):
+            raise PermissionDenied("You do not have permission to change this incident.")
+        taking_command = commander == user
+        stepping_down = commander is None and locked.commander_id == user.pk
+        if not (user.has_perm("incidents.assign_commander") or taking_command or stepping_down):
+            raise PermissionDenied("Only an incident manager may assign someone else as commander.")
+        if locked.commander_id == (commander.pk if commander else None):
+            return locked
+        if commander is not None:
+            # The readiness gate (the drills app's): refuses, with the reason, a commander who is not
+            # ready (a required certification expired, mentoring unfinished, procedures unread).
+            for guard in hooks.commander_guards:
+                guard(user=commander, incident=locked)
+        locked.commander = commander
+        locked.save(update_fields=["commander", "updated_at"])
+        timeline_record(
+            locked,
+            kind=TimelineEntry.Kind.UPDATE,
+            action=f"Incident commander: {_person(commander) if commander else 'none'}",
+            owner=user,
         )
-    return locked
+        if commander is not None:
+            checklist_tick_for_action(
+                incident=locked,
+                action=PortalAction.COMMANDER_ASSIGNED,
+                when=(
+                    f"{_person(user)} took command"
+                    if commander == user
+                    else f"{_person(user)} made {_person(commander)} incident commander"
+                ),
+                by=user,
+            )
+        return locked
 
 
 # -- timeline -------------------------------------------------------------------------------
@@ -592,7 +597,6 @@ def incident_assign_commander(
 NOTE_TIME = "The note's time"
 
 
-@transaction.atomic
 def timeline_add_note(
     *,
     incident: Incident,
@@ -601,20 +605,21 @@ def timeline_add_note(
     occurred_at: datetime | None = None,
     owner_team: str = "",
 ) -> TimelineEntry:
-    text = text.strip()
-    if not text:
-        raise ValidationError({"text": "Write something."})
-    now = timezone.now()
-    if problem := happened_problem(occurred_at, what=NOTE_TIME, now=now, began=incident.started_at):
-        raise ValidationError({"occurred_at": problem})
-    return timeline_record(
-        incident,
-        kind=TimelineEntry.Kind.NOTE,
-        action=text,
-        owner=author,
-        owner_team=owner_team,
-        at=occurred_at or now,
-    )
+    with transaction.atomic():
+        text = text.strip()
+        if not text:
+            raise ValidationError({"text": "Write something."})
+        now = timezone.now()
+        if problem := happened_problem(occurred_at, what=NOTE_TIME, now=now, began=incident.started_at):
+            raise ValidationError({"occurred_at": problem})
+        return timeline_record(
+            incident,
+            kind=TimelineEntry.Kind.NOTE,
+            action=text,
+            owner=author,
+            owner_team=owner_team,
+            at=occurred_at or now,
+        )
 
 
 # -- checklists -----------------------------------------------------------------------------
@@ -642,31 +647,32 @@ def _attach_checklists(incident: Incident, *, state: str, new_incident: bool = F
     )
 
 
-@transaction.atomic
 def checklist_item_set_done(
     *, item: IncidentChecklistItem, user: AbstractBaseUser, done: bool, at: datetime | None = None
 ) -> IncidentChecklistItem:
-    locked = IncidentChecklistItem.objects.select_for_update(of=("self",)).select_related("incident").get(pk=item.pk)
-    if locked.done == done:
+    with transaction.atomic():
+        locked = (
+            IncidentChecklistItem.objects.select_for_update(of=("self",)).select_related("incident").get(pk=item.pk)
+        )
+        if locked.done == done:
+            return locked
+        if not locked.incident.is_open and locked.incident.state != State.RESOLVED:
+            raise ValidationError("The checklist of a closed incident cannot change.")
+        locked.done_at = (at or timezone.now()) if done else None
+        locked.done_by = user if done else None
+        locked.ticked_by_portal_when = ""  # a person's tick (or untick) now
+        locked.save(update_fields=["done_at", "done_by", "ticked_by_portal_when"])
+        timeline_record(
+            locked.incident,
+            kind=TimelineEntry.Kind.CHECKLIST,
+            action=f"{'Done' if done else 'Un-ticked'}: {locked.section} — {locked.text}",
+            owner=user,
+            data={"checklist_item": locked.pk, "done": done},
+            at=at,
+        )
         return locked
-    if not locked.incident.is_open and locked.incident.state != State.RESOLVED:
-        raise ValidationError("The checklist of a closed incident cannot change.")
-    locked.done_at = (at or timezone.now()) if done else None
-    locked.done_by = user if done else None
-    locked.ticked_by_portal_when = ""  # a person's tick (or untick) now
-    locked.save(update_fields=["done_at", "done_by", "ticked_by_portal_when"])
-    timeline_record(
-        locked.incident,
-        kind=TimelineEntry.Kind.CHECKLIST,
-        action=f"{'Done' if done else 'Un-ticked'}: {locked.section} — {locked.text}",
-        owner=user,
-        data={"checklist_item": locked.pk, "done": done},
-        at=at,
-    )
-    return locked
 
 
-@transaction.atomic
 def checklist_tick_for_action(
     *,
     incident: Incident,
@@ -684,22 +690,23 @@ def checklist_tick_for_action(
     is, so a repeated action changes nothing; nothing is ever unticked here. The apps above call
     this from their own services (an emergency stop, a status update).
     """
-    if action not in PortalAction.values:
-        raise ValueError(f"Unknown portal action {action!r}")
-    if not incident.is_open and incident.state != State.RESOLVED:
-        return []  # as for a person: the checklist of a closed incident does not change
-    now = at or timezone.now()
-    when = when.strip()[:300]
-    ticked = []
-    for item in IncidentChecklistItem.objects.filter(incident=incident, action_key=action, done_at=None):
-        # The conditional UPDATE is the claim: a person ticking the same item at the same moment
-        # (checklist_item_set_done holds the row lock) keeps their tick, and this writes nothing.
-        if IncidentChecklistItem.objects.filter(pk=item.pk, done_at=None).update(
-            done_at=now, done_by=by, ticked_by_portal_when=when
-        ):
-            item.done_at, item.done_by, item.ticked_by_portal_when = now, by, when
-            ticked.append(item)
-    return ticked
+    with transaction.atomic():
+        if action not in PortalAction.values:
+            raise ValueError(f"Unknown portal action {action!r}")
+        if not incident.is_open and incident.state != State.RESOLVED:
+            return []  # as for a person: the checklist of a closed incident does not change
+        now = at or timezone.now()
+        when = when.strip()[:300]
+        ticked = []
+        for item in IncidentChecklistItem.objects.filter(incident=incident, action_key=action, done_at=None):
+            # The conditional UPDATE is the claim: a person ticking the same item at the same moment
+            # (checklist_item_set_done holds the row lock) keeps their tick, and this writes nothing.
+            if IncidentChecklistItem.objects.filter(pk=item.pk, done_at=None).update(
+                done_at=now, done_by=by, ticked_by_portal_when=when
+            ):
+                item.done_at, item.done_by, item.ticked_by_portal_when = now, by, when
+                ticked.append(item)
+        return ticked
 
 
 # -- evidence -------------------------------------------------------------------------------
@@ -769,41 +776,41 @@ def evidence_validate(uploaded: UploadedFile) -> None:
             raise ValidationError({"file": f"The file's content is not a {ext} file."})
 
 
-@transaction.atomic
 def evidence_attach(
     *, incident: Incident, uploaded: UploadedFile, user: AbstractBaseUser, description: str = ""
 ) -> EvidenceAttachment:
-    evidence_validate(uploaded)
-    digest = hashlib.sha256()
-    for chunk in uploaded.chunks():
-        digest.update(chunk)
-    uploaded.seek(0)
-    content_type = mimetypes.guess_type(uploaded.name)[0] or "application/octet-stream"
-    attachment = EvidenceAttachment(
-        incident=incident,
-        original_name=uploaded.name[:200],
-        content_type=content_type,
-        size_bytes=uploaded.size,
-        sha256=digest.hexdigest(),
-        description=description.strip(),
-        uploaded_by=user,
-    )
-    attachment.file.save(uploaded.name, uploaded, save=False)
-    attachment.save()
-    timeline_record(
-        incident,
-        kind=TimelineEntry.Kind.EVIDENCE,
-        action=f"Evidence added: {attachment.original_name} (SHA-256 {attachment.sha256[:12]}…)",
-        owner=user,
-        data={"evidence": attachment.pk, "sha256": attachment.sha256},
-    )
-    checklist_tick_for_action(
-        incident=incident,
-        action=PortalAction.EVIDENCE_ATTACHED,
-        when=f"{_person(user)} attached {attachment.original_name}",
-        by=user,
-    )
-    return attachment
+    with transaction.atomic():
+        evidence_validate(uploaded)
+        digest = hashlib.sha256()
+        for chunk in uploaded.chunks():
+            digest.update(chunk)
+        uploaded.seek(0)
+        content_type = mimetypes.guess_type(uploaded.name)[0] or "application/octet-stream"
+        attachment = EvidenceAttachment(
+            incident=incident,
+            original_name=uploaded.name[:200],
+            content_type=content_type,
+            size_bytes=uploaded.size,
+            sha256=digest.hexdigest(),
+            description=description.strip(),
+            uploaded_by=user,
+        )
+        attachment.file.save(uploaded.name, uploaded, save=False)
+        attachment.save()
+        timeline_record(
+            incident,
+            kind=TimelineEntry.Kind.EVIDENCE,
+            action=f"Evidence added: {attachment.original_name} (SHA-256 {attachment.sha256[:12]}…)",
+            owner=user,
+            data={"evidence": attachment.pk, "sha256": attachment.sha256},
+        )
+        checklist_tick_for_action(
+            incident=incident,
+            action=PortalAction.EVIDENCE_ATTACHED,
+            when=f"{_person(user)} attached {attachment.original_name}",
+            by=user,
+        )
+        return attachment
 
 
 # -- helpers --------------------------------------------------------------------------------

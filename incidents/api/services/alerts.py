@@ -113,51 +113,51 @@ def alerts_ingest(
     raise AssertionError("unreachable")
 
 
-@transaction.atomic
 def _ingest(*, integration: AlertIntegration, alerts: list[ParsedAlert], now: datetime | None) -> IngestResult:
-    now = now or timezone.now()
-    mapping = _Mapping(integration, alerts)
-    outcomes = []
-    events = []
-    for alert in alerts:
-        if alert.firing:
-            incident, outcome = _fire(integration=integration, alert=alert, mapping=mapping, now=now)
-            if is_suspicious_trading(alert.labels):
-                # A seed trigger condition: prompt a person; the portal never stops trading itself.
-                stop_prompt_record(
-                    incident=Incident.objects.get(pk=incident.pk),
-                    reason_code=StopReason.SUSPICIOUS_TRADING,
-                    why=f"Alert labelled as suspicious trading ({alert.summary[:120]})",
-                    owner_team=_team(integration),
-                )
-        else:
-            incident = _open_incident_for(alert.fingerprint)
-            outcome = RECORDED
-            if incident is not None:
-                outcome = RESOLVED_NOTED
-                _note(
-                    incident,
-                    integration=integration,
-                    alert=alert,
-                    what="Alert resolved at the source",
-                    then=" The incident stays open: verify the recovery and resolve it.",
-                    now=now,
-                )
-        outcomes.append(
-            AlertOutcome(fingerprint=alert.fingerprint, status=alert.status, outcome=outcome, incident=incident)
-        )
-        events.append(
-            AlertEvent(
-                integration=integration,
-                fingerprint=alert.fingerprint,
-                status=alert.status,
-                summary=alert.summary[: AlertEvent._meta.get_field("summary").max_length],
-                payload=alert.payload,
-                incident_id=incident.pk if incident is not None else None,
+    with transaction.atomic():
+        now = now or timezone.now()
+        mapping = _Mapping(integration, alerts)
+        outcomes = []
+        events = []
+        for alert in alerts:
+            if alert.firing:
+                incident, outcome = _fire(integration=integration, alert=alert, mapping=mapping, now=now)
+                if is_suspicious_trading(alert.labels):
+                    # A seed trigger condition: prompt a person; the portal never stops trading itself.
+                    stop_prompt_record(
+                        incident=Incident.objects.get(pk=incident.pk),
+                        reason_code=StopReason.SUSPICIOUS_TRADING,
+                        why=f"Alert labelled as suspicious trading ({alert.summary[:120]})",
+                        owner_team=_team(integration),
+                    )
+            else:
+                incident = _open_incident_for(alert.fingerprint)
+                outcome = RECORDED
+                if incident is not None:
+                    outcome = RESOLVED_NOTED
+                    _note(
+                        incident,
+                        integration=integration,
+                        alert=alert,
+                        what="Alert resolved at the source",
+                        then=" The incident stays open: verify the recovery and resolve it.",
+                        now=now,
+                    )
+            outcomes.append(
+                AlertOutcome(fingerprint=alert.fingerprint, status=alert.status, outcome=outcome, incident=incident)
             )
-        )
-    AlertEvent.objects.bulk_create(events)
-    return IngestResult(outcomes=outcomes)
+            events.append(
+                AlertEvent(
+                    integration=integration,
+                    fingerprint=alert.fingerprint,
+                    status=alert.status,
+                    summary=alert.summary[: AlertEvent._meta.get_field("summary").max_length],
+                    payload=alert.payload,
+                    incident_id=incident.pk if incident is not None else None,
+                )
+            )
+        AlertEvent.objects.bulk_create(events)
+        return IngestResult(outcomes=outcomes)
 
 
 class _Mapping:
@@ -316,23 +316,25 @@ def _description(integration: AlertIntegration, alert: ParsedAlert) -> str:
 # -- integrations ---------------------------------------------------------------------------
 
 
-@transaction.atomic
 def alert_integration_rotate_token(*, integration: AlertIntegration) -> str:
     """A new token for a leaked or lost one; the old one stops working at once. Returns the raw
     token, for the caller to show once."""
-    locked = AlertIntegration.objects.select_for_update().get(pk=integration.pk)
-    if locked.revoked_at is not None:
-        raise ValidationError(f"“{locked.name}” is revoked; create a new integration instead.")
-    raw = alert_integration_issue_token(integration=locked)
-    integration.prefix, integration.key_hash = locked.prefix, locked.key_hash
-    return raw
+    with transaction.atomic():
+        locked = AlertIntegration.objects.select_for_update().get(pk=integration.pk)
+        if locked.revoked_at is not None:
+            raise ValidationError(f"“{locked.name}” is revoked; create a new integration instead.")
+        raw = alert_integration_issue_token(integration=locked)
+        integration.prefix, integration.key_hash = locked.prefix, locked.key_hash
+        return raw
 
 
-@transaction.atomic
 def alert_integration_revoke(*, integration: AlertIntegration) -> bool:
     """Refuse the integration's token from now on, for good (its alerts stay on record).
     Returns False if it was already revoked."""
-    now = timezone.now()
-    revoked = AlertIntegration.objects.filter(pk=integration.pk, revoked_at=None).update(revoked_at=now, active=False)
-    integration.refresh_from_db(fields=["revoked_at", "active"])
-    return revoked == 1
+    with transaction.atomic():
+        now = timezone.now()
+        revoked = AlertIntegration.objects.filter(pk=integration.pk, revoked_at=None).update(
+            revoked_at=now, active=False
+        )
+        integration.refresh_from_db(fields=["revoked_at", "active"])
+        return revoked == 1
