@@ -182,3 +182,22 @@ def test_a_trigger_is_checked_again_when_its_row_fires(team):
     fire_at(timezone.now())
     assert "role:head-of-risk-financial" not in fired_rules(incident)
     assert not Notification.objects.filter(incident=incident, recipient=team["head_of_risk"]).exists()
+
+
+def test_re_evaluation_keeps_the_chain_on_its_next_step_from_its_own_history(team):
+    """A change of impact re-arms the unacknowledged chain from the step it reached, at the time
+    that step's delay gives: not from the start, and not from another incident's chain."""
+    ahead = open_incident(reported_by=team["oncall2"], level=2)
+    t0 = ahead.detected_at
+    for minutes in (0, 16, 22, 28):  # each step falls due 5 min after the last one fired (now)
+        fire_at(t0 + timedelta(minutes=minutes))
+    assert EscalationEvent.objects.filter(incident=ahead, rule="ack", step=3).exists()
+    incident = open_incident(reported_by=team["oncall2"], level=2)
+    fire_at(incident.detected_at)
+    fire_at(incident.detected_at + timedelta(minutes=15, seconds=1))
+    step1_at = EscalationEvent.objects.get(incident=incident, rule="ack", step=1).fired_at
+
+    escalation.escalation_reevaluate(incident=Incident.objects.get(pk=incident.pk), now=step1_at)
+
+    row = Deadline.objects.get(incident=incident, rule="ack", fired_at=None, cancelled_at=None)
+    assert (row.step, row.due_at) == (2, step1_at + timedelta(minutes=5))

@@ -19,7 +19,7 @@ from incidents.escalation.models import (
     RegulatoryRegime,
 )
 from incidents.escalation.regime_clock import stage_due_at
-from incidents.models import BusinessHoliday
+from incidents.models import BusinessHoliday, TimelineEntry
 from tests.factories import open_incident, tick_initial_assessment
 
 pytestmark = pytest.mark.django_db
@@ -146,8 +146,9 @@ def test_dora_intermediate_runs_from_the_initial_submission_and_final_from_the_i
     incident = open_incident(reported_by=team["oncall1"], level=1)
     classify(incident, team["head_of_risk"], when=at(FRIDAY, 22, 30))
     owed = obligations(incident)
-    with pytest.raises(ValidationError, match="previous stage"):
+    with pytest.raises(ValidationError) as refused:
         escalation.regulatory_submit(obligation=owed["intermediate"], user=team["im"], reference="X")
+    assert refused.value.messages == ["This report's clock has not started: submit the previous stage first."]
     # Submitted Tuesday 11:15 (before the noon deadline): 72 h later is Friday 11:15.
     signed_and_submitted(
         owed["initial"], drafter=team["im"], signer=team["head_of_risk"], when=at(days(4), 11, 15), reference="CA-1"
@@ -156,6 +157,13 @@ def test_dora_intermediate_runs_from_the_initial_submission_and_final_from_the_i
     assert owed["initial"].status == "submitted"
     assert owed["intermediate"].clock_started_at == at(days(4), 11, 15)
     assert owed["intermediate"].due_at == at(days(7), 11, 15)
+    started = TimelineEntry.objects.get(incident=incident, action__contains="clock started")
+    assert started.action == f"{owed['intermediate'].label}: clock started, due 2027-09-03 10:15 UTC"
+    assert (started.owner_team, started.occurred_at, started.data) == (
+        "Escalation engine",
+        at(days(4), 11, 15),
+        {"obligation": owed["intermediate"].pk},
+    )
     assert owed["final"].due_at is None
     assert Deadline.objects.filter(rule=f"regulatory:{owed['intermediate'].pk}", step=2).get().due_at == at(
         days(7), 11, 15
@@ -319,7 +327,9 @@ def test_the_drafter_cannot_sign_off_their_own_report(team, second_head_of_risk)
     classify(incident, team["head_of_risk"], when=at(FRIDAY, 10, 0))
     initial = obligations(incident)["initial"]
     regimes.regulatory_draft(obligation=initial, user=team["head_of_risk"], now=at(FRIDAY, 10, 30))
-    with pytest.raises(PermissionDenied, match="drafter"):
+    with pytest.raises(
+        PermissionDenied, match=r"^The report's drafter cannot sign it off; another Head of Risk must\.$"
+    ):
         escalation.regulatory_sign_off(obligation=initial, user=team["head_of_risk"])
     initial.refresh_from_db()
     assert initial.signed_off_at is None
@@ -332,11 +342,13 @@ def test_a_staged_report_is_not_submitted_before_sign_off_nor_signed_before_a_dr
     incident = open_incident(reported_by=team["oncall1"], level=1)
     classify(incident, team["head_of_risk"], when=at(FRIDAY, 10, 0))
     initial = obligations(incident)["initial"]
-    with pytest.raises(ValidationError, match="Draft the report"):
+    with pytest.raises(ValidationError) as refused:
         escalation.regulatory_sign_off(obligation=initial, user=team["head_of_risk"])
+    assert refused.value.messages == ["Draft the report before signing it off."]
     regimes.regulatory_draft(obligation=initial, user=team["im"], now=at(FRIDAY, 10, 30))
-    with pytest.raises(ValidationError, match="signs the report off before"):
+    with pytest.raises(ValidationError) as refused:
         escalation.regulatory_submit(obligation=initial, user=team["im"], reference="CA-9")
+    assert refused.value.messages == ["The Head of Risk Management signs the report off before it is submitted."]
     initial.refresh_from_db()
     assert initial.submitted_at is None
     assert obligations(incident)["intermediate"].due_at is None
