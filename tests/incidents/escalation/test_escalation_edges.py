@@ -201,3 +201,28 @@ def test_re_evaluation_keeps_the_chain_on_its_next_step_from_its_own_history(tea
 
     row = Deadline.objects.get(incident=incident, rule="ack", fired_at=None, cancelled_at=None)
     assert (row.step, row.due_at) == (2, step1_at + timedelta(minutes=5))
+
+
+@pytest.mark.parametrize(("category", "paged"), [("compliance", True), ("operational", False)])
+def test_the_head_of_risk_is_paged_for_a_compliance_incident_and_for_no_other(team, category, paged):
+    incident = open_incident(reported_by=team["oncall1"], level=3, category=category, financial_impact_usd=None)
+    fire_at(timezone.now())
+    assert ("role:head-of-risk-compliance" in fired_rules(incident)) is paged
+
+
+@pytest.mark.parametrize(
+    ("grace", "reminded"),
+    [(timedelta(minutes=10), False), (timedelta(minutes=10, seconds=1), True)],
+    ids=["reminder-would-fall-at-the-raise", "a-second-later"],
+)
+def test_no_reminder_when_it_would_fall_at_the_moment_of_the_raise(team, grace, reminded):
+    from incidents.escalation.models import RegulatoryCategory
+
+    RegulatoryCategory.objects.create(
+        key="edge", name="Edge", window="immediate", immediate_grace=grace, reminder_before=timedelta(minutes=10)
+    )
+    incident = open_incident(reported_by=team["oncall1"], level=3)
+    now = timezone.now()
+    obligation = escalation.regulatory_raise(incident=incident, category_key="edge", now=now)
+    steps = set(Deadline.objects.filter(rule=f"regulatory:{obligation.pk}").values_list("step", flat=True))
+    assert steps == ({1, 2} if reminded else {2})
