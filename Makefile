@@ -11,6 +11,9 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Local defaults for the suite: the real PostgreSQL and Redis on this machine.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tmt_ir
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+# pytest-xdist workers for make test: one per core. Much of the suite waits on real processes,
+# sockets and browsers, so the workers overlap that waiting too. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PANGO_PKGS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 # pdftoppm: the report layout tests render the PDF's pages to images.
@@ -60,7 +63,7 @@ test: install test-e2e-deps
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	TMT_REQUIRE_SERVICES=1 \
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The API contract fuzz run at length (make test runs it with 5 examples per operation).
 fuzz: install
@@ -78,7 +81,7 @@ bench: install
 	done
 
 # Mutation testing of the rules that page people and sign reports (mutation/run.py; hours for
-# every module). One module: make mutate MUTANTS='incidents.escalation.services*'
+# every module). One module: make mutate MUTANTS=incidents.escalation.services
 mutate: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	$(PY) mutation/run.py $(MUTANTS)

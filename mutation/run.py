@@ -6,13 +6,18 @@ dropped, a constant moved, a call's argument replaced) and runs the tests that c
 edited function. A mutant the tests notice is killed; one they don't is a gap, unless it is
 listed in mutation/equivalent.txt with the reason it changes nothing a user could notice.
 
-    python mutation/run.py                               # every configured module (hours)
-    python mutation/run.py "incidents.api.services.alerts*"   # one module's mutants
-    python mutation/run.py --report                      # the scores of the last run only
+    python mutation/run.py                                   # every module below (hours)
+    python mutation/run.py incidents.escalation.services     # one module
+    python mutation/run.py "incidents.escalation.services.x__fire_*"   # some of its functions
+    python mutation/run.py --report                          # the scores of the runs so far
 
-Each test run gets its own copy of a migrated template database (tests/conftest.py), so the
-forked runs mutmut keeps side by side never share tables. Prints the score per module; the last
-line is one JSON object.
+Each module is judged by its own tests (MODULE_TESTS): a mutant of the escalation rules runs
+against the escalation tests, not against the six hundred tests that open an incident on the
+way, which would cost minutes per surviving mutant. A mutant a far-away test would have caught
+counts as survived, so the score can only be understated. Each test run gets its own copy of
+a migrated template database (tests/conftest.py), so the forked runs mutmut keeps side by side
+never share tables. Results are kept between runs (mutants/); a changed source file starts its
+module again. Prints the score per module; the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from fnmatch import fnmatch
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +39,48 @@ VENV_BIN = Path(sys.executable).parent
 EQUIVALENT = Path(__file__).resolve().parent / "equivalent.txt"
 TEMPLATE_DB = os.environ.get("TMT_MUTATION_TEMPLATE_DB", "tmt_ir_mutation_template")
 GOAL = 0.90
+STATS = ROOT / "mutants" / "mutmut-stats.json"
+STATS_SELECTION = ROOT / "mutants" / "stats-selection.txt"
+
+# The tests that judge each module (node id prefixes), those of the rules it holds.
+LIFECYCLE_TESTS = [
+    "tests/incidents/test_lifecycle.py",
+    "tests/incidents/test_lifecycle_record.py",
+    "tests/incidents/test_concurrency.py",
+    "tests/incidents/test_roles.py",
+    "tests/incidents/test_portal_ticks.py",
+    "tests/incidents/test_time_bounds.py",
+    "tests/incidents/test_friction.py",
+]
+MODULE_TESTS = {
+    "incidents.services.incident": LIFECYCLE_TESTS,
+    "incidents.models.incident": LIFECYCLE_TESTS,
+    "incidents.escalation.services": [
+        "tests/incidents/escalation/",
+        "tests/incidents/test_lifecycle_record.py",
+        "tests/incidents/test_concurrency.py",
+        # "Escalate now" is a pager reply; an overdue review escalates to the incident manager.
+        "tests/incidents/notifications/test_pager_replies.py",
+        "tests/reports/test_review_overdue.py",
+    ],
+    "incidents.notifications.services": [
+        "tests/incidents/notifications/",
+        "tests/incidents/escalation/test_escalation.py",
+        "tests/incidents/escalation/test_escalation_batches.py",
+        "tests/incidents/escalation/test_escalation_edges.py",
+        "tests/incidents/escalation/test_audiences.py",
+    ],
+    "incidents.monitoring.emergency": [
+        "tests/incidents/monitoring/test_emergency_stop.py",
+        "tests/incidents/monitoring/test_emergency_stop_ticks.py",
+        "tests/incidents/monitoring/test_trading_halt.py",
+    ],
+    "incidents.api.services.alerts": [
+        "tests/incidents/api/test_alerts.py",
+        "tests/incidents/api/test_alert_payloads.py",
+    ],
+    "reports.services": ["tests/reports/"],
+}
 
 
 def _database_url(name: str) -> str:
@@ -54,12 +102,51 @@ def prepare_template() -> None:
     )
 
 
-def run_mutmut(selection: list[str]) -> None:
-    env = dict(os.environ, DATABASE_URL=_database_url(TEMPLATE_DB), TMT_TEST_DB_TEMPLATE=TEMPLATE_DB)
-    env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
-    subprocess.run(  # noqa: S603 - mutmut from our venv; the selection is globs of mutant names
-        [VENV_BIN / "mutmut", "run", *selection], cwd=ROOT, env=env, check=False
+def module_of(selection: str) -> str:
+    for module in MODULE_TESTS:
+        if selection == module or selection.startswith(module + "."):
+            return module
+    raise SystemExit(f"{selection!r} is in none of the modules: {', '.join(MODULE_TESTS)}")
+
+
+def not_killed(selection: str) -> list[str]:
+    """The mutants of a selection that survived or had no test in the last run: after new
+    tests, only these need running again."""
+    module = module_of(selection)
+    meta = ROOT / "mutants" / (module.replace(".", "/") + ".py.meta")
+    if not meta.exists():
+        return []
+    glob = selection if "*" in selection else f"{selection}.*"
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    return [
+        name
+        for name, code in codes.items()
+        if code is not None and status_by_exit_code[code] in ("survived", "no tests") and fnmatch(name, glob)
+    ]
+
+
+def run_mutmut(selection: str, *, survivors_only: bool = False) -> None:
+    """One module's mutants (or some of its functions'), against that module's tests."""
+    tests = ",".join(MODULE_TESTS[module_of(selection)])
+    # mutmut maps functions to the tests that reach them once per test selection; another
+    # module's map would send this module's mutants to the wrong tests.
+    if not STATS_SELECTION.exists() or STATS_SELECTION.read_text() != tests:
+        STATS.unlink(missing_ok=True)
+    env = dict(
+        os.environ,
+        DATABASE_URL=_database_url(TEMPLATE_DB),
+        TMT_TEST_DB_TEMPLATE=TEMPLATE_DB,
+        TMT_MUTATION_TESTS=tests,
     )
+    env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+    names = not_killed(selection) if survivors_only else [selection if "*" in selection else f"{selection}.*"]
+    if not names:
+        return
+    subprocess.run(  # noqa: S603 - mutmut from our venv; the selection is mutant names or globs of them
+        [VENV_BIN / "mutmut", "run", *names], cwd=ROOT, env=env, check=False
+    )
+    if STATS.exists():
+        STATS_SELECTION.write_text(tests)
 
 
 def equivalent_mutants() -> dict[str, str]:
@@ -116,12 +203,19 @@ def report() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("selection", nargs="*", help="mutant name globs, e.g. 'incidents.escalation.services*'")
-    parser.add_argument("--report", action="store_true", help="print the last run's scores only")
+    parser.add_argument(
+        "selection", nargs="*", help="modules (incidents.escalation.services) or globs of their mutants' names"
+    )
+    parser.add_argument("--report", action="store_true", help="print the scores of the runs so far only")
+    parser.add_argument("--survivors", action="store_true", help="run again only the mutants the last run did not kill")
     args = parser.parse_args()
     if not args.report:
+        selections = args.selection or list(MODULE_TESTS)
+        for selection in selections:
+            module_of(selection)  # refuse a typo before hours of work
         prepare_template()
-        run_mutmut(args.selection)
+        for selection in selections:
+            run_mutmut(selection, survivors_only=args.survivors)
     report()
 
 

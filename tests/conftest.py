@@ -10,6 +10,43 @@ from tests.celery_fixtures import celery_worker, dispatcher, sms_provider  # noq
 REQUIRE_SERVICES = os.environ.get("TMT_REQUIRE_SERVICES") == "1"
 
 
+def _own_redis_database_per_xdist_worker() -> None:
+    # pytest-xdist gives each worker its own test database; the broker needs the same, or one
+    # worker's queue purge and test Celery workers would take another's messages. Worker gwN
+    # uses the configured Redis database minus N (15, 14, ... under make test); the processes
+    # the tests start inherit it through the environment.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    from django.conf import settings
+
+    if not worker or not settings.CELERY_BROKER_URL.startswith("redis://"):
+        return
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tmt_ir.celery import app
+
+    url = urlsplit(settings.CELERY_BROKER_URL)
+    base = int(url.path.strip("/") or 0)
+    own = urlunsplit(url._replace(path=f"/{(base - int(worker.removeprefix('gw'))) % 16}"))
+    os.environ["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL = app.conf.broker_url = own
+
+
+_own_redis_database_per_xdist_worker()
+
+
+def pytest_collection_modifyitems(config, items):
+    # Mutation testing judges each module by its own tests (mutation/run.py names them): a
+    # mutant of the escalation rules is run against the escalation tests, not against every
+    # test that happens to open an incident on the way.
+    only = os.environ.get("TMT_MUTATION_TESTS")
+    if not only:
+        return
+    prefixes = tuple(only.split(","))
+    deselected = [item for item in items if not item.nodeid.startswith(prefixes)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item.nodeid.startswith(prefixes)]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     # Under `make test` / CI every real part is there, so a skip means a missing service or
@@ -45,7 +82,7 @@ if os.environ.get("TMT_TEST_DB_TEMPLATE"):
     # under a second) instead of running the migrations again (about 10 s), and the copy is
     # dropped at the end, so a flush by one run's transactional tests never reaches another's.
     @pytest.fixture(scope="session")
-    def django_db_setup(django_db_blocker):
+    def django_db_setup(django_db_blocker, request):
         from django.db import connection
 
         template = os.environ["TMT_TEST_DB_TEMPLATE"]
@@ -57,8 +94,13 @@ if os.environ.get("TMT_TEST_DB_TEMPLATE"):
                 cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
             connection.settings_dict["NAME"] = name
             # What create_test_db keeps for tests with serialized_rollback=True (the seeded rows
-            # they put back after their flush).
-            connection._test_serialized_contents = connection.creation.serialize_db_to_string()
+            # they put back after their flush): half a second, so only when such a test runs.
+            if any(
+                marker.kwargs.get("serialized_rollback")
+                for item in request.session.items
+                for marker in item.iter_markers("django_db")
+            ):
+                connection._test_serialized_contents = connection.creation.serialize_db_to_string()
         yield
         with django_db_blocker.unblock():
             connection.close()
