@@ -226,3 +226,41 @@ def test_no_reminder_when_it_would_fall_at_the_moment_of_the_raise(team, grace, 
     obligation = escalation.regulatory_raise(incident=incident, category_key="edge", now=now)
     steps = set(Deadline.objects.filter(rule=f"regulatory:{obligation.pk}").values_list("step", flat=True))
     assert steps == ({1, 2} if reminded else {2})
+
+
+@pytest.mark.parametrize("batch", [3, 4, 5], ids=["batches-of-3", "exactly-one-batch-then-none", "one-part-batch"])
+def test_one_run_fires_every_due_row_whatever_the_batch_size(team, batch):
+    """Rows are claimed a batch at a time; a full batch means there may be more, so the run goes
+    on until a batch comes back short (or its time budget runs out)."""
+    incidents = [open_incident(reported_by=team["oncall1"], level=2) for _ in range(4)]
+    due = Deadline.objects.filter(incident__in=incidents, due_at__lte=timezone.now(), fired_at=None)
+    count = due.count()
+    assert count == 4  # each chain's first step is due at open
+
+    fired = escalation.deadlines_fire_due(now=timezone.now(), batch=batch)
+
+    assert fired == count
+    assert not due.filter(fired_at=None).exists()
+
+
+def test_a_run_past_its_time_budget_stops_after_the_batch_in_hand(team):
+    incidents = [open_incident(reported_by=team["oncall1"], level=2) for _ in range(3)]
+    fired = escalation.deadlines_fire_due(now=timezone.now(), batch=1, budget=timedelta(0))
+    assert fired == 1  # the next run takes the rest
+    assert Deadline.objects.filter(incident__in=incidents, rule="ack", step=0, fired_at=None).count() == 2
+
+
+def test_an_rto_page_fired_for_another_incident_does_not_stop_this_ones(team):
+    from tests.factories import system
+
+    first = open_incident(reported_by=team["oncall1"], level=2, systems=("database",))
+    row = Deadline.objects.get(incident=first, rule="rto_breach:database")
+    fire_at(row.due_at)
+    assert EscalationEvent.objects.filter(incident=first, rule="rto_breach:database").exists()
+    second = open_incident(reported_by=team["oncall1"], level=2, systems=("market_analysis",))
+
+    services.incident_update(
+        incident=second, user=team["oncall1"], affected_systems=[system("market_analysis"), system("database")]
+    )
+
+    assert Deadline.objects.filter(incident=second, rule="rto_breach:database", cancelled_at=None).exists()
