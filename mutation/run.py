@@ -16,8 +16,8 @@ against the escalation tests, not against the six hundred tests that open an inc
 way, which would cost minutes per surviving mutant. A mutant a far-away test would have caught
 counts as survived, so the score can only be understated. Each test run gets its own copy of
 a migrated template database (tests/conftest.py), so the forked runs mutmut keeps side by side
-never share tables. Results are kept between runs (mutants/); a changed source file starts its
-module again. Prints the score per module; the last line is one JSON object.
+never share tables. Results are kept between runs (mutants/). Prints the score per module; the
+last line is one JSON object.
 """
 
 from __future__ import annotations
