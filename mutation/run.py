@@ -109,6 +109,11 @@ def module_of(selection: str) -> str:
     raise SystemExit(f"{selection!r} is in none of the modules: {', '.join(MODULE_TESTS)}")
 
 
+def _glob(selection: str) -> str:
+    """A module's name stands for all its mutants."""
+    return selection if "*" in selection else f"{selection}.*"
+
+
 def not_killed(selection: str) -> list[str]:
     """The mutants of a selection that survived or had no test in the last run: after new
     tests, only these need running again."""
@@ -116,8 +121,8 @@ def not_killed(selection: str) -> list[str]:
     meta = ROOT / "mutants" / (module.replace(".", "/") + ".py.meta")
     if not meta.exists():
         return []
-    glob = selection if "*" in selection else f"{selection}.*"
     codes = json.loads(meta.read_text())["exit_code_by_key"]
+    glob = _glob(selection)
     return [
         name
         for name, code in codes.items()
@@ -139,7 +144,7 @@ def run_mutmut(selection: str, *, survivors_only: bool = False) -> None:
         TMT_MUTATION_TESTS=tests,
     )
     env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
-    names = not_killed(selection) if survivors_only else [selection if "*" in selection else f"{selection}.*"]
+    names = not_killed(selection) if survivors_only else [_glob(selection)]
     if not names:
         return
     subprocess.run(  # noqa: S603 - mutmut from our venv; the selection is mutant names or globs of them

@@ -41,10 +41,12 @@ def pytest_collection_modifyitems(config, items):
     if not only:
         return
     prefixes = tuple(only.split(","))
-    deselected = [item for item in items if not item.nodeid.startswith(prefixes)]
+    kept, deselected = [], []
+    for item in items:
+        (kept if item.nodeid.startswith(prefixes) else deselected).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if item.nodeid.startswith(prefixes)]
+        items[:] = kept
 
 
 @pytest.hookimpl(hookwrapper=True)

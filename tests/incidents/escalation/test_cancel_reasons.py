@@ -9,7 +9,7 @@ import pytest
 
 from incidents import services
 from incidents.escalation import status_updates
-from incidents.escalation.models import Deadline
+from incidents.escalation.models import Deadline, RegulatoryObligation
 from incidents.models import SeverityLevel
 from tests.factories import open_incident, system, tick_initial_assessment
 
@@ -120,7 +120,6 @@ def test_resolving_cancels_what_is_left_as_incident_resolved(team, bystander):
 
 
 def test_a_security_false_alarm_cancelled_raises_no_regulatory_notification(team, bystander):
-    from incidents.escalation.models import RegulatoryObligation
 
     incident = open_incident(reported_by=team["oncall2"], level=2, category="security")
     services.incident_transition(incident=incident, name="cancel", user=team["oncall1"], reason="Pen test")

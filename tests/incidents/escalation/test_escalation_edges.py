@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from incidents import services
 from incidents.escalation import services as escalation
-from incidents.escalation.models import Deadline, EscalationEvent
+from incidents.escalation.models import Deadline, EscalationEvent, RegulatoryCategory
 from incidents.models import Incident
 from incidents.notifications import services as notifications
 from incidents.notifications.models import Notification
-from tests.factories import open_incident
+from tests.factories import open_incident, system
 
 pytestmark = pytest.mark.django_db
 
@@ -216,7 +216,6 @@ def test_the_head_of_risk_is_paged_for_a_compliance_incident_and_for_no_other(te
     ids=["reminder-would-fall-at-the-raise", "a-second-later"],
 )
 def test_no_reminder_when_it_would_fall_at_the_moment_of_the_raise(team, grace, reminded):
-    from incidents.escalation.models import RegulatoryCategory
 
     RegulatoryCategory.objects.create(
         key="edge", name="Edge", window="immediate", immediate_grace=grace, reminder_before=timedelta(minutes=10)
@@ -251,7 +250,6 @@ def test_a_run_past_its_time_budget_stops_after_the_batch_in_hand(team):
 
 
 def test_an_rto_page_fired_for_another_incident_does_not_stop_this_ones(team):
-    from tests.factories import system
 
     first = open_incident(reported_by=team["oncall1"], level=2, systems=("database",))
     row = Deadline.objects.get(incident=first, rule="rto_breach:database")

@@ -6,12 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from incidents import business_days, services
 from incidents.escalation import services as escalation
-from incidents.escalation.models import Deadline, RegulatoryCategory, RegulatoryObligation
+from incidents.escalation.models import Deadline, EscalationEvent, RegulatoryCategory, RegulatoryObligation
 from incidents.models import TimelineEntry
+from incidents.notifications.models import Notification
 from tests.factories import open_incident
 
 pytestmark = pytest.mark.django_db
@@ -184,7 +186,6 @@ def test_a_submission_cancels_only_its_own_pending_pages_and_says_so_on_the_time
 
 
 def test_a_submission_keeps_its_evidence_file_and_refuses_a_file_of_the_wrong_kind(team):
-    from django.core.files.uploadedfile import SimpleUploadedFile
 
     incident = open_incident(reported_by=team["oncall1"], level=3)
     obligation = escalation.regulatory_raise(incident=incident, category_key="data-integrity")
@@ -210,8 +211,6 @@ def test_a_submission_keeps_its_evidence_file_and_refuses_a_file_of_the_wrong_ki
 
 @pytest.mark.parametrize(("step", "verb"), [(1, "due soon"), (2, "now due")])
 def test_the_reminder_and_the_due_page_go_to_the_head_of_risk_and_the_commander(team, step, verb):
-    from incidents.escalation.models import EscalationEvent
-    from incidents.notifications.models import Notification
 
     incident = open_incident(reported_by=team["im"], level=2, commander=team["oncall3"])
     obligation = escalation.regulatory_raise(incident=incident, category_key="data-integrity", now=RAISED)
@@ -232,7 +231,6 @@ def test_the_reminder_and_the_due_page_go_to_the_head_of_risk_and_the_commander(
 
 
 def test_no_page_for_a_notification_already_submitted_by_its_due_time(team):
-    from incidents.escalation.models import EscalationEvent
 
     incident = open_incident(reported_by=team["im"], level=3)
     obligation = escalation.regulatory_raise(incident=incident, category_key="data-integrity", now=RAISED)
