@@ -446,7 +446,7 @@ def _name(user) -> str:
 
 
 def _incident_manager():
-    return role_contact(INCIDENT_MANAGER) or role_contact(INCIDENT_MANAGER, deputy=True)
+    return role_contact(INCIDENT_MANAGER)
 
 
 def follow_up_reminder(*, deadline, incident: Incident, now: datetime) -> Reminder | None:

@@ -620,7 +620,7 @@ def resolve_target(target: str, role: str, at: datetime):
         return on_call_at(role, at), f"on-call {role}"
     if target == EscalationStep.Target.ON_CALL_DEPUTY:
         return on_call_at(role, at, deputy=True), f"on-call deputy ({role})"
-    return role_contact(role) or role_contact(role, deputy=True), role
+    return role_contact(role), role
 
 
 # -- firing ---------------------------------------------------------------------------------
@@ -865,11 +865,11 @@ def _fire_role(deadline: Deadline, incident: Incident, now: datetime, batch: _Fi
         return
     if fallback == ["manager"]:
         role = INCIDENT_MANAGER
-        user = batch.contact(role) or batch.contact(role, deputy=True)
+        user = batch.contact(role)
         whom = f"the incident manager, as the {trigger.role} could not be reached:"
     else:
         role = trigger.role
-        user = batch.contact(role, deputy=deputy) or (None if deputy else batch.contact(role, deputy=True))
+        user = batch.contact(role, deputy=deputy)
         whom = f"{role} deputy" if deputy else role
     who = _name(user) if user else f"nobody (no contact for {role} configured)"
     event = _record_event(
@@ -922,7 +922,7 @@ def _fire_status(deadline: Deadline, incident: Incident, now: datetime, batch: _
             due_at=now + after,
         )
     else:
-        user = batch.contact(INCIDENT_MANAGER) or batch.contact(INCIDENT_MANAGER, deputy=True)
+        user = batch.contact(INCIDENT_MANAGER)
         event = _record_event(
             deadline,
             incident,
@@ -950,7 +950,7 @@ def _fire_regulatory(deadline: Deadline, incident: Incident, now: datetime, batc
     )
     if obligation.submitted_at:
         return
-    user = batch.contact(HEAD_OF_RISK) or batch.contact(HEAD_OF_RISK, deputy=True)
+    user = batch.contact(HEAD_OF_RISK)
     verb = "due soon" if deadline.step == 1 else "now due"
     event = _record_event(
         deadline,
@@ -992,7 +992,7 @@ def _fire_rto(deadline: Deadline, incident: Incident, now: datetime, batch: _Fir
     if system is None:
         # Removed from the incident while this row waited: its clock no longer runs.
         return
-    user = batch.contact(INCIDENT_MANAGER) or batch.contact(INCIDENT_MANAGER, deputy=True)
+    user = batch.contact(INCIDENT_MANAGER)
     who = _name(user) if user else "nobody (no Incident Manager contact configured)"
     event = _record_event(
         deadline,

@@ -151,10 +151,11 @@ def test_an_overdue_status_update_with_no_commander_reminds_whoever_is_on_call(t
     assert fired(incident, "status:1", 1).target_user == team["oncall1"]
 
 
-def test_the_status_escalation_goes_to_the_deputy_then_to_nobody_and_says_so(team):
+def test_the_status_escalation_pages_the_incident_manager_named_when_it_fires_or_says_nobody(team):
     incident = open_incident(reported_by=team["im"], level=1, commander=team["oncall3"])
     step1 = Deadline.objects.get(incident=incident, rule="status:1", step=1)
     escalation.deadlines_fire_due(now=step1.due_at)
+    # The incident manager changed after the reminder: the one named now is paged.
     RoleContact.objects.filter(role__name="Incident Manager").update(primary=team["im_deputy"], deputy=None)
     step2 = Deadline.objects.get(incident=incident, rule="status:1", step=2)
 
@@ -247,16 +248,26 @@ def test_a_deputy_page_with_no_deputy_goes_to_nobody_and_on_to_the_manager(team)
     assert manager.due_at == deputy.fired_at and manager.fired_at is None
 
 
-def test_the_manager_fallback_pages_the_managers_deputy_when_there_is_no_manager(team):
-    RoleContact.objects.filter(role__name="Incident Manager").update(primary=team["im_deputy"], deputy=None)
+def test_the_manager_fallback_with_no_incident_manager_configured_says_so(team):
+    RoleContact.objects.filter(role__name="Incident Manager").delete()
     incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
+    trigger = escalation.snapshot_of(incident).trigger("cto-sev1")
     fire_first_pages(incident)
     now = incident.detected_at + timedelta(minutes=1)
     escalation.deadline_schedule(
         incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1:manager", step=1, due_at=now
     )
+
     escalation.deadlines_fire_due(now=now)
-    assert fired(incident, "role:cto-sev1:manager", 1).target_user == team["im_deputy"]
+
+    manager = fired(incident, "role:cto-sev1:manager", 1)
+    assert manager.target_user is None
+    assert manager.summary == (
+        f"{trigger.name}: paging the incident manager, as the CTO could not be reached: "
+        "nobody (no contact for Incident Manager configured)"
+    )
+    # The last fallback: nothing further is armed.
+    assert list(Deadline.objects.filter(incident=incident, rule__startswith="role:cto-sev1:", fired_at=None)) == []
 
 
 def test_a_role_page_whose_trigger_no_longer_applies_records_nothing(team):
