@@ -52,12 +52,13 @@ def test_the_next_step_of_the_chain_falls_due_now_and_the_dispatcher_is_woken(te
     assert wakeups.DEADLINES in woken
 
 
-def test_a_step_already_fired_or_cancelled_is_not_moved(team, woken):
+@pytest.mark.parametrize("then", ["fired", "cancelled"])
+def test_a_step_already_fired_or_cancelled_is_not_moved(team, woken, then):
     incident = open_incident(reported_by=team["oncall2"], level=2)
     event = first_page(incident)
     step1 = Deadline.objects.get(incident=incident, rule="ack", step=1)
-    step1.cancelled_at = timezone.now()
-    step1.save(update_fields=["cancelled_at"])
+    setattr(step1, f"{then}_at", timezone.now())
+    step1.save(update_fields=[f"{then}_at"])
     due = step1.due_at
     woken.clear()
 
@@ -65,6 +66,20 @@ def test_a_step_already_fired_or_cancelled_is_not_moved(team, woken):
 
     assert Deadline.objects.get(pk=step1.pk).due_at == due
     assert wakeups.DEADLINES not in woken  # nothing moved, nothing to wake for
+
+
+def test_only_the_step_after_the_failed_one_moves_not_a_later_one(team, woken):
+    incident = open_incident(reported_by=team["oncall2"], level=2)
+    event = first_page(incident)
+    step1 = Deadline.objects.get(incident=incident, rule="ack", step=1)
+    # A later step already waiting (armed while another was pending) keeps its own time.
+    later = step1.due_at + timedelta(minutes=15)
+    Deadline.objects.create(incident=incident, kind=Deadline.Kind.ACKNOWLEDGE, rule="ack", step=2, due_at=later)
+    now = incident.detected_at + timedelta(minutes=1)
+
+    escalation.escalation_advance_after_failure(event=event, now=now)
+
+    assert ack_due(incident) == {1: now, 2: later}
 
 
 @pytest.mark.parametrize("then", ["acknowledged", "cancelled"])

@@ -195,6 +195,28 @@ def test_dora_intermediate_due_on_a_weekend_moves_to_monday_noon(team, second_he
     assert obligations(incident)["intermediate"].due_at == at(days(3), 12, 0)
 
 
+@pytest.mark.parametrize(
+    ("cap", "due"),
+    [
+        (timedelta(hours=30), at(days(-2), 15, 0)),  # aware Tuesday 09:00 + 30 h, before the 72 h
+        (None, at(days(3), 12, 0)),  # no cap: Wednesday 13:00 + 72 h is Saturday, moved to Monday noon
+    ],
+)
+def test_an_awareness_cap_configured_on_a_later_stage_caps_its_clock_too(team, cap, due):
+    # The seed caps only the initial notification, but the cap is editable on every stage.
+    RegimeStage.objects.filter(regime__key="dora", key="intermediate").update(no_later_than_after_awareness=cap)
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    classify(incident, team["head_of_risk"], when=at(days(-3), 9, 30), aware=at(days(-3), 9, 0))
+    signed_and_submitted(
+        obligations(incident)["initial"],
+        drafter=team["im"],
+        signer=team["head_of_risk"],
+        when=at(days(-2), 13, 0),
+        reference="CA-3",
+    )
+    assert obligations(incident)["intermediate"].due_at == due
+
+
 def test_a_missed_dora_initial_pages_the_head_of_risk(team):
     incident = open_incident(reported_by=team["oncall1"], level=1)
     classify(incident, team["head_of_risk"], when=at(days(-3), 9, 0))
