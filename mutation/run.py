@@ -73,6 +73,7 @@ MODULE_TESTS = {
     "incidents.monitoring.emergency": [
         "tests/incidents/monitoring/test_emergency_stop.py",
         "tests/incidents/monitoring/test_emergency_stop_ticks.py",
+        "tests/incidents/monitoring/test_emergency_outcome.py",
         "tests/incidents/monitoring/test_trading_halt.py",
     ],
     "incidents.api.services.alerts": [
