@@ -74,6 +74,7 @@ MODULE_TESTS = {
         "tests/incidents/monitoring/test_emergency_stop.py",
         "tests/incidents/monitoring/test_emergency_stop_ticks.py",
         "tests/incidents/monitoring/test_emergency_outcome.py",
+        "tests/incidents/monitoring/test_emergency_record.py",
         "tests/incidents/monitoring/test_trading_halt.py",
     ],
     "incidents.api.services.alerts": [

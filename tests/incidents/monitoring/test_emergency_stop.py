@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,23 +16,6 @@ from tests.conftest import _user_in
 from tests.factories import open_incident
 
 REASON = "Risk limits breached on EUR/USD; halting all trading"
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[SimulatorServer]:
-    server = SimulatorServer(agent_ports={"circuit_breaker": 0}, control_port=None)
-    server.start_in_thread()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def breaker(simulator: SimulatorServer, settings, db) -> Iterator[SimulatorServer]:
-    simulator.reset()
-    settings.TMT_CIRCUIT_BREAKER_URL = simulator.endpoints.agent_url("circuit_breaker")
-    settings.TMT_CIRCUIT_BREAKER_TIMEOUT = 2.0
-    yield simulator
-    simulator.reset()
 
 
 def agent_status(simulator: SimulatorServer) -> dict:

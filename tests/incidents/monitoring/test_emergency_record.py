@@ -1,0 +1,135 @@
+"""What an emergency stop leaves on the record, word for word, against the real simulator: the
+request entry (scope, who, the trigger condition, the reason), the result entry (outcome, the
+agent's stop ID, the status check), the Sev1 incident it opens when none is linked or the
+linked one is closed, and the limits on what is sent."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from incidents import services
+from incidents.models import Incident, TimelineEntry
+from incidents.monitoring import emergency
+from incidents.monitoring.models import EmergencyStop, StopReason
+from tests.factories import open_incident
+from tests.incidents.monitoring.test_emergency_stop import agent_status
+
+
+def entries(incident) -> list[TimelineEntry]:
+    return list(incident.timeline.filter(kind=TimelineEntry.Kind.EMERGENCY_STOP).order_by("id"))
+
+
+def test_the_request_and_the_result_are_recorded_word_for_word(breaker, engineer):
+    stop = emergency.emergency_stop_trigger(
+        user=engineer,
+        reason="Spread widening on all venues",
+        reason_code=StopReason.RISK_DECISION,
+        stop_all_trading=False,
+    )
+
+    name = engineer.get_full_name()
+    request, result, *_ = entries(stop.incident)
+    assert request.action == (
+        f"Emergency stop of trading (not all) requested by {name} "
+        "(Risk management decision, risk_management_decision). Reason: Spread widening on all venues"
+    )
+    assert request.owner == engineer and request.occurred_at == stop.requested_at
+    assert request.data == {"emergency_stop": stop.pk, "agent_url": stop.agent_url, "stop_all_trading": False}
+    stop_id = agent_status(breaker)["stop_id"]
+    assert re.fullmatch(
+        rf"Emergency stop result: TRADING STOPPED \(VERIFIED\) \(\d+\.\d s\)\. Agent: HTTP 200, stop ID {stop_id}\. "
+        r"Status check: HTTP 200, trading_halted=true\.",
+        result.action,
+    ), result.action
+    assert result.owner == engineer and result.occurred_at == stop.completed_at
+    assert result.data["emergency_stop"] == stop.pk and result.data["outcome"] == "stopped"
+    assert result.data["status_response"]["body"]["trading_halted"] is True
+    assert agent_status(breaker)["reason"] == "risk_management_decision"
+    assert agent_status(breaker)["stop_all_trading"] is False
+
+
+def test_a_refused_stop_says_why_in_its_result(breaker, engineer):
+    breaker.inject_fault("circuit_breaker", "refuse_stop:409")
+    stop = emergency.emergency_stop_trigger(user=engineer, reason="refusal on the record")
+    result = entries(stop.incident)[-1]
+    assert stop.error.startswith("HTTP 409")
+    assert re.fullmatch(
+        r"Emergency stop result: REFUSED BY THE AGENT \(\d+\.\d s\)\. Agent: HTTP 409[^,]*\. "
+        rf"Status check: HTTP 200, trading_halted=false\. {re.escape(stop.error)}\.",
+        result.action,
+    ), result.action
+    assert "stop ID" not in result.action
+
+
+def test_a_stop_with_no_incident_opens_a_sev1_that_says_who_and_why(breaker, engineer):
+    stop = emergency.emergency_stop_trigger(user=engineer, reason="Runaway algo on desk 4")
+    incident = stop.incident
+    assert incident.title == "Trading emergency stop: Runaway algo on desk 4"
+    assert incident.description == (
+        f"Emergency stop triggered by {engineer.get_full_name()} from the portal. Reason: Runaway algo on desk 4."
+    )
+    assert incident.severity.level == 1 and incident.reported_by == engineer and incident.commander == engineer
+    assert incident.detection_method == "user_report"
+    assert incident.detected_at == stop.requested_at
+
+
+def test_a_stop_linked_to_a_closed_incident_opens_a_new_one_that_names_it(breaker, engineer):
+    old = open_incident(reported_by=engineer, level=2)
+    services.incident_transition(incident=old, name="cancel", user=engineer, reason="Duplicate report")
+    old.refresh_from_db()
+
+    stop = emergency.emergency_stop_trigger(user=engineer, reason="Second halt", incident=old)
+
+    assert stop.incident != old and Incident.objects.count() == 2
+    assert stop.incident.description.endswith(f"Reason: Second halt. Related to {old.reference}, which is cancelled.")
+    assert not entries(old)  # nothing written on the closed one
+
+
+def test_a_long_reason_makes_a_title_of_200_characters_and_is_sent_whole(breaker, engineer):
+    reason = "r" * 500  # the circuit breaker's limit
+    stop = emergency.emergency_stop_trigger(user=engineer, reason=reason)
+    assert stop.incident.title == ("Trading emergency stop: " + reason)[:200]
+    assert agent_status(breaker)["details"] == reason
+
+
+@pytest.mark.parametrize(("length", "allowed"), [(499, True), (500, True), (501, False)])
+def test_the_reason_is_at_most_500_characters(breaker, engineer, length, allowed):
+    if allowed:
+        assert emergency.emergency_stop_validate(user=engineer, reason="x" * length) == "x" * length
+        return
+    with pytest.raises(ValidationError) as refused:
+        emergency.emergency_stop_validate(user=engineer, reason="x" * length)
+    assert refused.value.message_dict == {"reason": ["At most 500 characters (the circuit breaker's limit)."]}
+    assert not EmergencyStop.objects.exists()
+
+
+def test_an_unknown_trigger_condition_is_refused_before_anything_is_sent(breaker, engineer):
+    with pytest.raises(ValidationError) as refused:
+        emergency.emergency_stop_trigger(user=engineer, reason="test", reason_code="because")
+    assert refused.value.message_dict == {"reason_code": ["Choose one of the trigger conditions."]}
+    assert not EmergencyStop.objects.exists() and agent_status(breaker)["trading_halted"] is False
+
+
+def test_the_reason_is_sent_without_surrounding_spaces(breaker, engineer):
+    emergency.emergency_stop_trigger(user=engineer, reason="  padded reason \n")
+    assert agent_status(breaker)["details"] == "padded reason"
+
+
+@pytest.mark.parametrize(("full_name", "expected"), [("Ada Lovelace", "{u} (Ada Lovelace)"), ("", "{u}")])
+def test_triggered_by_names_the_account_and_the_person(breaker, engineer, full_name, expected):
+    engineer.first_name, engineer.last_name = (full_name.split(" ") + [""])[:2] if full_name else ("", "")
+    engineer.save()
+    emergency.emergency_stop_trigger(user=engineer, reason="who")
+    assert agent_status(breaker)["triggered_by"] == expected.format(u=engineer.username)
+
+
+def test_triggered_by_is_cut_at_200_characters(breaker, engineer):
+    engineer.first_name = "A" * 150
+    engineer.last_name = "B" * 149
+    engineer.save()
+    emergency.emergency_stop_trigger(user=engineer, reason="long name")
+    sent = agent_status(breaker)["triggered_by"]
+    assert len(sent) == 200 and sent.startswith(f"{engineer.username} (AAA")
