@@ -116,19 +116,23 @@ def _glob(selection: str) -> str:
     return selection if "*" in selection else f"{selection}.*"
 
 
-def not_killed(selection: str) -> list[str]:
-    """The mutants of a selection that survived or had no test in the last run: after new
-    tests, only these need running again."""
-    module = module_of(selection)
-    meta = ROOT / "mutants" / (module.replace(".", "/") + ".py.meta")
+def _results(selection: str) -> dict[str, int | None]:
+    """The kept exit code of each of a selection's mutants (None: not run)."""
+    meta = ROOT / "mutants" / (module_of(selection).replace(".", "/") + ".py.meta")
     if not meta.exists():
-        return []
+        return {}
     codes = json.loads(meta.read_text())["exit_code_by_key"]
-    glob = _glob(selection)
+    return {name: code for name, code in codes.items() if fnmatch(name, _glob(selection))}
+
+
+def not_killed(selection: str) -> list[str]:
+    """The mutants of a selection no run has killed: those that survived or had no test, and
+    those never run (a run stopped part way). After new tests, only these need running again."""
+    results = _results(selection)
+    if not results:
+        return [_glob(selection)]
     return [
-        name
-        for name, code in codes.items()
-        if code is not None and status_by_exit_code[code] in ("survived", "no tests") and fnmatch(name, glob)
+        name for name, code in results.items() if code is None or status_by_exit_code[code] in ("survived", "no tests")
     ]
 
 
@@ -154,6 +158,14 @@ def run_mutmut(selection: str, *, survivors_only: bool = False) -> None:
     )
     if STATS.exists():
         STATS_SELECTION.write_text(tests)
+    if survivors_only:
+        # mutmut forgets the results of a function edited since they were found; they show up as
+        # not run only once its run has rebuilt the mutants.
+        forgotten = [name for name, code in _results(selection).items() if code is None and name not in names]
+        if forgotten:
+            subprocess.run(  # noqa: S603 - as above
+                [VENV_BIN / "mutmut", "run", *forgotten], cwd=ROOT, env=env, check=False
+            )
 
 
 def equivalent_mutants() -> dict[str, str]:
@@ -214,7 +226,7 @@ def main() -> None:
         "selection", nargs="*", help="modules (incidents.escalation.services) or globs of their mutants' names"
     )
     parser.add_argument("--report", action="store_true", help="print the scores of the runs so far only")
-    parser.add_argument("--survivors", action="store_true", help="run again only the mutants the last run did not kill")
+    parser.add_argument("--survivors", action="store_true", help="run only the mutants no run has killed yet")
     args = parser.parse_args()
     if not args.report:
         selections = args.selection or list(MODULE_TESTS)
