@@ -80,6 +80,7 @@ MODULE_TESTS = {
     "incidents.api.services.alerts": [
         "tests/incidents/api/test_alerts.py",
         "tests/incidents/api/test_alert_payloads.py",
+        "tests/incidents/api/test_alert_record.py",
     ],
     "reports.services": ["tests/reports/"],
 }
