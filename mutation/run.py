@@ -59,9 +59,10 @@ MODULE_TESTS = {
         "tests/incidents/escalation/",
         "tests/incidents/test_lifecycle_record.py",
         "tests/incidents/test_concurrency.py",
-        # "Escalate now" is a pager reply; an overdue review escalates to the incident manager.
+        # "Escalate now" is a pager reply; review and action-item reminders are fired here.
         "tests/incidents/notifications/test_pager_replies.py",
         "tests/reports/test_review_overdue.py",
+        "tests/reports/test_reminders.py",
     ],
     "incidents.notifications.services": [
         "tests/incidents/notifications/",

@@ -38,6 +38,10 @@ def _emails_to(user, event):
     return Notification.objects.filter(event=event, recipient=user, channel=Notification.Channel.EMAIL)
 
 
+def _channels(event) -> set[str]:
+    return set(Notification.objects.filter(event=event).exclude(channel="webhook").values_list("channel", flat=True))
+
+
 def test_resolving_schedules_the_review_deadline_with_reminders(team):
     lead = team["oncall1"]
     incident = resolve(open_incident(reported_by=lead, commander=lead), lead)
@@ -54,6 +58,8 @@ def test_resolving_schedules_the_review_deadline_with_reminders(team):
     event = EscalationEvent.objects.get(incident=incident, rule=deadlines[0].rule, step=1)
     assert event.summary.startswith("Post-incident review due") and "not started" in event.summary
     assert event.target_user == lead and _emails_to(lead, event).exists()
+    assert event.target_label == "review author"
+    assert _channels(event) == {"email"}  # a reminder, not a page, whatever the severity
     assert incident.timeline.filter(kind="escalation", action=event.summary).exists()
 
     # The author has it in draft at 73 h: the author gets the "now due" reminder.
@@ -67,6 +73,7 @@ def test_resolving_schedules_the_review_deadline_with_reminders(team):
     deadlines_fire_due(now=incident.resolved_at + timedelta(hours=97))
     event = EscalationEvent.objects.get(incident=incident, rule=deadlines[0].rule, step=3)
     assert event.target_user == team["im"] and "escalated to the incident manager" in event.summary
+    assert event.target_label == "incident manager" and _channels(event) == {"email"}
 
 
 def test_approval_cancels_the_pending_review_reminders(team):
@@ -186,3 +193,44 @@ def test_action_items_validate_and_check_who_may_change_them(team, trainer):
         report_services.action_item_complete(item=item, user=lead)
     actions = list(incident.timeline.filter(data__has_key="action_item").values_list("action", flat=True))
     assert actions[-1] == "Action item won't be done: Runbook. Reason: Superseded by the platform migration"
+
+
+def test_an_action_item_still_open_after_its_due_date_escalates_to_the_incident_manager(team):
+    lead, owner = team["oncall1"], team["oncall2"]
+    incident = resolve(open_incident(reported_by=lead), lead)
+    item = report_services.action_item_create(
+        incident=incident,
+        user=lead,
+        title="Rotate the feed credentials",
+        kind=ActionItem.Kind.MONITORING,
+        owner=owner,
+        due_date=timezone.localdate(),
+    )
+    escalate = Deadline.objects.get(rule__startswith=f"action:{item.pk}:", step=3)
+
+    deadlines_fire_due(now=escalate.due_at)
+
+    event = EscalationEvent.objects.get(rule=escalate.rule, step=3)
+    assert event.target_user == team["im"] and event.target_label == "incident manager"
+    assert event.summary.startswith("Action item still open ")
+    assert event.summary.endswith(
+        f"days after its due date: “Rotate the feed credentials” (monitoring improvement, owner "
+        f"{owner.get_full_name()}); escalated to {team['im'].get_full_name()}"
+    )
+    assert _channels(event) == {"email"}
+
+
+def test_a_reminder_that_no_longer_applies_is_spent_quietly(team):
+    # A review reminder armed for an incident that owes no review any more (reopened): the engine
+    # asks, hears nothing applies, records nothing and does not try again.
+    lead = team["oncall1"]
+    incident = resolve(open_incident(reported_by=lead), lead)
+    row = _review_deadlines(incident)[0]
+    services.incident_transition(incident=incident, name="reopen", user=team["im"], reason="Came back")
+    Deadline.objects.filter(pk=row.pk).update(cancelled_at=None, cancel_reason="")
+
+    deadlines_fire_due(now=row.due_at)
+
+    row.refresh_from_db()
+    assert row.fired_at is not None and row.due_at == _review_deadlines(incident)[0].due_at
+    assert not EscalationEvent.objects.filter(incident=incident, rule=row.rule).exists()

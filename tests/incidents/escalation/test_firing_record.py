@@ -280,3 +280,51 @@ def test_a_role_page_whose_trigger_no_longer_applies_records_nothing(team):
 
     assert not EscalationEvent.objects.filter(incident=incident, rule="role:head-of-risk-financial").exists()
     assert not Notification.objects.filter(incident=incident, recipient=team["head_of_risk"]).exists()
+
+
+# -- RTO breaches -------------------------------------------------------------------------------
+
+
+def test_an_rto_breach_names_the_system_its_rto_and_the_incident_manager(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2, systems=("circuit_breaker",))
+    row = Deadline.objects.get(incident=incident, rule="rto_breach:circuit_breaker")
+
+    escalation.deadlines_fire_due(now=row.due_at)
+
+    event = fired(incident, "rto_breach:circuit_breaker", 0)
+    system = incident.affected_systems.get(key="circuit_breaker")
+    assert event.summary == (
+        f"{system.name} not restored within its RTO of 5 min: paging the incident manager {name(team['im'])}"
+    )
+    assert event.target_label == "incident manager" and event.target_user == team["im"]
+    assert channels(event, team["im"]) == {"sms", "phone", "email"}
+
+
+def test_an_rto_breach_with_no_incident_manager_configured_says_so(team):
+    RoleContact.objects.filter(role__name="Incident Manager").delete()
+    incident = open_incident(reported_by=team["oncall1"], level=2, systems=("circuit_breaker",))
+    row = Deadline.objects.get(incident=incident, rule="rto_breach:circuit_breaker")
+
+    escalation.deadlines_fire_due(now=row.due_at)
+
+    event = fired(incident, "rto_breach:circuit_breaker", 0)
+    assert event.summary.endswith("paging the incident manager nobody (no Incident Manager contact configured)")
+    assert event.target_user is None and not Notification.objects.filter(event=event).exclude(channel="webhook")
+
+
+def test_a_regulatory_page_to_two_people_sharing_a_mailbox_goes_once_to_it(team):
+    # The commander reads the Head of Risk's shared mailbox: one email to it, and the firing
+    # is not refused for the repeated address.
+    commander = team["oncall3"]
+    commander.email = team["head_of_risk"].email
+    commander.save()
+    incident = open_incident(reported_by=team["im"], level=2, commander=commander)
+    obligation = escalation.regulatory_raise(incident=incident, category_key="data-integrity")
+    due = Deadline.objects.get(rule=f"regulatory:{obligation.pk}", step=2)
+
+    escalation.deadlines_fire_due(now=due.due_at)
+
+    event = fired(incident, f"regulatory:{obligation.pk}", 2)
+    emails = Notification.objects.filter(event=event, channel="email", address=commander.email)
+    assert emails.count() == 1
+    assert channels(event, commander) >= {"sms"} and channels(event, team["head_of_risk"]) >= {"sms"}

@@ -462,3 +462,91 @@ def test_a_reopened_and_re_resolved_incident_keeps_the_uk_final_clock(team):
     final = obligations(incident, "uk-oir")["final"]
     assert final.due_at == first_due and final.clock_started_at == at(days(-2), 16, 0)
     assert Deadline.objects.filter(rule=f"regulatory:{final.pk}", step=2, cancelled_at=None).count() == 1
+
+
+# -- the stage chain: only the next stage of the same classification starts -----------------
+
+
+def test_a_submission_starts_only_its_own_classifications_next_stage(team):
+    other = open_incident(reported_by=team["oncall1"], level=1)
+    classify(other, team["head_of_risk"], when=at(days(-3), 9, 0))  # waiting first, with the lower rows
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    classify(incident, team["head_of_risk"], when=at(days(-3), 9, 30))
+
+    signed_and_submitted(
+        obligations(incident)["initial"],
+        drafter=team["im"],
+        signer=team["head_of_risk"],
+        when=at(days(-3), 11, 0),
+        reference="CA-7",
+    )
+
+    assert obligations(incident)["intermediate"].clock_started_at == at(days(-3), 11, 0)
+    assert obligations(other)["intermediate"].clock_started_at is None
+    assert obligations(other)["intermediate"].due_at is None
+
+
+def test_the_uk_initial_report_does_not_start_the_final_reports_clock(team):
+    # The final report runs from the resolution, not from the initial report's submission.
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    classify(incident, team["head_of_risk"], key="uk-oir", when=at(days(-3), 9, 0), criteria=["consumer_harm"])
+    signed_and_submitted(
+        obligations(incident, "uk-oir")["initial"],
+        drafter=team["im"],
+        signer=team["head_of_risk"],
+        when=at(days(-3), 12, 0),
+        reference="FCA-1",
+    )
+    final = obligations(incident, "uk-oir")["final"]
+    assert final.clock_started_at is None and final.due_at is None
+
+
+def test_the_last_stage_submitted_starts_nothing_further(team, second_head_of_risk):
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    classify(incident, team["head_of_risk"], when=at(days(-3), 9, 0))
+    for key, when, signer in [
+        ("initial", at(days(-3), 11, 0), team["head_of_risk"]),
+        ("intermediate", at(days(-2), 11, 0), second_head_of_risk),
+        ("final", at(days(5), 11, 0), team["head_of_risk"]),
+    ]:
+        signed_and_submitted(obligations(incident)[key], drafter=team["im"], signer=signer, when=when, reference=key)
+    assert {key: o.status for key, o in obligations(incident).items()} == {
+        "initial": "submitted",
+        "intermediate": "submitted",
+        "final": "submitted",
+    }
+
+
+def test_a_report_submitted_before_sign_off_was_required_cannot_be_signed_off_after(team):
+    RegimeStage.objects.filter(regime__key="dora", key="initial").update(requires_sign_off=False)
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    classify(incident, team["head_of_risk"], when=at(days(-3), 9, 0))
+    initial = escalation.regulatory_submit(
+        obligation=obligations(incident)["initial"], user=team["im"], reference="CA-9", now=at(days(-3), 10, 0)
+    )
+    RegimeStage.objects.filter(regime__key="dora", key="initial").update(requires_sign_off=True)
+
+    with pytest.raises(ValidationError) as refused:
+        escalation.regulatory_sign_off(obligation=initial, user=team["head_of_risk"])
+
+    assert refused.value.messages == ["This report was submitted without sign-off; it cannot be signed off now."]
+    initial.refresh_from_db()
+    assert initial.signed_off_at is None and initial.signed_off_by is None
+
+
+def test_a_submission_leaves_a_page_cancelled_before_it_as_it_was(team):
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    classify(incident, team["head_of_risk"], when=at(days(-3), 9, 0))
+    initial = obligations(incident)["initial"]
+    reminder = Deadline.objects.get(rule=f"regulatory:{initial.pk}", step=1)
+    cancelled_at = at(days(-3), 9, 30)
+    Deadline.objects.filter(pk=reminder.pk).update(cancelled_at=cancelled_at, cancel_reason="re-evaluated")
+
+    signed_and_submitted(
+        initial, drafter=team["im"], signer=team["head_of_risk"], when=at(days(-3), 11, 0), reference="CA-10"
+    )
+
+    reminder.refresh_from_db()
+    assert (reminder.cancelled_at, reminder.cancel_reason) == (cancelled_at, "re-evaluated")
+    due = Deadline.objects.get(rule=f"regulatory:{initial.pk}", step=2)
+    assert (due.cancelled_at, due.cancel_reason) == (at(days(-3), 11, 0), "submitted")
