@@ -127,14 +127,21 @@ def _results(selection: str) -> dict[str, int | None]:
     return {name: code for name, code in codes.items() if fnmatch(name, _glob(selection))}
 
 
+KILLED = ("killed", "timeout", "caught by type check")  # a test failed, or an endless loop was stopped
+
+
 def not_killed(selection: str) -> list[str]:
-    """The mutants of a selection no run has killed: those that survived or had no test, and
-    those never run (a run stopped part way). After new tests, only these need running again."""
+    """The mutants of a selection no run has killed and not listed as equivalent: survivors,
+    those with no test, and those not run or not run to the end. After new tests, only these
+    need running again."""
     results = _results(selection)
     if not results:
         return [_glob(selection)]
+    equivalent = equivalent_mutants()
     return [
-        name for name, code in results.items() if code is None or status_by_exit_code[code] in ("survived", "no tests")
+        name
+        for name, code in results.items()
+        if name not in equivalent and (code is None or status_by_exit_code[code] not in KILLED)
     ]
 
 
@@ -194,14 +201,23 @@ def report() -> dict:
             status = status_by_exit_code[code]
             if name in equivalent:
                 kind = "equivalent"
-            elif status in ("killed", "timeout", "caught by type check"):
-                kind = "killed"  # a test failed, or an endless loop was stopped
+            elif status in KILLED:
+                kind = "killed"
             elif status in ("survived", "no tests"):
                 kind = "survived" if status == "survived" else "not covered"  # a gap either way
                 survivors[module].append(name)
             else:
                 kind = "not run"  # interrupted, skipped, suspicious or crashed: run it again
             by_module[module][kind] += 1
+    seen = {}
+    for meta in (ROOT / "mutants").rglob("*.py.meta"):
+        seen.update(json.loads(meta.read_text())["exit_code_by_key"])
+    for name in equivalent:
+        code = seen.get(name, "absent")
+        if code == "absent" or (code is not None and status_by_exit_code[code] in KILLED):
+            # A renumbered mutant (its function was edited) or one a test now kills: the entry
+            # no longer says what it claims.
+            print(f"mutation/equivalent.txt: {name} is {'no longer a mutant' if code == 'absent' else 'killed'}")
     scores = {}
     print(f"{'module':45} {'mutants':>7} {'killed':>6} {'survived':>8} {'no test':>7} {'equiv.':>6} {'score':>6}")
     for module, counts in sorted(by_module.items()):

@@ -204,24 +204,29 @@ def test_a_request_of_several_alerts_answers_each_in_order(integration):
     assert AlertEvent.objects.count() == 4
 
 
+def stop_prompts(incident) -> list[TimelineEntry]:
+    return list(TimelineEntry.objects.filter(incident=incident, kind=TimelineEntry.Kind.EMERGENCY_STOP))
+
+
 @pytest.mark.parametrize(
-    ("labels", "prompted"),
+    "labels",
     [
-        ({"category": "suspicious_trading"}, True),
-        ({"category": " Suspicious_Trading "}, True),
-        ({"suspicious_trading": "true"}, True),
-        ({"suspicious_trading": "yes"}, True),
-        ({"suspicious_trading": "false"}, False),
-        ({"category": "suspicious"}, False),
+        {"category": "suspicious_trading"},
+        {"category": " Suspicious_Trading "},
+        {"suspicious_trading": "true"},
+        {"suspicious_trading": "yes"},
     ],
 )
-def test_an_alert_labelled_suspicious_trading_prompts_a_stop(integration, labels, prompted):
+def test_an_alert_labelled_suspicious_trading_prompts_a_stop(integration, labels):
     incident = opened(integration, labels=labels, summary="Wash trades on desk 3")
-    prompts = TimelineEntry.objects.filter(incident=incident, kind=TimelineEntry.Kind.EMERGENCY_STOP)
-    assert prompts.exists() == prompted
-    if prompted:
-        assert "Alert labelled as suspicious trading (Wash trades on desk 3)" in prompts.get().action
-        assert prompts.get().owner_team == "Prometheus"
+    [prompt] = stop_prompts(incident)
+    assert "Alert labelled as suspicious trading (Wash trades on desk 3)" in prompt.action
+    assert prompt.owner_team == "Prometheus"
+
+
+@pytest.mark.parametrize("labels", [{"suspicious_trading": "false"}, {"category": "suspicious"}, {}])
+def test_an_alert_not_labelled_suspicious_trading_prompts_nothing(integration, labels):
+    assert stop_prompts(opened(integration, labels=labels)) == []
 
 
 def test_a_revoked_integration_stays_revoked_and_cannot_be_given_a_new_token(integration):

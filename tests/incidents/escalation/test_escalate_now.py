@@ -12,6 +12,7 @@ from incidents.escalation import services as escalation
 from incidents.escalation.models import Deadline, EscalationEvent
 from incidents.models import TimelineEntry
 from incidents.notifications.acks import ReplyRefused
+from incidents.notifications.models import Notification
 from incidents.oncall.models import RotationMember
 from tests.factories import open_incident, tick_initial_assessment
 
@@ -45,8 +46,7 @@ def paged(team):
 
 
 def test_the_next_step_falls_due_now_and_the_timeline_says_who_asked(team, paged, woken):
-    other = open_incident(reported_by=team["oncall2"], level=2)
-    escalation.deadlines_fire_due(now=other.detected_at)
+    other = open_incident(reported_by=team["oncall2"], level=2)  # its first page not yet sent: step 0
     others_before = pending_ack(other)
     now = paged.detected_at + timedelta(minutes=2)
     chain_length = len(escalation.snapshot_of(paged).chain)
@@ -74,10 +74,13 @@ def test_the_step_it_moved_fires_at_once_and_pages_the_next_level(team, paged):
     now = paged.detected_at + timedelta(minutes=2)
     escalation.escalation_escalate_now(incident=paged, user=team["oncall1"], via="by SMS reply", now=now)
 
+    # A run at that moment fires it: thirteen minutes before the response time would have.
     escalation.deadlines_fire_due(now=now)
 
-    # Fired by a run whose cutoff is thirteen minutes before the response time runs out.
-    assert EscalationEvent.objects.filter(incident=paged, rule="ack", step=1).exists()
+    event = EscalationEvent.objects.get(incident=paged, rule="ack", step=1)
+    assert event.target_user == team["oncall1"]
+    sent = set(Notification.objects.filter(event=event, recipient=team["oncall1"]).values_list("channel", flat=True))
+    assert sent == {"sms", "phone", "email"}
     assert 2 in pending_ack(paged)  # and the chain goes on from there
 
 
@@ -95,8 +98,9 @@ def test_the_earliest_pending_step_is_the_one_moved(team, paged):
     assert "step 1 of" in TimelineEntry.objects.get(incident=paged, action__startswith="Escalated now").action
 
 
-def test_a_fired_or_cancelled_step_is_not_escalated_again(team, paged):
-    Deadline.objects.filter(incident=paged, rule="ack", step=1).update(cancelled_at=timezone.now())
+@pytest.mark.parametrize("then", ["fired", "cancelled"])
+def test_a_fired_or_cancelled_step_is_not_escalated_again(team, paged, then):
+    Deadline.objects.filter(incident=paged, rule="ack", step=1).update(**{f"{then}_at": timezone.now()})
     with pytest.raises(ReplyRefused) as refused:
         escalation.escalation_escalate_now(incident=paged, user=team["oncall1"], via="by SMS reply")
     assert refused.value.code == "nothing_to_escalate" and refused.value.status == 409
@@ -153,9 +157,11 @@ def test_an_acknowledged_incident_is_not_escalated(team, paged, woken):
     with pytest.raises(ReplyRefused) as refused:
         escalation.escalation_escalate_now(incident=paged, user=team["oncall2"], via="by SMS reply")
 
+    acknowledged_at = timezone.localtime(paged.acknowledged_at)
     assert refused.value.code == "acknowledged" and refused.value.status == 409
-    assert refused.value.message.startswith(f"{paged.reference} was already acknowledged by ")
-    assert refused.value.message.endswith(". Not escalated.")
-    assert "Nothing was changed" not in refused.value.message
+    assert refused.value.message == (
+        f"{paged.reference} was already acknowledged by {team['oncall1'].get_full_name()} at "
+        f"{acknowledged_at:%Y-%m-%d %H:%M:%S %Z}. Not escalated."
+    )
     assert pending_ack(paged) == before and escalations_written(paged) == written
     assert wakeups.DEADLINES not in woken

@@ -14,7 +14,8 @@ from incidents.escalation.models import Deadline, EscalationEvent, RegulatoryCat
 from incidents.models import Incident
 from incidents.notifications import services as notifications
 from incidents.notifications.models import Notification
-from tests.factories import open_incident, system
+from tests.factories import open_incident, system, tick_initial_assessment
+from tests.factories import severity as severity_level
 
 pytestmark = pytest.mark.django_db
 
@@ -262,3 +263,95 @@ def test_an_rto_page_fired_for_another_incident_does_not_stop_this_ones(team):
     )
 
     assert Deadline.objects.filter(incident=second, rule="rto_breach:database", cancelled_at=None).exists()
+
+
+def test_re_evaluation_reads_the_chains_own_steps_not_another_rules(team):
+    incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
+    t0 = incident.detected_at
+    # Another rule's step 2 fired before the chain's step 1 (a status escalation, say).
+    escalation.deadline_schedule(incident, kind=Deadline.Kind.STATUS_UPDATE, rule="status:1", step=2, due_at=t0)
+    fire_at(t0)
+    assert {("ack", 0), ("status:1", 2)} <= set(EscalationEvent.objects.values_list("rule", "step"))
+
+    escalation.escalation_reevaluate(incident=Incident.objects.get(pk=incident.pk), now=t0 + timedelta(minutes=1))
+
+    row = Deadline.objects.get(incident=incident, rule="ack", fired_at=None, cancelled_at=None)
+    assert (row.step, row.due_at) == (1, t0 + timedelta(minutes=15))
+
+
+def _post_status_update(incident, user):
+    from incidents.escalation import status_updates
+
+    draft = status_updates.status_update_draft(incident=incident)
+    status_updates.status_update_post(
+        incident=incident,
+        user=user,
+        subject=draft.subject,
+        status=draft.status,
+        impact="Orders delayed",
+        details="Failing over",
+        contact=draft.contact,
+    )
+
+
+def test_a_new_status_cycle_leaves_fired_and_cancelled_rows_as_they_were(team):
+    incident = open_incident(reported_by=team["im"], level=1, commander=team["oncall3"])
+    reminder = Deadline.objects.get(incident=incident, rule="status:1", step=1)
+    fire_at(reminder.due_at)
+    _post_status_update(incident, team["oncall3"])  # cycle 2: the pending escalation is reset
+    escalate = Deadline.objects.get(incident=incident, rule="status:1", step=2)
+    assert escalate.cancel_reason == "status update clock reset"
+
+    _post_status_update(incident, team["oncall3"])  # cycle 3
+
+    reminder.refresh_from_db()
+    assert reminder.fired_at is not None and reminder.cancelled_at is None and reminder.cancel_reason == ""
+    again = Deadline.objects.get(pk=escalate.pk)
+    assert (again.cancelled_at, again.cancel_reason) == (escalate.cancelled_at, escalate.cancel_reason)
+
+
+def test_an_overdue_reminder_is_not_pushed_back_by_a_change_of_cadence(team):
+    # The dispatcher was down: this cycle's reminder fell due 5 minutes ago and has not fired.
+    incident = open_incident(reported_by=team["im"], level=2, commander=team["oncall3"], financial_impact_usd=None)
+    reminder = Deadline.objects.get(incident=incident, rule="status:1", step=1)
+    overdue = timezone.now() - timedelta(minutes=5)
+    Deadline.objects.filter(pk=reminder.pk).update(due_at=overdue)
+
+    services.incident_update(incident=incident, user=team["im"], severity=severity_level(1))  # a 30-min cadence
+
+    row = Deadline.objects.get(incident=incident, rule="status:1", step=1, fired_at=None, cancelled_at=None)
+    assert (row.pk, row.due_at) == (reminder.pk, overdue)
+
+
+def test_removing_systems_leaves_fired_and_cancelled_rto_rows_as_they_were(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2, systems=("circuit_breaker", "execution_engine"))
+    breach = Deadline.objects.get(incident=incident, rule="rto_breach:circuit_breaker")
+    fire_at(breach.due_at)
+    services.incident_update(incident=incident, user=team["oncall1"], affected_systems=[system("execution_engine")])
+    removed = Deadline.objects.get(incident=incident, rule="rto_breach:execution_engine")
+    services.incident_update(incident=incident, user=team["oncall1"], affected_systems=[system("database")])
+    removed.refresh_from_db()
+    assert removed.cancel_reason == "system no longer affected"
+
+    services.incident_update(incident=incident, user=team["oncall1"], affected_systems=[system("market_analysis")])
+
+    breach.refresh_from_db()
+    assert breach.fired_at is not None and breach.cancelled_at is None  # fired: its record stands
+    again = Deadline.objects.get(pk=removed.pk)
+    assert (again.cancelled_at, again.cancel_reason) == (removed.cancelled_at, "system no longer affected")
+
+
+def test_a_compliance_notice_raised_after_the_resolution_arms_no_trigger(team):
+    incident = open_incident(reported_by=team["oncall1"], level=2, financial_impact_usd=None)
+    for name in ("acknowledge", "start_investigation"):
+        services.incident_transition(incident=incident, name=name, user=team["oncall1"])
+    tick_initial_assessment(incident, team["oncall1"])
+    services.incident_transition(incident=incident, name="contain", user=team["oncall1"])
+    services.incident_update(incident=incident, user=team["oncall1"], resolution_actions="Reverted the config.")
+    services.incident_transition(incident=incident, name="resolve", user=team["oncall1"])
+
+    escalation.regulatory_raise(incident=Incident.objects.get(pk=incident.pk), category_key="compliance-violation")
+
+    assert not Deadline.objects.filter(
+        incident=incident, kind=Deadline.Kind.ROLE_ESCALATION, fired_at=None, cancelled_at=None
+    ).exists()

@@ -515,6 +515,10 @@ def test_the_last_stage_submitted_starts_nothing_further(team, second_head_of_ri
         "intermediate": "submitted",
         "final": "submitted",
     }
+    assert RegulatoryObligation.objects.filter(incident=incident).count() == 3
+    assert not Deadline.objects.filter(
+        incident=incident, kind=Deadline.Kind.REGULATORY, fired_at=None, cancelled_at=None
+    ).exists()
 
 
 def test_a_report_submitted_before_sign_off_was_required_cannot_be_signed_off_after(team):
@@ -550,3 +554,41 @@ def test_a_submission_leaves_a_page_cancelled_before_it_as_it_was(team):
     assert (reminder.cancelled_at, reminder.cancel_reason) == (cancelled_at, "re-evaluated")
     due = Deadline.objects.get(rule=f"regulatory:{initial.pk}", step=2)
     assert (due.cancelled_at, due.cancel_reason) == (at(days(-3), 11, 0), "submitted")
+
+
+def _resolved(incident, user, when):
+    for name in ["acknowledge", "start_investigation"]:
+        services.incident_transition(incident=incident, name=name, user=user)
+    tick_initial_assessment(incident, user)
+    services.incident_transition(incident=incident, name="contain", user=user)
+    incident = services.incident_update(incident=incident, user=user, resolution_actions="Failover")
+    services.incident_transition(incident=incident, name="resolve", user=user, at=when)
+    return incident
+
+
+def test_a_resolution_starts_only_its_own_incidents_clocks_that_run_from_a_resolution(team):
+    other = open_incident(reported_by=team["oncall1"], level=1)
+    classify(other, team["head_of_risk"], key="uk-oir", when=at(days(-3), 9, 0), criteria=["consumer_harm"])
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    classify(incident, team["head_of_risk"], key="uk-oir", when=at(days(-3), 9, 0), criteria=["consumer_harm"])
+    classify(incident, team["head_of_risk"], when=at(days(-3), 9, 0))  # DORA too
+
+    _resolved(incident, team["oncall1"], at(days(-2), 16, 0))
+
+    assert obligations(incident, "uk-oir")["final"].clock_started_at == at(days(-2), 16, 0)
+    assert obligations(other, "uk-oir")["final"].clock_started_at is None  # still open
+    # DORA's later stages run from the previous submission, not from the resolution.
+    assert obligations(incident)["intermediate"].clock_started_at is None
+
+
+def test_a_seed_category_is_signed_off_after_submission_even_if_its_stage_asks_for_sign_off(team):
+    # The seed's procedure: submit first, the Head of Risk signs off after. A sign-off flag set
+    # on the default regime's stage does not hold the submission back.
+    RegimeStage.objects.filter(regime__is_default=True).update(requires_sign_off=True)
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    obligation = escalation.regulatory_raise(incident=incident, category_key="data-integrity")
+
+    submitted = escalation.regulatory_submit(obligation=obligation, user=team["im"], reference="DI-1")
+    signed = escalation.regulatory_sign_off(obligation=submitted, user=team["head_of_risk"])
+
+    assert submitted.submitted_at is not None and signed.signed_off_by == team["head_of_risk"]

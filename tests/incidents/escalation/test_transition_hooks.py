@@ -1,11 +1,12 @@
 """What the lifecycle's transitions do to the escalation engine: resolving a security incident
-owes the regulator a next-business-day notice (a drill, a cancelled false alarm or another
-category owes none), and a reopened incident's clocks run again."""
+owes the regulator a notice by the end of the next business day (a drill or another category
+owes none; a cancelled false alarm is in test_cancel_reasons.py), and a reopened incident's
+clocks run again."""
 
 import pytest
 from django.utils import timezone
 
-from incidents import services
+from incidents import business_days, services
 from incidents.escalation.models import Deadline, RegulatoryObligation
 from tests.factories import open_incident, tick_initial_assessment
 
@@ -37,6 +38,7 @@ def test_resolving_a_security_incident_owes_the_regulator_a_notice_from_the_reso
     obligation = RegulatoryObligation.objects.get(incident=incident)
     assert obligation.category.key == "resolved_security_incident"
     assert obligation.raised_at == incident.resolved_at
+    assert obligation.due_at == business_days.end_of_next_business_day(incident.resolved_at)
     assert f"regulatory:{obligation.pk}" in pending(incident)  # its pages still run after the resolution
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from incidents.devtools.simulator import SimulatorServer
@@ -25,3 +26,8 @@ def breaker(simulator: SimulatorServer, settings, db) -> Iterator[SimulatorServe
     settings.TMT_CIRCUIT_BREAKER_TIMEOUT = 2.0
     yield simulator
     simulator.reset()
+
+
+def agent_status(simulator: SimulatorServer) -> dict:
+    """What the circuit breaker says of itself: whether trading is halted, and the last stop."""
+    return httpx.get(simulator.endpoints.agent_url("circuit_breaker") + "/api/v1/emergency-status", timeout=5).json()

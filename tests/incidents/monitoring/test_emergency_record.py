@@ -15,7 +15,7 @@ from incidents.models import Incident, TimelineEntry
 from incidents.monitoring import emergency
 from incidents.monitoring.models import EmergencyStop, StopReason
 from tests.factories import open_incident
-from tests.incidents.monitoring.test_emergency_stop import agent_status
+from tests.incidents.monitoring.conftest import agent_status
 
 
 def entries(incident) -> list[TimelineEntry]:
@@ -95,15 +95,17 @@ def test_a_long_reason_makes_a_title_of_200_characters_and_is_sent_whole(breaker
     assert agent_status(breaker)["details"] == reason
 
 
-@pytest.mark.parametrize(("length", "allowed"), [(499, True), (500, True), (501, False)])
-def test_the_reason_is_at_most_500_characters(breaker, engineer, length, allowed):
-    if allowed:
-        assert emergency.emergency_stop_validate(user=engineer, reason="x" * length) == "x" * length
-        return
+@pytest.mark.parametrize("length", [499, 500])
+def test_a_reason_of_up_to_500_characters_is_taken(engineer, length):
+    assert emergency.emergency_stop_validate(user=engineer, reason="x" * length) == "x" * length
+
+
+def test_a_reason_of_501_characters_is_refused_and_nothing_is_sent(breaker, engineer):
     with pytest.raises(ValidationError) as refused:
-        emergency.emergency_stop_validate(user=engineer, reason="x" * length)
+        emergency.emergency_stop_trigger(user=engineer, reason="x" * 501)
     assert refused.value.message_dict == {"reason": ["At most 500 characters (the circuit breaker's limit)."]}
-    assert not EmergencyStop.objects.exists()
+    assert not EmergencyStop.objects.exists() and not Incident.objects.exists()
+    assert agent_status(breaker)["trading_halted"] is False
 
 
 def test_an_unknown_trigger_condition_is_refused_before_anything_is_sent(breaker, engineer):

@@ -8,18 +8,14 @@ import httpx
 import pytest
 from django.urls import reverse
 
-from incidents.devtools.simulator import SimulatorServer
 from incidents.models import Incident, TimelineEntry
 from incidents.monitoring import emergency
 from incidents.monitoring.models import EmergencyStop
 from tests.conftest import _user_in
 from tests.factories import open_incident
+from tests.incidents.monitoring.conftest import agent_status
 
 REASON = "Risk limits breached on EUR/USD; halting all trading"
-
-
-def agent_status(simulator: SimulatorServer) -> dict:
-    return httpx.get(simulator.endpoints.agent_url("circuit_breaker") + "/api/v1/emergency-status", timeout=5).json()
 
 
 def post_stop(client, **data):
