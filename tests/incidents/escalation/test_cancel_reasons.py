@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from incidents import services
+from incidents.escalation import services as escalation
 from incidents.escalation import status_updates
 from incidents.escalation.models import Deadline, RegulatoryObligation
 from incidents.models import SeverityLevel
@@ -125,3 +126,19 @@ def test_a_security_false_alarm_cancelled_raises_no_regulatory_notification(team
     services.incident_transition(incident=incident, name="cancel", user=team["oncall1"], reason="Pen test")
     assert reasons(incident)[("ack", 0)] == "incident cancelled"
     assert not RegulatoryObligation.objects.filter(incident=incident).exists()
+
+
+def test_a_later_cancel_leaves_fired_and_already_cancelled_rows_as_they_were(team):
+    incident = open_incident(reported_by=team["oncall2"], level=2)
+    escalation.deadlines_fire_due(now=incident.detected_at)  # the first page fires
+    first_page = Deadline.objects.get(incident=incident, rule="ack", step=0)
+    services.incident_transition(incident=incident, name="acknowledge", user=team["oncall1"])
+    step1 = Deadline.objects.get(incident=incident, rule="ack", step=1)
+    assert step1.cancel_reason == "acknowledged"
+
+    services.incident_transition(incident=incident, name="cancel", user=team["im"], reason="False alarm")
+
+    again = Deadline.objects.get(pk=step1.pk)
+    assert (again.cancelled_at, again.cancel_reason) == (step1.cancelled_at, "acknowledged")
+    first_page.refresh_from_db()
+    assert first_page.fired_at is not None and first_page.cancelled_at is None and first_page.cancel_reason == ""

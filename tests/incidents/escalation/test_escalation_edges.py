@@ -2,8 +2,9 @@
 what must not happen (no page, no rule firing outside its severity); and the checks made again at
 fire time, with the race they guard against made to happen."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -355,3 +356,44 @@ def test_a_compliance_notice_raised_after_the_resolution_arms_no_trigger(team):
     assert not Deadline.objects.filter(
         incident=incident, kind=Deadline.Kind.ROLE_ESCALATION, fired_at=None, cancelled_at=None
     ).exists()
+
+
+def test_a_sev4_is_due_an_acknowledgement_at_the_next_business_days_opening(team):
+    # Detected on Friday 27 November 2026 at 18:00 in London: due Monday at 09:00, what the
+    # incident page shows and what the chain's next step waits for.
+    friday_evening = datetime(2026, 11, 27, 18, 0, tzinfo=ZoneInfo("Europe/London"))
+    incident = open_incident(
+        reported_by=team["oncall2"], level=4, financial_impact_usd=None, detected_at=friday_evening
+    )
+    monday_opening = datetime(2026, 11, 30, 9, 0, tzinfo=ZoneInfo("Europe/London"))
+    assert escalation.response_due_at(incident) == monday_opening
+    assert escalation._ack_step_due(incident, 1, previous_at=friday_evening) == monday_opening
+
+
+def test_a_firing_that_raised_an_obligation_does_not_break_the_next_one_in_its_batch(team):
+    # The outage notice is raised by one firing; a role page due a second later in the same
+    # batch still checks the compliance flag and goes out.
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
+    outage = Deadline.objects.get(incident=incident, rule="outage_4h")
+    ceo = Deadline.objects.get(incident=incident, rule="role:ceo-sev1-2h")
+    Deadline.objects.filter(pk=ceo.pk).update(due_at=outage.due_at + timedelta(seconds=1))
+
+    escalation.deadlines_fire_due(now=outage.due_at + timedelta(seconds=1))
+
+    assert {"outage_4h", "role:ceo-sev1-2h"} <= set(fired_rules(incident))
+
+
+def test_only_a_compliance_obligation_flags_an_incident_for_the_head_of_risk(team):
+    # An outage notice is not a compliance matter: a compliance trigger's row armed by a race
+    # finds no flag when it fires.
+    incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=None)
+    escalation.regulatory_raise(incident=incident, category_key="outage_over_4h")
+    trigger = next(t for t in escalation.snapshot_of(incident).triggers if t.condition == "compliance")
+    now = timezone.now()
+    Deadline.objects.create(
+        incident=incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=f"role:{trigger.key}", step=0, due_at=now
+    )
+
+    escalation.deadlines_fire_due(now=now)
+
+    assert not EscalationEvent.objects.filter(incident=incident, rule=f"role:{trigger.key}").exists()

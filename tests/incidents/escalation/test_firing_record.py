@@ -330,3 +330,40 @@ def test_a_regulatory_page_to_two_people_sharing_a_mailbox_goes_once_to_it(team)
     emails = Notification.objects.filter(event=event, channel="email", address=commander.email)
     assert emails.count() == 1
     assert channels(event, commander) >= {"sms"} and channels(event, team["head_of_risk"]) >= {"sms"}
+
+
+def test_a_role_page_that_reaches_nobody_goes_to_the_deputy_at_once(team):
+    # The CTO has no phone, SMS number or email on file: nothing to send, so the deputy now.
+    RoleContact.objects.filter(role__name="CTO").update(deputy=team["im_deputy"])
+    cto = team["cto"]
+    cto.person.delete()
+    cto.email = ""
+    cto.save()
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
+
+    fire_first_pages(incident)
+
+    page = fired(incident, "role:cto-sev1", 0)
+    assert page.target_user == cto
+    deputy = Deadline.objects.get(incident=incident, rule="role:cto-sev1:deputy", fired_at=None)
+    assert deputy.due_at == page.fired_at
+
+
+def test_a_deputy_page_that_reaches_nobody_goes_on_to_the_incident_manager(team):
+    deputy = team["im_deputy"]
+    RoleContact.objects.filter(role__name="CTO").update(deputy=deputy)
+    deputy.person.delete()
+    deputy.email = ""
+    deputy.save()
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
+    fire_first_pages(incident)
+    now = incident.detected_at + timedelta(minutes=1)
+    escalation.deadline_schedule(
+        incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1:deputy", step=1, due_at=now
+    )
+
+    escalation.deadlines_fire_due(now=now)
+
+    assert fired(incident, "role:cto-sev1:deputy", 1).target_user == deputy
+    manager = Deadline.objects.get(incident=incident, rule="role:cto-sev1:manager", fired_at=None)
+    assert manager.due_at == fired(incident, "role:cto-sev1:deputy", 1).fired_at
