@@ -155,9 +155,11 @@ def test_no_page_for_a_row_the_cancel_did_not_see(team):
     late = Deadline.objects.create(
         incident=incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1", step=0, due_at=timezone.now()
     )
-    fire_at(timezone.now())
+    fired = fire_at(timezone.now())
     late.refresh_from_db()
     assert late.cancelled_at is not None and late.fired_at is None
+    assert late.cancel_reason == "incident cancelled"
+    assert fired == 0  # the run reports no page fired
     assert fired_rules(incident) == [] and not Notification.objects.filter(incident=incident).exists()
 
 

@@ -367,3 +367,18 @@ def test_a_deputy_page_that_reaches_nobody_goes_on_to_the_incident_manager(team)
     assert fired(incident, "role:cto-sev1:deputy", 1).target_user == deputy
     manager = Deadline.objects.get(incident=incident, rule="role:cto-sev1:manager", fired_at=None)
     assert manager.due_at == fired(incident, "role:cto-sev1:deputy", 1).fired_at
+
+
+def test_a_summary_longer_than_the_record_holds_is_cut_and_the_page_still_goes(team):
+    cto = team["cto"]
+    cto.first_name, cto.last_name = "C" * 150, "T" * 150  # a 301-character name
+    cto.save()
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
+
+    fire_first_pages(incident)
+
+    event = fired(incident, "role:cto-sev1", 0)
+    assert len(event.summary) == 300 and event.summary.startswith(
+        escalation.snapshot_of(incident).trigger("cto-sev1").name
+    )
+    assert channels(event, cto) == {"sms", "phone", "email"}
