@@ -399,3 +399,15 @@ def test_only_a_compliance_obligation_flags_an_incident_for_the_head_of_risk(tea
     escalation.deadlines_fire_due(now=now)
 
     assert not EscalationEvent.objects.filter(incident=incident, rule=f"role:{trigger.key}").exists()
+
+
+def test_a_step_that_fired_is_never_armed_again(team):
+    incident = open_incident(reported_by=team["oncall2"], level=2)
+    fire_at(incident.detected_at)  # the first page fires
+    before = Deadline.objects.count()
+
+    again = escalation.deadline_schedule(
+        incident, kind=Deadline.Kind.ACKNOWLEDGE, rule="ack", step=0, due_at=timezone.now()
+    )
+
+    assert again is None and Deadline.objects.count() == before
