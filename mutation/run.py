@@ -195,10 +195,11 @@ def report() -> dict:
     survivors: dict[str, list[str]] = defaultdict(list)
     for meta in sorted((ROOT / "mutants").rglob("*.py.meta")):
         module = str(meta.relative_to(ROOT / "mutants")).removesuffix(".meta")
-        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
-            if code is None:
-                continue  # not run this time (another module's selection)
-            status = status_by_exit_code[code]
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if all(code is None for code in codes.values()):
+            continue  # a module no run has reached
+        for name, code in codes.items():
+            status = status_by_exit_code[code] if code is not None else None
             if name in equivalent:
                 kind = "equivalent"
             elif status in KILLED:
@@ -207,7 +208,7 @@ def report() -> dict:
                 kind = "survived" if status == "survived" else "not covered"  # a gap either way
                 survivors[module].append(name)
             else:
-                kind = "not run"  # interrupted, skipped, suspicious or crashed: run it again
+                kind = "not run"  # stopped before it, interrupted, skipped or crashed: run it again
             by_module[module][kind] += 1
     seen = {}
     for meta in (ROOT / "mutants").rglob("*.py.meta"):
@@ -219,21 +220,28 @@ def report() -> dict:
             # no longer says what it claims.
             print(f"mutation/equivalent.txt: {name} is {'no longer a mutant' if code == 'absent' else 'killed'}")
     scores = {}
-    print(f"{'module':45} {'mutants':>7} {'killed':>6} {'survived':>8} {'no test':>7} {'equiv.':>6} {'score':>6}")
+    print(
+        f"{'module':45} {'mutants':>7} {'killed':>6} {'survived':>8} {'no test':>7} {'equiv.':>6} {'not run':>7}"
+        f" {'score':>6}"
+    )
+    not_run = {}
     for module, counts in sorted(by_module.items()):
         judged = counts["killed"] + counts["survived"] + counts["not covered"]
         score = counts["killed"] / judged if judged else 1.0
         scores[module] = round(score, 3)
+        not_run[module] = counts["not run"]
         total = sum(counts.values())
         print(
             f"{module:45} {total:7} {counts['killed']:6} {counts['survived']:8} {counts['not covered']:7}"
-            f" {counts['equivalent']:6} {score:6.1%}"
+            f" {counts['equivalent']:6} {counts['not run']:7} {score:6.1%}"
         )
     for module, names in sorted(survivors.items()):
         print(f"\nnot killed in {module} (`mutmut show <name>` prints the edit):")
         for name in names:
             print(f"  {name}")
-    result = {"scores": scores, "goal": GOAL, "goal_met": all(s >= GOAL for s in scores.values()) and bool(scores)}
+    # A score over part of a module is no verdict: the goal is met only when every mutant ran.
+    met = bool(scores) and all(s >= GOAL for s in scores.values()) and not any(not_run.values())
+    result = {"scores": scores, "not_run": not_run, "goal": GOAL, "goal_met": met}
     print(json.dumps(result))
     return result
 
