@@ -8,7 +8,9 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
+from incidents import services
 from incidents.escalation import services as escalation
 from incidents.escalation.models import Deadline, EscalationEvent
 from incidents.models import TimelineEntry
@@ -382,3 +384,20 @@ def test_a_summary_longer_than_the_record_holds_is_cut_and_the_page_still_goes(t
         escalation.snapshot_of(incident).trigger("cto-sev1").name
     )
     assert channels(event, cto) == {"sms", "phone", "email"}
+
+
+def test_a_trigger_that_applies_again_after_its_row_was_spent_is_armed_and_pages(team):
+    incident = open_incident(reported_by=team["oncall2"], level=2, financial_impact_usd=Decimal("9000"))
+    row = Deadline.objects.get(incident=incident, rule="role:head-of-risk-financial")
+    type(incident).objects.filter(pk=incident.pk).update(financial_impact_usd=Decimal("4000"))
+    escalation.deadlines_fire_due(now=row.due_at)  # spent: the trigger did not apply then
+    assert not EscalationEvent.objects.filter(incident=incident, rule="role:head-of-risk-financial").exists()
+
+    # The impact is confirmed above $5,000 after all: the Head of Risk must still be told.
+    services.incident_update(
+        incident=type(incident).objects.get(pk=incident.pk), user=team["oncall2"], financial_impact_usd=Decimal("7000")
+    )
+    escalation.deadlines_fire_due(now=timezone.now())
+
+    event = EscalationEvent.objects.get(incident=incident, rule="role:head-of-risk-financial")
+    assert event.target_user == team["head_of_risk"]
