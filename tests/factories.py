@@ -68,6 +68,21 @@ def tick_initial_assessment(incident, user) -> None:
         services.checklist_item_set_done(item=item, user=user, done=True)
 
 
+def resolve(incident, user, *, at=None, resolution: str = "Restarted the market analysis agent."):
+    """Work an open incident to resolved through the services, as responders would."""
+    from incidents import services as incident_services
+
+    kw = {"at": at} if at else {}
+    incident_services.incident_transition(incident=incident, name="acknowledge", user=user, **kw)
+    incident_services.incident_transition(incident=incident, name="start_investigation", user=user, **kw)
+    tick_initial_assessment(incident, user)
+    incident_services.incident_transition(incident=incident, name="contain", user=user, **kw)
+    incident = incident_services.incident_update(incident=incident, user=user, resolution_actions=resolution)
+    incident_services.incident_transition(incident=incident, name="resolve", user=user, **kw)
+    incident.refresh_from_db()
+    return incident
+
+
 def person(user, *, phone: str = "", sms: str = "", tz: str = "UTC"):
     from incidents.oncall.models import Person
 

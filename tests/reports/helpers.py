@@ -7,10 +7,9 @@ from io import BytesIO
 from django.contrib.auth.models import Group
 from pypdf import PdfReader
 
-from incidents import services
 from incidents.roles import ensure_role_groups
 from reports import services as report_services
-from tests.factories import UserFactory, open_incident, tick_initial_assessment
+from tests.factories import UserFactory, open_incident, resolve  # noqa: F401 - resolve is used from here too
 
 SECTION_HEADINGS = [
     "Summary",
@@ -47,19 +46,6 @@ def user_in(role: str, username: str, **kwargs):
     user = UserFactory(username=username, **kwargs)
     user.groups.add(Group.objects.get(name=role))
     return user
-
-
-def resolve(incident, user, *, at=None, resolution: str = "Restarted the market analysis agent."):
-    """Work an open incident to resolved through the services, as responders would."""
-    kw = {"at": at} if at else {}
-    services.incident_transition(incident=incident, name="acknowledge", user=user, **kw)
-    services.incident_transition(incident=incident, name="start_investigation", user=user, **kw)
-    tick_initial_assessment(incident, user)
-    services.incident_transition(incident=incident, name="contain", user=user, **kw)
-    incident = services.incident_update(incident=incident, user=user, resolution_actions=resolution)
-    services.incident_transition(incident=incident, name="resolve", user=user, **kw)
-    incident.refresh_from_db()
-    return incident
 
 
 def resolved_incident(user, **kwargs):

@@ -14,7 +14,7 @@ from incidents.models import TimelineEntry
 from incidents.notifications.acks import ReplyRefused
 from incidents.notifications.models import Notification
 from incidents.oncall.models import RotationMember
-from tests.factories import open_incident, tick_initial_assessment
+from tests.factories import open_incident, resolve
 
 pytestmark = pytest.mark.django_db
 
@@ -26,14 +26,6 @@ def pending_ack(incident) -> dict[int, object]:
 
 def escalations_written(incident) -> int:
     return TimelineEntry.objects.filter(incident=incident, kind=TimelineEntry.Kind.ESCALATION).count()
-
-
-@pytest.fixture
-def woken(monkeypatch):
-    calls = []
-    real = wakeups.wake
-    monkeypatch.setattr(wakeups, "wake", lambda channel, **kw: (calls.append(channel), real(channel, **kw)))
-    return calls
 
 
 @pytest.fixture
@@ -125,13 +117,7 @@ def test_a_closed_incident_is_not_escalated(team, paged, then, woken):
     if then == "cancel":
         services.incident_transition(incident=paged, name="cancel", user=team["im"], reason="False alarm")
     else:
-        user = team["oncall1"]
-        services.incident_transition(incident=paged, name="acknowledge", user=user)
-        services.incident_transition(incident=paged, name="start_investigation", user=user)
-        tick_initial_assessment(paged, user)
-        services.incident_transition(incident=paged, name="contain", user=user)
-        services.incident_update(incident=paged, user=user, resolution_actions="Restarted the engine.")
-        services.incident_transition(incident=paged, name="resolve", user=user)
+        resolve(paged, team["oncall1"])
     paged.refresh_from_db()
     Deadline.objects.filter(incident=paged).update(cancelled_at=None)  # only the state stands in the way
     before, written = pending_ack(paged), escalations_written(paged)

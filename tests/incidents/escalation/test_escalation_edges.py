@@ -15,7 +15,7 @@ from incidents.escalation.models import Deadline, EscalationEvent, RegulatoryCat
 from incidents.models import Incident
 from incidents.notifications import services as notifications
 from incidents.notifications.models import Notification
-from tests.factories import open_incident, system, tick_initial_assessment
+from tests.factories import open_incident, resolve, system
 from tests.factories import severity as severity_level
 
 pytestmark = pytest.mark.django_db
@@ -346,12 +346,7 @@ def test_removing_systems_leaves_fired_and_cancelled_rto_rows_as_they_were(team)
 
 def test_a_compliance_notice_raised_after_the_resolution_arms_no_trigger(team):
     incident = open_incident(reported_by=team["oncall1"], level=2, financial_impact_usd=None)
-    for name in ("acknowledge", "start_investigation"):
-        services.incident_transition(incident=incident, name=name, user=team["oncall1"])
-    tick_initial_assessment(incident, team["oncall1"])
-    services.incident_transition(incident=incident, name="contain", user=team["oncall1"])
-    services.incident_update(incident=incident, user=team["oncall1"], resolution_actions="Reverted the config.")
-    services.incident_transition(incident=incident, name="resolve", user=team["oncall1"])
+    resolve(incident, team["oncall1"])
 
     escalation.regulatory_raise(incident=Incident.objects.get(pk=incident.pk), category_key="compliance-violation")
 

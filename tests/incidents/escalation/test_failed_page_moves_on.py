@@ -27,14 +27,6 @@ def first_page(incident) -> EscalationEvent:
     return EscalationEvent.objects.get(incident=incident, rule="ack", step=0)
 
 
-@pytest.fixture
-def woken(monkeypatch):
-    calls = []
-    real = wakeups.wake
-    monkeypatch.setattr(wakeups, "wake", lambda channel, **kw: (calls.append(channel), real(channel, **kw)))
-    return calls
-
-
 def test_the_next_step_of_the_chain_falls_due_now_and_the_dispatcher_is_woken(team, woken):
     incident = open_incident(reported_by=team["oncall2"], level=2)
     other = open_incident(reported_by=team["oncall2"], level=2)

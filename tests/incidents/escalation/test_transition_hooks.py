@@ -8,21 +8,14 @@ from django.utils import timezone
 
 from incidents import business_days, services
 from incidents.escalation.models import Deadline, RegulatoryObligation
-from tests.factories import open_incident, tick_initial_assessment
+from tests.factories import open_incident, resolve
 
 pytestmark = pytest.mark.django_db
 
 
-def resolve(incident, user):
-    services.incident_transition(incident=incident, name="acknowledge", user=user)
-    services.incident_transition(incident=incident, name="start_investigation", user=user)
-    tick_initial_assessment(incident, user)
-    services.incident_transition(incident=incident, name="contain", user=user)
-    services.incident_update(incident=incident, user=user, resolution_actions="Rotated the keys.")
-    # The resolution's time given, as the lifecycle passes it on to the engine.
-    services.incident_transition(incident=incident, name="resolve", user=user, at=timezone.now())
-    incident.refresh_from_db()
-    return incident
+def resolve_now(incident, user):
+    # The time given, as the lifecycle passes it on to the engine: the notice's clock is exact.
+    return resolve(incident, user, at=timezone.now())
 
 
 def pending(incident) -> set[str]:
@@ -33,7 +26,7 @@ def pending(incident) -> set[str]:
 
 def test_resolving_a_security_incident_owes_the_regulator_a_notice_from_the_resolution(team):
     incident = open_incident(reported_by=team["oncall1"], level=2, category="security")
-    incident = resolve(incident, team["oncall1"])
+    incident = resolve_now(incident, team["oncall1"])
 
     obligation = RegulatoryObligation.objects.get(incident=incident)
     assert obligation.category.key == "resolved_security_incident"
@@ -49,12 +42,12 @@ def test_resolving_a_security_incident_owes_the_regulator_a_notice_from_the_reso
 )
 def test_no_notice_for_another_category_or_a_drill(team, category, is_drill):
     incident = open_incident(reported_by=team["oncall1"], level=2, category=category, is_drill=is_drill)
-    resolve(incident, team["oncall1"])
+    resolve_now(incident, team["oncall1"])
     assert not RegulatoryObligation.objects.filter(incident=incident).exists()
 
 
 def test_a_reopened_incident_has_its_clocks_armed_again(team):
-    incident = resolve(open_incident(reported_by=team["oncall1"], level=1), team["oncall1"])
+    incident = resolve_now(open_incident(reported_by=team["oncall1"], level=1), team["oncall1"])
     assert not pending(incident) - {rule for rule in pending(incident) if rule.startswith("review")}
 
     services.incident_transition(incident=incident, name="reopen", user=team["im"], reason="Came back")

@@ -4,7 +4,6 @@ the banner, the re-check, the four-eyes resume, position closures, reason codes 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -32,28 +31,12 @@ from incidents.monitoring.models import (
 )
 from tests.conftest import _user_in
 from tests.factories import UserFactory, open_incident
+from tests.incidents.monitoring.conftest import agent_status
 
 POSITIONS = [
     {"instrument": "EUR/USD", "venue": "OANDA", "quantity": 250000},
     {"instrument": "GBP/JPY", "venue": "OANDA", "quantity": 40000},
 ]
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[SimulatorServer]:
-    server = SimulatorServer(agent_ports={"circuit_breaker": 0}, control_port=None)
-    server.start_in_thread()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def breaker(simulator: SimulatorServer, settings, db) -> Iterator[SimulatorServer]:
-    simulator.reset()
-    settings.TMT_CIRCUIT_BREAKER_URL = simulator.endpoints.agent_url("circuit_breaker")
-    settings.TMT_CIRCUIT_BREAKER_TIMEOUT = 2.0
-    yield simulator
-    simulator.reset()
 
 
 @pytest.fixture
@@ -76,10 +59,6 @@ def client_for(user) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-def agent_status(simulator: SimulatorServer) -> dict:
-    return httpx.get(simulator.endpoints.agent_url("circuit_breaker") + "/api/v1/emergency-status", timeout=5).json()
 
 
 def stop(user, **kwargs) -> EmergencyStop:
