@@ -5,7 +5,10 @@ linked one is closed, and the limits on what is sent."""
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -38,6 +41,7 @@ def test_the_request_and_the_result_are_recorded_word_for_word(breaker, engineer
     )
     assert request.owner == engineer and request.occurred_at == stop.requested_at
     assert request.data == {"emergency_stop": stop.pk, "agent_url": stop.agent_url, "stop_all_trading": False}
+    assert stop.stop_all_trading is False
     stop_id = agent_status(breaker)["stop_id"]
     assert re.fullmatch(
         rf"Emergency stop result: TRADING STOPPED \(VERIFIED\) \(\d+\.\d s\)\. Agent: HTTP 200, stop ID {stop_id}\. "
@@ -49,6 +53,65 @@ def test_the_request_and_the_result_are_recorded_word_for_word(breaker, engineer
     assert result.data["status_response"]["body"]["trading_halted"] is True
     assert agent_status(breaker)["reason"] == "risk_management_decision"
     assert agent_status(breaker)["stop_all_trading"] is False
+
+
+def test_a_stop_of_all_trading_says_so_on_its_request(breaker, engineer):
+    stop = emergency.emergency_stop_trigger(user=engineer, reason="Runaway algo on desk 4")
+
+    request = entries(stop.incident)[0]
+    assert request.action == (
+        f"Emergency stop of all trading requested by {engineer.get_full_name()} "
+        "(System emergency, system_emergency). Reason: Runaway algo on desk 4"
+    )
+    assert stop.stop_all_trading is True and request.data["stop_all_trading"] is True
+    assert agent_status(breaker)["stop_all_trading"] is True
+
+
+def test_a_breaker_address_ending_in_a_slash_still_reaches_the_stop_endpoint(breaker, engineer, settings):
+    settings.TMT_CIRCUIT_BREAKER_URL = breaker.endpoints.agent_url("circuit_breaker") + "/"
+    stop = emergency.emergency_stop_trigger(user=engineer, reason="trailing slash")
+    assert stop.agent_url == settings.TMT_CIRCUIT_BREAKER_URL.removesuffix("/")
+    assert stop.outcome == EmergencyStop.Outcome.STOPPED
+
+
+class _LongRefusal(BaseHTTPRequestHandler):
+    """A circuit breaker that refuses the stop with a reason longer than the record keeps."""
+
+    detail = "venue gateway still holds open orders; " * 20
+
+    def _json(self, status: int, body: dict) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._json(409, {"detail": self.detail})
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._json(200, {"trading_halted": False})
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_refusal_longer_than_the_record_keeps_is_cut_to_500_characters_and_recorded(settings, engineer):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LongRefusal)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.TMT_CIRCUIT_BREAKER_URL = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        stop = emergency.emergency_stop_trigger(user=engineer, reason="refused at length")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    said = f"HTTP 409: {_LongRefusal.detail}"
+    assert len(said) > 500
+    assert stop.outcome == EmergencyStop.Outcome.REFUSED and stop.error == said[:500]
+    assert entries(stop.incident)[-1].action.endswith(f"trading_halted=false. {said}.")
 
 
 def test_a_refused_stop_says_why_in_its_result(breaker, engineer):
@@ -106,6 +169,14 @@ def test_a_reason_of_501_characters_is_refused_and_nothing_is_sent(breaker, engi
     assert refused.value.message_dict == {"reason": ["At most 500 characters (the circuit breaker's limit)."]}
     assert not EmergencyStop.objects.exists() and not Incident.objects.exists()
     assert agent_status(breaker)["trading_halted"] is False
+
+
+@pytest.mark.parametrize("reason", ["", "  \n ", None])
+def test_a_blank_reason_is_refused_before_anything_is_sent(breaker, engineer, reason):
+    with pytest.raises(ValidationError) as refused:
+        emergency.emergency_stop_trigger(user=engineer, reason=reason)
+    assert refused.value.message_dict == {"reason": ["Give the reason for stopping trading."]}
+    assert not EmergencyStop.objects.exists() and agent_status(breaker)["trading_halted"] is False
 
 
 def test_an_unknown_trigger_condition_is_refused_before_anything_is_sent(breaker, engineer):

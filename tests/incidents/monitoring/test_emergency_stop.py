@@ -186,8 +186,9 @@ def test_users_without_the_trading_halt_permission_get_403(breaker, client, role
     assert not EmergencyStop.objects.exists()
     assert not Incident.objects.exists()
     assert agent_status(breaker)["trading_halted"] is False
-    with pytest.raises(emergency.PermissionDenied):
+    with pytest.raises(emergency.PermissionDenied) as refused:
         emergency.emergency_stop_trigger(user=user, reason="service refuses too")
+    assert str(refused.value) == "You are not allowed to trigger the trading emergency stop."
 
 
 @pytest.mark.parametrize("role", ["On-Call Engineer", "Risk Manager", "CTO", "Head of Risk Management"])
@@ -241,7 +242,10 @@ def test_a_drill_incident_cannot_carry_a_real_stop(breaker, engineer_client, eng
     assert "emergency-stop-button" not in engineer_client.get(drill.get_absolute_url()).content.decode()
     response = post_stop(engineer_client, incident=drill.reference)
     assert response.status_code == 400
-    assert "is a drill" in response.context["form"].errors["incident"][0]
+    assert response.context["form"].errors["incident"] == [
+        f"{drill.reference} is a drill: a real emergency stop is not recorded on it. "
+        "Clear it to open a real Sev1 incident."
+    ]
     assert not EmergencyStop.objects.exists()
     assert agent_status(breaker)["trading_halted"] is False
 
