@@ -5,10 +5,12 @@ with and without an open incident, and the integration's token kept or refused."
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connections
 from django.utils import timezone
 
 from incidents.api.models import AlertEvent, AlertIntegration
@@ -45,8 +47,8 @@ def notes(incident_pk) -> list[TimelineEntry]:
     return list(TimelineEntry.objects.filter(incident_id=incident_pk, kind=TimelineEntry.Kind.ALERT).order_by("id"))
 
 
-def opened(integration, **kw) -> Incident:
-    result = ingest(integration, alert(**kw))
+def opened(integration, *, now=None, **kw) -> Incident:
+    result = ingest(integration, alert(**kw), now=now)
     assert result.outcomes[0].outcome == intake.OPENED
     return Incident.objects.get(pk=result.outcomes[0].incident.pk)
 
@@ -131,6 +133,11 @@ def test_the_severity_comes_from_the_map_else_a_bare_level_else_the_default(inte
     assert opened(integration, severity=label).severity.level == level
 
 
+def test_an_alert_without_a_severity_label_takes_the_default_even_if_the_map_names_an_empty_label(integration):
+    integration.severity_map = {"": 1, "critical": 1}
+    assert opened(integration, severity="").severity.level == 3
+
+
 def test_with_no_usable_default_the_least_severe_level_is_taken(integration):
     integration.default_severity = 9
     integration.save()
@@ -162,6 +169,29 @@ def test_a_re_sent_alert_raises_its_incident_but_never_lowers_it(integration, ag
     assert incident.severity.level == level_after
     assert Incident.objects.count() == 1
     assert notes(incident.pk)[-1].action == "Alert re-fired (Prometheus): Order gateway down"
+
+
+def test_a_raise_is_recorded_as_the_integrations_and_answers_with_the_incidents_reference(integration):
+    incident = opened(integration, severity="warning")
+
+    result = ingest(integration, alert(severity="critical"))
+
+    assert result.outcomes[0].incident == intake.OpenIncident(pk=incident.pk, reference=incident.reference, severity=1)
+    change = incident.timeline.get(kind=TimelineEntry.Kind.UPDATE, action__startswith="Severity changed")
+    sev3, sev1 = (SeverityLevel.objects.get(level=level).label for level in (3, 1))
+    assert change.action == f"Severity changed from {sev3} to {sev1}"
+    assert change.owner == integration.reporter
+
+
+def test_the_incident_and_each_note_carry_the_time_the_alert_was_received(integration):
+    received = timezone.now() - timedelta(minutes=5)
+    incident = opened(integration, now=received)
+    assert incident.detected_at == received
+    assert notes(incident.pk)[0].occurred_at == received
+
+    again = received + timedelta(minutes=1)
+    ingest(integration, alert(), now=again)
+    assert notes(incident.pk)[1].occurred_at == again
 
 
 def test_a_resolved_alert_is_noted_and_the_incident_stays_open(integration):
@@ -244,3 +274,37 @@ def test_a_rotated_token_replaces_the_old_one_on_the_callers_object_too(integrat
     stored = AlertIntegration.objects.get(pk=integration.pk)
     assert (integration.prefix, integration.key_hash) == (stored.prefix, stored.key_hash)
     assert raw.startswith(stored.prefix)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("postgres")
+def test_a_raise_by_hand_between_the_read_and_the_lock_is_neither_lowered_nor_lost(integration, monkeypatch):
+    # The alert maps to Sev2 and reads its incident at Sev3; before it takes the row lock someone
+    # raises the incident to Sev1 by hand, in another connection. The alert must not lower it.
+    incident = opened(integration, severity="warning")
+    sev1 = SeverityLevel.objects.get(level=1)
+    lookup = intake._open_incident_for
+
+    def read_then_raise_by_hand(fingerprint):
+        found = lookup(fingerprint)
+
+        def raise_by_hand():
+            try:
+                Incident.objects.filter(pk=incident.pk).update(severity=sev1)
+            finally:
+                connections.close_all()
+
+        by_hand = threading.Thread(target=raise_by_hand)
+        by_hand.start()
+        by_hand.join(timeout=20)
+        return found
+
+    monkeypatch.setattr(intake, "_open_incident_for", read_then_raise_by_hand)
+
+    result = ingest(integration, alert(severity="2"))
+
+    assert result.outcomes[0].outcome == intake.JOINED
+    assert result.outcomes[0].incident == intake.OpenIncident(pk=incident.pk, reference=incident.reference, severity=1)
+    incident.refresh_from_db()
+    assert incident.severity.level == 1
+    assert not incident.timeline.filter(kind=TimelineEntry.Kind.UPDATE, action__startswith="Severity changed").exists()
