@@ -82,6 +82,7 @@ MODULE_TESTS = {
         "tests/incidents/api/test_alerts.py",
         "tests/incidents/api/test_alert_payloads.py",
         "tests/incidents/api/test_alert_record.py",
+        "tests/incidents/api/test_alert_retries.py",
     ],
     "reports.services": ["tests/reports/"],
 }

@@ -193,6 +193,19 @@ def test_the_incident_and_each_note_carry_the_time_the_alert_was_received(integr
     ingest(integration, alert(), now=again)
     assert notes(incident.pk)[1].occurred_at == again
 
+    recovered = again + timedelta(minutes=1)
+    ingest(integration, alert(status=RESOLVED), now=recovered)
+    assert notes(incident.pk)[2].occurred_at == recovered
+
+
+def test_a_resolved_note_ends_its_summary_with_one_full_stop_and_keeps_the_rest(integration):
+    incident = opened(integration, summary="Quotes stale on desk FX")
+    ingest(integration, alert(status=RESOLVED, summary="Quotes stale on desk FX..."))
+    assert notes(incident.pk)[-1].action == (
+        "Alert resolved at the source (Prometheus): Quotes stale on desk FX. "
+        "The incident stays open: verify the recovery and resolve it."
+    )
+
 
 def test_a_resolved_alert_is_noted_and_the_incident_stays_open(integration):
     incident = opened(integration, summary="Gateway down.")
@@ -252,6 +265,12 @@ def test_an_alert_labelled_suspicious_trading_prompts_a_stop(integration, labels
     [prompt] = stop_prompts(incident)
     assert "Alert labelled as suspicious trading (Wash trades on desk 3)" in prompt.action
     assert prompt.owner_team == "Prometheus"
+
+
+def test_a_stop_prompt_quotes_the_first_120_characters_of_the_summary(integration):
+    summary = "Wash trades on desk 3 " + "w" * 120
+    [prompt] = stop_prompts(opened(integration, labels={"suspicious_trading": "true"}, summary=summary))
+    assert f"Alert labelled as suspicious trading ({summary[:120]})" in prompt.action
 
 
 @pytest.mark.parametrize("labels", [{"suspicious_trading": "false"}, {"category": "suspicious"}, {}])
