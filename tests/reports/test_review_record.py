@@ -1,0 +1,205 @@
+"""What deciding on a review leaves on the record, word for word: a request for changes (who,
+when, the comments and their limits, the refusals by their full text), the approved revision's
+PDF stored once (its name, hash, size, time and timeline entry, never a second copy), and a
+render whose task could not be queued."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+from pypdf import PdfReader
+
+from incidents.models import TimelineEntry
+from reports import pdf as report_pdf
+from reports import services as report_services
+from reports import tasks
+from reports.models import PostIncidentReview, ReportRender
+
+from .helpers import pdf_text, resolved_incident, submitted_review, user_in
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def review(engineer):
+    return submitted_review(resolved_incident(engineer, title="Order gateway rejected FIX logons"), engineer)
+
+
+def test_a_request_for_changes_is_recorded_with_who_when_and_what(review, manager):
+    at = timezone.now() - timedelta(minutes=3)
+
+    changed = report_services.review_request_changes(
+        review=review, user=manager, comments="  Quantify the impact.\n", now=at
+    )
+
+    assert changed.reviewer_comments == "Quantify the impact."
+    assert (changed.changes_requested_by, changed.changes_requested_at) == (manager, at)
+    entry = review.incident.timeline.filter(data__has_key="review").latest("id")
+    assert entry.action == "Changes requested on post-incident review r1: Quantify the impact."
+    assert (entry.owner, entry.occurred_at) == (manager, at)
+    assert entry.data == {"review": review.pk, "revision": 1}
+
+
+@pytest.mark.parametrize("length", [19_999, 20_000])
+def test_comments_of_up_to_20000_characters_are_taken(review, manager, length):
+    changed = report_services.review_request_changes(review=review, user=manager, comments="c" * length)
+    assert changed.state == PostIncidentReview.State.CHANGES_REQUESTED
+
+
+@pytest.mark.parametrize(
+    ("comments", "message"),
+    [("c" * 20_001, "At most 20,000 characters."), (None, "Say what needs to change.")],
+    ids=["too-long", "none"],
+)
+def test_comments_too_long_or_missing_are_refused_and_nothing_changes(review, manager, comments, message):
+    with pytest.raises(ValidationError) as refused:
+        report_services.review_request_changes(review=review, user=manager, comments=comments)
+    assert refused.value.message_dict == {"comments": [message]}
+    review.refresh_from_db()
+    assert review.state == PostIncidentReview.State.SUBMITTED and review.changes_requested_by is None
+
+
+def test_the_refusals_of_a_request_for_changes_say_why_in_full(review, sysadmin, manager):
+    with pytest.raises(PermissionDenied) as not_a_manager:
+        report_services.review_request_changes(review=review, user=sysadmin, comments="No.")
+    assert str(not_a_manager.value) == (
+        "Only a manager (Incident Manager, CTO, Head of Risk Management or CEO) can review a post-incident review."
+    )
+    own_review = submitted_review(resolved_incident(manager), manager)
+    with pytest.raises(PermissionDenied) as own:
+        report_services.review_request_changes(review=own_review, user=manager, comments="No.")
+    assert str(own.value) == "You wrote or submitted revision 1; another manager must review it."
+    report_services.review_request_changes(review=review, user=manager, comments="Quantify the impact.")
+    with pytest.raises(ValidationError) as twice:
+        report_services.review_request_changes(review=review, user=user_in("CTO", "cto2"), comments="Again.")
+    assert twice.value.messages == ["Revision 1 is changes requested, not submitted."]
+
+
+def test_a_review_not_approved_has_no_content_to_verify(review):
+    assert report_services.review_content_verifies(review) is False
+
+
+# -- the approved revision's PDF ----------------------------------------------------------------
+
+
+@pytest.fixture
+def approved(review, manager):
+    return report_services.review_approve(review=review, user=manager)
+
+
+def test_the_approved_revision_is_stored_as_pdf_once_with_its_hash_and_a_timeline_entry(approved):
+    said = report_services.review_render_frozen_pdf(review_id=approved.pk)
+
+    approved.refresh_from_db()
+    content = approved.pdf.read()
+    sha = hashlib.sha256(content).hexdigest()
+    pages = len(PdfReader(BytesIO(content)).pages)
+    assert said == f"stored r1 of {approved.incident.reference}: {pages} pages"
+    assert approved.pdf_sha256 == sha and approved.pdf_size == len(content)
+    assert approved.pdf.name == f"reports/{approved.incident.reference}/approved-r1-{sha[:16]}.pdf"
+    assert approved.approved_at <= approved.pdf_rendered_at <= timezone.now()
+    # The whole document around the frozen part: the PDF template's title, the frozen hash.
+    assert PdfReader(BytesIO(content)).metadata.title == f"Incident Report: {approved.incident.reference}"
+    assert approved.content_sha256 in pdf_text(content).replace("\n", "")
+    entry = approved.incident.timeline.filter(data__has_key="pdf_sha256").get()
+    assert entry.action == f"Approved report r1 stored as PDF ({pages} pages, SHA-256 {sha})"
+    assert entry.kind == TimelineEntry.Kind.UPDATE and entry.owner_team == "Reports" and entry.owner is None
+    assert entry.data == {"review": approved.pk, "pdf_sha256": sha}
+
+    assert report_services.review_render_frozen_pdf(review_id=approved.pk) == "already stored"
+    assert approved.incident.timeline.filter(data__has_key="pdf_sha256").count() == 1
+
+
+def test_a_revision_not_approved_is_not_rendered(review):
+    assert report_services.review_render_frozen_pdf(review_id=review.pk) == "not approved"
+    review.refresh_from_db()
+    assert not review.pdf and review.pdf_sha256 == ""
+
+
+def test_a_copy_stored_by_another_worker_meanwhile_wins_and_ours_is_removed(
+    approved, engineer, manager, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    other = submitted_review(resolved_incident(engineer), engineer)
+    other = report_services.review_approve(review=other, user=manager)
+    real = report_pdf.html_to_pdf
+
+    def stored_meanwhile(html):
+        PostIncidentReview.objects.filter(pk=approved.pk).update(pdf="theirs.pdf", pdf_sha256="f" * 64)
+        return real(html)
+
+    monkeypatch.setattr(report_pdf, "html_to_pdf", stored_meanwhile)
+    with django_capture_on_commit_callbacks(execute=True):
+        said = report_services.review_render_frozen_pdf(review_id=approved.pk)
+
+    assert said == "already stored"
+    approved.refresh_from_db()
+    assert (approved.pdf.name, approved.pdf_sha256) == ("theirs.pdf", "f" * 64)
+    assert not approved.incident.timeline.filter(data__has_key="pdf_sha256").exists()
+    assert list(Path(settings.MEDIA_ROOT).rglob("*.pdf")) == []  # ours, written before the check
+    # Another approved revision's PDF is left alone.
+    other.refresh_from_db()
+    assert other.pdf_sha256 == "" and not other.pdf
+
+
+# -- a render whose task could not be queued ----------------------------------------------------
+
+
+class _BrokerDown(Exception):
+    pass
+
+
+def test_a_render_that_cannot_be_queued_stays_pending_and_says_so_in_the_log(
+    engineer, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    incident = resolved_incident(engineer)
+    ReportRender.objects.all().delete()
+
+    def refuse(*args):
+        raise _BrokerDown("Redis is down")
+
+    monkeypatch.setattr(tasks.render_report, "delay", refuse)
+    with caplog.at_level(logging.WARNING, logger="reports.services"), django_capture_on_commit_callbacks(execute=True):
+        render = report_services.report_render_request(incident=incident, kinds=[])
+
+    render.refresh_from_db()
+    assert render.state == ReportRender.State.PENDING
+    [record] = [r for r in caplog.records if r.name == "reports.services"]
+    assert record.getMessage() == f"could not queue report render {render.pk}"
+    assert record.exc_info[0] is _BrokerDown
+
+
+def test_a_queued_render_names_its_row_in_the_task(engineer, monkeypatch, django_capture_on_commit_callbacks):
+    incident = resolved_incident(engineer)
+    ReportRender.objects.all().delete()
+    sent = []
+    monkeypatch.setattr(tasks.render_report, "delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        render = report_services.report_render_request(incident=incident, kinds=[])
+    assert sent == [(render.pk,)]
+
+
+def test_an_approved_render_that_cannot_be_queued_says_so_in_the_log(
+    review, manager, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    sent = []
+
+    def refuse(*args):
+        sent.append(args)
+        raise _BrokerDown("Redis is down")
+
+    monkeypatch.setattr(tasks.render_approved_review, "delay", refuse)
+    with caplog.at_level(logging.WARNING, logger="reports.services"), django_capture_on_commit_callbacks(execute=True):
+        approved = report_services.review_approve(review=review, user=manager)
+
+    assert sent == [(approved.pk,)]
+    assert approved.state == PostIncidentReview.State.APPROVED
+    [record] = [r for r in caplog.records if r.name == "reports.services"]
+    assert record.getMessage() == f"could not queue the approved report render of review {approved.pk}"
+    assert record.exc_info[0] is _BrokerDown
