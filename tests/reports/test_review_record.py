@@ -16,13 +16,15 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 from pypdf import PdfReader
 
+from incidents.escalation.models import Deadline
 from incidents.models import TimelineEntry
 from reports import pdf as report_pdf
 from reports import services as report_services
 from reports import tasks
 from reports.models import PostIncidentReview, ReportRender
+from tests.factories import UserFactory, open_incident
 
-from .helpers import pdf_text, resolved_incident, submitted_review, user_in
+from .helpers import REVIEW_TEXT, pdf_text, resolved_incident, submitted_review, user_in
 
 pytestmark = pytest.mark.django_db
 
@@ -203,3 +205,147 @@ def test_an_approved_render_that_cannot_be_queued_says_so_in_the_log(
     [record] = [r for r in caplog.records if r.name == "reports.services"]
     assert record.getMessage() == f"could not queue the approved report render of review {approved.pk}"
     assert record.exc_info[0] is _BrokerDown
+
+
+# -- writing the review ---------------------------------------------------------------------------
+
+
+def _entries(incident) -> list[TimelineEntry]:
+    return list(incident.timeline.filter(data__has_key="review").order_by("id"))
+
+
+def test_each_step_of_a_review_is_recorded_as_whoever_took_it_and_when(engineer, manager):
+    incident = resolved_incident(engineer)
+    started_at = timezone.now() - timedelta(hours=2)
+    submitted_at = started_at + timedelta(minutes=30)
+    approved_at = submitted_at + timedelta(minutes=30)
+
+    review = report_services.review_start(incident=incident, user=engineer, now=started_at)
+    review = report_services.review_update(review=review, user=engineer, primary_cause="Expired certificate.")
+    written = report_services.review_update(review=review, user=engineer, **REVIEW_TEXT)
+    review = report_services.review_submit(review=written, user=engineer, now=submitted_at)
+    review = report_services.review_approve(review=review, user=manager, now=approved_at)
+
+    start, update, *_, submit, approve = _entries(incident)
+    assert (start.action, start.owner, start.occurred_at) == ("Post-incident review r1 started", engineer, started_at)
+    assert start.data == {"review": review.pk, "revision": 1}
+    assert (update.action, update.owner) == ("Post-incident review r1 updated: primary cause", engineer)
+    assert (submit.action, submit.owner, submit.occurred_at) == (
+        "Post-incident review r1 submitted for approval",
+        engineer,
+        submitted_at,
+    )
+    assert approve.action == (
+        f"Post-incident review r1 approved by {manager.get_full_name()}; "
+        f"report frozen (content SHA-256 {review.content_sha256})"
+    )
+    assert (approve.owner, approve.occurred_at) == (manager, approved_at)
+    assert approve.data == {"review": review.pk, "revision": 1, "content_sha256": review.content_sha256}
+    assert (review.submitted_at, review.approved_at) == (submitted_at, approved_at)
+    incident.refresh_from_db()
+    assert incident.state == "in_review"
+
+
+def test_a_new_revision_says_which_one_it_revises(approved, engineer):
+    review = report_services.review_start(incident=approved.incident, user=engineer)
+    assert review.revision == 2 and review.primary_cause == approved.primary_cause
+    assert _entries(approved.incident)[-1].action == "Post-incident review r2 started (revises r1, approved)"
+
+
+def test_an_update_that_changes_nothing_records_nothing(engineer):
+    draft = report_services.review_start(incident=resolved_incident(engineer), user=engineer)
+    report_services.review_update(review=draft, user=engineer, primary_cause="Expired certificate.")
+    before = len(_entries(draft.incident))
+    report_services.review_update(review=draft, user=engineer, primary_cause="  Expired certificate.\r\n")
+    assert len(_entries(draft.incident)) == before
+
+
+def test_the_refusals_of_writing_a_review_say_why_in_full(review, engineer, manager):
+    nobody = UserFactory(username="no_role")
+    with pytest.raises(PermissionDenied) as start:
+        report_services.review_start(incident=review.incident, user=nobody)
+    assert str(start.value) == "You do not have permission to write post-incident reviews."
+    with pytest.raises(ValidationError) as second:
+        report_services.review_start(incident=review.incident, user=engineer)
+    assert second.value.messages == ["Revision 1 is already submitted."]
+    with pytest.raises(PermissionDenied) as edit:
+        report_services.review_update(review=review, user=nobody, primary_cause="x")
+    assert str(edit.value) == "You do not have permission to edit post-incident reviews."
+    with pytest.raises(ValidationError) as unknown:
+        report_services.review_update(review=review, user=engineer, severity="1", title="x")
+    assert unknown.value.messages == ["Not editable: severity, title"]
+    with pytest.raises(ValidationError) as submitted:
+        report_services.review_update(review=review, user=engineer, primary_cause="x")
+    assert submitted.value.messages == ["Revision 1 is submitted and cannot change."]
+    approved = report_services.review_approve(review=review, user=manager)
+    with pytest.raises(ValidationError) as frozen:
+        report_services.review_update(review=approved, user=engineer, primary_cause="x")
+    assert frozen.value.messages == ["Revision 1 is approved and cannot change; start a new revision."]
+
+
+def test_a_review_cannot_start_before_the_incident_is_resolved(engineer):
+    incident = open_incident(reported_by=engineer)
+    with pytest.raises(ValidationError) as refused:
+        report_services.review_start(incident=incident, user=engineer)
+    assert refused.value.messages == ["The post-incident review starts once the incident is resolved."]
+    assert not PostIncidentReview.objects.exists()
+
+
+def test_approval_cancels_only_this_incidents_pending_review_reminders(review, engineer, manager):
+    incident = review.incident
+    elsewhere = resolved_incident(engineer)
+    item = report_services.action_item_create(
+        incident=incident,
+        user=engineer,
+        title="Runbook",
+        kind="long_term",
+        owner=engineer,
+        due_date=timezone.localdate() + timedelta(days=5),
+    )
+    sent, earlier, pending = Deadline.objects.filter(incident=incident, rule__startswith="review:").order_by("step")
+    fired_at = timezone.now() - timedelta(hours=1)
+    Deadline.objects.filter(pk=sent.pk).update(fired_at=fired_at)
+    Deadline.objects.filter(pk=earlier.pk).update(cancelled_at=fired_at, cancel_reason="incident reopen")
+
+    report_services.review_approve(review=review, user=manager)
+
+    sent, earlier, pending = Deadline.objects.filter(incident=incident, rule__startswith="review:").order_by("step")
+    assert (sent.fired_at, sent.cancelled_at) == (fired_at, None)
+    assert earlier.cancel_reason == "incident reopen"
+    assert pending.cancel_reason == "review r1 approved" and pending.cancelled_at is not None
+    assert not Deadline.objects.filter(
+        incident=elsewhere, rule__startswith="review:", cancelled_at__isnull=False
+    ).exists()
+    assert not Deadline.objects.filter(rule__startswith=f"action:{item.pk}:", cancelled_at__isnull=False).exists()
+
+
+@pytest.mark.parametrize(("waited", "sent_again"), [(59, False), (61, True)])
+def test_a_pending_render_is_sent_again_only_after_a_minute(
+    engineer, monkeypatch, django_capture_on_commit_callbacks, waited, sent_again
+):
+    incident = resolved_incident(engineer)
+    render = ReportRender.objects.get(incident=incident)
+    ReportRender.objects.filter(pk=render.pk).update(requested_at=timezone.now() - timedelta(seconds=waited))
+    render.refresh_from_db()
+    sent = []
+    monkeypatch.setattr(tasks.render_report, "delay", lambda *args: sent.append(args))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report_services.report_render_ensure_queued(render=render)
+
+    assert sent == ([(render.pk,)] if sent_again else [])
+
+
+def test_a_render_already_claimed_is_not_sent_again(engineer, monkeypatch, django_capture_on_commit_callbacks):
+    incident = resolved_incident(engineer)
+    render = ReportRender.objects.get(incident=incident)
+    long_ago = timezone.now() - timedelta(minutes=5)
+    ReportRender.objects.filter(pk=render.pk).update(
+        state=ReportRender.State.RENDERING, requested_at=long_ago, claimed_at=long_ago
+    )
+    render.refresh_from_db()
+    sent = []
+    monkeypatch.setattr(tasks.render_report, "delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        report_services.report_render_ensure_queued(render=render)
+    assert sent == []
