@@ -349,3 +349,90 @@ def test_a_render_already_claimed_is_not_sent_again(engineer, monkeypatch, djang
     with django_capture_on_commit_callbacks(execute=True):
         report_services.report_render_ensure_queued(render=render)
     assert sent == []
+
+
+@pytest.mark.parametrize("length", [19_999, 20_000])
+def test_a_review_field_of_up_to_20000_characters_is_taken(engineer, length):
+    draft = report_services.review_start(incident=resolved_incident(engineer), user=engineer)
+    saved = report_services.review_update(review=draft, user=engineer, primary_cause="p" * length)
+    assert len(saved.primary_cause) == length
+
+
+def test_each_review_field_over_20000_characters_is_refused_by_name_and_nothing_is_saved(engineer):
+    draft = report_services.review_start(incident=resolved_incident(engineer), user=engineer)
+    with pytest.raises(ValidationError) as refused:
+        report_services.review_update(
+            review=draft, user=engineer, primary_cause="p" * 20_001, contributing_factors="c" * 20_002, went_well="ok"
+        )
+    assert refused.value.message_dict == {
+        "primary_cause": ["At most 20,000 characters (this is 20,001)."],
+        "contributing_factors": ["At most 20,000 characters (this is 20,002)."],
+    }
+    draft.refresh_from_db()
+    assert draft.primary_cause == "" and draft.went_well == ""
+
+
+def test_windows_line_ends_are_kept_as_plain_ones_and_two_changes_are_listed(engineer):
+    draft = report_services.review_start(incident=resolved_incident(engineer), user=engineer)
+    saved = report_services.review_update(
+        review=draft, user=engineer, primary_cause="Expired\r\ncertificate", went_well="Fast rollback"
+    )
+    assert saved.primary_cause == "Expired\ncertificate"
+    assert _entries(draft.incident)[-1].action == "Post-incident review r1 updated: primary cause, what went well"
+    assert _entries(draft.incident)[-1].owner == engineer
+
+
+def test_submitting_is_refused_with_each_missing_item_named(engineer):
+    # "What was done to resolve it" falls back to what responders recorded on the incident.
+    draft = report_services.review_start(incident=resolved_incident(engineer), user=engineer)
+    report_services.review_update(
+        review=draft,
+        user=engineer,
+        resolution_actions="",
+        prevention_immediate="",
+        prevention_long_term="",
+        monitoring_improvements="",
+        prevention_measures="",
+    )
+    with pytest.raises(ValidationError) as refused:
+        report_services.review_submit(review=draft, user=engineer)
+    assert refused.value.message_dict == {
+        "timeline_reconstruction": ["Reconstruct the timeline (agenda item 1)."],
+        "primary_cause": ["Give the primary cause."],
+        "response_effectiveness": ["Evaluate the response (agenda item 3)."],
+        "prevention_immediate": ["Plan at least one prevention measure (agenda item 5)."],
+    }
+    draft.refresh_from_db()
+    assert draft.state == PostIncidentReview.State.DRAFT
+
+
+def test_submitting_twice_or_without_permission_is_refused_in_full(review, engineer):
+    with pytest.raises(ValidationError) as twice:
+        report_services.review_submit(review=review, user=engineer)
+    assert twice.value.messages == ["Revision 1 is submitted; only a draft can be submitted."]
+    with pytest.raises(PermissionDenied) as nobody:
+        report_services.review_submit(review=review, user=UserFactory(username="no_role"))
+    assert str(nobody.value) == "You do not have permission to submit post-incident reviews."
+
+
+def test_a_render_asked_for_twice_is_one_render_and_records_who_asked(engineer, manager):
+    incident = resolved_incident(engineer)
+    ReportRender.objects.all().delete()
+    first = report_services.report_render_request(incident=incident, kinds=["alert"], user=manager)
+    again = report_services.report_render_request(incident=incident, kinds=["alert"], user=engineer)
+    other_kinds = report_services.report_render_request(incident=incident, kinds=[], user=engineer)
+    assert again.pk == first.pk and first.requested_by == manager
+    assert other_kinds.pk != first.pk and other_kinds.requested_by == engineer
+    assert ReportRender.objects.count() == 2
+
+
+@pytest.mark.parametrize("name", ["close", "cancel", "reopen"])
+def test_closing_cancelling_or_reopening_cancels_the_review_reminders_with_the_reason(engineer, manager, name):
+    from reports.services import report_on_incident_transition
+
+    incident = resolved_incident(engineer)
+    report_on_incident_transition(incident=incident, name=name)
+    reasons = set(
+        Deadline.objects.filter(incident=incident, rule__startswith="review:").values_list("cancel_reason", flat=True)
+    )
+    assert reasons == {f"incident {name}"}
