@@ -198,6 +198,37 @@ def test_a_reminder_already_sent_or_cancelled_keeps_its_record(incident, team):
     assert pending.cancel_reason == "done"
 
 
+def test_an_item_added_without_a_description_has_none(incident, team):
+    assert add(incident, team["oncall1"]).description == ""
+
+
+@pytest.mark.parametrize("limit", ["note", "reason"])
+def test_a_closing_text_of_20000_characters_is_taken(incident, team, limit):
+    item = add(incident, team["oncall1"])
+    if limit == "note":
+        closed = report_services.action_item_complete(item=item, user=team["oncall1"], note="n" * 20_000)
+    else:
+        closed = report_services.action_item_decline(item=item, user=team["oncall1"], reason="r" * 20_000)
+    assert len(closed.closing_note) == 20_000
+
+
+def test_a_declined_item_is_closed_at_the_time_given(incident, team):
+    at = timezone.now() - timedelta(hours=3)
+    declined = report_services.action_item_decline(
+        item=add(incident, team["oncall1"]), user=team["oncall1"], reason="Superseded", now=at
+    )
+    assert declined.completed_at == at
+
+
+def test_a_reschedule_is_judged_against_the_time_given(incident, team):
+    week_ago = timezone.now() - timedelta(days=7)
+    lead = team["oncall1"]
+    item = add(incident, lead, due_date=timezone.localdate() - timedelta(days=5), now=week_ago)
+    three_days_ago = timezone.localdate() - timedelta(days=3)
+    moved = report_services.action_item_reschedule(item=item, user=lead, due_date=three_days_ago, now=week_ago)
+    assert moved.due_date == three_days_ago
+
+
 @pytest.mark.parametrize("limit", ["note", "reason"])
 def test_a_closing_text_over_20000_characters_is_refused(incident, team, limit):
     item = add(incident, team["oncall1"])

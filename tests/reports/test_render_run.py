@@ -53,7 +53,7 @@ def test_a_queued_render_is_stored_under_its_incident_time_and_hash(incident, en
     assert render.sha256 == sha and render.size_bytes == len(content)
     assert render.pages == len(PdfReader(BytesIO(content)).pages) >= 1
     assert re.fullmatch(rf"rendered {incident.reference}: {render.pages} pages in \d+\.\d\ds", said), said
-    assert render.render_ms >= 0 and render.claimed_at <= render.rendered_at <= timezone.now()
+    assert render.render_ms > 0 and render.claimed_at <= render.rendered_at <= timezone.now()
     assert render.source_key == selectors.report_source_key(incident_id=incident.pk, kinds=[])
     name = f"{incident.reference}-{render.claimed_at:%Y%m%dT%H%M%SZ}-{sha[:12]}.pdf"
     assert render.pdf.name.rsplit("/", 1)[-1] == name
@@ -62,6 +62,16 @@ def test_a_queued_render_is_stored_under_its_incident_time_and_hash(incident, en
     text = pdf_text(content)
     assert f"generated {render.claimed_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" in text
     assert f"Review revision r{review.revision}" in text
+
+
+def test_a_render_keeps_the_source_key_of_what_it_rendered_not_of_when_it_was_asked_for(incident, engineer):
+    render = queued(incident)
+    asked = render.source_key
+    services.timeline_add_note(incident=incident, author=engineer, text="Added while the render waited")
+    report_services.report_render_run(render_id=render.pk)
+    render.refresh_from_db()
+    assert render.source_key == selectors.report_source_key(incident_id=incident.pk, kinds=[]) != asked
+    assert "Added while the render waited" in pdf_text(render.pdf.read())
 
 
 def test_a_render_with_a_timeline_filter_shows_only_those_kinds(incident, engineer):
@@ -78,11 +88,12 @@ def test_a_render_with_a_timeline_filter_shows_only_those_kinds(incident, engine
 
 
 @pytest.mark.parametrize("state", [ReportRender.State.DONE, ReportRender.State.FAILED])
-def test_a_finished_render_is_not_rendered_again(incident, state):
-    render = queued(incident, state=state)
+def test_a_finished_render_is_not_rendered_again_however_long_ago_it_was_claimed(incident, state):
+    long_ago = timezone.now() - timedelta(hours=1)
+    render = queued(incident, state=state, claimed_at=long_ago)
     assert report_services.report_render_run(render_id=render.pk) == "nothing to do"
     render.refresh_from_db()
-    assert render.state == state and not render.pdf and render.claimed_at is None
+    assert render.state == state and not render.pdf and render.claimed_at == long_ago
 
 
 @pytest.mark.parametrize(
@@ -177,6 +188,14 @@ def test_a_finished_render_removes_the_older_finished_renders_of_the_same_varian
     filtered = queued(incident, kinds=["alert"])
     report_services.report_render_run(render_id=filtered.pk)
     elsewhere = queued(open_incident(reported_by=engineer), state=ReportRender.State.DONE)
+    older_in_progress = ReportRender.objects.create(
+        incident=incident,
+        timeline_kinds="",
+        source_key="in progress",
+        state=ReportRender.State.RENDERING,
+        claimed_at=timezone.now(),
+        requested_at=old_done.requested_at - timedelta(minutes=2),
+    )
     # A later change to the incident makes a new render of the same variant.
     services.timeline_add_note(incident=incident, author=engineer, text="Broker confirmed the fix")
     newer = queued(incident)
@@ -187,4 +206,4 @@ def test_a_finished_render_removes_the_older_finished_renders_of_the_same_varian
     remaining = set(ReportRender.objects.values_list("pk", flat=True))
     assert old_done.pk not in remaining and old_failed.pk not in remaining
     assert not old_done.pdf.storage.exists(old_file)
-    assert {newer.pk, filtered.pk, elsewhere.pk} <= remaining
+    assert {newer.pk, filtered.pk, elsewhere.pk, older_in_progress.pk} <= remaining

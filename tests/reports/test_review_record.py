@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import timedelta
+from datetime import UTC, timedelta
 from io import BytesIO
 from pathlib import Path
 
@@ -82,6 +82,28 @@ def test_the_refusals_of_a_request_for_changes_say_why_in_full(review, sysadmin,
     with pytest.raises(ValidationError) as twice:
         report_services.review_request_changes(review=review, user=user_in("CTO", "cto2"), comments="Again.")
     assert twice.value.messages == ["Revision 1 is changes requested, not submitted."]
+
+
+def test_the_refusals_of_an_approval_say_why_in_full(review, sysadmin, manager):
+    with pytest.raises(PermissionDenied) as not_a_manager:
+        report_services.review_approve(review=review, user=sysadmin)
+    assert str(not_a_manager.value) == (
+        "Only a manager (Incident Manager, CTO, Head of Risk Management or CEO) can approve a post-incident review."
+    )
+    own_review = submitted_review(resolved_incident(manager), manager)
+    with pytest.raises(PermissionDenied) as own:
+        report_services.review_approve(review=own_review, user=manager)
+    assert str(own.value) == "You wrote or submitted revision 1; another manager must approve it."
+
+
+def test_the_frozen_report_is_the_approved_revisions_text_as_of_the_approval(review, manager):
+    at = timezone.now() - timedelta(minutes=5)
+    approved = report_services.review_approve(review=review, user=manager, now=at)
+    frozen = approved.frozen_html
+    assert frozen.startswith('<article class="report"')  # the part, not a whole document
+    meta = " ".join(frozen.split())  # the template's line breaks
+    assert f"Review revision r1: approved · frozen at approval {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" in meta
+    assert approved.primary_cause and approved.primary_cause in frozen
 
 
 def test_a_review_not_approved_has_no_content_to_verify(review):
@@ -244,6 +266,8 @@ def test_each_step_of_a_review_is_recorded_as_whoever_took_it_and_when(engineer,
     assert (review.submitted_at, review.approved_at) == (submitted_at, approved_at)
     incident.refresh_from_db()
     assert incident.state == "in_review"
+    # The review's start and the incident's move to In Review, both at the time given.
+    assert incident.timeline.filter(occurred_at=started_at).count() == 2
 
 
 def test_a_new_revision_says_which_one_it_revises(approved, engineer):
@@ -436,3 +460,36 @@ def test_closing_cancelling_or_reopening_cancels_the_review_reminders_with_the_r
         Deadline.objects.filter(incident=incident, rule__startswith="review:").values_list("cancel_reason", flat=True)
     )
     assert reasons == {f"incident {name}"}
+
+
+@pytest.mark.parametrize(("waited", "sent_again"), [(59, False), (61, True)])
+def test_an_approved_pdf_still_missing_is_sent_again_only_after_a_minute(
+    approved, monkeypatch, django_capture_on_commit_callbacks, waited, sent_again
+):
+    PostIncidentReview.objects.filter(pk=approved.pk).update(approved_at=timezone.now() - timedelta(seconds=waited))
+    approved.refresh_from_db()
+    sent = []
+    monkeypatch.setattr(tasks.render_approved_review, "delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        report_services.review_ensure_frozen_pdf_queued(review=approved)
+    assert sent == ([(approved.pk,)] if sent_again else [])
+
+
+def test_a_stored_or_unapproved_pdf_is_never_sent_again(
+    approved, review_factory_incident, monkeypatch, django_capture_on_commit_callbacks
+):
+    long_ago = timezone.now() - timedelta(minutes=5)
+    PostIncidentReview.objects.filter(pk=approved.pk).update(approved_at=long_ago, pdf_sha256="a" * 64)
+    approved.refresh_from_db()
+    draft = report_services.review_start(incident=review_factory_incident, user=review_factory_incident.reported_by)
+    sent = []
+    monkeypatch.setattr(tasks.render_approved_review, "delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        report_services.review_ensure_frozen_pdf_queued(review=approved)
+        report_services.review_ensure_frozen_pdf_queued(review=draft)
+    assert sent == []
+
+
+@pytest.fixture
+def review_factory_incident(engineer):
+    return resolved_incident(engineer)
