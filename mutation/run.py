@@ -197,8 +197,7 @@ def report() -> dict:
     for meta in sorted((ROOT / "mutants").rglob("*.py.meta")):
         module = str(meta.relative_to(ROOT / "mutants")).removesuffix(".meta")
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        if all(code is None for code in codes.values()):
-            continue  # a module no run has reached
+        # A module no run has reached counts in full as not run: it has no score yet.
         for name, code in codes.items():
             status = status_by_exit_code[code] if code is not None else None
             if name in equivalent:
@@ -228,20 +227,20 @@ def report() -> dict:
     not_run = {}
     for module, counts in sorted(by_module.items()):
         judged = counts["killed"] + counts["survived"] + counts["not covered"]
-        score = counts["killed"] / judged if judged else 1.0
-        scores[module] = round(score, 3)
+        score = counts["killed"] / judged if judged else None
+        scores[module] = round(score, 3) if score is not None else None
         not_run[module] = counts["not run"]
         total = sum(counts.values())
         print(
             f"{module:45} {total:7} {counts['killed']:6} {counts['survived']:8} {counts['not covered']:7}"
-            f" {counts['equivalent']:6} {counts['not run']:7} {score:6.1%}"
+            f" {counts['equivalent']:6} {counts['not run']:7} {f'{score:.1%}' if score is not None else '-':>6}"
         )
     for module, names in sorted(survivors.items()):
         print(f"\nnot killed in {module} (`mutmut show <name>` prints the edit):")
         for name in names:
             print(f"  {name}")
     # A score over part of a module is no verdict: the goal is met only when every mutant ran.
-    met = bool(scores) and all(s >= GOAL for s in scores.values()) and not any(not_run.values())
+    met = bool(scores) and all(s is not None and s >= GOAL for s in scores.values()) and not any(not_run.values())
     result = {"scores": scores, "not_run": not_run, "goal": GOAL, "goal_met": met}
     print(json.dumps(result))
     return result
