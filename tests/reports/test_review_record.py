@@ -450,6 +450,29 @@ def test_a_render_asked_for_twice_is_one_render_and_records_who_asked(engineer, 
     assert ReportRender.objects.count() == 2
 
 
+def test_a_render_asked_for_again_after_it_is_stored_is_the_stored_one(engineer, manager):
+    incident = resolved_incident(engineer)
+    ReportRender.objects.all().delete()
+    stored = report_services.report_render_request(incident=incident, kinds=[], user=manager)
+    report_services.report_render_run(render_id=stored.pk)
+    again = report_services.report_render_request(incident=incident, kinds=[], user=engineer)
+    assert again.pk == stored.pk and again.state == ReportRender.State.DONE
+    assert ReportRender.objects.count() == 1
+
+
+def test_a_render_left_pending_for_over_a_minute_is_sent_again_when_asked_for(
+    engineer, monkeypatch, django_capture_on_commit_callbacks
+):
+    incident = resolved_incident(engineer)
+    render = ReportRender.objects.get(incident=incident)
+    ReportRender.objects.filter(pk=render.pk).update(requested_at=timezone.now() - timedelta(minutes=2))
+    sent = []
+    monkeypatch.setattr(tasks.render_report, "delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        again = report_services.report_render_request(incident=incident, kinds=[])
+    assert again.pk == render.pk and sent == [(render.pk,)]
+
+
 @pytest.mark.parametrize("name", ["close", "cancel", "reopen"])
 def test_closing_cancelling_or_reopening_cancels_the_review_reminders_with_the_reason(engineer, manager, name):
     from reports.services import report_on_incident_transition
