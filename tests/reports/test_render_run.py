@@ -7,11 +7,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
 from io import BytesIO
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 from pypdf import PdfReader
 
@@ -207,3 +210,53 @@ def test_a_finished_render_removes_the_older_finished_renders_of_the_same_varian
     assert old_done.pk not in remaining and old_failed.pk not in remaining
     assert not old_done.pdf.storage.exists(old_file)
     assert {newer.pk, filtered.pk, elsewhere.pk, older_in_progress.pk} <= remaining
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("postgres")
+def test_two_people_asking_for_the_same_render_at_once_get_one_render(engineer, monkeypatch):
+    incident = resolved_incident(engineer)
+    ReportRender.objects.all().delete()
+    key = selectors.report_source_key(incident_id=incident.pk, kinds=[])
+    # What may already be there: an older render of the same report still queued (other content),
+    # and a failed render of this very content. Neither is the one both requests must join.
+    older = ReportRender.objects.create(
+        incident=incident,
+        timeline_kinds="",
+        source_key="older content",
+        reason="on_demand",
+        requested_at=timezone.now(),
+    )
+    failed = ReportRender.objects.create(
+        incident=incident,
+        timeline_kinds="",
+        source_key=key,
+        reason="on_demand",
+        state=ReportRender.State.FAILED,
+        requested_at=timezone.now(),
+    )
+    # Both requests compute the key before either looks for a render, so both find none and both
+    # insert: the unique constraint refuses the second, which must join the first's render.
+    both_have_the_key = threading.Barrier(2)
+    source_key = selectors.report_source_key
+
+    def key_then_wait(**kwargs):
+        found = source_key(**kwargs)
+        both_have_the_key.wait(timeout=20)
+        return found
+
+    monkeypatch.setattr(selectors, "report_source_key", key_then_wait)
+    monkeypatch.setattr(report_services, "_send_render", lambda render_id: None)
+
+    def ask(_):
+        try:
+            return report_services.report_render_request(incident=incident, kinds=[]).pk
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(ask, range(2)))
+
+    joined = ReportRender.objects.exclude(pk__in=[older.pk, failed.pk]).get()
+    assert answers == [joined.pk, joined.pk]
+    assert joined.source_key == key and joined.state == ReportRender.State.PENDING
