@@ -54,3 +54,13 @@ def test_the_commander_named_at_open_is_on_the_timeline(engineer):
 def test_no_commander_entry_when_nobody_took_command(engineer):
     incident = open_incident(reported_by=engineer)
     assert not incident.timeline.filter(action__startswith="Incident commander").exists()
+
+
+def test_closing_needs_the_close_permission_and_every_other_move_the_transition_one():
+    # Read from each transition's own definition: what the service and the API check first.
+    from incidents.models.incident import TRANSITION_NAMES, _permission_of
+
+    needed = {name: _permission_of(name) for name in TRANSITION_NAMES}
+    assert needed == {name: "incidents.transition_incident" for name in TRANSITION_NAMES} | {
+        "close": "incidents.close_incident"
+    }

@@ -12,11 +12,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from incidents.escalation.models import Deadline
+from incidents.models import TimelineEntry
 from reports import services as report_services
 from reports.models import ActionItem, ReportPolicy
-from tests.factories import UserFactory, make_roster, open_incident
+from tests.factories import UserFactory, make_roster
 
-from .helpers import resolve
+from .helpers import resolved_incident
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,7 @@ def team():
 
 @pytest.fixture
 def incident(team):
-    return resolve(open_incident(reported_by=team["oncall1"]), team["oncall1"])
+    return resolved_incident(team["oncall1"])
 
 
 def add(incident, user, **overrides) -> ActionItem:
@@ -311,3 +312,4 @@ def test_an_item_without_an_incident_is_rescheduled_with_no_reminders_and_no_ent
     new_date = timezone.localdate() + timedelta(days=9)
     moved = report_services.action_item_reschedule(item=item, user=lead, due_date=new_date)
     assert moved.due_date == new_date and not Deadline.objects.exists()
+    assert not TimelineEntry.objects.filter(data__action_item=item.pk).exists()

@@ -4,6 +4,7 @@ removes. (tests/reports/test_worker.py runs the same on a real worker, end to en
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -25,7 +26,7 @@ from reports import services as report_services
 from reports.models import ReportRender
 from tests.factories import open_incident
 
-from .helpers import pdf_text, resolved_incident, submitted_review
+from .helpers import pdf_pages, pdf_text, resolved_incident, submitted_review
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +55,7 @@ def test_a_queued_render_is_stored_under_its_incident_time_and_hash(incident, en
     sha = hashlib.sha256(content).hexdigest()
     assert render.state == ReportRender.State.DONE and render.error == ""
     assert render.sha256 == sha and render.size_bytes == len(content)
-    assert render.pages == len(PdfReader(BytesIO(content)).pages) >= 1
+    assert render.pages == pdf_pages(content) >= 1
     assert re.fullmatch(rf"rendered {incident.reference}: {render.pages} pages in \d+\.\d\ds", said), said
     assert render.render_ms > 0 and render.claimed_at <= render.rendered_at <= timezone.now()
     assert render.source_key == selectors.report_source_key(incident_id=incident.pk, kinds=[])
@@ -75,6 +76,15 @@ def test_a_render_keeps_the_source_key_of_what_it_rendered_not_of_when_it_was_as
     render.refresh_from_db()
     assert render.source_key == selectors.report_source_key(incident_id=incident.pk, kinds=[]) != asked
     assert "Added while the render waited" in pdf_text(render.pdf.read())
+
+
+def test_the_render_time_is_kept_in_milliseconds(incident, monkeypatch):
+    real = report_pdf.html_to_pdf
+    monkeypatch.setattr(report_pdf, "html_to_pdf", lambda html: dataclasses.replace(real(html), seconds=2.0))
+    render = queued(incident)
+    said = report_services.report_render_run(render_id=render.pk)
+    render.refresh_from_db()
+    assert render.render_ms == 2000 and said.endswith(" in 2.00s")
 
 
 def test_a_render_with_a_timeline_filter_shows_only_those_kinds(incident, engineer):
@@ -235,17 +245,18 @@ def test_two_people_asking_for_the_same_render_at_once_get_one_render(engineer, 
         state=ReportRender.State.FAILED,
         requested_at=timezone.now(),
     )
-    # Both requests compute the key before either looks for a render, so both find none and both
-    # insert: the unique constraint refuses the second, which must join the first's render.
-    both_have_the_key = threading.Barrier(2)
-    source_key = selectors.report_source_key
+    # Both requests have looked for a render (and found none) before either inserts one: the
+    # unique constraint refuses the second insert, whose request must join the first's render.
+    both_looked = threading.Barrier(2)
+    create = ReportRender.objects.create
+    inserts = []
 
-    def key_then_wait(**kwargs):
-        found = source_key(**kwargs)
-        both_have_the_key.wait(timeout=20)
-        return found
+    def wait_then_create(**kwargs):
+        inserts.append(1)
+        both_looked.wait(timeout=20)
+        return create(**kwargs)
 
-    monkeypatch.setattr(selectors, "report_source_key", key_then_wait)
+    monkeypatch.setattr(ReportRender.objects, "create", wait_then_create)
     monkeypatch.setattr(report_services, "_send_render", lambda render_id: None)
 
     def ask(_):
@@ -257,6 +268,7 @@ def test_two_people_asking_for_the_same_render_at_once_get_one_render(engineer, 
     with ThreadPoolExecutor(max_workers=2) as pool:
         answers = list(pool.map(ask, range(2)))
 
+    assert len(inserts) == 2  # both tried: one of them took the constraint's refusal
     joined = ReportRender.objects.exclude(pk__in=[older.pk, failed.pk]).get()
     assert answers == [joined.pk, joined.pk]
     assert joined.source_key == key and joined.state == ReportRender.State.PENDING

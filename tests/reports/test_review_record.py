@@ -24,7 +24,7 @@ from reports import tasks
 from reports.models import PostIncidentReview, ReportRender
 from tests.factories import UserFactory, open_incident
 
-from .helpers import REVIEW_TEXT, pdf_text, resolved_incident, submitted_review, user_in
+from .helpers import REVIEW_TEXT, pdf_pages, pdf_text, resolved_incident, submitted_review, user_in
 
 pytestmark = pytest.mark.django_db
 
@@ -124,7 +124,7 @@ def test_the_approved_revision_is_stored_as_pdf_once_with_its_hash_and_a_timelin
     approved.refresh_from_db()
     content = approved.pdf.read()
     sha = hashlib.sha256(content).hexdigest()
-    pages = len(PdfReader(BytesIO(content)).pages)
+    pages = pdf_pages(content)
     assert said == f"stored r1 of {approved.incident.reference}: {pages} pages"
     assert approved.pdf_sha256 == sha and approved.pdf_size == len(content)
     assert approved.pdf.name == f"reports/{approved.incident.reference}/approved-r1-{sha[:16]}.pdf"
@@ -331,6 +331,12 @@ def test_approval_cancels_only_this_incidents_pending_review_reminders(review, e
     Deadline.objects.filter(pk=sent.pk).update(fired_at=fired_at)
     Deadline.objects.filter(pk=earlier.pk).update(cancelled_at=fired_at, cancel_reason="incident reopen")
 
+    untouched = [
+        *Deadline.objects.filter(incident=elsewhere, rule__startswith="review:"),
+        *Deadline.objects.filter(rule__startswith=f"action:{item.pk}:"),
+    ]
+    assert len(untouched) == 6 and all(d.cancelled_at is None for d in untouched)
+
     report_services.review_approve(review=review, user=manager)
 
     sent, earlier, pending = Deadline.objects.filter(incident=incident, rule__startswith="review:").order_by("step")
@@ -343,7 +349,7 @@ def test_approval_cancels_only_this_incidents_pending_review_reminders(review, e
     assert not Deadline.objects.filter(rule__startswith=f"action:{item.pk}:", cancelled_at__isnull=False).exists()
 
 
-@pytest.mark.parametrize(("waited", "sent_again"), [(59, False), (61, True)])
+@pytest.mark.parametrize(("waited", "sent_again"), [(55, False), (65, True)])
 def test_a_pending_render_is_sent_again_only_after_a_minute(
     engineer, monkeypatch, django_capture_on_commit_callbacks, waited, sent_again
 ):
@@ -475,17 +481,15 @@ def test_a_render_left_pending_for_over_a_minute_is_sent_again_when_asked_for(
 
 @pytest.mark.parametrize("name", ["close", "cancel", "reopen"])
 def test_closing_cancelling_or_reopening_cancels_the_review_reminders_with_the_reason(engineer, manager, name):
-    from reports.services import report_on_incident_transition
-
     incident = resolved_incident(engineer)
-    report_on_incident_transition(incident=incident, name=name)
+    report_services.report_on_incident_transition(incident=incident, name=name)
     reasons = set(
         Deadline.objects.filter(incident=incident, rule__startswith="review:").values_list("cancel_reason", flat=True)
     )
     assert reasons == {f"incident {name}"}
 
 
-@pytest.mark.parametrize(("waited", "sent_again"), [(59, False), (61, True)])
+@pytest.mark.parametrize(("waited", "sent_again"), [(55, False), (65, True)])
 def test_an_approved_pdf_still_missing_is_sent_again_only_after_a_minute(
     approved, monkeypatch, django_capture_on_commit_callbacks, waited, sent_again
 ):
@@ -499,20 +503,15 @@ def test_an_approved_pdf_still_missing_is_sent_again_only_after_a_minute(
 
 
 def test_a_stored_or_unapproved_pdf_is_never_sent_again(
-    approved, review_factory_incident, monkeypatch, django_capture_on_commit_callbacks
+    approved, engineer, monkeypatch, django_capture_on_commit_callbacks
 ):
     long_ago = timezone.now() - timedelta(minutes=5)
     PostIncidentReview.objects.filter(pk=approved.pk).update(approved_at=long_ago, pdf_sha256="a" * 64)
     approved.refresh_from_db()
-    draft = report_services.review_start(incident=review_factory_incident, user=review_factory_incident.reported_by)
+    draft = report_services.review_start(incident=resolved_incident(engineer), user=engineer)
     sent = []
     monkeypatch.setattr(tasks.render_approved_review, "delay", lambda *args: sent.append(args))
     with django_capture_on_commit_callbacks(execute=True):
         report_services.review_ensure_frozen_pdf_queued(review=approved)
         report_services.review_ensure_frozen_pdf_queued(review=draft)
     assert sent == []
-
-
-@pytest.fixture
-def review_factory_incident(engineer):
-    return resolved_incident(engineer)

@@ -171,6 +171,14 @@ def test_a_re_sent_alert_raises_its_incident_but_never_lowers_it(integration, ag
     assert notes(incident.pk)[-1].action == "Alert re-fired (Prometheus): Order gateway down"
 
 
+def test_a_re_sent_alert_whose_level_falls_back_to_the_incidents_own_leaves_it_untouched(integration):
+    # "0" is a bare level that does not exist: the default (Sev3) is taken, the incident's level.
+    incident = opened(integration, severity="warning")
+    ingest(integration, alert(severity="0"))
+    after = Incident.objects.get(pk=incident.pk)
+    assert after.updated_at == incident.updated_at and after.severity.level == 3
+
+
 def test_a_raise_is_recorded_as_the_integrations_and_answers_with_the_incidents_reference(integration):
     incident = opened(integration, severity="warning")
 
@@ -316,6 +324,7 @@ def test_a_raise_by_hand_between_the_read_and_the_lock_is_neither_lowered_nor_lo
         by_hand = threading.Thread(target=raise_by_hand)
         by_hand.start()
         by_hand.join(timeout=20)
+        assert not by_hand.is_alive()
         return found
 
     monkeypatch.setattr(intake, "_open_incident_for", read_then_raise_by_hand)
