@@ -11,7 +11,6 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
@@ -690,7 +689,3 @@ def action_item_reschedule(
         )
         _schedule_action_item(locked)
         return locked
-
-
-def active_users():
-    return get_user_model().objects.filter(is_active=True).order_by("first_name", "last_name", "username")
