@@ -29,6 +29,13 @@ from .helpers import REVIEW_TEXT, pdf_pages, pdf_text, resolved_incident, submit
 pytestmark = pytest.mark.django_db
 
 
+def sends_of(task, monkeypatch) -> list[tuple]:
+    """The arguments of each message the task would have been sent, in order (nothing is sent)."""
+    sent: list[tuple] = []
+    monkeypatch.setattr(task, "delay", lambda *args: sent.append(args))
+    return sent
+
+
 @pytest.fixture
 def review(engineer):
     return submitted_review(resolved_incident(engineer, title="Order gateway rejected FIX logons"), engineer)
@@ -202,8 +209,7 @@ def test_a_render_that_cannot_be_queued_stays_pending_and_says_so_in_the_log(
 def test_a_queued_render_names_its_row_in_the_task(engineer, monkeypatch, django_capture_on_commit_callbacks):
     incident = resolved_incident(engineer)
     ReportRender.objects.all().delete()
-    sent = []
-    monkeypatch.setattr(tasks.render_report, "delay", lambda *args: sent.append(args))
+    sent = sends_of(tasks.render_report, monkeypatch)
     with django_capture_on_commit_callbacks(execute=True):
         render = report_services.report_render_request(incident=incident, kinds=[])
     assert sent == [(render.pk,)]
@@ -357,8 +363,7 @@ def test_a_pending_render_is_sent_again_only_after_a_minute(
     render = ReportRender.objects.get(incident=incident)
     ReportRender.objects.filter(pk=render.pk).update(requested_at=timezone.now() - timedelta(seconds=waited))
     render.refresh_from_db()
-    sent = []
-    monkeypatch.setattr(tasks.render_report, "delay", lambda *args: sent.append(args))
+    sent = sends_of(tasks.render_report, monkeypatch)
 
     with django_capture_on_commit_callbacks(execute=True):
         report_services.report_render_ensure_queued(render=render)
@@ -374,8 +379,7 @@ def test_a_render_already_claimed_is_not_sent_again(engineer, monkeypatch, djang
         state=ReportRender.State.RENDERING, requested_at=long_ago, claimed_at=long_ago
     )
     render.refresh_from_db()
-    sent = []
-    monkeypatch.setattr(tasks.render_report, "delay", lambda *args: sent.append(args))
+    sent = sends_of(tasks.render_report, monkeypatch)
     with django_capture_on_commit_callbacks(execute=True):
         report_services.report_render_ensure_queued(render=render)
     assert sent == []
@@ -472,8 +476,7 @@ def test_a_render_left_pending_for_over_a_minute_is_sent_again_when_asked_for(
     incident = resolved_incident(engineer)
     render = ReportRender.objects.get(incident=incident)
     ReportRender.objects.filter(pk=render.pk).update(requested_at=timezone.now() - timedelta(minutes=2))
-    sent = []
-    monkeypatch.setattr(tasks.render_report, "delay", lambda *args: sent.append(args))
+    sent = sends_of(tasks.render_report, monkeypatch)
     with django_capture_on_commit_callbacks(execute=True):
         again = report_services.report_render_request(incident=incident, kinds=[])
     assert again.pk == render.pk and sent == [(render.pk,)]
@@ -495,8 +498,7 @@ def test_an_approved_pdf_still_missing_is_sent_again_only_after_a_minute(
 ):
     PostIncidentReview.objects.filter(pk=approved.pk).update(approved_at=timezone.now() - timedelta(seconds=waited))
     approved.refresh_from_db()
-    sent = []
-    monkeypatch.setattr(tasks.render_approved_review, "delay", lambda *args: sent.append(args))
+    sent = sends_of(tasks.render_approved_review, monkeypatch)
     with django_capture_on_commit_callbacks(execute=True):
         report_services.review_ensure_frozen_pdf_queued(review=approved)
     assert sent == ([(approved.pk,)] if sent_again else [])
@@ -509,8 +511,7 @@ def test_a_stored_or_unapproved_pdf_is_never_sent_again(
     PostIncidentReview.objects.filter(pk=approved.pk).update(approved_at=long_ago, pdf_sha256="a" * 64)
     approved.refresh_from_db()
     draft = report_services.review_start(incident=resolved_incident(engineer), user=engineer)
-    sent = []
-    monkeypatch.setattr(tasks.render_approved_review, "delay", lambda *args: sent.append(args))
+    sent = sends_of(tasks.render_approved_review, monkeypatch)
     with django_capture_on_commit_callbacks(execute=True):
         report_services.review_ensure_frozen_pdf_queued(review=approved)
         report_services.review_ensure_frozen_pdf_queued(review=draft)
