@@ -76,6 +76,7 @@ class ProviderHandler(BaseHTTPRequestHandler):
         if server.delay_s:
             time.sleep(server.delay_s)  # a provider that takes its time, so sends are in flight
         with server.lock:
+            server.authorizations.append(self.headers.get("Authorization"))
             if key is not None and key in server.accepted_keys:
                 # A re-send of a page already accepted: answered as accepted, not sent again.
                 server.replays += 1
@@ -101,6 +102,7 @@ class ProviderServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), ProviderHandler)
         self.lock = threading.Lock()
         self.received: list[dict] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         # A provider honouring idempotency keys: a re-send of an accepted key is a replay, dropped.
         self.replays = 0
         self.accepted_keys: set[str] = set()

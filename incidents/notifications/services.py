@@ -18,6 +18,7 @@ import smtplib
 import time
 from collections import Counter
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
 import httpx
@@ -610,7 +611,9 @@ def idempotency_key(notification: Notification) -> str:
 
 
 def _mail_domain() -> str:
-    return settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip("> ") or "localhost"
+    """The sender address's domain ("Desk <desk@ops.example>" gives ops.example), else localhost."""
+    _, at, domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")
+    return domain if at and domain else "localhost"
 
 
 def _post_json(url: str, payload: dict, headers: dict | None = None) -> None:
