@@ -51,6 +51,9 @@ LIFECYCLE_TESTS = [
     "tests/incidents/test_portal_ticks.py",
     "tests/incidents/test_time_bounds.py",
     "tests/incidents/test_friction.py",
+    "tests/incidents/test_evidence.py",
+    "tests/incidents/test_command_record.py",
+    "tests/incidents/test_update_record.py",
 ]
 MODULE_TESTS = {
     "incidents.services.incident": LIFECYCLE_TESTS,
