@@ -13,6 +13,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from incidents import wakeups
@@ -511,6 +512,16 @@ def outbox_row(state: str, *, due, claimed_at=None, channel=Notification.Channel
     )
 
 
+@pytest.fixture(params=["skip locked", "conditional update"])
+def claim_kind(request, monkeypatch):
+    """Both ways of claiming: SKIP LOCKED (PostgreSQL), and the conditional UPDATE a database
+    without it (SQLite, the local default) uses, run here on PostgreSQL by hiding the feature."""
+    if request.param == "conditional update":
+        monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", False)
+    return request.param
+
+
+@pytest.mark.usefixtures("claim_kind")
 def test_a_row_is_claimed_when_due_and_not_a_moment_before(settings):
     settings.TMT_NOTIFY_TAKEOVER_SECONDS = 20
     now = timezone.now()
@@ -530,6 +541,7 @@ def test_a_row_is_claimed_when_due_and_not_a_moment_before(settings):
     assert notifications.notifications_claim_due(limit=10, now=now) == [], "a claim is not claimed again"
 
 
+@pytest.mark.usefixtures("claim_kind")
 def test_a_claim_takes_no_more_than_its_limit_the_most_urgent_first():
     now = timezone.now()
     incident = open_incident(level=1)
@@ -542,6 +554,37 @@ def test_a_claim_takes_no_more_than_its_limit_the_most_urgent_first():
     assert [row.pk for row in first] == [sms.pk, call.pk, old_email.pk]
     assert Notification.objects.get(pk=new_email.pk).state == pending, "past the limit: left for the next claim"
     assert [row.pk for row in notifications.notifications_claim_due(limit=3, now=now)] == [new_email.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_a_row_another_dispatcher_holds_is_skipped_not_waited_for():
+    now = timezone.now()
+    held = outbox_row(Notification.State.PENDING, due=now - timedelta(seconds=2))
+    free = outbox_row(Notification.State.PENDING, due=now - timedelta(seconds=1))
+    locked, release = threading.Event(), threading.Event()
+
+    def other_dispatcher():
+        try:
+            with transaction.atomic():
+                list(Notification.objects.select_for_update().filter(pk=held.pk))
+                locked.set()
+                release.wait(20)
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=other_dispatcher)
+    other.start()
+    try:
+        assert locked.wait(20)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")  # waiting on the lock fails the test, not hangs it
+        assert [row.pk for row in notifications.notifications_claim_due(limit=5, now=now)] == [free.pk]
+    finally:
+        release.set()
+        other.join(20)
+    assert Notification.objects.get(pk=held.pk).state == Notification.State.PENDING
+    assert [row.pk for row in notifications.notifications_claim_due(limit=5, now=now)] == [held.pk]
 
 
 def test_deliver_by_id_reports_each_outcome_and_what_it_left(mailbox, settings):
