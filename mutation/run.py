@@ -54,6 +54,7 @@ LIFECYCLE_TESTS = [
     "tests/incidents/test_evidence.py",
     "tests/incidents/test_command_record.py",
     "tests/incidents/test_update_record.py",
+    "tests/incidents/test_transition_refusals.py",
 ]
 MODULE_TESTS = {
     "incidents.services.incident": LIFECYCLE_TESTS,

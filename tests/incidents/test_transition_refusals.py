@@ -1,0 +1,158 @@
+"""Each refusal of a lifecycle step says why, word for word, and leaves the incident as it was;
+each step taken is on the record with its label, its states and the time it happened."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+
+from incidents import services
+from incidents.hooks import hooks
+from incidents.models import Incident, State, TimelineEntry
+from tests.factories import open_incident, tick_initial_assessment
+
+pytestmark = pytest.mark.django_db
+
+
+def refusal(error_type, **kwargs) -> str:
+    with pytest.raises(error_type) as refused:
+        services.incident_transition(**kwargs)
+    return str(refused.value) if error_type is not ValidationError else refused.value.message_dict
+
+
+def state_changes(incident) -> list[tuple[str, str]]:
+    return list(
+        incident.timeline.filter(kind=TimelineEntry.Kind.STATE_CHANGE).order_by("id").values_list("action", "to_state")
+    )
+
+
+def unchanged(incident, entries: int) -> bool:
+    stored = Incident.objects.get(pk=incident.pk)
+    return stored.state == incident.state and incident.timeline.count() == entries
+
+
+def test_an_unknown_action_is_refused_by_name(engineer):
+    incident = open_incident(reported_by=engineer)
+    assert refusal(services.TransitionRefusedError, incident=incident, name="explode", user=engineer) == (
+        "Unknown action “explode”."
+    )
+
+
+def test_a_role_without_the_right_is_refused_before_the_state_is_looked_at(trainer):
+    incident = open_incident()
+    entries = incident.timeline.count()
+    for name in ("acknowledge", "start_recovery"):
+        assert refusal(PermissionDenied, incident=incident, name=name, user=trainer) == (
+            "You do not have permission for this action."
+        )
+    assert unchanged(incident, entries)
+
+
+def test_a_step_from_a_page_someone_else_moved_on_is_refused(engineer):
+    incident = open_incident(reported_by=engineer)
+    entries = incident.timeline.count()
+    message = refusal(
+        services.IncidentChangedError,
+        incident=incident,
+        name="acknowledge",
+        user=engineer,
+        expected_state=State.INVESTIGATING,
+    )
+    assert message == "This incident was changed by someone else. Reload the page to see its current state."
+    assert unchanged(incident, entries)
+
+
+def test_a_step_the_state_does_not_allow_names_both(engineer):
+    incident = open_incident(reported_by=engineer)
+    entries = incident.timeline.count()
+    assert refusal(services.TransitionRefusedError, incident=incident, name="start_recovery", user=engineer) == (
+        "“start recovery” is not possible while the incident is detected."
+    )
+    assert unchanged(incident, entries)
+
+
+def test_containing_without_the_assessment_says_what_to_do_first_from_either_state(engineer):
+    acknowledged = open_incident(reported_by=engineer)
+    services.incident_transition(incident=acknowledged, name="acknowledge", user=engineer)
+    entries = acknowledged.timeline.count()
+    guard = "Complete the initial assessment checklist first."
+    assert refusal(services.TransitionRefusedError, incident=acknowledged, name="contain", user=engineer) == guard
+    assert unchanged(acknowledged, entries), "not even the investigation step it would pass through"
+    services.incident_transition(incident=acknowledged, name="start_investigation", user=engineer)
+    assert refusal(services.TransitionRefusedError, incident=acknowledged, name="contain", user=engineer) == guard
+
+
+def test_containing_straight_from_acknowledged_records_both_steps_at_the_time_given(engineer):
+    incident = open_incident(reported_by=engineer)
+    services.incident_transition(incident=incident, name="acknowledge", user=engineer)
+    tick_initial_assessment(incident, engineer)
+    at = timezone.now() - timedelta(minutes=4)
+    services.incident_transition(incident=incident, name="contain", user=engineer, at=at)
+    stored = Incident.objects.get(pk=incident.pk)
+    assert (stored.state, stored.investigating_at, stored.contained_at) == (State.CONTAINED, at, at)
+    entries = incident.timeline.filter(kind=TimelineEntry.Kind.STATE_CHANGE).order_by("id")
+    assert [(e.from_state, e.to_state, e.occurred_at) for e in entries][-2:] == [
+        (State.ACKNOWLEDGED, State.INVESTIGATING, at),
+        (State.INVESTIGATING, State.CONTAINED, at),
+    ]
+    assert entries.last().action == "Mark contained: Investigating → Contained"
+
+
+def test_a_cancel_needs_a_reason_and_records_it_trimmed(engineer):
+    incident = open_incident(reported_by=engineer)
+    entries = incident.timeline.count()
+    for blank in ("", "   "):
+        assert refusal(ValidationError, incident=incident, name="cancel", user=engineer, reason=blank) == {
+            "reason": ["Give a reason."]
+        }
+    assert unchanged(incident, entries)
+    services.incident_transition(incident=incident, name="cancel", user=engineer, reason="  Test alert  ")
+    stored = Incident.objects.get(pk=incident.pk)
+    assert (stored.state, stored.cancel_reason) == (State.CANCELLED, "Test alert")
+    assert state_changes(incident)[-1] == (
+        "Cancel (false alarm): Detected → Cancelled. Reason: Test alert",
+        State.CANCELLED,
+    )
+
+
+def test_an_acknowledgement_is_recorded_as_whose_and_when(engineer):
+    incident = open_incident(reported_by=engineer)
+    at = timezone.now() - timedelta(minutes=2)
+    services.incident_transition(incident=incident, name="acknowledge", user=engineer, at=at)
+    stored = Incident.objects.get(pk=incident.pk)
+    assert (stored.acknowledged_by, stored.acknowledged_at) == (engineer, at)
+    entry = incident.timeline.get(to_state=State.ACKNOWLEDGED)
+    assert (entry.from_state, entry.owner, entry.occurred_at) == (State.DETECTED, engineer, at)
+
+
+def test_a_label_given_replaces_the_steps_own(engineer):
+    incident = open_incident(reported_by=engineer)
+    services.incident_transition(incident=incident, name="acknowledge", user=engineer, label="Acknowledged by phone")
+    assert state_changes(incident)[-1] == ("Acknowledged by phone: Detected → Acknowledged", State.ACKNOWLEDGED)
+
+
+def test_a_reopen_takes_no_time_and_the_hooks_hear_of_each_step(engineer, monkeypatch):
+    heard = []
+    monkeypatch.setattr(
+        hooks, "after_transition", [lambda *, incident, name, now: heard.append((incident.pk, name, now))]
+    )
+    incident = open_incident(reported_by=engineer, level=3)
+    services.incident_transition(incident=incident, name="acknowledge", user=engineer)
+    tick_initial_assessment(incident, engineer)
+    at = timezone.now() - timedelta(minutes=1)
+    services.incident_transition(incident=incident, name="contain", user=engineer, at=at)
+    incident = services.incident_resolve(incident=incident, user=engineer, resolution_actions="Restarted")
+    later = timezone.now()
+    services.incident_transition(incident=incident, name="reopen", user=engineer, at=later)
+    assert Incident.objects.get(pk=incident.pk).state == State.INVESTIGATING
+    assert [(pk, name) for pk, name, _ in heard] == [
+        (incident.pk, "acknowledge"),
+        (incident.pk, "start_investigation"),
+        (incident.pk, "contain"),
+        (incident.pk, "resolve"),
+        (incident.pk, "reopen"),
+    ]
+    assert heard[1][2] == heard[2][2] == at and heard[4][2] == later
