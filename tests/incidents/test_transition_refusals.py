@@ -156,3 +156,34 @@ def test_a_reopen_takes_no_time_and_the_hooks_hear_of_each_step(engineer, monkey
         (incident.pk, "reopen"),
     ]
     assert heard[1][2] == heard[2][2] == at and heard[4][2] == later
+
+
+def offered(name: str, label: str, *, blocked: str = "", needs_reason: bool = False) -> dict:
+    return {
+        "name": name,
+        "label": label,
+        "allowed": not blocked,
+        "blocked_reason": blocked,
+        "needs_reason": needs_reason,
+    }
+
+
+def test_the_page_offers_each_step_the_state_and_role_allow_and_says_why_one_is_blocked(engineer, trainer):
+    incident = open_incident(reported_by=engineer)
+    cancel = offered("cancel", "Cancel (false alarm)", needs_reason=True)
+    assert services.incident_available_transitions(incident=incident, user=engineer) == [
+        offered("acknowledge", "Acknowledge"),
+        cancel,
+    ]
+    services.incident_transition(incident=incident, name="acknowledge", user=engineer)
+    # Containing straight from acknowledged passes through the investigation, and is blocked by its guard.
+    assert services.incident_available_transitions(incident=incident, user=engineer) == [
+        offered("start_investigation", "Start investigation"),
+        offered("contain", "Mark contained", blocked="Complete the initial assessment checklist first."),
+        cancel,
+    ]
+    tick_initial_assessment(incident, engineer)
+    assert offered("contain", "Mark contained") in services.incident_available_transitions(
+        incident=incident, user=engineer
+    )
+    assert services.incident_available_transitions(incident=incident, user=trainer) == []
