@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from incidents import services
 from incidents.hooks import hooks
-from incidents.models import Incident, State, TimelineEntry
+from incidents.models import Incident, PortalAction, State, TimelineEntry
 from tests.factories import open_incident, tick_initial_assessment
 
 pytestmark = pytest.mark.django_db
@@ -126,6 +126,9 @@ def test_an_acknowledgement_is_recorded_as_whose_and_when(engineer):
     assert (stored.acknowledged_by, stored.acknowledged_at) == (engineer, at)
     entry = incident.timeline.get(to_state=State.ACKNOWLEDGED)
     assert (entry.from_state, entry.owner, entry.occurred_at) == (State.DETECTED, engineer, at)
+    (item,) = incident.checklist_items.filter(action_key=PortalAction.ACKNOWLEDGED)
+    who = engineer.get_full_name() or engineer.get_username()
+    assert (item.done_by, item.done_at, item.ticked_by_portal_when) == (engineer, at, f"{who} acknowledged")
 
 
 def test_a_label_given_replaces_the_steps_own(engineer):
