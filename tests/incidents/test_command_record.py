@@ -195,7 +195,7 @@ def test_a_note_dated_in_the_future_or_before_the_start_is_refused_on_its_field(
     at_start = services.timeline_add_note(
         incident=incident, author=engineer, text="First error", occurred_at=incident.started_at
     )
-    assert at_start.occurred_at == incident.started_at
+    assert (at_start.occurred_at, at_start.owner, at_start.owner_team) == (incident.started_at, engineer, "")
 
 
 # -- an exercise's incident -----------------------------------------------------------------------
