@@ -55,6 +55,7 @@ LIFECYCLE_TESTS = [
     "tests/incidents/test_command_record.py",
     "tests/incidents/test_update_record.py",
     "tests/incidents/test_transition_refusals.py",
+    "tests/incidents/test_open_record.py",
 ]
 MODULE_TESTS = {
     "incidents.services.incident": LIFECYCLE_TESTS,
