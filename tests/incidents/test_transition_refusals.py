@@ -125,7 +125,7 @@ def test_an_acknowledgement_is_recorded_as_whose_and_when(engineer):
     stored = Incident.objects.get(pk=incident.pk)
     assert (stored.acknowledged_by, stored.acknowledged_at) == (engineer, at)
     entry = incident.timeline.get(to_state=State.ACKNOWLEDGED)
-    assert (entry.from_state, entry.owner, entry.occurred_at) == (State.DETECTED, engineer, at)
+    assert (entry.from_state, entry.owner, entry.owner_team, entry.occurred_at) == (State.DETECTED, engineer, "", at)
     (item,) = incident.checklist_items.filter(action_key=PortalAction.ACKNOWLEDGED)
     who = engineer.get_full_name() or engineer.get_username()
     assert (item.done_by, item.done_at, item.ticked_by_portal_when) == (engineer, at, f"{who} acknowledged")
