@@ -295,7 +295,8 @@ class Incident(ConcurrentTransitionMixin, models.Model):
         target=State.RECOVERING,
         conditions=[initial_assessment_done],
         permission=TRANSITION_PERMISSION,
-        custom={"label": "Start recovery"},
+        # An assessment item unticked after containment blocks recovery until it is done again.
+        custom={"label": "Start recovery", "guard": "Complete the initial assessment checklist first."},
     )
     def start_recovery(self, *, at: datetime | None = None) -> None:
         self.recovering_at = at or timezone.now()

@@ -116,8 +116,9 @@ def test_a_closed_incidents_commander_does_not_change(manager, engineer):
     incident = open_incident(reported_by=engineer)
     services.incident_transition(incident=incident, name="cancel", user=engineer, reason="False alarm")
     entries = incident.timeline.count()
-    with pytest.raises(ValidationError, match="Only an open incident has a commander to change."):
+    with pytest.raises(ValidationError) as refused:
         services.incident_assign_commander(incident=incident, commander=certify(engineer), user=manager)
+    assert refused.value.messages == ["Only an open incident has a commander to change."]
     assert incident.timeline.count() == entries
 
 
@@ -207,10 +208,26 @@ def test_an_open_exercise_incident_is_cancelled_with_the_reason_by_whoever_ends_
     ended = services.incident_exercise_end(incident=drill, user=trainer, reason="  Drill over  ", at=at)
     assert ended.state == State.CANCELLED
     drill.refresh_from_db()
-    assert (drill.state, drill.cancel_reason) == (State.CANCELLED, "Drill over")
+    assert (drill.state, drill.cancel_reason, drill.cancelled_at) == (State.CANCELLED, "Drill over", at)
     entry = last_entry(drill)
     assert entry.action == "Exercise over: Detected → Cancelled. Reason: Drill over"
     assert (entry.owner, entry.occurred_at, entry.to_state) == (trainer, at, State.CANCELLED)
+
+
+def test_a_real_incident_does_not_end_with_a_drill(engineer, trainer):
+    real = open_incident(reported_by=engineer, level=1)
+    with pytest.raises(PermissionDenied) as refused:
+        services.incident_exercise_end(incident=real, user=trainer, reason="Drill over")
+    assert str(refused.value) == "Only an exercise incident ends with its drill."
+    assert Incident.objects.get(pk=real.pk).state == State.DETECTED
+
+
+def test_an_exercise_ended_now_is_cancelled_now(engineer, trainer):
+    drill = open_incident(reported_by=engineer, level=1, is_drill=True)
+    before = timezone.now()
+    services.incident_exercise_end(incident=drill, user=trainer, reason="Drill over")
+    drill.refresh_from_db()
+    assert before <= drill.cancelled_at <= timezone.now()
 
 
 def test_a_blank_reason_ends_nothing(engineer, trainer):
@@ -280,8 +297,8 @@ def test_resolving_records_the_actions_once_and_resolves(engineer):
         "Restarted the agent",
         at,
     )
-    updates = incident.timeline.filter(kind=TimelineEntry.Kind.UPDATE, action__icontains="resolution actions")
-    assert updates.count() == 1
+    (update,) = incident.timeline.filter(kind=TimelineEntry.Kind.UPDATE, action__icontains="resolution actions")
+    assert update.owner == engineer
 
 
 def test_resolving_with_the_actions_already_written_adds_no_update(engineer):
@@ -297,10 +314,11 @@ def test_resolving_with_the_actions_already_written_adds_no_update(engineer):
 def test_a_resolve_from_a_stale_page_or_without_actions_changes_nothing(engineer):
     incident = _contained(engineer)
     entries = incident.timeline.count()
-    with pytest.raises(services.IncidentChangedError):
+    with pytest.raises(services.IncidentChangedError) as refused:
         services.incident_resolve(
             incident=incident, user=engineer, resolution_actions="Restarted", expected_state=State.INVESTIGATING
         )
+    assert str(refused.value) == services.IncidentChangedError.message
     with pytest.raises(ValidationError) as refused:
         services.incident_resolve(incident=incident, user=engineer, resolution_actions="  ")
     assert refused.value.message_dict == {"resolution_actions": [services.RESOLUTION_ACTIONS_REQUIRED]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -70,6 +71,14 @@ def test_the_size_limit_takes_the_limit_and_refuses_one_byte_more(settings):
     assert refusal(upload("bigger.log", b"x" * (3 * 1048576 - 60000))) == "The file is 2.9 MB; the limit is 2 MB."
 
 
+def test_sizes_are_shown_in_mebibytes_rounded(settings):
+    settings.EVIDENCE_MAX_BYTES = 2 * 1048576
+    # 2.05 MiB and a byte: 2.1 when divided by 1,048,576, 2.0 by anything larger.
+    assert refusal(upload("big.log", b"x" * 2149581)) == "The file is 2.1 MB; the limit is 2 MB."
+    settings.EVIDENCE_MAX_BYTES = 2621441  # 2.5 MiB and a byte: shown as 3 MB
+    assert refusal(upload("big.log", b"x" * 2621442)) == "The file is 2.5 MB; the limit is 3 MB."
+
+
 def test_an_empty_file_is_refused():
     assert refusal(upload("agent.log", b"")) == "The file is empty."
     services.evidence_validate(upload("agent.log", b"x"))
@@ -99,6 +108,14 @@ def test_an_attached_file_is_stored_whole_with_its_digest_and_recorded(engineer)
     ticked = IncidentChecklistItem.objects.filter(incident=incident, action_key=PortalAction.EVIDENCE_ATTACHED)
     assert ticked and {item.ticked_by_portal_when for item in ticked} == {f"{who} attached screen.png"}
     assert all(item.done_by == engineer for item in ticked)
+
+
+def test_a_file_of_a_type_the_system_cannot_name_is_stored_as_bytes(engineer, monkeypatch):
+    monkeypatch.setattr(mimetypes, "guess_type", lambda name: (None, None))
+    incident = open_incident(reported_by=engineer)
+    attachment = services.evidence_attach(incident=incident, uploaded=upload("capture.har"), user=engineer)
+    stored = EvidenceAttachment.objects.get(pk=attachment.pk)
+    assert (stored.content_type, stored.description) == ("application/octet-stream", "")
 
 
 def test_a_long_file_name_is_kept_to_200_characters(engineer):

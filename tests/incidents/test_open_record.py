@@ -14,7 +14,16 @@ from django.utils import timezone
 
 from incidents import services
 from incidents.hooks import hooks
-from incidents.models import DetectionMethod, Incident, IncidentChecklistItem, PortalAction, State, TimelineEntry
+from incidents.models import (
+    ChecklistTemplate,
+    ChecklistTemplateItem,
+    DetectionMethod,
+    Incident,
+    IncidentChecklistItem,
+    PortalAction,
+    State,
+    TimelineEntry,
+)
 from tests.factories import UserFactory, certify, severity, system
 
 pytestmark = pytest.mark.django_db
@@ -171,6 +180,31 @@ def test_the_hooks_hear_of_the_open_at_its_detection_time(engineer, monkeypatch)
     assert heard == [(incident.pk, detected)]
 
 
+def test_a_commander_named_at_open_ticks_an_item_keyed_to_it_as_the_reporters(manager):
+    template = ChecklistTemplate.objects.filter(attach_on_state=State.DETECTED, active=True).first()
+    ChecklistTemplateItem.objects.create(
+        template=template, order=99, text="Name an incident commander", action_key=PortalAction.COMMANDER_ASSIGNED
+    )
+    commander = certify(UserFactory())
+    detected = timezone.now() - timedelta(minutes=2)
+    incident = open_with(manager, commander=commander, detected_at=detected)
+    (item,) = IncidentChecklistItem.objects.filter(incident=incident, action_key=PortalAction.COMMANDER_ASSIGNED)
+    assert (item.done_by, item.done_at, item.ticked_by_portal_when) == (
+        manager,
+        detected,
+        f"{name(commander)} was made incident commander as the incident was logged",
+    )
+
+
+def test_a_retired_checklist_is_not_attached_to_new_incidents(engineer):
+    retired = ChecklistTemplate.objects.filter(attach_on_state=State.DETECTED, active=True).first()
+    retired.active = False
+    retired.save(update_fields=["active"])
+    incident = open_with(engineer)
+    assert incident.checklist_items.exists()
+    assert not incident.checklist_items.filter(template=retired).exists()
+
+
 # -- the portal's own ticks -----------------------------------------------------------------------
 
 
@@ -190,6 +224,30 @@ def test_a_portal_tick_reaches_only_this_incidents_unticked_items(engineer, mana
     assert [item.pk for item in ticked] == [items.get(incident=other).pk]
     stored = items.get(incident=other)
     assert (stored.done_by, stored.done_at, stored.ticked_by_portal_when) == (engineer, at, "w" * 300)
+
+
+def test_a_person_ticking_the_item_as_the_portal_does_keeps_their_tick(engineer, manager, monkeypatch):
+    incident = open_with(engineer)
+    item = IncidentChecklistItem.objects.get(incident=incident, action_key=PortalAction.ACKNOWLEDGED)
+    real_filter = IncidentChecklistItem.objects.filter
+    looked = []
+
+    def filter_then_a_person_ticks(*args, **kwargs):
+        found = real_filter(*args, **kwargs)
+        if not looked:  # the portal found the item unticked; the person's tick lands now
+            looked.append(list(found))
+            real_filter(pk=item.pk).update(done_at=timezone.now(), done_by=manager)
+            return looked[0]
+        return found
+
+    monkeypatch.setattr(IncidentChecklistItem.objects, "filter", filter_then_a_person_ticks)
+    ticked = services.checklist_tick_for_action(
+        incident=incident, action=PortalAction.ACKNOWLEDGED, when="Ann acknowledged", by=engineer
+    )
+    monkeypatch.undo()
+    assert ticked == []
+    item.refresh_from_db()
+    assert (item.done_by, item.ticked_by_portal_when) == (manager, "")
 
 
 def test_an_unknown_portal_action_is_a_programming_error():

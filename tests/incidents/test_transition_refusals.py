@@ -12,7 +12,8 @@ from django.utils import timezone
 from incidents import services
 from incidents.hooks import hooks
 from incidents.models import Incident, PortalAction, State, TimelineEntry
-from tests.factories import open_incident, tick_initial_assessment
+from incidents.models.incident import TRANSITION_NAMES
+from tests.factories import open_incident, system, tick_initial_assessment
 
 pytestmark = pytest.mark.django_db
 
@@ -190,3 +191,60 @@ def test_the_page_offers_each_step_the_state_and_role_allow_and_says_why_one_is_
         incident=incident, user=engineer
     )
     assert services.incident_available_transitions(incident=incident, user=trainer) == []
+
+
+def test_every_step_has_a_label_and_every_step_with_a_condition_says_what_it_waits_for():
+    for name in TRANSITION_NAMES:
+        for meta in getattr(Incident, name)._django_fsm.transitions.values():
+            assert meta.custom.get("label"), name
+            assert not meta.conditions or meta.custom.get("guard"), name
+
+
+def test_an_assessment_item_unticked_after_containment_blocks_recovery_saying_so(engineer):
+    incident = open_incident(reported_by=engineer, level=3)
+    services.incident_transition(incident=incident, name="acknowledge", user=engineer)
+    tick_initial_assessment(incident, engineer)
+    incident = services.incident_transition(incident=incident, name="contain", user=engineer)
+    item = incident.checklist_items.filter(gates_containment=True).first()
+    services.checklist_item_set_done(item=item, user=engineer, done=False)
+    incident = Incident.objects.get(pk=incident.pk)
+    guard = "Complete the initial assessment checklist first."
+    assert refusal(services.TransitionRefusedError, incident=incident, name="start_recovery", user=engineer) == guard
+    assert offered("start_recovery", "Start recovery", blocked=guard) in services.incident_available_transitions(
+        incident=incident, user=engineer
+    )
+
+
+def test_reopening_is_refused_while_a_newer_incident_covers_the_same_alert_or_system(engineer):
+    def resolved(**key):
+        incident = open_incident(reported_by=engineer, level=3, **key)
+        services.incident_transition(incident=incident, name="acknowledge", user=engineer)
+        tick_initial_assessment(incident, engineer)
+        services.incident_transition(incident=incident, name="contain", user=engineer)
+        return services.incident_resolve(incident=incident, user=engineer, resolution_actions="Restarted")
+
+    cases = [
+        ({"alert_fingerprint": "latency-high"}, "alert"),
+        ({"automated_system": system("risk_management")}, "system outage"),
+    ]
+    for key, what in cases:
+        old = resolved(**key)
+        newer = open_incident(reported_by=engineer, level=3, **key)
+        entries = old.timeline.count()
+        assert refusal(services.TransitionRefusedError, incident=old, name="reopen", user=engineer) == (
+            f"{newer.reference} is now the open incident for the same {what}; continue there (a note can link the two)."
+        )
+        assert unchanged(old, entries)
+        services.incident_transition(incident=newer, name="cancel", user=engineer, reason="Duplicate")
+        assert services.incident_transition(incident=old, name="reopen", user=engineer).state == State.INVESTIGATING
+    # An incident no alert or system opened has nothing to collide with.
+    by_hand = resolved()
+    open_incident(reported_by=engineer, level=3)
+    assert services.incident_transition(incident=by_hand, name="reopen", user=engineer).state == State.INVESTIGATING
+
+
+def test_other_steps_of_an_automated_incident_are_not_held_up_by_an_older_one(engineer):
+    older = open_incident(reported_by=engineer, level=3, alert_fingerprint="latency-high")
+    services.incident_transition(incident=older, name="cancel", user=engineer, reason="Flapped")
+    newer = open_incident(reported_by=engineer, level=3, alert_fingerprint="latency-high")
+    assert services.incident_transition(incident=newer, name="acknowledge", user=engineer).state == State.ACKNOWLEDGED
