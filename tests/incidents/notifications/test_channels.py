@@ -556,7 +556,7 @@ def test_a_claim_takes_no_more_than_its_limit_the_most_urgent_first():
     assert [row.pk for row in notifications.notifications_claim_due(limit=3, now=now)] == [new_email.pk]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.usefixtures("postgres")
 def test_a_row_another_dispatcher_holds_is_skipped_not_waited_for():
     now = timezone.now()
