@@ -3,16 +3,19 @@ each step taken is on the record with its label, its states and the time it happ
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connections
 from django.utils import timezone
 
 from incidents import services
 from incidents.hooks import hooks
 from incidents.models import Incident, PortalAction, State, TimelineEntry
 from incidents.models.incident import TRANSITION_NAMES
+from incidents.services import incident as incident_services
 from tests.factories import open_incident, system, tick_initial_assessment
 
 pytestmark = pytest.mark.django_db
@@ -248,3 +251,37 @@ def test_other_steps_of_an_automated_incident_are_not_held_up_by_an_older_one(en
     services.incident_transition(incident=older, name="cancel", user=engineer, reason="Flapped")
     newer = open_incident(reported_by=engineer, level=3, alert_fingerprint="latency-high")
     assert services.incident_transition(incident=newer, name="acknowledge", user=engineer).state == State.ACKNOWLEDGED
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("postgres")
+def test_a_reopen_racing_a_new_alerts_incident_is_refused_not_failed(engineer, monkeypatch):
+    # The duplicate check passes; before the reopen is saved, the same alert opens a new incident
+    # in another connection. The database's constraint refuses the reopen; the user is told why.
+    old = open_incident(reported_by=engineer, level=3, alert_fingerprint="latency-high")
+    services.incident_transition(incident=old, name="acknowledge", user=engineer)
+    tick_initial_assessment(old, engineer)
+    services.incident_transition(incident=old, name="contain", user=engineer)
+    old = services.incident_resolve(incident=old, user=engineer, resolution_actions="Restarted")
+    entries = old.timeline.count()
+    check = incident_services._refuse_reopening_a_duplicate
+
+    def check_then_the_alert_fires_again(incident):
+        check(incident)
+
+        def new_alert():
+            try:
+                open_incident(reported_by=engineer, level=3, alert_fingerprint="latency-high")
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=new_alert)
+        thread.start()
+        thread.join(20)
+        assert not thread.is_alive()
+
+    monkeypatch.setattr(incident_services, "_refuse_reopening_a_duplicate", check_then_the_alert_fires_again)
+    assert refusal(services.TransitionRefusedError, incident=old, name="reopen", user=engineer) == (
+        "Another open incident now covers the same alert or system; reload."
+    )
+    assert Incident.objects.get(pk=old.pk).state == State.RESOLVED and old.timeline.count() == entries
