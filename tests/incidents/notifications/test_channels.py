@@ -6,6 +6,7 @@ received, and what the outbox row, its attempts and the incident's timeline say 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -234,6 +235,15 @@ def test_a_chat_webhook_gets_the_page_and_the_incident_in_slacks_shape(settings,
     }
 
 
+def test_a_portal_served_under_a_path_links_to_the_incident_under_that_path(settings, chat):
+    settings.TMT_SITE_URL = "https://ops.tmt.example/IRX"
+    incident = open_incident(level=2)
+    row = claimed(Notification.Channel.WEBHOOK, chat.url, incident=incident)
+    assert notifications.notification_send(notification=row) == "sent"
+    ((_, content),) = chat.received
+    assert json.loads(content)["incident"]["url"] == f"https://ops.tmt.example/IRX/incidents/{incident.reference}/"
+
+
 def test_a_chat_message_keeps_the_first_2500_characters_of_the_body(chat):
     incident = open_incident(level=2)
     row = claimed(Notification.Channel.WEBHOOK, chat.url, incident=incident, body="x" * 2499 + "yz")
@@ -436,6 +446,61 @@ def test_a_failed_chat_message_does_not_move_the_chain_on(chain_moves):
     assert failure_entries(incident)[0].action.startswith("Webhook to https://chat.example/hook FAILED")
 
 
+def test_a_chat_message_left_pending_does_not_hold_the_chain_on_a_person_nobody_reached(chain_moves):
+    incident = open_incident(level=1)
+    event = fire_event(incident)
+    claimed(Notification.Channel.WEBHOOK, "https://chat.example/hook", incident=incident, event=event)
+    email = claimed(Notification.Channel.EMAIL, "oncall@tmt.example", incident=incident, event=event)
+    notifications._record_failure(email, "recipient refused", permanent=True)
+    assert [pk for pk, _ in chain_moves] == [event.pk]
+
+
+def test_with_no_sms_or_call_every_email_to_the_person_must_fail_first(chain_moves):
+    incident = open_incident(level=1)
+    event = fire_event(incident)
+    work = claimed(Notification.Channel.EMAIL, "oncall@tmt.example", incident=incident, event=event)
+    home = claimed(Notification.Channel.EMAIL, "oncall@home.example", incident=incident, event=event)
+    notifications._record_failure(work, "recipient refused", permanent=True)
+    assert chain_moves == [], "the other address may still reach them"
+    notifications._record_failure(home, "recipient refused", permanent=True)
+    assert [pk for pk, _ in chain_moves] == [event.pk]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("postgres")
+def test_a_persons_two_pages_failing_at_once_move_the_chain_on_once(chain_moves, monkeypatch):
+    # The SMS and the call fail in two sending threads at the same moment. Each, alone, would see
+    # the other still "sending" and leave the chain waiting on a person nobody reached; the event's
+    # row lock makes the second wait for the first and see it failed.
+    incident = open_incident(level=1)
+    event = fire_event(incident)
+    sms = claimed(Notification.Channel.SMS, "+447700900901", incident=incident, event=event)
+    call = claimed(Notification.Channel.PHONE, "+447700900902", incident=incident, event=event)
+    both_written = threading.Barrier(2, timeout=2)
+    log_attempt = notifications._log_attempt
+
+    def written_then_wait_for_the_other(*args, **kwargs):
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_written.wait()  # with the lock the other cannot get here: the wait times out
+        log_attempt(*args, **kwargs)
+
+    monkeypatch.setattr(notifications, "_log_attempt", written_then_wait_for_the_other)
+
+    def fail(row):
+        try:
+            notifications._record_failure(row, "HTTP 400: number not reachable", permanent=True)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=fail, args=(row,)) for row in (sms, call)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [pk for pk, _ in chain_moves] == [event.pk]
+    assert set(Notification.objects.filter(event=event).values_list("state", flat=True)) == {"failed"}
+
+
 def test_a_transient_failure_does_not_move_the_chain_on(chain_moves, wakes):
     incident = open_incident(level=1)
     sms = claimed(Notification.Channel.SMS, "+447700900701", incident=incident, event=fire_event(incident))
@@ -494,6 +559,30 @@ def test_a_page_for_another_rule_is_sent_even_after_the_acknowledgement(mailbox)
     row.incident.acknowledged_at = timezone.now()
     assert notifications._deliver([row], now=timezone.now()) == ["sent"]
     mailbox.wait_for("cto@tmt.example", 1)
+
+
+def test_a_batch_forgets_the_rows_of_a_firing_rolled_back_so_they_can_be_added_again():
+    incident = open_incident(level=1)
+
+    def row(address):
+        return Notification(
+            incident=incident,
+            channel=Notification.Channel.EMAIL,
+            address=address,
+            subject="s",
+            body="b",
+            next_attempt_at=timezone.now(),
+        )
+
+    batch = notifications.NotificationBatch()
+    batch.add(row("first@tmt.example"))
+    mark = batch.mark()
+    batch.add(row("second@tmt.example"))
+    batch.add(row("second@tmt.example"))  # the same address twice in one firing: once
+    assert [r.address for r in batch.rows] == ["first@tmt.example", "second@tmt.example"]
+    batch.discard_since(mark)
+    batch.add(row("second@tmt.example"))
+    assert [r.address for r in batch.rows] == ["first@tmt.example", "second@tmt.example"]
 
 
 # -- claiming -------------------------------------------------------------------------------------
