@@ -552,6 +552,21 @@ def test_a_follow_up_after_the_acknowledgement_is_skipped_and_says_why(settings,
     assert mailbox.to("oncall@tmt.example") == []
 
 
+def test_a_follow_up_skipped_by_the_dispatcher_is_logged_at_that_moment(mailbox):
+    incident = open_incident(level=1)
+    row = claimed(
+        Notification.Channel.EMAIL,
+        "oncall@tmt.example",
+        incident=incident,
+        event=fire_event(incident, rule="ack_follow_up"),
+    )
+    row.incident.acknowledged_at = timezone.now()
+    before = timezone.now()
+    assert notifications.notification_send(notification=row) == "skipped: no longer needed"
+    (attempt,) = NotificationAttempt.objects.filter(notification=row)
+    assert before <= attempt.attempted_at <= timezone.now()
+
+
 def test_a_page_for_another_rule_is_sent_even_after_the_acknowledgement(mailbox):
     incident = open_incident(level=1)
     event = fire_event(incident, rule="sev1_executives")
@@ -635,14 +650,33 @@ def test_a_claim_takes_no_more_than_its_limit_the_most_urgent_first():
     now = timezone.now()
     incident = open_incident(level=1)
     pending = Notification.State.PENDING
-    old_email = outbox_row(pending, due=now - timedelta(seconds=30), incident=incident)
+    # Written in another order than they fell due: the claim goes by due time, then by row.
     new_email = outbox_row(pending, due=now - timedelta(seconds=10), incident=incident)
-    sms = outbox_row(pending, due=now - timedelta(seconds=5), incident=incident, channel=Notification.Channel.SMS)
+    old_email = outbox_row(pending, due=now - timedelta(seconds=30), incident=incident)
     call = outbox_row(pending, due=now - timedelta(seconds=5), incident=incident, channel=Notification.Channel.PHONE)
+    sms = outbox_row(pending, due=now - timedelta(seconds=6), incident=incident, channel=Notification.Channel.SMS)
     first = notifications.notifications_claim_due(limit=3, now=now)
     assert [row.pk for row in first] == [sms.pk, call.pk, old_email.pk]
     assert Notification.objects.get(pk=new_email.pk).state == pending, "past the limit: left for the next claim"
     assert [row.pk for row in notifications.notifications_claim_due(limit=3, now=now)] == [new_email.pk]
+
+
+def test_without_skip_locked_a_row_another_dispatcher_claimed_meanwhile_is_not_claimed_again(monkeypatch):
+    monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", False)
+    now = timezone.now()
+    row = outbox_row(Notification.State.PENDING, due=now - timedelta(seconds=1))
+    theirs = now - timedelta(milliseconds=300)
+    real_filter = Notification.objects.filter
+
+    def filter_after_another_claim(*args, **kwargs):
+        if kwargs.get("pk") == row.pk:  # our claim's UPDATE: the other dispatcher got there first
+            real_filter(pk=row.pk).update(state=Notification.State.SENDING, claimed_at=theirs)
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(Notification.objects, "filter", filter_after_another_claim)
+    assert notifications.notifications_claim_due(limit=5, now=now) == []
+    monkeypatch.undo()
+    assert Notification.objects.get(pk=row.pk).claimed_at == theirs
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -683,9 +717,10 @@ def test_deliver_by_id_reports_each_outcome_and_what_it_left(mailbox, settings):
     email = outbox_row(pending, due=now)
     sms = outbox_row(pending, due=now, channel=Notification.Channel.SMS)
     later = outbox_row(pending, due=now + timedelta(minutes=1))
+    Notification.objects.filter(pk=email.pk).update(attempts=1, last_error="HTTP 503")  # an earlier try failed
     outcome = notifications.notifications_deliver(notification_ids=[email.pk, sms.pk, email.pk, later.pk], now=now)
     assert outcome == "sent 1, failed 1, not due or already handled 1"
     assert notifications.notifications_deliver(notification_ids=[email.pk], now=now) == "not due or already handled 1"
     assert notifications.notifications_deliver(notification_ids=[], now=now) == "nothing"
     email.refresh_from_db()
-    assert (email.state, email.claimed_at) == (Notification.State.SENT, now)
+    assert (email.state, email.claimed_at, email.attempts, email.last_error) == (Notification.State.SENT, now, 2, "")
