@@ -68,8 +68,8 @@ def tick_initial_assessment(incident, user) -> None:
         services.checklist_item_set_done(item=item, user=user, done=True)
 
 
-def resolve(incident, user, *, at=None, resolution: str = "Restarted the market analysis agent."):
-    """Work an open incident to resolved through the services, as responders would."""
+def contain(incident, user, *, at=None):
+    """Work a new incident to contained through the services, as responders would."""
     from incidents import services as incident_services
 
     kw = {"at": at} if at else {}
@@ -77,10 +77,25 @@ def resolve(incident, user, *, at=None, resolution: str = "Restarted the market 
     incident_services.incident_transition(incident=incident, name="start_investigation", user=user, **kw)
     tick_initial_assessment(incident, user)
     incident_services.incident_transition(incident=incident, name="contain", user=user, **kw)
+    incident.refresh_from_db()
+    return incident
+
+
+def resolve(incident, user, *, at=None, resolution: str = "Restarted the market analysis agent."):
+    """Work an open incident to resolved through the services, as responders would."""
+    from incidents import services as incident_services
+
+    kw = {"at": at} if at else {}
+    contain(incident, user, at=at)
     incident = incident_services.incident_update(incident=incident, user=user, resolution_actions=resolution)
     incident_services.incident_transition(incident=incident, name="resolve", user=user, **kw)
     incident.refresh_from_db()
     return incident
+
+
+def display_name(user) -> str:
+    """How the portal names a person on the record."""
+    return user.get_full_name() or user.get_username()
 
 
 def person(user, *, phone: str = "", sms: str = "", tz: str = "UTC"):

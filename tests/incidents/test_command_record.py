@@ -24,13 +24,9 @@ from incidents.models import (
     TimelineEntry,
 )
 from incidents.roles import CEO
-from tests.factories import UserFactory, certify, open_incident, tick_initial_assessment
+from tests.factories import UserFactory, certify, contain, display_name, open_incident, resolve
 
 pytestmark = pytest.mark.django_db
-
-
-def name(user) -> str:
-    return user.get_full_name() or user.get_username()
 
 
 def last_entry(incident) -> TimelineEntry:
@@ -66,11 +62,11 @@ def test_a_manager_puts_someone_else_in_command_on_the_record(manager, engineer)
     entry = last_entry(incident)
     assert (entry.kind, entry.action, entry.owner) == (
         TimelineEntry.Kind.UPDATE,
-        f"Incident commander: {name(engineer)}",
+        f"Incident commander: {display_name(engineer)}",
         manager,
     )
     item.refresh_from_db()
-    assert item.ticked_by_portal_when == f"{name(manager)} made {name(engineer)} incident commander"
+    assert item.ticked_by_portal_when == f"{display_name(manager)} made {display_name(engineer)} incident commander"
     assert item.done_by == manager
 
 
@@ -79,14 +75,14 @@ def test_an_engineer_takes_command_and_steps_down(engineer):
     item = commander_item(incident)
     services.incident_assign_commander(incident=incident, commander=certify(engineer), user=engineer)
     item.refresh_from_db()
-    assert item.ticked_by_portal_when == f"{name(engineer)} took command"
+    assert item.ticked_by_portal_when == f"{display_name(engineer)} took command"
     services.incident_assign_commander(incident=incident, commander=None, user=engineer)
     incident.refresh_from_db()
     assert incident.commander is None
     entry = last_entry(incident)
     assert (entry.action, entry.owner) == ("Incident commander: none", engineer)
     item.refresh_from_db()
-    assert item.ticked_by_portal_when == f"{name(engineer)} took command", "stepping down unticks nothing"
+    assert item.ticked_by_portal_when == f"{display_name(engineer)} took command", "stepping down unticks nothing"
 
 
 def test_an_engineer_may_neither_put_someone_else_in_command_nor_remove_them(engineer, manager):
@@ -240,12 +236,7 @@ def test_a_blank_reason_ends_nothing(engineer, trainer):
 
 
 def test_a_resolved_exercise_incident_stays_resolved_with_the_reason_as_a_note(engineer, trainer):
-    drill = open_incident(reported_by=engineer, level=3, is_drill=True)
-    for step in ("acknowledge", "start_investigation"):
-        services.incident_transition(incident=drill, name=step, user=engineer)
-    tick_initial_assessment(drill, engineer)
-    services.incident_transition(incident=drill, name="contain", user=engineer)
-    services.incident_resolve(incident=drill, user=engineer, resolution_actions="Restarted the agent")
+    drill = resolve(open_incident(reported_by=engineer, level=3, is_drill=True), engineer)
     at = timezone.now()
     services.incident_exercise_end(incident=drill, user=trainer, reason="Drill over", at=at)
     drill.refresh_from_db()
@@ -266,22 +257,14 @@ def test_an_acknowledgement_by_sms_says_so_on_the_record(engineer):
     incident = open_incident(reported_by=engineer)
     services.incident_acknowledge(incident=incident, user=engineer, via="by SMS reply")
     entry = incident.timeline.get(to_state=State.ACKNOWLEDGED)
-    assert entry.action == f"Acknowledged by {name(engineer)} by SMS reply: Detected → Acknowledged"
+    assert entry.action == f"Acknowledged by {display_name(engineer)} by SMS reply: Detected → Acknowledged"
     at_desk = open_incident(reported_by=engineer)
     services.incident_acknowledge(incident=at_desk, user=engineer)
     assert at_desk.timeline.get(to_state=State.ACKNOWLEDGED).action == "Acknowledge: Detected → Acknowledged"
 
 
-def _contained(engineer, **kwargs):
-    incident = open_incident(reported_by=engineer, level=3, **kwargs)
-    for step in ("acknowledge", "start_investigation"):
-        services.incident_transition(incident=incident, name=step, user=engineer)
-    tick_initial_assessment(incident, engineer)
-    return services.incident_transition(incident=incident, name="contain", user=engineer)
-
-
 def test_resolving_records_the_actions_once_and_resolves(engineer):
-    incident = _contained(engineer)
+    incident = contain(open_incident(reported_by=engineer, level=3), engineer)
     at = timezone.now()
     resolved = services.incident_resolve(
         incident=incident,
@@ -302,7 +285,7 @@ def test_resolving_records_the_actions_once_and_resolves(engineer):
 
 
 def test_resolving_with_the_actions_already_written_adds_no_update(engineer):
-    incident = _contained(engineer)
+    incident = contain(open_incident(reported_by=engineer, level=3), engineer)
     incident = services.incident_update(incident=incident, user=engineer, resolution_actions="Restarted the agent")
     entries = incident.timeline.count()
     services.incident_resolve(incident=incident, user=engineer, resolution_actions="Restarted the agent \n")
@@ -312,7 +295,7 @@ def test_resolving_with_the_actions_already_written_adds_no_update(engineer):
 
 
 def test_a_resolve_from_a_stale_page_or_without_actions_changes_nothing(engineer):
-    incident = _contained(engineer)
+    incident = contain(open_incident(reported_by=engineer, level=3), engineer)
     entries = incident.timeline.count()
     with pytest.raises(services.IncidentChangedError) as refused:
         services.incident_resolve(
@@ -327,7 +310,7 @@ def test_a_resolve_from_a_stale_page_or_without_actions_changes_nothing(engineer
 
 
 def test_resolving_needs_both_the_transition_and_the_change_right(engineer, roles):
-    incident = _contained(engineer)
+    incident = contain(open_incident(reported_by=engineer, level=3), engineer)
     for kept in ("incidents.transition_incident", "incidents.change_incident"):
         partial = UserFactory()
         app, codename = kept.split(".")

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from incidents import services
 from incidents.models import EvidenceAttachment, IncidentChecklistItem, PortalAction, TimelineEntry
-from tests.factories import open_incident
+from tests.factories import display_name, open_incident
 
 pytestmark = pytest.mark.django_db
 
@@ -104,7 +104,7 @@ def test_an_attached_file_is_stored_whole_with_its_digest_and_recorded(engineer)
     assert (entry.kind, entry.owner) == (TimelineEntry.Kind.EVIDENCE, engineer)
     assert entry.action == f"Evidence added: screen.png (SHA-256 {digest[:12]}…)"
     assert entry.data == {"evidence": stored.pk, "sha256": digest}
-    who = engineer.get_full_name() or engineer.get_username()
+    who = display_name(engineer)
     ticked = IncidentChecklistItem.objects.filter(incident=incident, action_key=PortalAction.EVIDENCE_ATTACHED)
     assert ticked and {item.ticked_by_portal_when for item in ticked} == {f"{who} attached screen.png"}
     assert all(item.done_by == engineer for item in ticked)

@@ -24,13 +24,9 @@ from incidents.models import (
     State,
     TimelineEntry,
 )
-from tests.factories import UserFactory, certify, severity, system
+from tests.factories import UserFactory, certify, display_name, severity, system
 
 pytestmark = pytest.mark.django_db
-
-
-def name(user) -> str:
-    return user.get_full_name() or user.get_username()
 
 
 def open_with(reported_by, **kwargs) -> Incident:
@@ -103,7 +99,7 @@ def test_the_opening_entry_says_who_opened_it_as_what_and_when(engineer):
     assert entry.action == f"Incident opened as {severity(2).label}: Risk checks timing out"
     (logged,) = IncidentChecklistItem.objects.filter(incident=incident, action_key=PortalAction.INCIDENT_LOGGED)
     assert (logged.done_by, logged.done_at) == (engineer, detected)
-    assert logged.ticked_by_portal_when == f"{name(engineer)} logged the incident"
+    assert logged.ticked_by_portal_when == f"{display_name(engineer)} logged the incident"
 
 
 def test_an_incident_a_system_opened_is_on_the_record_as_the_team(engineer):
@@ -144,7 +140,7 @@ def test_only_a_manager_opens_with_someone_else_in_command(engineer, manager):
     theirs = open_with(manager, commander=other)
     entry = theirs.timeline.get(kind=TimelineEntry.Kind.UPDATE)
     assert (entry.action, entry.owner, entry.occurred_at) == (
-        f"Incident commander: {name(other)}",
+        f"Incident commander: {display_name(other)}",
         manager,
         theirs.detected_at,
     )
@@ -160,14 +156,15 @@ def test_a_second_open_incident_for_the_same_system_is_left_to_the_database_to_r
 
 def test_the_reference_counts_per_utc_day_whatever_the_servers_zone(engineer, monkeypatch):
     # 02:00 UTC is still the day before in New York.
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    try:
-        first = open_with(engineer, detected_at=datetime(2026, 12, 3, 2, 0, tzinfo=UTC))
-        second = open_with(engineer, detected_at=datetime(2026, 12, 3, 23, 0, tzinfo=UTC))
-    finally:
-        monkeypatch.undo()
+    with monkeypatch.context() as zone:
+        zone.setenv("TZ", "America/New_York")
         time.tzset()
+        try:
+            first = open_with(engineer, detected_at=datetime(2026, 12, 3, 2, 0, tzinfo=UTC))
+            second = open_with(engineer, detected_at=datetime(2026, 12, 3, 23, 0, tzinfo=UTC))
+        finally:
+            zone.undo()
+            time.tzset()
     assert (first.reference, second.reference) == ("TMT-INC-2026-12-03-001", "TMT-INC-2026-12-03-002")
     assert first.reference_day == second.reference_day == datetime(2026, 12, 3).date()
 
@@ -192,7 +189,7 @@ def test_a_commander_named_at_open_ticks_an_item_keyed_to_it_as_the_reporters(ma
     assert (item.done_by, item.done_at, item.ticked_by_portal_when) == (
         manager,
         detected,
-        f"{name(commander)} was made incident commander as the incident was logged",
+        f"{display_name(commander)} was made incident commander as the incident was logged",
     )
 
 
@@ -240,11 +237,11 @@ def test_a_person_ticking_the_item_as_the_portal_does_keeps_their_tick(engineer,
             return looked[0]
         return found
 
-    monkeypatch.setattr(IncidentChecklistItem.objects, "filter", filter_then_a_person_ticks)
-    ticked = services.checklist_tick_for_action(
-        incident=incident, action=PortalAction.ACKNOWLEDGED, when="Ann acknowledged", by=engineer
-    )
-    monkeypatch.undo()
+    with monkeypatch.context() as race:
+        race.setattr(IncidentChecklistItem.objects, "filter", filter_then_a_person_ticks)
+        ticked = services.checklist_tick_for_action(
+            incident=incident, action=PortalAction.ACKNOWLEDGED, when="Ann acknowledged", by=engineer
+        )
     assert ticked == []
     item.refresh_from_db()
     assert (item.done_by, item.ticked_by_portal_when) == (manager, "")

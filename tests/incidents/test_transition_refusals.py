@@ -16,7 +16,7 @@ from incidents.hooks import hooks
 from incidents.models import Incident, PortalAction, State, TimelineEntry
 from incidents.models.incident import TRANSITION_NAMES
 from incidents.services import incident as incident_services
-from tests.factories import open_incident, system, tick_initial_assessment
+from tests.factories import display_name, open_incident, resolve, system, tick_initial_assessment
 
 pytestmark = pytest.mark.django_db
 
@@ -131,7 +131,7 @@ def test_an_acknowledgement_is_recorded_as_whose_and_when(engineer):
     entry = incident.timeline.get(to_state=State.ACKNOWLEDGED)
     assert (entry.from_state, entry.owner, entry.owner_team, entry.occurred_at) == (State.DETECTED, engineer, "", at)
     (item,) = incident.checklist_items.filter(action_key=PortalAction.ACKNOWLEDGED)
-    who = engineer.get_full_name() or engineer.get_username()
+    who = display_name(engineer)
     assert (item.done_by, item.done_at, item.ticked_by_portal_when) == (engineer, at, f"{who} acknowledged")
 
 
@@ -220,11 +220,7 @@ def test_an_assessment_item_unticked_after_containment_blocks_recovery_saying_so
 
 def test_reopening_is_refused_while_a_newer_incident_covers_the_same_alert_or_system(engineer):
     def resolved(**key):
-        incident = open_incident(reported_by=engineer, level=3, **key)
-        services.incident_transition(incident=incident, name="acknowledge", user=engineer)
-        tick_initial_assessment(incident, engineer)
-        services.incident_transition(incident=incident, name="contain", user=engineer)
-        return services.incident_resolve(incident=incident, user=engineer, resolution_actions="Restarted")
+        return resolve(open_incident(reported_by=engineer, level=3, **key), engineer)
 
     cases = [
         ({"alert_fingerprint": "latency-high"}, "alert"),
