@@ -465,8 +465,8 @@ def test_a_persons_two_pages_failing_at_once_move_the_chain_on_once(chain_moves,
     event = fire_event(incident)
     sms = claimed(Notification.Channel.SMS, "+447700900901", incident=incident, event=event)
     call = claimed(Notification.Channel.PHONE, "+447700900902", incident=incident, event=event)
-    written: set[int] = set()
-    log_attempt = notifications._log_attempt
+    judged: list[bool] = []
+    unreachable = notifications._event_unreachable
 
     def other_waits_on_a_lock() -> bool:
         with connection.cursor() as cursor:
@@ -475,16 +475,17 @@ def test_a_persons_two_pages_failing_at_once_move_the_chain_on_once(chain_moves,
             )
             return cursor.fetchone()[0] > 0
 
-    def written_then_wait_for_the_other(notification, *args, **kwargs):
-        # Hold on until the other thread has written its failure too (the race, as without the
-        # lock) or is waiting on the event's lock (as with it), however slow the machine.
-        written.add(notification.pk)
+    def judged_then_wait_for_the_other(event):
+        # Neither commits until both have judged (the race, as without the lock) or the other is
+        # waiting on the event's lock (as with it), however slow the machine.
+        answer = unreachable(event)
+        judged.append(answer)
         deadline = time.monotonic() + 20
-        while len(written) < 2 and not other_waits_on_a_lock() and time.monotonic() < deadline:
+        while len(judged) < 2 and not other_waits_on_a_lock() and time.monotonic() < deadline:
             time.sleep(0.02)
-        log_attempt(notification, *args, **kwargs)
+        return answer
 
-    monkeypatch.setattr(notifications, "_log_attempt", written_then_wait_for_the_other)
+    monkeypatch.setattr(notifications, "_event_unreachable", judged_then_wait_for_the_other)
 
     def fail(row):
         try:
