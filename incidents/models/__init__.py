@@ -6,6 +6,7 @@ from .calendar import BusinessHoliday
 from .checklist import ChecklistTemplate, ChecklistTemplateItem, IncidentChecklistItem, PortalAction
 from .evidence import EvidenceAttachment
 from .incident import (
+    CONDITION_REFUSALS,
     OPEN_STATES,
     TRANSITION_NAMES,
     TRANSITION_PERMISSIONS,
@@ -27,6 +28,7 @@ __all__ = [
     "PortalAction",
     "BusinessHoliday",
     "OPEN_STATES",
+    "CONDITION_REFUSALS",
     "TRANSITION_NAMES",
     "TRANSITION_PERMISSIONS",
     "VIEW_PERMISSION",

@@ -284,7 +284,7 @@ class Incident(ConcurrentTransitionMixin, models.Model):
         target=State.CONTAINED,
         conditions=[initial_assessment_done],
         permission=TRANSITION_PERMISSION,
-        custom={"label": "Mark contained", "guard": "Complete the initial assessment checklist first."},
+        custom={"label": "Mark contained"},
     )
     def contain(self, *, at: datetime | None = None) -> None:
         self.contained_at = at or timezone.now()
@@ -295,8 +295,7 @@ class Incident(ConcurrentTransitionMixin, models.Model):
         target=State.RECOVERING,
         conditions=[initial_assessment_done],
         permission=TRANSITION_PERMISSION,
-        # An assessment item unticked after containment blocks recovery until it is done again.
-        custom={"label": "Start recovery", "guard": "Complete the initial assessment checklist first."},
+        custom={"label": "Start recovery"},
     )
     def start_recovery(self, *, at: datetime | None = None) -> None:
         self.recovering_at = at or timezone.now()
@@ -307,7 +306,7 @@ class Incident(ConcurrentTransitionMixin, models.Model):
         target=State.RESOLVED,
         conditions=[initial_assessment_done, has_resolution_actions],
         permission=TRANSITION_PERMISSION,
-        custom={"label": "Resolve", "guard": "Record the resolution actions first."},
+        custom={"label": "Resolve"},
     )
     def resolve(self, *, at: datetime | None = None) -> None:
         self.resolved_at = at or timezone.now()
@@ -343,10 +342,7 @@ class Incident(ConcurrentTransitionMixin, models.Model):
         target=State.CLOSED,
         conditions=[review_approved_if_required],
         permission=CLOSE_PERMISSION,
-        custom={
-            "label": "Close",
-            "guard": "Severity 1 and 2 incidents need an approved post-incident report.",
-        },
+        custom={"label": "Close"},
     )
     def close(self, *, at: datetime | None = None) -> None:
         self.closed_at = at or timezone.now()
@@ -362,6 +358,15 @@ class Incident(ConcurrentTransitionMixin, models.Model):
         self.cancel_reason = reason
         self.cancelled_at = at or timezone.now()
 
+
+# What a step waits for, by the condition that holds it back: the refusal and the blocked button
+# say the first one unmet (an assessment item unticked after containment holds recovery and the
+# resolve back as well, with the actions recorded).
+CONDITION_REFUSALS = {
+    "initial_assessment_done": "Complete the initial assessment checklist first.",
+    "has_resolution_actions": "Record the resolution actions first.",
+    "review_approved_if_required": "Severity 1 and 2 incidents need an approved post-incident report.",
+}
 
 TRANSITION_NAMES = [
     "acknowledge",

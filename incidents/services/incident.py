@@ -18,13 +18,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
+from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from incidents.exceptions import ChangedError
 from incidents.hooks import hooks
 from incidents.validators import happened_problem, incident_time_errors
 
 from ..models import (
+    CONDITION_REFUSALS,
     OPEN_STATES,
     TRANSITION_NAMES,
     TRANSITION_PERMISSIONS,
@@ -254,6 +255,14 @@ PASS_THROUGH: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
+def _unmet_condition(incident: Incident, meta) -> str:
+    """What the first condition of a transition that does not hold waits for ("" when all hold)."""
+    for condition in meta.conditions:
+        if not condition(incident):
+            return CONDITION_REFUSALS[condition.__name__]
+    return ""
+
+
 def incident_available_transitions(*, incident: Incident, user) -> list[dict]:
     """Transitions this user may run now, with why a blocked one is blocked."""
     result = []
@@ -263,13 +272,13 @@ def incident_available_transitions(*, incident: Incident, user) -> list[dict]:
         meta = method._django_fsm.get_transition(via[1] if via else incident.state)
         if meta is None or not meta.has_perm(incident, user):
             continue
-        allowed = method._django_fsm.conditions_met(incident, via[1]) if via else can_proceed(method)
+        blocked_reason = _unmet_condition(incident, meta)
         result.append(
             {
                 "name": name,
                 "label": meta.custom.get("label", name),
-                "allowed": allowed,
-                "blocked_reason": "" if allowed else meta.custom.get("guard", "Not allowed yet."),
+                "allowed": not blocked_reason,
+                "blocked_reason": blocked_reason,
                 "needs_reason": meta.custom.get("needs_reason", False),
             }
         )
@@ -303,9 +312,8 @@ def incident_transition(
             raise IncidentChangedError(IncidentChangedError.message)
         method = getattr(incident, name)
         if via := PASS_THROUGH.get((name, incident.state)):
-            if not method._django_fsm.conditions_met(incident, via[1]):
-                guard = method._django_fsm.get_transition(via[1]).custom.get("guard", "This action is not allowed yet.")
-                raise TransitionRefusedError(guard)
+            if unmet := _unmet_condition(incident, method._django_fsm.get_transition(via[1])):
+                raise TransitionRefusedError(unmet)
             incident_transition(incident=incident, name=via[0], user=user, at=at)
         meta = method._django_fsm.get_transition(incident.state)
         if meta is None:
@@ -313,8 +321,8 @@ def incident_transition(
                 f"“{name.replace('_', ' ')}” is not possible "
                 f"while the incident is {incident.get_state_display().lower()}."
             )
-        if not can_proceed(method):
-            raise TransitionRefusedError(meta.custom.get("guard", "This action is not allowed yet."))
+        if unmet := _unmet_condition(incident, meta):
+            raise TransitionRefusedError(unmet)
         if name == "reopen":
             _refuse_reopening_a_duplicate(incident)
         kwargs: dict = {}
@@ -349,7 +357,9 @@ def _transition_run(
         # back stale values of other fields (say, a commander someone changed meanwhile).
         incident.save(update_fields=LIFECYCLE_FIELDS)
     except TransitionNotAllowed as exc:
-        raise TransitionRefusedError(str(exc)) from exc
+        # A condition that held a moment ago stopped holding meanwhile (an item unticked in between).
+        meta = getattr(incident, name)._django_fsm.get_transition(source)
+        raise TransitionRefusedError(_unmet_condition(incident, meta) or str(exc)) from exc
     except ConcurrentTransition as exc:
         raise IncidentChangedError(IncidentChangedError.message) from exc
     except IntegrityError as exc:

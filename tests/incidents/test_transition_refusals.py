@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from incidents import services
 from incidents.hooks import hooks
-from incidents.models import Incident, PortalAction, State, TimelineEntry
+from incidents.models import CONDITION_REFUSALS, Incident, PortalAction, State, TimelineEntry
 from incidents.models.incident import TRANSITION_NAMES
 from incidents.services import incident as incident_services
-from tests.factories import display_name, open_incident, resolve, system, tick_initial_assessment
+from tests.factories import contain, display_name, open_incident, resolve, system, tick_initial_assessment
 
 pytestmark = pytest.mark.django_db
 
@@ -196,11 +196,11 @@ def test_the_page_offers_each_step_the_state_and_role_allow_and_says_why_one_is_
     assert services.incident_available_transitions(incident=incident, user=trainer) == []
 
 
-def test_every_step_has_a_label_and_every_step_with_a_condition_says_what_it_waits_for():
+def test_every_step_has_a_label_and_every_condition_says_what_it_waits_for():
     for name in TRANSITION_NAMES:
         for meta in getattr(Incident, name)._django_fsm.transitions.values():
             assert meta.custom.get("label"), name
-            assert not meta.conditions or meta.custom.get("guard"), name
+            assert all(condition.__name__ in CONDITION_REFUSALS for condition in meta.conditions), name
 
 
 def test_an_assessment_item_unticked_after_containment_blocks_recovery_saying_so(engineer):
@@ -216,6 +216,72 @@ def test_an_assessment_item_unticked_after_containment_blocks_recovery_saying_so
     assert offered("start_recovery", "Start recovery", blocked=guard) in services.incident_available_transitions(
         incident=incident, user=engineer
     )
+
+
+def test_an_assessment_item_unticked_before_the_resolve_says_so_not_that_actions_are_missing(engineer):
+    incident = contain(open_incident(reported_by=engineer, level=3), engineer)
+    incident = services.incident_update(incident=incident, user=engineer, resolution_actions="Restarted")
+    item = incident.checklist_items.filter(gates_containment=True).first()
+    services.checklist_item_set_done(item=item, user=engineer, done=False)
+    incident = Incident.objects.get(pk=incident.pk)
+    guard = "Complete the initial assessment checklist first."
+    assert refusal(services.TransitionRefusedError, incident=incident, name="resolve", user=engineer) == guard
+    assert offered("resolve", "Resolve", blocked=guard) in services.incident_available_transitions(
+        incident=incident, user=engineer
+    )
+    services.checklist_item_set_done(item=item, user=engineer, done=True)
+    Incident.objects.filter(pk=incident.pk).update(resolution_actions="")
+    incident = Incident.objects.get(pk=incident.pk)
+    assert refusal(services.TransitionRefusedError, incident=incident, name="resolve", user=engineer) == (
+        "Record the resolution actions first."
+    )
+
+
+def test_an_item_unticked_between_the_check_and_the_step_is_refused_with_the_reason(engineer, monkeypatch):
+    incident = open_incident(reported_by=engineer, level=3)
+    services.incident_transition(incident=incident, name="acknowledge", user=engineer)
+    services.incident_transition(incident=incident, name="start_investigation", user=engineer)
+    tick_initial_assessment(incident, engineer)
+    item = incident.checklist_items.filter(gates_containment=True).first()
+    entries = incident.timeline.count()
+    check = incident_services._unmet_condition
+    checked = []
+
+    def check_then_someone_unticks(incident, meta):
+        answer = check(incident, meta)
+        if not checked:
+            checked.append(answer)
+            services.checklist_item_set_done(item=item, user=engineer, done=False)
+        return answer
+
+    monkeypatch.setattr(incident_services, "_unmet_condition", check_then_someone_unticks)
+    assert refusal(services.TransitionRefusedError, incident=incident, name="contain", user=engineer) == (
+        "Complete the initial assessment checklist first."
+    )
+    assert checked == [""]
+    assert Incident.objects.get(pk=incident.pk).state == State.INVESTIGATING
+    assert incident.timeline.count() == entries
+
+
+def test_a_resolve_from_a_page_older_than_the_recovery_is_refused(engineer):
+    incident = contain(open_incident(reported_by=engineer, level=3), engineer)
+    seen = Incident.objects.get(pk=incident.pk)
+    services.incident_transition(incident=incident, name="start_recovery", user=engineer)
+    with pytest.raises(services.IncidentChangedError):
+        services.incident_resolve(
+            incident=seen, user=engineer, resolution_actions="Restarted", expected_state=State.CONTAINED
+        )
+    stored = Incident.objects.get(pk=incident.pk)
+    assert (stored.state, stored.resolution_actions) == (State.RECOVERING, "")
+
+
+def test_a_second_reopen_from_an_older_page_is_told_the_incident_changed(engineer):
+    incident = resolve(open_incident(reported_by=engineer, level=3, alert_fingerprint="latency-high"), engineer)
+    seen = Incident.objects.get(pk=incident.pk)
+    services.incident_transition(incident=incident, name="reopen", user=engineer)
+    with pytest.raises(services.IncidentChangedError):
+        services.incident_transition(incident=seen, name="reopen", user=engineer)
+    assert Incident.objects.get(pk=incident.pk).state == State.INVESTIGATING
 
 
 def test_reopening_is_refused_while_a_newer_incident_covers_the_same_alert_or_system(engineer):
