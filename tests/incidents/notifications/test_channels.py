@@ -17,12 +17,12 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from incidents import wakeups
-from incidents.escalation.models import EscalationEvent
 from incidents.models import TimelineEntry
 from incidents.notifications import services as notifications
 from incidents.notifications.hooks import notification_hooks
 from incidents.notifications.models import Notification, NotificationAttempt
 from tests.factories import open_incident
+from tests.incidents.notifications.rows import BODY, SUBJECT, attempts_of, claimed, fire_event, outbox_row
 from tests.processes import free_port
 from tests.smtp import body, smtp_server
 
@@ -85,41 +85,6 @@ def wakes(monkeypatch):
 
     monkeypatch.setattr(wakeups, "wake", wake)
     return asked
-
-
-SUBJECT = "[SEV1] INC-1 Circuit breaker not tripping"
-BODY = "Circuit breaker not tripping. Acknowledge within 15 minutes."
-
-
-def claimed(channel: str, address: str, *, incident=None, event=None, attempts: int = 0, **fields) -> Notification:
-    """A row as the dispatcher holds it: claimed a moment ago, `attempts` tries behind it."""
-    now = timezone.now()
-    row = Notification.objects.create(
-        incident=incident,
-        event=event,
-        channel=channel,
-        address=address,
-        subject=fields.pop("subject", SUBJECT),
-        body=fields.pop("body", BODY),
-        state=fields.pop("state", Notification.State.SENDING),
-        attempts=attempts,
-        next_attempt_at=now - timedelta(seconds=5),
-        claimed_at=now,
-        **fields,
-    )
-    return row
-
-
-def fire_event(
-    incident, *, rule: str = "sev1_immediate", summary: str = "Paged the on-call engineer"
-) -> EscalationEvent:
-    return EscalationEvent.objects.create(
-        incident=incident, rule=rule, step=0, fired_at=timezone.now(), summary=summary
-    )
-
-
-def attempts_of(row: Notification) -> list[tuple[str, str]]:
-    return list(NotificationAttempt.objects.filter(notification=row).order_by("pk").values_list("outcome", "detail"))
 
 
 def failure_entries(incident) -> list[TimelineEntry]:
@@ -602,19 +567,6 @@ def test_a_batch_forgets_the_rows_of_a_firing_rolled_back_so_they_can_be_added_a
 
 
 # -- claiming -------------------------------------------------------------------------------------
-
-
-def outbox_row(state: str, *, due, claimed_at=None, channel=Notification.Channel.EMAIL, incident=None) -> Notification:
-    return Notification.objects.create(
-        incident=incident,
-        channel=channel,
-        address="oncall@tmt.example",
-        subject="s",
-        body="b",
-        state=state,
-        next_attempt_at=due,
-        claimed_at=claimed_at,
-    )
 
 
 @pytest.fixture(params=["skip locked", "conditional update"])

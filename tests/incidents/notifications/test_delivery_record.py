@@ -1,0 +1,180 @@
+"""A delivery when the database, a channel or a provider misbehaves: the outcome is still
+recorded once, the other rows still go out, and the log says what happened."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError
+from django.utils import timezone
+
+from incidents.notifications import services as notifications
+from incidents.notifications.acks import page_text
+from incidents.notifications.models import Notification, NotificationAttempt
+from tests.factories import UserFactory, open_incident, person
+from tests.incidents.notifications.rows import attempts_of, claimed, fire_event, outbox_row
+
+pytestmark = pytest.mark.django_db
+
+
+# -- recording after the send ---------------------------------------------------------------------
+
+
+def test_a_record_that_hits_a_dropped_connection_is_retried_with_growing_pauses(monkeypatch, caplog):
+    pauses: list = []
+    monkeypatch.setattr(notifications.time, "sleep", pauses.append)
+    tries = []
+
+    def write():
+        tries.append(1)
+        if len(tries) < 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        return "sent"
+
+    with caplog.at_level(logging.WARNING, logger=notifications.log.name):
+        assert notifications._recorded(write) == "sent"
+    assert pauses == [0.2, 0.5]
+    warnings = [r for r in caplog.records if r.name == notifications.log.name]
+    assert [r.getMessage() for r in warnings] == [
+        "recording a delivery failed; retrying in 0.2 s",
+        "recording a delivery failed; retrying in 0.5 s",
+    ]
+    assert all(r.exc_info and r.exc_info[0] is OperationalError for r in warnings)
+
+
+def test_a_record_that_keeps_failing_gives_up_after_the_last_pause(monkeypatch):
+    pauses: list = []
+    monkeypatch.setattr(notifications.time, "sleep", pauses.append)
+
+    def write():
+        raise OperationalError("the database is gone")
+
+    with pytest.raises(OperationalError):
+        notifications._recorded(write)
+    assert pauses == list(notifications.RECORD_RETRY_PAUSES_S)
+
+
+def test_a_send_recorded_twice_counts_once():
+    # The first write committed, but its connection broke before it said so: the retry finds the
+    # row no longer "sending" under this claim and records nothing more.
+    row = claimed(Notification.Channel.SMS, "+447700901001")
+    assert notifications._record_sent(row, timezone.now()) == "sent"
+    assert notifications._record_sent(row, timezone.now()) == notifications.SUPERSEDED
+    row.refresh_from_db()
+    assert (row.state, row.attempts) == (Notification.State.SENT, 1)
+    assert [outcome for outcome, _ in attempts_of(row)] == [NotificationAttempt.Outcome.SENT]
+
+
+def test_a_row_taken_over_is_logged_by_its_id(caplog):
+    row = claimed(Notification.Channel.SMS, "+447700901002")
+    Notification.objects.filter(pk=row.pk).update(claimed_at=row.claimed_at + timedelta(seconds=21))
+    with caplog.at_level(logging.WARNING, logger=notifications.log.name):
+        assert notifications._record_sent(row, timezone.now()) == notifications.SUPERSEDED
+    assert [r.getMessage() for r in caplog.records if r.name == notifications.log.name] == [
+        f"notification {row.pk} was taken over while this delivery sent it"
+    ]
+
+
+# -- the rows of one delivery ---------------------------------------------------------------------
+
+
+def test_a_skipped_row_does_not_stop_the_rows_after_it(sms_provider):
+    incident = open_incident(level=1)
+    follow_up = claimed(
+        Notification.Channel.EMAIL,
+        "oncall@tmt.example",
+        incident=incident,
+        event=fire_event(incident, rule="ack_follow_up"),
+    )
+    follow_up.incident.acknowledged_at = timezone.now()
+    sms = claimed(Notification.Channel.SMS, "+447700901003")
+    assert notifications._deliver([follow_up, sms], now=timezone.now()) == ["skipped: no longer needed", "sent"]
+    assert [p["to"] for p in sms_provider.received] == ["+447700901003"]
+
+
+def test_an_unexpected_error_is_an_attempt_like_any_other_and_logged(settings, monkeypatch, caplog):
+    settings.TMT_NOTIFY_MAX_ATTEMPTS = 5
+    settings.TMT_NOTIFY_BACKOFF_SECONDS = 10
+
+    def broken_channel(notification):
+        raise ValueError("no such template")
+
+    monkeypatch.setitem(notifications._CHANNELS, Notification.Channel.SMS, broken_channel)
+    early = claimed(Notification.Channel.SMS, "+447700901004", attempts=0)
+    last = claimed(Notification.Channel.SMS, "+447700901005", attempts=4)
+    with caplog.at_level(logging.ERROR, logger=notifications.log.name):
+        outcomes = notifications._deliver([early, last], now=timezone.now())
+    assert outcomes == [
+        "retry in 10s: unexpected error: ValueError: no such template",
+        "failed: unexpected error: ValueError: no such template",
+    ]
+    assert Notification.objects.get(pk=last.pk).state == Notification.State.FAILED
+    logged = [r for r in caplog.records if r.name == notifications.log.name]
+    assert [r.getMessage() for r in logged] == [
+        f"unexpected error sending notification {early.pk}",
+        f"unexpected error sending notification {last.pk}",
+    ]
+    assert all(r.exc_info and r.exc_info[0] is ValueError for r in logged)
+
+
+def test_a_provider_slower_than_the_timeout_is_tried_again(settings, sms_provider):
+    settings.TMT_NOTIFY_HTTP_TIMEOUT = 0.5
+    settings.TMT_NOTIFY_BACKOFF_SECONDS = 10
+    sms_provider.delay_s = 2.0
+    row = claimed(Notification.Channel.SMS, "+447700901006")
+    assert notifications.notification_send(notification=row).startswith("retry in 10s: ReadTimeout")
+
+
+# -- claiming -------------------------------------------------------------------------------------
+
+
+def test_rows_due_at_the_same_moment_are_claimed_oldest_row_first():
+    # One firing writes all its rows with the same due time: the first written goes first.
+    now = timezone.now()
+    first = outbox_row(Notification.State.PENDING, due=now - timedelta(seconds=1))
+    second = outbox_row(Notification.State.PENDING, due=now - timedelta(seconds=1))
+    Notification.objects.filter(pk=first.pk).update(subject="moved on disk by an update")
+    assert [row.pk for row in notifications.notifications_claim_due(limit=1, now=now)] == [first.pk]
+    assert [row.pk for row in notifications.notifications_claim_due(limit=1, now=now)] == [second.pk]
+
+
+@pytest.mark.parametrize("claim", ["due", "by id"])
+def test_a_claimed_row_is_sent_without_another_database_query(django_assert_num_queries, settings, monkeypatch, claim):
+    # The page text, its reference and whether it is still needed come from the claim's own query,
+    # so a database that drops out after the claim cannot keep the page from going out.
+    settings.TMT_SITE_URL = "https://portal.tmt.example"
+    incident = open_incident(level=1)
+    event = fire_event(incident, rule="ack_follow_up")
+    row = outbox_row(Notification.State.PENDING, due=timezone.now() - timedelta(seconds=1), incident=incident)
+    Notification.objects.filter(pk=row.pk).update(event=event, channel=Notification.Channel.SMS)
+    if claim == "due":
+        (held,) = notifications.notifications_claim_due(limit=5)
+    else:
+        handed_over: list = []
+        with monkeypatch.context() as sending:
+            sending.setattr(notifications, "_deliver", lambda rows, *, now: handed_over.extend(rows) or [])
+            notifications.notifications_deliver(notification_ids=[row.pk])
+        (held,) = handed_over
+    with django_assert_num_queries(0):
+        page_text(held)
+        notifications._reference(held)
+        notifications._no_longer_needed(held)
+        assert held.incident.severity.level == 1
+
+
+# -- what a page says -----------------------------------------------------------------------------
+
+
+def test_the_sms_names_the_incident_and_links_to_it_in_few_characters(settings):
+    settings.TMT_SITE_URL = "https://ops.tmt.example/IRX/"
+    incident = open_incident(level=1, title="T" * 79 + "UV")
+    user = person(UserFactory(email=""), sms="+447700901007")
+    event = fire_event(incident, summary="S" * 119 + "RQ")
+    assert notifications.page_user(event=event, user=user, now=timezone.now(), email_follow_up=timedelta(minutes=5))
+    sms = Notification.objects.get(event=event, channel=Notification.Channel.SMS)
+    assert sms.body == (
+        f"TMT {incident.reference} Sev1: {'T' * 79}U. {'S' * 119}R "
+        f"https://ops.tmt.example/IRX/incidents/{incident.reference}/"
+    )
