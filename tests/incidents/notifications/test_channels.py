@@ -114,6 +114,7 @@ def test_an_email_page_carries_its_id_key_and_incident_to_the_mail_server(settin
         ("incidents@tmt.example", "tmt.example"),
         ("tmt-incidents", "localhost"),
         ("Desk <desk@ops.tmt.example>", "ops.tmt.example"),
+        ('"ops@desk"@tmt.example', "tmt.example"),  # a quoted local part may hold an @
     ],
 )
 def test_the_message_id_is_in_the_senders_domain_or_localhost(settings, mailbox, sender, domain):
