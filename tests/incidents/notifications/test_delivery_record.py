@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from incidents.notifications import services as notifications
 from incidents.notifications.acks import page_text
-from incidents.notifications.models import Notification, NotificationAttempt
+from incidents.notifications.models import Notification, NotificationAttempt, WebhookEndpoint
 from tests.factories import UserFactory, open_incident, person
 from tests.incidents.notifications.rows import attempts_of, claimed, fire_event, outbox_row
 
@@ -178,3 +178,28 @@ def test_the_sms_names_the_incident_and_links_to_it_in_few_characters(settings):
         f"TMT {incident.reference} Sev1: {'T' * 79}U. {'S' * 119}R "
         f"https://ops.tmt.example/IRX/incidents/{incident.reference}/"
     )
+
+
+def test_an_escalation_goes_to_each_active_chat_hook_that_takes_its_severity_in_order():
+    incident = open_incident(level=2, title="Risk checks timing out")
+    event = fire_event(incident)
+    hooks = {
+        name: WebhookEndpoint.objects.create(name=name, url=f"https://chat.example/{name}", **fields)
+        for name, fields in [
+            ("all", {"max_severity_level": 4}),
+            ("sev1-only", {"max_severity_level": 1}),
+            ("sev2-and-up", {"max_severity_level": 2}),
+            ("retired", {"max_severity_level": 4, "active": False}),
+        ]
+    }
+    notifications.notify_webhooks(event=event, now=timezone.now())
+    rows = list(Notification.objects.filter(event=event, channel=Notification.Channel.WEBHOOK).order_by("pk"))
+    assert [row.address for row in rows] == [hooks["all"].url, hooks["sev2-and-up"].url]
+    assert {row.subject for row in rows} == {"[INCIDENT] TMT System - Sev2 - Risk checks timing out"}
+
+
+def test_a_drill_escalation_stays_off_the_chat_hooks():
+    WebhookEndpoint.objects.create(name="all", url="https://chat.example/all", max_severity_level=4)
+    event = fire_event(open_incident(level=1, is_drill=True))
+    notifications.notify_webhooks(event=event, now=timezone.now())
+    assert not Notification.objects.filter(event=event).exists()
