@@ -168,6 +168,7 @@ def test_a_note_is_recorded_as_written_by_whom_and_for_which_team(engineer):
         "Network",
     )
     assert before <= note.occurred_at <= timezone.now()
+    assert (note.from_state, note.to_state, note.data) == ("", "", {}), "a note changes no state"
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])
