@@ -203,3 +203,18 @@ def test_a_drill_escalation_stays_off_the_chat_hooks():
     event = fire_event(open_incident(level=1, is_drill=True))
     notifications.notify_webhooks(event=event, now=timezone.now())
     assert not Notification.objects.filter(event=event).exists()
+
+
+def test_a_major_page_to_someone_with_only_an_email_goes_at_once_and_a_minor_one_by_email_only():
+    now = timezone.now()
+    major = fire_event(open_incident(level=1))
+    email_only = UserFactory(email="oncall@tmt.example")
+    assert notifications.page_user(event=major, user=email_only, now=now, email_follow_up=timedelta(minutes=5))
+    (email,) = Notification.objects.filter(event=major)
+    assert (email.channel, email.next_attempt_at) == (Notification.Channel.EMAIL, now), "no SMS to follow up"
+    minor = fire_event(open_incident(level=3))
+    with_phone = person(UserFactory(email="desk@tmt.example"), phone="+447700901010", sms="+447700901011")
+    assert notifications.page_user(event=minor, user=with_phone, now=now, email_follow_up=timedelta(minutes=5))
+    assert [(n.channel, n.next_attempt_at) for n in Notification.objects.filter(event=minor)] == [
+        (Notification.Channel.EMAIL, now)
+    ]
