@@ -6,6 +6,7 @@ from django.contrib.auth.models import Group
 from incidents.roles import ensure_role_groups
 from tests.asgi_server import asgi_server  # noqa: F401 - fixture
 from tests.celery_fixtures import celery_worker, dispatcher, sms_provider  # noqa: F401 - fixtures
+from tests.smtp import mailbox  # noqa: F401 - fixture
 
 REQUIRE_SERVICES = os.environ.get("TMT_REQUIRE_SERVICES") == "1"
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
 
+import pytest
 from aiosmtpd.controller import Controller
 
 
@@ -79,3 +80,10 @@ def smtp_server(settings) -> Iterator[Mailbox]:
         yield mailbox
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def mailbox(settings) -> Iterator[Mailbox]:
+    """The test SMTP server, with Django's mail pointed at it, for one test."""
+    with smtp_server(settings) as received:
+        yield received

@@ -55,3 +55,15 @@ def outbox_row(state: str, *, due, claimed_at=None, channel=Notification.Channel
         next_attempt_at=due,
         claimed_at=claimed_at,
     )
+
+
+def acknowledged_follow_up(incident) -> Notification:
+    """A claimed follow-up email of an incident someone acknowledged meanwhile (as loaded at claim)."""
+    row = claimed(
+        Notification.Channel.EMAIL,
+        "oncall@tmt.example",
+        incident=incident,
+        event=fire_event(incident, rule="ack_follow_up"),
+    )
+    row.incident.acknowledged_at = timezone.now()
+    return row

@@ -22,9 +22,17 @@ from incidents.notifications import services as notifications
 from incidents.notifications.hooks import notification_hooks
 from incidents.notifications.models import Notification, NotificationAttempt
 from tests.factories import open_incident
-from tests.incidents.notifications.rows import BODY, SUBJECT, attempts_of, claimed, fire_event, outbox_row
+from tests.incidents.notifications.rows import (
+    BODY,
+    SUBJECT,
+    acknowledged_follow_up,
+    attempts_of,
+    claimed,
+    fire_event,
+    outbox_row,
+)
 from tests.processes import free_port
-from tests.smtp import body, smtp_server
+from tests.smtp import body
 
 pytestmark = pytest.mark.django_db
 
@@ -64,12 +72,6 @@ def chat():
     yield server
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def mailbox(settings):
-    with smtp_server(settings) as received:
-        yield received
 
 
 @pytest.fixture
@@ -520,14 +522,7 @@ def test_a_follow_up_after_the_acknowledgement_is_skipped_and_says_why(settings,
 
 
 def test_a_follow_up_skipped_by_the_dispatcher_is_logged_at_that_moment(mailbox):
-    incident = open_incident(level=1)
-    row = claimed(
-        Notification.Channel.EMAIL,
-        "oncall@tmt.example",
-        incident=incident,
-        event=fire_event(incident, rule="ack_follow_up"),
-    )
-    row.incident.acknowledged_at = timezone.now()
+    row = acknowledged_follow_up(open_incident(level=1))
     before = timezone.now()
     assert notifications.notification_send(notification=row) == "skipped: no longer needed"
     (attempt,) = NotificationAttempt.objects.filter(notification=row)

@@ -14,7 +14,7 @@ from incidents.notifications import services as notifications
 from incidents.notifications.acks import page_text
 from incidents.notifications.models import Notification, NotificationAttempt, WebhookEndpoint
 from tests.factories import UserFactory, open_incident, person
-from tests.incidents.notifications.rows import attempts_of, claimed, fire_event, outbox_row
+from tests.incidents.notifications.rows import acknowledged_follow_up, attempts_of, claimed, fire_event, outbox_row
 
 pytestmark = pytest.mark.django_db
 
@@ -81,14 +81,7 @@ def test_a_row_taken_over_is_logged_by_its_id(caplog):
 
 
 def test_a_skipped_row_does_not_stop_the_rows_after_it(sms_provider):
-    incident = open_incident(level=1)
-    follow_up = claimed(
-        Notification.Channel.EMAIL,
-        "oncall@tmt.example",
-        incident=incident,
-        event=fire_event(incident, rule="ack_follow_up"),
-    )
-    follow_up.incident.acknowledged_at = timezone.now()
+    follow_up = acknowledged_follow_up(open_incident(level=1))
     sms = claimed(Notification.Channel.SMS, "+447700901003")
     assert notifications._deliver([follow_up, sms], now=timezone.now()) == ["skipped: no longer needed", "sent"]
     assert [p["to"] for p in sms_provider.received] == ["+447700901003"]

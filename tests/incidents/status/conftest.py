@@ -2,7 +2,6 @@ import pytest
 from django.core.cache import cache
 
 from incidents.status import cache as status_cache
-from tests.smtp import smtp_server
 
 
 @pytest.fixture(autouse=True)
@@ -13,9 +12,3 @@ def _fresh_status_cache():
     yield
     cache.clear()
     status_cache.invalidate()
-
-
-@pytest.fixture
-def mailbox(settings):
-    with smtp_server(settings) as box:
-        yield box
