@@ -140,7 +140,7 @@ def page_user(
         # Drills page only their participants: a page meant for someone who is not taking part
         # goes to the participants instead (one call each; each is a participant).
         choose = notification_hooks.drill_recipients
-        recipients = choose(incident=incident, intended=user, reminder=reminder) if choose else [user]
+        recipients = choose(incident=incident, intended=user) if choose else [user]
         if [r.pk for r in recipients] != [user.pk]:
             return any(
                 [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
@@ -22,6 +23,8 @@ from incidents import selectors as incident_selectors
 from incidents.escalation import services as escalation
 from incidents.escalation.models import Deadline, EscalationEvent, RegulatoryObligation
 from incidents.notifications.models import Notification, WebhookEndpoint
+from incidents.notifications.services import page_user
+from incidents.oncall.models import Person
 from reports.models import ActionItem
 from tests.factories import deliver_outbox
 
@@ -391,3 +394,63 @@ def test_a_drill_page_to_the_on_call_engineer_taking_part_names_them(trainer_use
     pages = list(Notification.objects.filter(incident=drill.incident))
     assert pages and {p.recipient_id for p in pages} == {team["oncall1"].pk}
     assert all(team["oncall1"].get_full_name() in p.body and "drill participant" not in p.body for p in pages)
+
+
+def test_a_reminder_meant_for_someone_outside_the_drill_reaches_the_participants_by_email_only(trainer_user, team):
+    drill = schedule(trainer_user, key="trading-emergency-stop", participants=[team["oncall2"], team["oncall3"]])
+    drill = services.drill_start(drill=drill, user=trainer_user)
+    assert drill.incident.severity.major  # so a page of it would go by SMS and phone at once
+    now = timezone.now()
+    event = EscalationEvent.objects.create(
+        incident=drill.incident,
+        rule="reminder",
+        fired_at=now,
+        target_user=team["oncall1"],
+        summary="Status update overdue: reminder to the on-call engineer",
+    )
+
+    assert page_user(event=event, user=team["oncall1"], now=now, email_follow_up=timedelta(minutes=5), reminder=True)
+
+    pages = Notification.objects.filter(event=event)
+    assert sorted(pages.values_list("recipient__username", "channel", "next_attempt_at")) == [
+        ("oncall2", "email", now),
+        ("oncall3", "email", now),
+    ]
+
+
+def test_two_participants_sharing_a_desk_phone_get_one_call_and_their_own_texts(trainer_user, team):
+    desk = team["oncall2"].person.phone
+    Person.objects.filter(user=team["oncall3"]).update(phone=desk)
+    drill = schedule(trainer_user, key="trading-emergency-stop", participants=[team["oncall2"], team["oncall3"]])
+    drill = services.drill_start(drill=drill, user=trainer_user)
+
+    escalation.deadlines_fire_due(now=timezone.now())
+
+    pages = Notification.objects.filter(incident=drill.incident)
+    assert sorted(pages.values_list("recipient__username", "channel")) == [
+        ("oncall2", "email"),
+        ("oncall2", "phone"),
+        ("oncall2", "sms"),
+        ("oncall3", "email"),
+        ("oncall3", "sms"),
+    ]
+    assert pages.get(channel="phone").address == desk
+
+
+def test_a_drill_page_that_reaches_one_participant_keeps_the_chains_pace(trainer_user, team):
+    """A participant with no way to reach them does not count the step as unreached: the others
+    were paged, so the next step waits its response time instead of following at once."""
+    User.objects.filter(pk=team["oncall3"].pk).update(email="")
+    Person.objects.filter(user=team["oncall3"]).update(phone="", sms_number="")
+    drill = schedule(trainer_user, key="trading-emergency-stop", participants=[team["oncall2"], team["oncall3"]])
+    drill = services.drill_start(drill=drill, user=trainer_user)
+    now = timezone.now()
+
+    escalation.deadlines_fire_due(now=now)
+
+    assert set(Notification.objects.filter(incident=drill.incident).values_list("recipient__username", flat=True)) == {
+        "oncall2"
+    }
+    assert drill.incident.timeline.filter(action__startswith=f"Cannot reach {team['oncall3'].get_full_name()}").exists()
+    next_step = Deadline.objects.get(incident=drill.incident, kind="acknowledge", step=1)
+    assert next_step.due_at > now + timedelta(minutes=1)
