@@ -2,9 +2,11 @@
 once, the dispatcher is woken, and the timeline says who asked, how, and whom it pages. Refused
 with nothing written when the incident is closed or acknowledged, or nobody is left to page."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from incidents import services, wakeups
@@ -151,3 +153,38 @@ def test_an_acknowledged_incident_is_not_escalated(team, paged, woken):
     )
     assert pending_ack(paged) == before and escalations_written(paged) == written
     assert wakeups.DEADLINES not in woken
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("postgres")
+def test_a_step_the_dispatcher_fires_meanwhile_keeps_its_due_time_and_pages_once(team, paged, monkeypatch):
+    # The step is read as pending; before it is moved, the dispatcher (another connection)
+    # claims and fires it at its own due time. The move must leave the fired row's record alone.
+    step1 = Deadline.objects.get(incident=paged, rule="ack", step=1)
+    now = paged.detected_at + timedelta(minutes=2)
+    lookup = escalation.resolve_target
+    raced = []
+
+    def lookup_while_the_dispatcher_fires(*args, **kwargs):
+        if not raced:
+            raced.append(True)
+
+            def dispatcher():
+                try:
+                    escalation.deadlines_fire_due(now=step1.due_at)
+                finally:
+                    connections.close_all()
+
+            thread = threading.Thread(target=dispatcher)
+            thread.start()
+            thread.join(20)
+            assert not thread.is_alive()
+        return lookup(*args, **kwargs)
+
+    monkeypatch.setattr(escalation, "resolve_target", lookup_while_the_dispatcher_fires)
+    escalation.escalation_escalate_now(incident=paged, user=team["oncall1"], via="by SMS reply", now=now)
+
+    fired = Deadline.objects.get(pk=step1.pk)
+    assert fired.fired_at is not None and fired.cancelled_at is None
+    assert fired.due_at == step1.due_at  # when it was due, as the dispatcher fired it
+    assert EscalationEvent.objects.filter(incident=paged, rule="ack", step=1).count() == 1
