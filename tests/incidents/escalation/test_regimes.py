@@ -14,6 +14,7 @@ from incidents.escalation.models import (
     Deadline,
     EscalationEvent,
     RegimeStage,
+    RegulatoryCategory,
     RegulatoryClassification,
     RegulatoryObligation,
     RegulatoryRegime,
@@ -592,3 +593,47 @@ def test_a_seed_category_is_signed_off_after_submission_even_if_its_stage_asks_f
     signed = escalation.regulatory_sign_off(obligation=submitted, user=team["head_of_risk"])
 
     assert submitted.submitted_at is not None and signed.signed_off_by == team["head_of_risk"]
+
+
+def test_a_category_whose_window_the_default_regime_lacks_takes_no_other_regimes_stage(team):
+    # The default regime's stage for this window was removed in the admin; another regime has a
+    # stage under the same key. The obligation stays on the default regime, with no stage.
+    window = RegulatoryCategory.objects.get(key="data-integrity").window
+    RegimeStage.objects.filter(regime__is_default=True, key=window).delete()
+    RegimeStage.objects.create(
+        regime=regime("uk-oir"), order=9, key=window, name="Borrowed", anchor="classification", within=timedelta(1)
+    )
+    incident = open_incident(reported_by=team["oncall1"], level=2)
+
+    obligation = escalation.regulatory_raise(incident=incident, category_key="data-integrity")
+
+    assert obligation.regime.is_default and obligation.stage is None
+    assert obligation.due_at == obligation.raised_at + timedelta(hours=24)
+
+
+def test_a_submission_starts_the_stage_right_after_it_not_an_earlier_one_still_waiting(team, bank_holiday):
+    # The UK regime edited to carry an intermediate report (from the initial's submission) and
+    # a follow-up after the final. The final runs from the resolution, so it can be submitted
+    # while the intermediate still waits: its submission starts the follow-up, nothing else.
+    uk = regime("uk-oir")
+    RegimeStage.objects.filter(regime=uk, key="final").update(order=3)
+    for order, key in [(2, "intermediate"), (4, "follow-up")]:
+        RegimeStage.objects.create(
+            regime=uk, order=order, key=key, name=key.title(), anchor="previous_submission", within=timedelta(days=7)
+        )
+    incident = open_incident(reported_by=team["oncall1"], level=1)
+    classify(incident, team["head_of_risk"], key="uk-oir", when=at(days(-3), 9, 0), criteria=["consumer_harm"])
+    _resolved(incident, team["oncall1"], at(days(-2), 16, 0))
+
+    signed_and_submitted(
+        obligations(incident, "uk-oir")["final"],
+        drafter=team["im"],
+        signer=team["head_of_risk"],
+        when=at(days(1), 10, 0),
+        reference="UK-FINAL",
+    )
+
+    owed = obligations(incident, "uk-oir")
+    assert owed["follow-up"].clock_started_at == at(days(1), 10, 0)
+    assert owed["follow-up"].due_at == at(days(8), 10, 0)
+    assert owed["intermediate"].clock_started_at is None and owed["intermediate"].due_at is None
