@@ -826,15 +826,17 @@ def _exercise_incident_close(drill: Drill, *, user, reason: str, at: datetime) -
 # -- drill paging (the hook in incidents.notifications.services.page_user) --------------------
 
 
-def drill_page_recipients(*, incident: Incident, intended) -> list:
+def drill_page_recipients(*, incident: Incident, intended, reminder: bool = False) -> list:
     """Who a page for a drill incident goes to: the drill's participants, never anyone else.
 
     The intended person if they take part; otherwise every participant (they are the team being
     exercised). A drill that is over pages nobody; a drill incident logged by hand (no drill row)
-    pages only whoever logged it. Reminders of a drill's follow-up work (its review, its action
-    items) do not come through here: they are not pages of its incident.
+    pages only whoever logged it. Reminders of follow-up work (a review, an action item from a
+    finding) are not pages of the exercise: they go to whoever owns the work.
     """
 
+    if reminder:
+        return [intended]
     drill = Drill.objects.filter(incident=incident).first()
     if drill is None:
         people = [incident.reported_by]

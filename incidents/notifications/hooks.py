@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 @dataclass
 class NotificationHooks:
     # Who is paged for a drill incident instead of `intended` (the drill's participants):
-    # (*, incident, intended) -> list of users. One answer; without it, `intended`.
+    # (*, incident, intended, reminder) -> list of users. One answer; without it, `intended`.
     drill_recipients: Callable[..., list] | None = None
     # Every page that could reach the person of an escalation event failed for good:
     # (*, event, now). The escalation app moves its chain on to whoever comes next.

@@ -138,9 +138,10 @@ def page_user(
     incident = event.incident
     if incident.is_drill:
         # Drills page only their participants: a page meant for someone who is not taking part
-        # goes to the participants instead (one call each; each is a participant).
+        # goes to the participants instead (page_user once for each; each is a participant).
+        # A reminder of the drill's follow-up work goes to whoever owns the work.
         choose = notification_hooks.drill_recipients
-        recipients = choose(incident=incident, intended=user) if choose else [user]
+        recipients = choose(incident=incident, intended=user, reminder=reminder) if choose else [user]
         if [r.pk for r in recipients] != [user.pk]:
             return any(
                 [
