@@ -6,13 +6,13 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from incidents import services, wakeups
 from incidents.escalation import services as escalation
 from incidents.escalation.models import Deadline, EscalationEvent
-from incidents.models import TimelineEntry
+from incidents.models import Incident, TimelineEntry
 from incidents.notifications.acks import ReplyRefused
 from incidents.notifications.models import Notification
 from incidents.oncall.models import RotationMember
@@ -163,7 +163,7 @@ def test_a_step_the_dispatcher_fires_meanwhile_keeps_its_due_time_and_pages_once
     step1 = Deadline.objects.get(incident=paged, rule="ack", step=1)
     now = paged.detected_at + timedelta(minutes=2)
     lookup = escalation.resolve_target
-    raced = []
+    raced, failures = [], []
 
     def lookup_while_the_dispatcher_fires(*args, **kwargs):
         if not raced:
@@ -172,6 +172,8 @@ def test_a_step_the_dispatcher_fires_meanwhile_keeps_its_due_time_and_pages_once
             def dispatcher():
                 try:
                     escalation.deadlines_fire_due(now=step1.due_at)
+                except Exception as exc:  # reported in the test's own thread below
+                    failures.append(exc)
                 finally:
                     connections.close_all()
 
@@ -182,9 +184,19 @@ def test_a_step_the_dispatcher_fires_meanwhile_keeps_its_due_time_and_pages_once
         return lookup(*args, **kwargs)
 
     monkeypatch.setattr(escalation, "resolve_target", lookup_while_the_dispatcher_fires)
-    escalation.escalation_escalate_now(incident=paged, user=team["oncall1"], via="by SMS reply", now=now)
+    with transaction.atomic():  # as a pager reply does: under the incident's lock
+        locked = Incident.objects.select_for_update(no_key=True).get(pk=paged.pk)
+        answer = escalation.escalation_escalate_now(incident=locked, user=team["oncall1"], via="by SMS reply", now=now)
+    assert not failures, failures
+    pages = Notification.objects.filter(incident=paged).count()
 
+    escalation.deadlines_fire_due(now=now)  # the dispatcher's next run finds nothing more to page
+
+    # The next level is being paged, as the reply says; by the dispatcher, at the step's time.
+    who = f"on-call On-Call Engineer: {team['oncall1'].get_full_name()}"
+    assert answer == f"{paged.reference} escalated: paging {who} now."
     fired = Deadline.objects.get(pk=step1.pk)
     assert fired.fired_at is not None and fired.cancelled_at is None
-    assert fired.due_at == step1.due_at  # when it was due, as the dispatcher fired it
+    assert fired.due_at == step1.due_at
     assert EscalationEvent.objects.filter(incident=paged, rule="ack", step=1).count() == 1
+    assert Notification.objects.filter(incident=paged).count() == pages

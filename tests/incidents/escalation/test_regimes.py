@@ -601,7 +601,7 @@ def test_a_category_whose_window_the_default_regime_lacks_takes_no_other_regimes
     window = RegulatoryCategory.objects.get(key="data-integrity").window
     RegimeStage.objects.filter(regime__is_default=True, key=window).delete()
     RegimeStage.objects.create(
-        regime=regime("uk-oir"), order=9, key=window, name="Borrowed", anchor="classification", within=timedelta(1)
+        regime=regime("uk-oir"), order=9, key=window, name="Borrowed", anchor="classification", within=timedelta(days=1)
     )
     incident = open_incident(reported_by=team["oncall1"], level=2)
 
@@ -611,10 +611,11 @@ def test_a_category_whose_window_the_default_regime_lacks_takes_no_other_regimes
     assert obligation.due_at == obligation.raised_at + timedelta(hours=24)
 
 
-def test_a_submission_starts_the_stage_right_after_it_not_an_earlier_one_still_waiting(team, bank_holiday):
+def test_a_submission_starts_the_stage_right_after_it_not_an_earlier_one_still_waiting(team):
     # The UK regime edited to carry an intermediate report (from the initial's submission) and
-    # a follow-up after the final. The final runs from the resolution, so it can be submitted
-    # while the intermediate still waits: its submission starts the follow-up, nothing else.
+    # a follow-up after the final. The initial is not submitted, so the intermediate's clock has
+    # not started; the final runs from the resolution and can be submitted all the same. Its
+    # submission starts the follow-up, nothing else.
     uk = regime("uk-oir")
     RegimeStage.objects.filter(regime=uk, key="final").update(order=3)
     for order, key in [(2, "intermediate"), (4, "follow-up")]:
