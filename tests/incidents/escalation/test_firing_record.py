@@ -401,3 +401,24 @@ def test_a_trigger_that_applies_again_after_its_row_was_spent_is_armed_and_pages
 
     event = EscalationEvent.objects.get(incident=incident, rule="role:head-of-risk-financial")
     assert event.target_user == team["head_of_risk"]
+
+
+def test_a_target_longer_than_its_column_is_cut_to_200_characters_and_still_paged(team):
+    # A role's name may take the group name's 150 characters; the manager fallback's label
+    # around it then comes to 201, one more than its column holds.
+    long_name = ("Chief Technology Officer for Trading, Market Data and Execution Infrastructure " * 2)[:150]
+    Group.objects.filter(name="CTO").update(name=long_name)
+    incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
+    fire_first_pages(incident)
+    now = incident.detected_at + timedelta(minutes=1)
+    escalation.deadline_schedule(
+        incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1:manager", step=1, due_at=now
+    )
+
+    escalation.deadlines_fire_due(now=now)
+
+    manager = fired(incident, "role:cto-sev1:manager", 1)
+    label = f"the incident manager, as the {long_name} could not be reached:"
+    assert len(label) == 201
+    assert manager.target_label == label[:200]
+    assert manager.target_user == team["im"] and channels(manager, team["im"]) == {"sms", "phone", "email"}
