@@ -185,10 +185,16 @@ def test_an_escalation_goes_to_each_active_chat_hook_that_takes_its_severity_in_
             ("retired", {"max_severity_level": 4, "active": False}),
         ]
     }
-    notifications.notify_webhooks(event=event, now=timezone.now())
+    now = timezone.now()
+    notifications.notify_webhooks(event=event, now=now)
     rows = list(Notification.objects.filter(event=event, channel=Notification.Channel.WEBHOOK).order_by("pk"))
     assert [row.address for row in rows] == [hooks["all"].url, hooks["sev2-and-up"].url]
     assert {row.subject for row in rows} == {"[INCIDENT] TMT System - Sev2 - Risk checks timing out"}
+    # What the chat shows under the subject: what happened, then the incident.
+    heading = f"{event.summary}\n\nIncident: {incident.reference}\nTitle: Risk checks timing out\n"
+    for row in rows:
+        assert row.body.startswith(heading)
+        assert row.next_attempt_at == now
 
 
 def test_a_drill_escalation_stays_off_the_chat_hooks():
