@@ -7,6 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from incidents import services
@@ -142,6 +143,29 @@ def test_a_fired_deadline_is_marked_fired_and_not_claimed_again(team):
     assert row.fired_at is not None and row.cancelled_at is None
     # Claimed once: a second run finds nothing due at that moment, not the same row again.
     assert escalation._claim_due(cutoff=timezone.now(), limit=25) == []
+
+
+def test_without_skip_locked_a_row_another_dispatcher_claimed_meanwhile_is_not_claimed_again(team, monkeypatch):
+    # Where the database has no SKIP LOCKED (SQLite), a conditional UPDATE is the claim.
+    monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", False)
+    ours = Deadline.objects.get(incident=open_incident(reported_by=team["oncall1"], level=3), rule="ack", step=0)
+    taken = Deadline.objects.get(incident=open_incident(reported_by=team["oncall1"], level=3), rule="ack", step=0)
+    theirs = timezone.now() - timedelta(milliseconds=300)
+    real_filter = Deadline.objects.filter
+
+    def filter_after_another_claim(*args, **kwargs):
+        if kwargs.get("pk") == taken.pk:  # our claim's UPDATE: the other dispatcher got there first
+            real_filter(pk=taken.pk).update(fired_at=theirs)
+        return real_filter(*args, **kwargs)
+
+    with monkeypatch.context() as race:
+        race.setattr(Deadline.objects, "filter", filter_after_another_claim)
+        claimed = escalation._claim_due(cutoff=timezone.now(), limit=25)
+
+    assert [row.pk for row in claimed] == [ours.pk]
+    assert claimed[0].fired_at is not None
+    assert Deadline.objects.get(pk=ours.pk).fired_at == claimed[0].fired_at
+    assert Deadline.objects.get(pk=taken.pk).fired_at == theirs
 
 
 # -- checks made again at fire time --------------------------------------------------------------
