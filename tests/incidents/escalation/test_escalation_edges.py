@@ -145,27 +145,30 @@ def test_a_fired_deadline_is_marked_fired_and_not_claimed_again(team):
     assert escalation._claim_due(cutoff=timezone.now(), limit=25) == []
 
 
-def test_without_skip_locked_a_row_another_dispatcher_claimed_meanwhile_is_not_claimed_again(team, monkeypatch):
-    # Where the database has no SKIP LOCKED (SQLite), a conditional UPDATE is the claim.
+@pytest.mark.parametrize("meanwhile", ["fired_at", "cancelled_at"], ids=["claimed-by-another", "cancelled"])
+def test_without_skip_locked_a_row_claimed_or_cancelled_meanwhile_is_not_claimed(team, monkeypatch, meanwhile):
+    # Where the database has no SKIP LOCKED (SQLite), a conditional UPDATE is the claim: a row
+    # another dispatcher claimed, or an acknowledgement cancelled, after the SELECT is left alone.
     monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", False)
     ours = Deadline.objects.get(incident=open_incident(reported_by=team["oncall1"], level=3), rule="ack", step=0)
     taken = Deadline.objects.get(incident=open_incident(reported_by=team["oncall1"], level=3), rule="ack", step=0)
-    theirs = timezone.now() - timedelta(milliseconds=300)
+    then = timezone.now() - timedelta(milliseconds=300)
     real_filter = Deadline.objects.filter
 
-    def filter_after_another_claim(*args, **kwargs):
-        if kwargs.get("pk") == taken.pk:  # our claim's UPDATE: the other dispatcher got there first
-            real_filter(pk=taken.pk).update(fired_at=theirs)
+    def filter_after_the_other_write(*args, **kwargs):
+        if kwargs.get("pk") == taken.pk:  # our claim's UPDATE: the other write got there first
+            real_filter(pk=taken.pk).update(**{meanwhile: then})
         return real_filter(*args, **kwargs)
 
     with monkeypatch.context() as race:
-        race.setattr(Deadline.objects, "filter", filter_after_another_claim)
+        race.setattr(Deadline.objects, "filter", filter_after_the_other_write)
         claimed = escalation._claim_due(cutoff=timezone.now(), limit=25)
 
     assert [row.pk for row in claimed] == [ours.pk]
     assert claimed[0].fired_at is not None
     assert Deadline.objects.get(pk=ours.pk).fired_at == claimed[0].fired_at
-    assert Deadline.objects.get(pk=taken.pk).fired_at == theirs
+    left = Deadline.objects.get(pk=taken.pk)
+    assert (left.fired_at, left.cancelled_at) == ((then, None) if meanwhile == "fired_at" else (None, then))
 
 
 # -- checks made again at fire time --------------------------------------------------------------
