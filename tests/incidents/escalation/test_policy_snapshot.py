@@ -7,8 +7,15 @@ import pytest
 from django.contrib.auth.models import Group
 
 from incidents.escalation import services as escalation
-from incidents.escalation.models import Deadline, EscalationEvent, EscalationPolicy, EscalationStep
+from incidents.escalation.models import (
+    Deadline,
+    EscalationEvent,
+    EscalationPolicy,
+    EscalationStep,
+    RegulatoryCategory,
+)
 from incidents.escalation.snapshot import DEFAULT_EMAIL_FOLLOW_UP_S, DEFAULT_STATUS_ESCALATE_AFTER_S, EscalationSnapshot
+from incidents.models import Incident, SeverityLevel
 from incidents.notifications.models import Notification
 from tests.factories import open_incident
 
@@ -100,3 +107,37 @@ def test_a_frozen_trigger_whose_condition_this_version_no_longer_knows_pages_nob
 
     assert not EscalationEvent.objects.filter(incident=incident, rule="role:cto-sev1").exists()
     assert not Notification.objects.filter(incident=incident, recipient=team["cto"]).exists()
+
+
+def test_each_severity_is_kept_as_it_was_at_open(team):
+    incident = open_incident(reported_by=team["im"], level=1)
+    level = SeverityLevel.objects.get(level=1)
+    at_open = (level.label, level.response_time)
+    due = escalation.response_due_at(incident)
+    level.name, level.response_time = "Renamed", level.response_time + timedelta(minutes=30)
+    level.save()
+
+    frozen = escalation.snapshot_of(Incident.objects.get(pk=incident.pk)).severities["1"]
+
+    assert (frozen.label, timedelta(seconds=frozen.response_s)) == at_open
+    assert escalation.response_due_at(Incident.objects.get(pk=incident.pk)) == due
+
+
+def test_an_incident_with_nothing_frozen_follows_the_live_severity(team):
+    # Rows from before the policy was frozen at open (an import, an older version) have none.
+    incident = open_incident(reported_by=team["im"], level=2)
+    Incident.objects.filter(pk=incident.pk).update(escalation_snapshot={})
+    incident = Incident.objects.get(pk=incident.pk)
+    live = SeverityLevel.objects.get(level=2)
+
+    assert escalation.response_due_at(incident) == incident.detected_at + live.response_time
+    assert escalation.status_interval(incident) == live.status_update_interval
+
+
+def test_with_the_outage_rules_time_cleared_no_outage_deadline_is_armed(team):
+    RegulatoryCategory.objects.filter(key=escalation.OUTAGE_CATEGORY).update(raise_after_open=None)
+
+    incident = open_incident(reported_by=team["im"], level=1)
+
+    assert escalation.snapshot_of(incident).outage_after_s is None
+    assert not Deadline.objects.filter(incident=incident, kind=Deadline.Kind.OUTAGE).exists()
