@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from incidents.notifications import services as notifications
 from incidents.notifications.acks import page_text
+from incidents.notifications.hooks import notification_hooks
 from incidents.notifications.models import Notification, NotificationAttempt, WebhookEndpoint
 from tests.factories import UserFactory, open_incident, person
 from tests.incidents.notifications.rows import acknowledged_follow_up, attempts_of, claimed, fire_event, outbox_row
@@ -216,4 +217,19 @@ def test_a_major_page_to_someone_with_only_an_email_goes_at_once_and_a_minor_one
     assert notifications.page_user(event=minor, user=with_phone, now=now, email_follow_up=timedelta(minutes=5))
     assert [(n.channel, n.next_attempt_at) for n in Notification.objects.filter(event=minor)] == [
         (Notification.Channel.EMAIL, now)
+    ]
+
+
+def test_without_a_drills_app_a_drill_incidents_page_goes_to_the_person_chosen(monkeypatch):
+    # The core does not depend on the drills app: with no one to choose participants, the page
+    # goes where the engine sent it.
+    monkeypatch.setattr(notification_hooks, "drill_recipients", None)
+    now = timezone.now()
+    event = fire_event(open_incident(level=3, is_drill=True))
+    chosen = UserFactory(email="oncall@tmt.example")
+
+    assert notifications.page_user(event=event, user=chosen, now=now, email_follow_up=timedelta(minutes=5))
+
+    assert list(Notification.objects.filter(event=event).values_list("recipient", "channel")) == [
+        (chosen.pk, Notification.Channel.EMAIL)
     ]
