@@ -91,6 +91,7 @@ def test_with_no_default_policy_an_incident_still_opens_on_the_built_in_values(t
         DEFAULT_STATUS_ESCALATE_AFTER_S,
         DEFAULT_EMAIL_FOLLOW_UP_S,
     )
+    assert not Deadline.objects.filter(incident=incident, kind=Deadline.Kind.ACKNOWLEDGE).exists()  # nobody to page
 
 
 def test_a_frozen_trigger_whose_condition_this_version_no_longer_knows_pages_nobody(team):
@@ -141,3 +142,25 @@ def test_with_the_outage_rules_time_cleared_no_outage_deadline_is_armed(team):
 
     assert escalation.snapshot_of(incident).outage_after_s is None
     assert not Deadline.objects.filter(incident=incident, kind=Deadline.Kind.OUTAGE).exists()
+
+
+def test_the_first_steps_own_delay_comes_after_the_response_time(team):
+    first = default_policy().steps.order_by("order").first()
+    first.delay = timedelta(minutes=5)
+    first.save()
+    incident = open_incident(reported_by=team["im"], level=2)
+
+    escalation.deadlines_fire_due(now=incident.detected_at)
+
+    step1 = Deadline.objects.get(incident=incident, rule="ack", step=1)
+    assert step1.due_at == escalation.response_due_at(incident) + timedelta(minutes=5)
+
+
+def test_a_severity_with_no_response_time_pages_once_and_arms_no_next_step(team):
+    SeverityLevel.objects.filter(level=3).update(response_time=None, response_next_business_day=False)
+    incident = open_incident(reported_by=team["im"], level=3)
+
+    escalation.deadlines_fire_due(now=incident.detected_at)
+
+    assert EscalationEvent.objects.filter(incident=incident, rule="ack", step=0).exists()
+    assert not Deadline.objects.filter(incident=incident, rule="ack", step=1).exists()
