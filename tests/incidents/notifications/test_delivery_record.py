@@ -233,3 +233,16 @@ def test_without_a_drills_app_a_drill_incidents_page_goes_to_the_person_chosen(m
     assert list(Notification.objects.filter(event=event).values_list("recipient", "channel")) == [
         (chosen.pk, Notification.Channel.EMAIL)
     ]
+
+
+def test_every_row_of_a_page_carries_the_incidents_subject():
+    # The email's Subject, and what the outbox lists for the SMS and the call.
+    incident = open_incident(level=1, title="Order gateway rejecting all orders")
+    event = fire_event(incident)
+    paged = person(UserFactory(email="oncall@tmt.example"), phone="+447700901020", sms="+447700901021")
+
+    assert notifications.page_user(event=event, user=paged, now=timezone.now(), email_follow_up=timedelta(minutes=5))
+
+    subjects = dict(Notification.objects.filter(event=event).values_list("channel", "subject"))
+    expected = "[INCIDENT] TMT System - Sev1 - Order gateway rejecting all orders"
+    assert subjects == {"sms": expected, "phone": expected, "email": expected}
