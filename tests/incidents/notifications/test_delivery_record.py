@@ -246,3 +246,17 @@ def test_every_row_of_a_page_carries_the_incidents_subject():
     subjects = dict(Notification.objects.filter(event=event).values_list("channel", "subject"))
     expected = "[INCIDENT] TMT System - Sev1 - Order gateway rejecting all orders"
     assert subjects == {"sms": expected, "phone": expected, "email": expected}
+
+
+def test_someone_with_no_way_to_reach_them_is_on_the_record_as_the_engines_entry_at_the_firing_time():
+    incident = open_incident(level=2)
+    event = fire_event(incident)
+    fired_at = timezone.now() - timedelta(minutes=3)
+    nowhere = UserFactory(first_name="Noel", last_name="Nowhere", email="")
+
+    assert not notifications.page_user(event=event, user=nowhere, now=fired_at, email_follow_up=timedelta(minutes=5))
+
+    assert not Notification.objects.filter(event=event).exists()
+    entry = incident.timeline.get(action__startswith="Cannot reach")
+    assert entry.action == "Cannot reach Noel Nowhere: no phone, SMS number or email on file"
+    assert (entry.kind, entry.owner_team, entry.occurred_at) == ("notification", "Escalation engine", fired_at)
