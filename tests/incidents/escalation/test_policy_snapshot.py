@@ -164,3 +164,22 @@ def test_a_severity_with_no_response_time_pages_once_and_arms_no_next_step(team)
 
     assert EscalationEvent.objects.filter(incident=incident, rule="ack", step=0).exists()
     assert not Deadline.objects.filter(incident=incident, rule="ack", step=1).exists()
+
+
+def test_the_chain_pages_its_last_step_and_nothing_after_also_when_re_evaluated_on_the_way(team):
+    incident = open_incident(reported_by=team["im"], level=2)
+    steps = len(escalation.snapshot_of(incident).chain)
+    escalation.deadlines_fire_due(now=incident.detected_at)
+    for _ in range(steps - 1):
+        pending = Deadline.objects.get(incident=incident, rule="ack", fired_at=None, cancelled_at=None)
+        escalation.deadlines_fire_due(now=pending.due_at)
+
+    # An edit re-arms the chain from what has fired: the last step is still to come.
+    escalation.escalation_reevaluate(incident=Incident.objects.get(pk=incident.pk))
+    last = Deadline.objects.get(incident=incident, rule="ack", fired_at=None, cancelled_at=None)
+    assert last.step == steps
+    escalation.deadlines_fire_due(now=last.due_at)
+
+    fired = EscalationEvent.objects.filter(incident=incident, rule="ack").order_by("step")
+    assert list(fired.values_list("step", flat=True)) == list(range(steps + 1))
+    assert not Deadline.objects.filter(incident=incident, rule="ack", fired_at=None, cancelled_at=None).exists()

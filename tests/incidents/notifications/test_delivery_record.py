@@ -260,3 +260,21 @@ def test_someone_with_no_way_to_reach_them_is_on_the_record_as_the_engines_entry
     entry = incident.timeline.get(action__startswith="Cannot reach")
     assert entry.action == "Cannot reach Noel Nowhere: no phone, SMS number or email on file"
     assert (entry.kind, entry.owner_team, entry.occurred_at) == ("notification", "Escalation engine", fired_at)
+
+
+def test_a_pages_email_names_the_commander_or_says_none_and_links_under_the_sites_path(settings):
+    settings.TMT_SITE_URL = "https://ops.tmt.example/IRX/"
+    commander = UserFactory(first_name="Cleo", last_name="Commander")
+    led = open_incident(reported_by=commander, level=3, commander=commander)
+    unled = open_incident(level=3)
+    paged = UserFactory(email="oncall@tmt.example")
+
+    bodies = {}
+    for incident in (led, unled):
+        event = fire_event(incident)
+        notifications.page_user(event=event, user=paged, now=timezone.now(), email_follow_up=timedelta(minutes=5))
+        bodies[incident.pk] = Notification.objects.get(event=event).body
+
+    assert "\nCommander: Cleo Commander\n" in bodies[led.pk]
+    assert "\nCommander: not assigned\n" in bodies[unled.pk]
+    assert bodies[led.pk].endswith(f"\nOpen: https://ops.tmt.example/IRX/incidents/{led.reference}/\n")
