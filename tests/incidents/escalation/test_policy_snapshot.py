@@ -164,6 +164,9 @@ def test_a_severity_with_no_response_time_pages_once_and_arms_no_next_step(team)
 
     assert EscalationEvent.objects.filter(incident=incident, rule="ack", step=0).exists()
     assert not Deadline.objects.filter(incident=incident, rule="ack", step=1).exists()
+    # Nor does an edit re-arm one: there is still no response time to run out.
+    escalation.escalation_reevaluate(incident=Incident.objects.get(pk=incident.pk))
+    assert not Deadline.objects.filter(incident=incident, rule="ack", fired_at=None, cancelled_at=None).exists()
 
 
 def test_the_chain_pages_its_last_step_and_nothing_after_also_when_re_evaluated_on_the_way(team):
