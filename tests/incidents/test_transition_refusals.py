@@ -3,12 +3,10 @@ each step taken is on the record with its label, its states and the time it happ
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connections
 from django.utils import timezone
 
 from incidents import services
@@ -17,6 +15,7 @@ from incidents.models import CONDITION_REFUSALS, Incident, PortalAction, State, 
 from incidents.models.incident import TRANSITION_NAMES
 from incidents.services import incident as incident_services
 from tests.factories import contain, display_name, open_incident, resolve, system, tick_initial_assessment
+from tests.races import in_another_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -330,17 +329,7 @@ def test_a_reopen_racing_a_new_alerts_incident_is_refused_not_failed(engineer, m
 
     def check_then_the_alert_fires_again(incident):
         check(incident)
-
-        def new_alert():
-            try:
-                open_incident(reported_by=engineer, level=3, alert_fingerprint="latency-high")
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=new_alert)
-        thread.start()
-        thread.join(20)
-        assert not thread.is_alive()
+        in_another_connection(lambda: open_incident(reported_by=engineer, level=3, alert_fingerprint="latency-high"))
 
     monkeypatch.setattr(incident_services, "_refuse_reopening_a_duplicate", check_then_the_alert_fires_again)
     assert refusal(services.TransitionRefusedError, incident=old, name="reopen", user=engineer) == (

@@ -5,12 +5,10 @@ with and without an open incident, and the integration's token kept or refused."
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connections
 from django.utils import timezone
 
 from incidents.api.models import AlertEvent, AlertIntegration
@@ -18,6 +16,7 @@ from incidents.api.services import alerts as intake
 from incidents.api.services.alerts import FIRING, RESOLVED, ParsedAlert
 from incidents.models import Incident, SeverityLevel, TimelineEntry
 from tests.factories import UserFactory
+from tests.races import in_another_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -314,17 +313,7 @@ def test_a_raise_by_hand_between_the_read_and_the_lock_is_neither_lowered_nor_lo
 
     def read_then_raise_by_hand(fingerprint):
         found = lookup(fingerprint)
-
-        def raise_by_hand():
-            try:
-                Incident.objects.filter(pk=incident.pk).update(severity=sev1)
-            finally:
-                connections.close_all()
-
-        by_hand = threading.Thread(target=raise_by_hand)
-        by_hand.start()
-        by_hand.join(timeout=20)
-        assert not by_hand.is_alive()
+        in_another_connection(lambda: Incident.objects.filter(pk=incident.pk).update(severity=sev1))
         return found
 
     monkeypatch.setattr(intake, "_open_incident_for", read_then_raise_by_hand)

@@ -43,6 +43,15 @@ def fire_first_pages(incident):
     escalation.deadlines_fire_due(now=incident.detected_at)
 
 
+def fire_fallbacks(incident, *rules: str) -> None:
+    """The first pages, then the given fallback rows of a role page, a minute after detection."""
+    fire_first_pages(incident)
+    now = incident.detected_at + timedelta(minutes=1)
+    for rule in rules:
+        escalation.deadline_schedule(incident, kind=Deadline.Kind.ROLE_ESCALATION, rule=rule, step=1, due_at=now)
+    escalation.deadlines_fire_due(now=now)
+
+
 # -- the record of one firing -------------------------------------------------------------------
 
 
@@ -212,16 +221,7 @@ def test_the_deputy_and_the_manager_fallbacks_say_whom_they_page_and_why(team):
     RoleContact.objects.filter(role__name="CTO").update(deputy=team["im_deputy"])
     incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
     trigger = escalation.snapshot_of(incident).trigger("cto-sev1")
-    fire_first_pages(incident)
-    now = incident.detected_at + timedelta(minutes=1)
-
-    escalation.deadline_schedule(
-        incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1:deputy", step=1, due_at=now
-    )
-    escalation.deadline_schedule(
-        incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1:manager", step=1, due_at=now
-    )
-    escalation.deadlines_fire_due(now=now)
+    fire_fallbacks(incident, "role:cto-sev1:deputy", "role:cto-sev1:manager")
 
     deputy = fired(incident, "role:cto-sev1:deputy", 1)
     assert deputy.summary == f"{trigger.name}: paging CTO deputy {name(team['im_deputy'])}"
@@ -236,13 +236,7 @@ def test_the_deputy_and_the_manager_fallbacks_say_whom_they_page_and_why(team):
 def test_a_deputy_page_with_no_deputy_goes_to_nobody_and_on_to_the_manager(team):
     incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
     trigger = escalation.snapshot_of(incident).trigger("cto-sev1")
-    fire_first_pages(incident)
-    now = incident.detected_at + timedelta(minutes=1)
-    escalation.deadline_schedule(
-        incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1:deputy", step=1, due_at=now
-    )
-
-    escalation.deadlines_fire_due(now=now)
+    fire_fallbacks(incident, "role:cto-sev1:deputy")
 
     deputy = fired(incident, "role:cto-sev1:deputy", 1)
     # Not the primary again: the deputy was asked for because the primary could not be reached.
@@ -256,13 +250,7 @@ def test_the_manager_fallback_with_no_incident_manager_configured_says_so(team):
     RoleContact.objects.filter(role__name="Incident Manager").delete()
     incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
     trigger = escalation.snapshot_of(incident).trigger("cto-sev1")
-    fire_first_pages(incident)
-    now = incident.detected_at + timedelta(minutes=1)
-    escalation.deadline_schedule(
-        incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1:manager", step=1, due_at=now
-    )
-
-    escalation.deadlines_fire_due(now=now)
+    fire_fallbacks(incident, "role:cto-sev1:manager")
 
     manager = fired(incident, "role:cto-sev1:manager", 1)
     assert manager.target_user is None
@@ -358,13 +346,7 @@ def test_a_deputy_page_that_reaches_nobody_goes_on_to_the_incident_manager(team)
     deputy.email = ""
     deputy.save()
     incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
-    fire_first_pages(incident)
-    now = incident.detected_at + timedelta(minutes=1)
-    escalation.deadline_schedule(
-        incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1:deputy", step=1, due_at=now
-    )
-
-    escalation.deadlines_fire_due(now=now)
+    fire_fallbacks(incident, "role:cto-sev1:deputy")
 
     assert fired(incident, "role:cto-sev1:deputy", 1).target_user == deputy
     manager = Deadline.objects.get(incident=incident, rule="role:cto-sev1:manager", fired_at=None)
@@ -409,13 +391,7 @@ def test_a_target_longer_than_its_column_is_cut_to_200_characters_and_still_page
     long_name = ("Chief Technology Officer for Trading, Market Data and Execution Infrastructure " * 2)[:150]
     Group.objects.filter(name="CTO").update(name=long_name)
     incident = open_incident(reported_by=team["oncall2"], level=1, financial_impact_usd=None)
-    fire_first_pages(incident)
-    now = incident.detected_at + timedelta(minutes=1)
-    escalation.deadline_schedule(
-        incident, kind=Deadline.Kind.ROLE_ESCALATION, rule="role:cto-sev1:manager", step=1, due_at=now
-    )
-
-    escalation.deadlines_fire_due(now=now)
+    fire_fallbacks(incident, "role:cto-sev1:manager")
 
     manager = fired(incident, "role:cto-sev1:manager", 1)
     label = f"the incident manager, as the {long_name} could not be reached:"

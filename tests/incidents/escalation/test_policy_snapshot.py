@@ -26,6 +26,10 @@ def default_policy() -> EscalationPolicy:
     return EscalationPolicy.objects.get(is_default=True)
 
 
+def pending_ack(incident):
+    return Deadline.objects.filter(incident=incident, rule="ack", fired_at=None, cancelled_at=None)
+
+
 def backup_policy() -> EscalationPolicy:
     backup = EscalationPolicy.objects.create(name="Backup", status_update_escalate_after=timedelta(minutes=5))
     EscalationStep.objects.create(
@@ -166,7 +170,7 @@ def test_a_severity_with_no_response_time_pages_once_and_arms_no_next_step(team)
     assert not Deadline.objects.filter(incident=incident, rule="ack", step=1).exists()
     # Nor does an edit re-arm one: there is still no response time to run out.
     escalation.escalation_reevaluate(incident=Incident.objects.get(pk=incident.pk))
-    assert not Deadline.objects.filter(incident=incident, rule="ack", fired_at=None, cancelled_at=None).exists()
+    assert not pending_ack(incident).exists()
 
 
 def test_the_chain_pages_its_last_step_and_nothing_after_also_when_re_evaluated_on_the_way(team):
@@ -174,15 +178,15 @@ def test_the_chain_pages_its_last_step_and_nothing_after_also_when_re_evaluated_
     steps = len(escalation.snapshot_of(incident).chain)
     escalation.deadlines_fire_due(now=incident.detected_at)
     for _ in range(steps - 1):
-        pending = Deadline.objects.get(incident=incident, rule="ack", fired_at=None, cancelled_at=None)
+        pending = pending_ack(incident).get()
         escalation.deadlines_fire_due(now=pending.due_at)
 
     # An edit re-arms the chain from what has fired: the last step is still to come.
     escalation.escalation_reevaluate(incident=Incident.objects.get(pk=incident.pk))
-    last = Deadline.objects.get(incident=incident, rule="ack", fired_at=None, cancelled_at=None)
+    last = pending_ack(incident).get()
     assert last.step == steps
     escalation.deadlines_fire_due(now=last.due_at)
 
     fired = EscalationEvent.objects.filter(incident=incident, rule="ack").order_by("step")
     assert list(fired.values_list("step", flat=True)) == list(range(steps + 1))
-    assert not Deadline.objects.filter(incident=incident, rule="ack", fired_at=None, cancelled_at=None).exists()
+    assert not pending_ack(incident).exists()
